@@ -1,0 +1,129 @@
+//! Adapter discovery and choice: `--adapter NAME` (substring) and `--backend`, or the best
+//! adapter present (discrete > integrated > virtual > CPU).
+
+use anyhow::{bail, Result};
+
+/// Which adapter to open. Both fields are optional filters.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterChoice {
+    /// Case-insensitive substring of the adapter name.
+    pub name: Option<String>,
+    /// vulkan, metal, dx12 or gl.
+    pub backend: Option<String>,
+}
+
+/// What `lskbb devices` prints for one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub timestamp_query: bool,
+    pub subgroups: bool,
+    pub shader_f16: bool,
+}
+
+fn backends(choice: &AdapterChoice) -> Result<wgpu::Backends> {
+    Ok(
+        match choice
+            .backend
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("") | Some("auto") => wgpu::Backends::all(),
+            Some("vulkan") => wgpu::Backends::VULKAN,
+            Some("metal") => wgpu::Backends::METAL,
+            Some("dx12") => wgpu::Backends::DX12,
+            Some("gl") => wgpu::Backends::GL,
+            Some(other) => bail!("--backend '{other}' is not one of vulkan, metal, dx12, gl"),
+        },
+    )
+}
+
+fn instance(choice: &AdapterChoice) -> Result<wgpu::Instance> {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if choice.backend.is_some() {
+        desc.backends = backends(choice)?;
+    }
+    Ok(wgpu::Instance::new(desc))
+}
+
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+const NO_ADAPTER: &str = "no GPU adapter found. lskbb needs a Vulkan, Metal, DX12 or GL driver. \
+On Linux without a GPU install Mesa's software Vulkan driver (lavapipe): \
+`sudo apt-get install mesa-vulkan-drivers`; check with `vulkaninfo --summary`";
+
+fn adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
+    let inst = instance(choice)?;
+    let mut all = pollster::block_on(inst.enumerate_adapters(backends(choice)?));
+    if let Some(name) = &choice.name {
+        let want = name.to_lowercase();
+        let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+        all.retain(|a| a.get_info().name.to_lowercase().contains(&want));
+        if all.is_empty() {
+            if names.is_empty() {
+                bail!("{NO_ADAPTER}");
+            }
+            bail!(
+                "--adapter '{name}' matches no adapter; present: {}",
+                names.join(", ")
+            );
+        }
+    }
+    // Adapters that cannot run compute shaders with storage buffers are of no use.
+    all.retain(|a| a.limits().max_storage_buffers_per_shader_stage >= 4);
+    all.sort_by_key(|a| rank(a.get_info().device_type));
+    Ok(all)
+}
+
+/// The adapter to open for `choice`.
+pub fn select(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    match adapters(choice)?.into_iter().next() {
+        Some(a) => Ok(a),
+        None => bail!("{NO_ADAPTER}"),
+    }
+}
+
+/// Every adapter that `choice` admits, best first.
+pub fn list_adapters(choice: &AdapterChoice) -> Result<Vec<AdapterSummary>> {
+    let list = adapters(choice)?;
+    if list.is_empty() {
+        bail!("{NO_ADAPTER}");
+    }
+    Ok(list
+        .iter()
+        .map(|a| {
+            let i = a.get_info();
+            let l = a.limits();
+            let f = a.features();
+            AdapterSummary {
+                name: i.name,
+                backend: format!("{:?}", i.backend),
+                device_type: format!("{:?}", i.device_type),
+                driver: format!("{} {}", i.driver, i.driver_info).trim().to_string(),
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+                max_buffer_size: l.max_buffer_size,
+                max_compute_workgroup_storage_size: l.max_compute_workgroup_storage_size,
+                max_compute_invocations_per_workgroup: l.max_compute_invocations_per_workgroup,
+                timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
+                subgroups: f.contains(wgpu::Features::SUBGROUP),
+                shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            }
+        })
+        .collect())
+}

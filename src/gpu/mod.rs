@@ -1,0 +1,412 @@
+//! The GPU context: adapter choice, device, cached pipelines and bind-group layouts, a buffer
+//! pool and a command recorder that batches every dispatch of a step into one submission.
+
+mod adapter;
+mod pool;
+mod recorder;
+
+pub use adapter::{list_adapters, AdapterChoice, AdapterSummary};
+pub use pool::GpuBuffer;
+
+use anyhow::{anyhow, bail, Context, Result};
+use pool::Pool;
+use recorder::{Command, Recorder};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Bytes between two parameter blocks in the uniform arena (WebGPU's largest required
+/// uniform offset alignment, so it is valid on every adapter).
+pub const PARAM_STRIDE: u64 = 256;
+
+/// A compute kernel: one entry point of one WGSL source. The name identifies the source
+/// in the pipeline cache.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernel {
+    pub name: &'static str,
+    pub source: &'static str,
+    pub entry: &'static str,
+}
+
+/// Workgroup size used by every one-dimensional kernel (`@workgroup_size(256)`).
+pub const WG: u32 = 256;
+
+/// The GPU and everything cached on it. Cheap to share: hold it in an `Arc`.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
+    layouts: Mutex<HashMap<(usize, usize), Arc<wgpu::BindGroupLayout>>>,
+    pool: Mutex<Pool>,
+    rec: Mutex<Recorder>,
+    error: Arc<Mutex<Option<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `choice` with the adapter's own limits.
+    pub fn new(choice: &AdapterChoice) -> Result<Arc<Gpu>> {
+        let adapter = adapter::select(choice)?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("lskbb"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("opening GPU device on adapter '{}'", info.name))?;
+        let error = Arc::new(Mutex::new(None::<String>));
+        let sink = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = lock(&sink);
+            if slot.is_none() {
+                *slot = Some(e.to_string());
+            }
+        }));
+        let lost = error.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            *lock(&lost) = Some(format!("GPU device lost ({reason:?}): {msg}"));
+        });
+        let rec = Recorder::new(&device);
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            layouts: Mutex::new(HashMap::new()),
+            pool: Mutex::new(Pool::default()),
+            rec: Mutex::new(rec),
+            error,
+        }))
+    }
+
+    /// A one-line description: adapter name, backend and device type.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
+        )
+    }
+
+    /// The first GPU error seen since the last check (validation, out of memory, device lost).
+    pub fn check(&self) -> Result<()> {
+        match lock(&self.error).take() {
+            Some(e) => Err(anyhow!("GPU error on '{}': {e}", self.info.name)),
+            None => Ok(()),
+        }
+    }
+
+    /// A storage buffer of at least `bytes` bytes from the pool (contents undefined).
+    pub(crate) fn alloc(self: &Arc<Self>, bytes: u64) -> Result<Arc<GpuBuffer>> {
+        let bytes = bytes.max(4);
+        let max = self.limits.max_storage_buffer_binding_size;
+        if bytes > max || bytes > self.limits.max_buffer_size {
+            bail!(
+                "a tensor of {bytes} bytes is larger than this adapter's largest storage buffer \
+                 ({max} bytes on '{}'); use a smaller batch or image size",
+                self.info.name
+            );
+        }
+        let size = pool::size_class(bytes);
+        if let Some(buf) = lock(&self.pool).take(size) {
+            return Ok(GpuBuffer::new(self.clone(), buf, size));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!(
+                "GPU out of memory allocating {size} bytes on '{}' ({} bytes already held): {e}",
+                self.info.name,
+                lock(&self.pool).held()
+            );
+        }
+        lock(&self.pool).created(size);
+        Ok(GpuBuffer::new(self.clone(), buf, size))
+    }
+
+    pub(crate) fn release(&self, buf: wgpu::Buffer, size: u64) {
+        lock(&self.pool).give(size, buf);
+    }
+
+    /// Bytes of GPU memory held by the engine now and at its peak.
+    pub fn memory(&self) -> (u64, u64) {
+        let p = lock(&self.pool);
+        (p.held(), p.peak())
+    }
+
+    fn layout(&self, reads: usize, writes: usize) -> Arc<wgpu::BindGroupLayout> {
+        let mut layouts = lock(&self.layouts);
+        layouts
+            .entry((reads, writes))
+            .or_insert_with(|| {
+                let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }];
+                for i in 0..reads + writes {
+                    entries.push(wgpu::BindGroupLayoutEntry {
+                        binding: 1 + i as u32,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage {
+                                read_only: i < reads,
+                            },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    });
+                }
+                Arc::new(
+                    self.device
+                        .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                            label: None,
+                            entries: &entries,
+                        }),
+                )
+            })
+            .clone()
+    }
+
+    fn pipeline(
+        &self,
+        k: &Kernel,
+        reads: usize,
+        writes: usize,
+    ) -> Result<Arc<wgpu::ComputePipeline>> {
+        if let Some(p) = lock(&self.pipelines).get(&(k.name, k.entry)) {
+            return Ok(p.clone());
+        }
+        let layout = self.layout(reads, writes);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = lock(&self.modules)
+            .entry(k.name)
+            .or_insert_with(|| {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(k.name),
+                        source: wgpu::ShaderSource::Wgsl(k.source.into()),
+                    })
+            })
+            .clone();
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: None,
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let pipe = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(k.entry),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(k.entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            bail!("building kernel {}::{}: {e}", k.name, k.entry);
+        }
+        let pipe = Arc::new(pipe);
+        lock(&self.pipelines).insert((k.name, k.entry), pipe.clone());
+        Ok(pipe)
+    }
+
+    /// Records one dispatch of `k` with a parameter block, read-only inputs and read-write
+    /// outputs (bindings 0, 1.., then the outputs), on `groups` workgroups.
+    pub fn dispatch(
+        &self,
+        k: &Kernel,
+        params: &[u8],
+        reads: &[&GpuBuffer],
+        writes: &[&GpuBuffer],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            bail!(
+                "kernel {}::{} needs {groups:?} workgroups, over this adapter's {max} per dimension",
+                k.name,
+                k.entry
+            );
+        }
+        let pipe = self.pipeline(k, reads.len(), writes.len())?;
+        let layout = self.layout(reads.len(), writes.len());
+        let mut rec = lock(&self.rec);
+        if rec.full() {
+            rec.submit(&self.device, &self.queue);
+        }
+        let offset = rec.push_params(params)?;
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: rec.arena(),
+                offset: 0,
+                size: wgpu::BufferSize::new(PARAM_STRIDE),
+            }),
+        }];
+        for (i, b) in reads.iter().chain(writes.iter()).enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: 1 + i as u32,
+                resource: b.buffer().as_entire_binding(),
+            });
+        }
+        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &layout,
+            entries: &entries,
+        });
+        rec.push(Command::Dispatch {
+            pipe,
+            bind,
+            offset,
+            groups,
+        });
+        Ok(())
+    }
+
+    /// Records a fill of `buf` with zeros.
+    pub fn zero(&self, buf: &GpuBuffer) {
+        lock(&self.rec).push(Command::Clear(buf.buffer().clone()));
+    }
+
+    /// Records a copy of `bytes` bytes between two buffers.
+    pub fn copy(&self, src: &GpuBuffer, src_off: u64, dst: &GpuBuffer, dst_off: u64, bytes: u64) {
+        lock(&self.rec).push(Command::Copy {
+            src: src.buffer().clone(),
+            src_off,
+            dst: dst.buffer().clone(),
+            dst_off,
+            bytes,
+        });
+    }
+
+    /// Submits everything recorded so far as one command buffer.
+    pub fn flush(&self) -> Result<()> {
+        let mut rec = lock(&self.rec);
+        rec.submit(&self.device, &self.queue);
+        drop(rec);
+        self.check()
+    }
+
+    /// Writes `data` into `buf`. Pending work is submitted first, so that earlier commands
+    /// that read a recycled buffer see its old contents.
+    pub fn write(&self, buf: &GpuBuffer, data: &[u8]) -> Result<()> {
+        self.flush()?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let padded;
+        let bytes = if data.len().is_multiple_of(4) {
+            data
+        } else {
+            padded = [data, &[0u8; 3][..4 - data.len() % 4]].concat();
+            &padded
+        };
+        self.queue.write_buffer(buf.buffer(), 0, bytes);
+        Ok(())
+    }
+
+    /// Reads the first `bytes` bytes of `buf` back (waits for the GPU).
+    pub fn read(&self, buf: &GpuBuffer, bytes: u64) -> Result<Vec<u8>> {
+        let padded = bytes.div_ceil(4) * 4;
+        if padded == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: padded,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut rec = lock(&self.rec);
+            rec.push(Command::Copy {
+                src: buf.buffer().clone(),
+                src_off: 0,
+                dst: staging.clone(),
+                dst_off: 0,
+                bytes: padded,
+            });
+            rec.submit(&self.device, &self.queue);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("waiting for the GPU on '{}': {e}", self.info.name))?;
+        self.check()?;
+        rx.recv()
+            .map_err(|_| anyhow!("GPU readback was cancelled on '{}'", self.info.name))?
+            .map_err(|e| anyhow!("mapping a GPU buffer for readback: {e}"))?;
+        let out = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| anyhow!("reading a mapped GPU buffer: {e}"))?[..bytes as usize]
+            .to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+}
+
+/// Workgroup counts for `n` threads of a one-dimensional kernel with [`WG`] threads per group:
+/// spread over x and y so that neither exceeds 65535. Kernels recover the linear index as
+/// `gid.x + gid.y * nwg.x * 256`.
+pub fn grid(n: usize) -> [u32; 3] {
+    let groups = n.div_ceil(WG as usize) as u32;
+    if groups <= 65535 {
+        [groups, 1, 1]
+    } else {
+        let y = groups.div_ceil(65535);
+        [groups.div_ceil(y), y, 1]
+    }
+}
+
+/// Workgroup counts for `n` workgroups (one per output, for reductions), spread like [`grid`].
+pub fn groups(n: usize) -> [u32; 3] {
+    let g = n as u32;
+    if g <= 65535 {
+        [g, 1, 1]
+    } else {
+        let y = g.div_ceil(65535);
+        [g.div_ceil(y), y, 1]
+    }
+}

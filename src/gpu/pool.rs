@@ -1,0 +1,97 @@
+//! A pool of storage buffers keyed by size class, so that a steady training step creates no
+//! new GPU buffers: a tensor's buffer goes back to the pool when its last handle drops.
+
+use super::Gpu;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Rounds `bytes` up to a size class: powers of two split into 8 steps, so at most 12.5%
+/// of a buffer is wasted while tensors of nearby sizes share buffers.
+pub fn size_class(bytes: u64) -> u64 {
+    let bytes = bytes.max(256);
+    let top = 63 - bytes.leading_zeros();
+    let step = 1u64 << top.saturating_sub(3);
+    bytes.div_ceil(step) * step
+}
+
+#[derive(Default)]
+pub struct Pool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    held: u64,
+    peak: u64,
+}
+
+impl Pool {
+    pub fn take(&mut self, size: u64) -> Option<wgpu::Buffer> {
+        self.free.get_mut(&size).and_then(Vec::pop)
+    }
+
+    pub fn give(&mut self, size: u64, buf: wgpu::Buffer) {
+        self.free.entry(size).or_default().push(buf);
+    }
+
+    pub fn created(&mut self, size: u64) {
+        self.held += size;
+        self.peak = self.peak.max(self.held);
+    }
+
+    pub fn held(&self) -> u64 {
+        self.held
+    }
+
+    pub fn peak(&self) -> u64 {
+        self.peak
+    }
+}
+
+/// A pooled GPU buffer; returns to its pool on drop.
+pub struct GpuBuffer {
+    gpu: Arc<Gpu>,
+    buf: Option<wgpu::Buffer>,
+    size: u64,
+}
+
+impl GpuBuffer {
+    pub(super) fn new(gpu: Arc<Gpu>, buf: wgpu::Buffer, size: u64) -> Arc<GpuBuffer> {
+        Arc::new(GpuBuffer {
+            gpu,
+            buf: Some(buf),
+            size,
+        })
+    }
+
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        // Only `drop` takes the buffer out.
+        self.buf.as_ref().expect("buffer present until drop")
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.gpu.release(b, self.size);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_waste_at_most_an_eighth() {
+        for b in [1u64, 255, 256, 257, 1000, 4096, 4097, 123_457, 10_000_000] {
+            let c = size_class(b);
+            assert!(c >= b);
+            assert!(c <= (b.max(256) * 9).div_ceil(8), "{b} -> {c}");
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Elementwise ops (`shaders/elementwise.wgsl`): add/sub/mul/div with broadcasting (per
+//! channel, per sample, scalar), relu, sigmoid, exp, log and scale, forward and backward.
+
+use super::reduce::sum_to;
+use crate::autograd::Var;
+use crate::gpu::{grid, Kernel};
+use crate::tensor::{DType, Tensor};
+use anyhow::{bail, Result};
+
+const SRC: &str = include_str!("../../shaders/elementwise.wgsl");
+const BINARY: Kernel = Kernel {
+    name: "elementwise",
+    source: SRC,
+    entry: "binary",
+};
+const UNARY: Kernel = Kernel {
+    name: "elementwise",
+    source: SRC,
+    entry: "unary",
+};
+const UNARY_BACKWARD: Kernel = Kernel {
+    name: "elementwise",
+    source: SRC,
+    entry: "unary_backward",
+};
+const ACCUMULATE: Kernel = Kernel {
+    name: "elementwise",
+    source: SRC,
+    entry: "accumulate",
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    n: u32,
+    op: u32,
+    k: f32,
+    pad: u32,
+    d: [u32; 4],
+    sa: [u32; 4],
+    sb: [u32; 4],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add = 0,
+    Sub = 1,
+    Mul = 2,
+    Div = 3,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryOp {
+    Relu = 0,
+    Sigmoid = 1,
+    Exp = 2,
+    Log = 3,
+    Scale = 4,
+}
+
+/// `shape` left-padded with ones to rank 4.
+pub fn rank4(shape: &[usize]) -> Result<[usize; 4]> {
+    if shape.len() > 4 {
+        bail!("elementwise ops support rank <= 4, got shape {shape:?}");
+    }
+    let mut d = [1; 4];
+    d[4 - shape.len()..].copy_from_slice(shape);
+    Ok(d)
+}
+
+/// The broadcast shape of `a` and `b` (NumPy rules, rank <= 4).
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    let r = a.len().max(b.len());
+    let (pa, pb) = (rank4(a)?, rank4(b)?);
+    let mut out = Vec::with_capacity(r);
+    for i in 4 - r..4 {
+        out.push(match (pa[i], pb[i]) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => bail!("shapes {a:?} and {b:?} do not broadcast"),
+        });
+    }
+    Ok(out)
+}
+
+/// Strides of a contiguous tensor of `shape` seen at the rank-4 `out` shape (0 where
+/// broadcast).
+fn strides(shape: &[usize]) -> Result<[u32; 4]> {
+    let d = rank4(shape)?;
+    let mut s = [0u32; 4];
+    let mut acc = 1usize;
+    for i in (0..4).rev() {
+        s[i] = if d[i] == 1 { 0 } else { acc as u32 };
+        acc *= d[i];
+    }
+    Ok(s)
+}
+
+fn check_f32(t: &Tensor, what: &str) -> Result<()> {
+    if t.dtype() != DType::F32 {
+        bail!("{what}: expected an f32 tensor, got {:?}", t.dtype());
+    }
+    Ok(())
+}
+
+/// y = a op b with broadcasting.
+pub fn binary_forward(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    check_f32(a, "binary op input a")?;
+    check_f32(b, "binary op input b")?;
+    let shape = broadcast_shape(a.shape(), b.shape())?;
+    let y = Tensor::empty(a.gpu(), &shape, DType::F32)?;
+    let d = rank4(&shape)?;
+    let p = Params {
+        n: y.numel() as u32,
+        op: op as u32,
+        d: d.map(|v| v as u32),
+        sa: strides(a.shape())?,
+        sb: strides(b.shape())?,
+        ..Default::default()
+    };
+    a.gpu().dispatch(
+        &BINARY,
+        bytemuck::bytes_of(&p),
+        &[a.buf(), b.buf()],
+        &[y.buf()],
+        grid(y.numel()),
+    )?;
+    Ok(y)
+}
+
+/// Gradients of y = a op b given gy, each summed back to its input's shape.
+pub fn binary_backward(
+    a: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+    gy: &Tensor,
+    op: BinaryOp,
+) -> Result<(Tensor, Tensor)> {
+    let (ga, gb) = match op {
+        BinaryOp::Add => (gy.clone(), gy.clone()),
+        BinaryOp::Sub => (gy.clone(), unary_forward(gy, UnaryOp::Scale, -1.0)?),
+        BinaryOp::Mul => (
+            binary_forward(gy, b, BinaryOp::Mul)?,
+            binary_forward(gy, a, BinaryOp::Mul)?,
+        ),
+        BinaryOp::Div => {
+            // d(a/b)/db = -(a/b)/b = -y/b
+            let t = binary_forward(gy, y, BinaryOp::Mul)?;
+            let t = binary_forward(&t, b, BinaryOp::Div)?;
+            (
+                binary_forward(gy, b, BinaryOp::Div)?,
+                unary_forward(&t, UnaryOp::Scale, -1.0)?,
+            )
+        }
+    };
+    Ok((sum_to(&ga, a.shape())?, sum_to(&gb, b.shape())?))
+}
+
+/// out = f(x); `k` is the factor of `Scale`.
+pub fn unary_forward(x: &Tensor, op: UnaryOp, k: f32) -> Result<Tensor> {
+    check_f32(x, "unary op input")?;
+    let y = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
+    let p = Params {
+        n: x.numel() as u32,
+        op: op as u32,
+        k,
+        ..Default::default()
+    };
+    x.gpu().dispatch(
+        &UNARY,
+        bytemuck::bytes_of(&p),
+        &[x.buf()],
+        &[y.buf()],
+        grid(x.numel()),
+    )?;
+    Ok(y)
+}
+
+/// gx for y = f(x), from x (relu, log), y (sigmoid, exp) or nothing (scale).
+pub fn unary_backward(x: &Tensor, y: &Tensor, gy: &Tensor, op: UnaryOp, k: f32) -> Result<Tensor> {
+    let (from, code) = match op {
+        UnaryOp::Relu => (x, 0),
+        UnaryOp::Sigmoid => (y, 1),
+        UnaryOp::Exp => return binary_forward(gy, y, BinaryOp::Mul),
+        UnaryOp::Log => return binary_forward(gy, x, BinaryOp::Div),
+        UnaryOp::Scale => return unary_forward(gy, UnaryOp::Scale, k),
+    };
+    let gx = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
+    let p = Params {
+        n: x.numel() as u32,
+        op: code,
+        ..Default::default()
+    };
+    x.gpu().dispatch(
+        &UNARY_BACKWARD,
+        bytemuck::bytes_of(&p),
+        &[from.buf(), gy.buf()],
+        &[gx.buf()],
+        grid(x.numel()),
+    )?;
+    Ok(gx)
+}
+
+/// acc += g, in place (same shapes).
+pub fn add_into(acc: &Tensor, g: &Tensor) -> Result<()> {
+    if acc.shape() != g.shape() {
+        bail!("accumulate {:?} into {:?}", g.shape(), acc.shape());
+    }
+    let p = Params {
+        n: acc.numel() as u32,
+        ..Default::default()
+    };
+    acc.gpu().dispatch(
+        &ACCUMULATE,
+        bytemuck::bytes_of(&p),
+        &[g.buf()],
+        &[acc.buf()],
+        grid(acc.numel()),
+    )
+}
+
+/// a + b as a new tensor.
+pub fn add_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary_forward(a, b, BinaryOp::Add)
+}
+
+fn binary(a: &Var, b: &Var, op: BinaryOp, name: &'static str) -> Result<Var> {
+    let y = binary_forward(a.value(), b.value(), op)?;
+    let (ta, tb, ty) = (a.value().clone(), b.value().clone(), y.clone());
+    Ok(Var::from_op(
+        name,
+        y,
+        &[a, b],
+        Box::new(move |gy| {
+            let (ga, gb) = binary_backward(&ta, &tb, &ty, gy, op)?;
+            Ok(vec![Some(ga), Some(gb)])
+        }),
+    ))
+}
+
+pub fn add(a: &Var, b: &Var) -> Result<Var> {
+    binary(a, b, BinaryOp::Add, "add")
+}
+
+pub fn sub(a: &Var, b: &Var) -> Result<Var> {
+    binary(a, b, BinaryOp::Sub, "sub")
+}
+
+pub fn mul(a: &Var, b: &Var) -> Result<Var> {
+    binary(a, b, BinaryOp::Mul, "mul")
+}
+
+pub fn div(a: &Var, b: &Var) -> Result<Var> {
+    binary(a, b, BinaryOp::Div, "div")
+}
+
+fn unary(x: &Var, op: UnaryOp, k: f32, name: &'static str) -> Result<Var> {
+    let y = unary_forward(x.value(), op, k)?;
+    let (tx, ty) = (x.value().clone(), y.clone());
+    Ok(Var::from_op(
+        name,
+        y,
+        &[x],
+        Box::new(move |gy| Ok(vec![Some(unary_backward(&tx, &ty, gy, op, k)?)])),
+    ))
+}
+
+pub fn relu(x: &Var) -> Result<Var> {
+    unary(x, UnaryOp::Relu, 0.0, "relu")
+}
+
+pub fn sigmoid(x: &Var) -> Result<Var> {
+    unary(x, UnaryOp::Sigmoid, 0.0, "sigmoid")
+}
+
+pub fn exp(x: &Var) -> Result<Var> {
+    unary(x, UnaryOp::Exp, 0.0, "exp")
+}
+
+pub fn log(x: &Var) -> Result<Var> {
+    unary(x, UnaryOp::Log, 0.0, "log")
+}
+
+pub fn scale(x: &Var, k: f32) -> Result<Var> {
+    unary(x, UnaryOp::Scale, k, "scale")
+}

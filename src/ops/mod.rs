@@ -1,0 +1,15 @@
+//! Tensor ops. Each file holds one op family: its GPU forward and backward functions over
+//! plain tensors and the autograd wrapper over [`crate::autograd::Var`], next to its WGSL
+//! source in `shaders/`.
+
+pub mod batchnorm;
+pub mod channels;
+pub mod chanpool;
+pub mod conv;
+pub mod elementwise;
+pub mod linear;
+pub mod loss;
+pub mod pool;
+pub mod reduce;
+pub mod sgd;
+pub mod softmax;

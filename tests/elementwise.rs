@@ -1,0 +1,169 @@
+//! Elementwise and reduction ops: GPU forward and backward against the f64 CPU reference.
+
+mod common;
+use common::{assert_close, gpu, up};
+use lskbb::ops::elementwise::{self as ew, BinaryOp, UnaryOp};
+use lskbb::ops::reduce;
+use lskbb::reference::elementwise as refew;
+use lskbb::reference::{finite_diff_check, Rng};
+use lskbb::{backward, Var};
+
+/// f32 arithmetic on inputs in [-2, 2]: one rounding per op, so 1e-6 relative covers it;
+/// reductions of up to ~3000 terms in float32 stay within 1e-5.
+const TOL: f64 = 1e-5;
+
+/// (a shape, b shape): same shape, per-channel, per-sample, scalar, odd sizes, rank 2.
+const BINARY_CASES: &[(&[usize], &[usize])] = &[
+    (&[2, 3, 5, 7], &[2, 3, 5, 7]),
+    (&[2, 3, 5, 7], &[3, 1, 1]),
+    (&[3, 5, 4, 3], &[3, 1, 1, 1]),
+    (&[1, 6, 9, 9], &[1]),
+    (&[4, 1, 5, 5], &[4, 7, 5, 5]),
+    (&[7, 13], &[1, 13]),
+];
+
+#[test]
+fn binary_ops_forward_and_backward_match_reference() {
+    let mut rng = Rng(1);
+    for &(sa, sb) in BINARY_CASES {
+        for (op, name) in [
+            (BinaryOp::Add, "add"),
+            (BinaryOp::Sub, "sub"),
+            (BinaryOp::Mul, "mul"),
+            (BinaryOp::Div, "div"),
+        ] {
+            let a = rng.arr(sa, 2.0);
+            // Divisors kept away from zero so the quotient is well conditioned.
+            let b = if op == BinaryOp::Div {
+                rng.arr(sb, 1.0).map(|v| v.signum() * (0.5 + v.abs()))
+            } else {
+                rng.arr(sb, 2.0)
+            };
+            let want = refew::binary(&a, &b, |x, y| match op {
+                BinaryOp::Add => x + y,
+                BinaryOp::Sub => x - y,
+                BinaryOp::Mul => x * y,
+                BinaryOp::Div => x / y,
+            });
+            let (ta, tb) = (up(&a), up(&b));
+            let y = ew::binary_forward(&ta, &tb, op).unwrap();
+            assert_close(&format!("{name} {sa:?} {sb:?}"), &y, &want, TOL);
+            let gy = rng.arr(&want.shape, 1.0);
+            let (wa, wb) = refew::binary_backward(&a, &b, &gy, name);
+            let (ga, gb) = ew::binary_backward(&ta, &tb, &y, &up(&gy), op).unwrap();
+            assert_close(&format!("{name} grad a {sa:?} {sb:?}"), &ga, &wa, TOL);
+            assert_close(&format!("{name} grad b {sa:?} {sb:?}"), &gb, &wb, TOL);
+        }
+    }
+}
+
+#[test]
+fn unary_ops_forward_and_backward_match_reference() {
+    let mut rng = Rng(2);
+    for shape in [&[1usize][..], &[3, 5, 7, 2], &[1000, 3]] {
+        for (op, name) in [
+            (UnaryOp::Relu, "relu"),
+            (UnaryOp::Sigmoid, "sigmoid"),
+            (UnaryOp::Exp, "exp"),
+            (UnaryOp::Log, "log"),
+            (UnaryOp::Scale, "scale"),
+        ] {
+            let mut x = rng.arr(shape, 4.0);
+            if op == UnaryOp::Log {
+                x = x.map(|v| v.abs() + 0.1);
+            }
+            let (want, deriv) = refew::unary(&x, name, -1.5);
+            let tx = up(&x);
+            let y = ew::unary_forward(&tx, op, -1.5).unwrap();
+            assert_close(&format!("{name} {shape:?}"), &y, &want, TOL);
+            let gy = rng.arr(shape, 1.0);
+            let gx = ew::unary_backward(&tx, &y, &up(&gy), op, -1.5).unwrap();
+            assert_close(
+                &format!("{name} grad {shape:?}"),
+                &gx,
+                &deriv.zip(&gy, |d, g| d * g),
+                TOL,
+            );
+        }
+    }
+}
+
+#[test]
+fn sums_and_means_over_axes_match_reference() {
+    let mut rng = Rng(3);
+    let shape = [3, 5, 7, 4];
+    let x = rng.arr(&shape, 2.0);
+    for (axes, keep) in [
+        (&[1usize][..], [3, 1, 7, 4]),
+        (&[0, 2, 3][..], [1, 5, 1, 1]),
+        (&[0, 1, 2, 3][..], [1, 1, 1, 1]),
+        (&[2, 3][..], [3, 5, 1, 1]),
+    ] {
+        let count: usize = axes.iter().map(|&a| shape[a]).product();
+        let want = refew::sum_to(&x, &keep);
+        let v = Var::param(up(&x));
+        let s = reduce::sum(&v, axes, true).unwrap();
+        assert_close(&format!("sum {axes:?}"), s.value(), &want, TOL);
+        let m = reduce::mean(&v, axes, false).unwrap();
+        let mean_want = want.map(|t| t / count as f64);
+        assert_eq!(m.value().numel(), mean_want.numel());
+        assert_close(
+            &format!("mean {axes:?}"),
+            &m.value().reshape(&keep).unwrap(),
+            &mean_want,
+            TOL,
+        );
+        // d(sum of all means)/dx = 1/count everywhere.
+        let total = reduce::sum(&m, &(0..m.shape().len()).collect::<Vec<_>>(), false);
+        let total = total.unwrap();
+        let total = total.value().reshape(&[1]).map(|_| total.clone()).unwrap();
+        backward(&total).unwrap();
+        let g = v.grad().unwrap();
+        assert_close(
+            &format!("mean grad {axes:?}"),
+            &g,
+            &x.map(|_| 1.0 / count as f64),
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn broadcast_reduction_reference_passes_finite_differences() {
+    let mut rng = Rng(4);
+    let (a, b) = (rng.arr(&[2, 3, 4, 5], 1.0), rng.arr(&[3, 1, 1], 1.0));
+    let gy = rng.arr(&[2, 3, 4, 5], 1.0);
+    for op in ["add", "sub", "mul", "div"] {
+        let b = b.map(|v| v.signum() * (0.5 + v.abs()));
+        let f = |aa: &lskbb::reference::Arr, bb: &lskbb::reference::Arr| {
+            let y = refew::binary(aa, bb, |x, y| match op {
+                "add" => x + y,
+                "sub" => x - y,
+                "mul" => x * y,
+                _ => x / y,
+            });
+            lskbb::reference::dot(&y, &gy)
+        };
+        let (ga, gb) = refew::binary_backward(&a, &b, &gy, op);
+        assert!(finite_diff_check(&a, &ga, |x| f(x, &b)) < 1e-6, "{op} a");
+        assert!(finite_diff_check(&b, &gb, |x| f(&a, x)) < 1e-6, "{op} b");
+    }
+}
+
+#[test]
+fn gradients_accumulate_across_backward_calls() {
+    let g = gpu();
+    let x = Var::param(lskbb::Tensor::from_f32(&g, &[1.0, -2.0, 3.0], &[3]).unwrap());
+    for _ in 0..2 {
+        let y = ew::mul(&x, &x).unwrap();
+        let s = reduce::sum(&y, &[0], false).unwrap();
+        let s = Var::from_op(
+            "id",
+            s.value().reshape(&[1]).unwrap(),
+            &[&s],
+            Box::new(|g| Ok(vec![Some(g.reshape(&[]).unwrap())])),
+        );
+        backward(&s).unwrap();
+    }
+    assert_eq!(x.grad().unwrap().to_f32().unwrap(), vec![4.0, -8.0, 12.0]);
+}
