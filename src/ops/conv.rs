@@ -1,1 +1,316 @@
-//! (in progress)
+//! 2-D convolution (`shaders/conv2d.wgsl`) with PyTorch semantics: x [N, Cin, H, W], weights
+//! [Cout, Cin/groups, KH, KW], optional bias [Cout], zero padding, stride, dilation, groups.
+
+use super::reduce::sum_to;
+use crate::autograd::Var;
+use crate::gpu::{grid, groups, Kernel};
+use crate::tensor::{nchw, DType, Tensor};
+use anyhow::{bail, Result};
+
+const SRC: &str = include_str!("../../shaders/conv2d.wgsl");
+
+const fn kernel(entry: &'static str) -> Kernel {
+    Kernel {
+        name: "conv2d",
+        source: SRC,
+        entry,
+    }
+}
+
+const FORWARD: Kernel = kernel("forward");
+const FORWARD_DIRECT: Kernel = kernel("forward_direct");
+const GRAD_X: Kernel = kernel("grad_x");
+const GRAD_X_DIRECT: Kernel = kernel("grad_x_direct");
+const GRAD_W: Kernel = kernel("grad_w");
+const GRAD_W_DIRECT: Kernel = kernel("grad_w_direct");
+
+/// Channels per thread of the tiled kernels (a `vec4` accumulator).
+const TILE: usize = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    cout: u32,
+    ho: u32,
+    wo: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    dil: u32,
+    groups: u32,
+    cin_g: u32,
+    cout_g: u32,
+    tiles: u32,
+    total: u32,
+    has_bias: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+/// Stride, zero padding (both sides, both axes), dilation and groups of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams {
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+        }
+    }
+}
+
+/// The validated sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+}
+
+/// Output length along one axis, or None when the (dilated) kernel does not fit.
+fn out_len(len: usize, k: usize, p: Conv2dParams) -> Option<usize> {
+    let span = p.dilation * (k - 1) + 1;
+    (len + 2 * p.padding)
+        .checked_sub(span)
+        .map(|v| v / p.stride + 1)
+}
+
+fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {
+    for (t, what) in [(x, "conv2d input x"), (w, "conv2d weight w")] {
+        if t.dtype() != DType::F32 {
+            bail!("{what}: expected an f32 tensor, got {:?}", t.dtype());
+        }
+    }
+    if p.stride == 0 || p.dilation == 0 || p.groups == 0 {
+        bail!("conv2d: stride, dilation and groups must be at least 1, got {p:?}");
+    }
+    let [n, cin, h, wd] = nchw(x, "conv2d input x")?;
+    let [cout, cin_g, kh, kw] = nchw(w, "conv2d weight w [Cout, Cin/groups, KH, KW]")?;
+    if cin % p.groups != 0 || cout % p.groups != 0 {
+        bail!(
+            "conv2d: groups {} must divide the input channels of x {:?} and the output channels \
+             of w {:?}",
+            p.groups,
+            x.shape(),
+            w.shape()
+        );
+    }
+    if cin_g != cin / p.groups {
+        bail!(
+            "conv2d: weight w {:?} must have Cin/groups = {}/{} = {} input channels (x is {:?})",
+            w.shape(),
+            cin,
+            p.groups,
+            cin / p.groups,
+            x.shape()
+        );
+    }
+    if kh == 0 || kw == 0 || cout == 0 {
+        bail!("conv2d: weight w {:?} is empty", w.shape());
+    }
+    let (Some(ho), Some(wo)) = (out_len(h, kh, p), out_len(wd, kw, p)) else {
+        bail!(
+            "conv2d: kernel {kh}x{kw} with dilation {} does not fit input x {:?} padded by {} \
+             (output size would be < 1)",
+            p.dilation,
+            x.shape(),
+            p.padding
+        );
+    };
+    Ok(Geometry {
+        n,
+        cin,
+        h,
+        w: wd,
+        cout,
+        kh,
+        kw,
+        ho,
+        wo,
+    })
+}
+
+fn params(g: &Geometry, p: Conv2dParams, tiles: usize, total: usize, has_bias: bool) -> Params {
+    let u = |v: usize| v as u32;
+    Params {
+        n: u(g.n),
+        cin: u(g.cin),
+        h: u(g.h),
+        w: u(g.w),
+        cout: u(g.cout),
+        ho: u(g.ho),
+        wo: u(g.wo),
+        kh: u(g.kh),
+        kw: u(g.kw),
+        stride: u(p.stride),
+        pad: u(p.padding),
+        dil: u(p.dilation),
+        groups: u(p.groups),
+        cin_g: u(g.cin / p.groups),
+        cout_g: u(g.cout / p.groups),
+        tiles: u(tiles),
+        total: u(total),
+        has_bias: u32::from(has_bias),
+        ..Default::default()
+    }
+}
+
+/// The tiled kernel with 4 channels per thread when a group has at least 4 channels along
+/// the dimension a thread owns, else the direct one; and the number of tiles per group.
+fn pick(
+    per_group: usize,
+    tiled: &'static Kernel,
+    direct: &'static Kernel,
+) -> (&'static Kernel, usize) {
+    if per_group >= TILE {
+        (tiled, per_group.div_ceil(TILE))
+    } else {
+        (direct, per_group)
+    }
+}
+
+/// y = conv2d(x, w) + b.
+pub fn conv2d_forward(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<Tensor> {
+    let g = geometry(x, w, p)?;
+    if let Some(b) = b {
+        if b.dtype() != DType::F32 || b.shape() != [g.cout] {
+            bail!(
+                "conv2d bias b: expected an f32 tensor of shape [{}] (Cout of w {:?}), got {:?} {:?}",
+                g.cout,
+                w.shape(),
+                b.dtype(),
+                b.shape()
+            );
+        }
+    }
+    let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
+    let (k, tiles) = pick(g.cout / p.groups, &FORWARD, &FORWARD_DIRECT);
+    let total = g.n * p.groups * tiles * g.ho * g.wo;
+    let pr = params(&g, p, tiles, total, b.is_some());
+    x.gpu().dispatch(
+        k,
+        bytemuck::bytes_of(&pr),
+        &[x.buf(), w.buf(), b.unwrap_or(w).buf()],
+        &[y.buf()],
+        grid(total),
+    )?;
+    Ok(y)
+}
+
+fn check_gy(g: &Geometry, gy: &Tensor) -> Result<()> {
+    let want = [g.n, g.cout, g.ho, g.wo];
+    if gy.dtype() != DType::F32 || gy.shape() != want {
+        bail!(
+            "conv2d output gradient gy: expected an f32 tensor of shape {want:?}, got {:?} {:?}",
+            gy.dtype(),
+            gy.shape()
+        );
+    }
+    Ok(())
+}
+
+fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor) -> Result<Tensor> {
+    let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
+    let (k, tiles) = pick(g.cin / p.groups, &GRAD_X, &GRAD_X_DIRECT);
+    let total = g.n * p.groups * tiles * g.h * g.w;
+    let pr = params(g, p, tiles, total, false);
+    gy.gpu().dispatch(
+        k,
+        bytemuck::bytes_of(&pr),
+        &[gy.buf(), w.buf()],
+        &[gx.buf()],
+        grid(total),
+    )?;
+    Ok(gx)
+}
+
+fn grad_w(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
+    let shape = [g.cout, g.cin / p.groups, g.kh, g.kw];
+    let gw = Tensor::empty(gy.gpu(), &shape, DType::F32)?;
+    let (k, tiles) = pick(g.cout / p.groups, &GRAD_W, &GRAD_W_DIRECT);
+    let total = p.groups * tiles * shape[1..].iter().product::<usize>();
+    let pr = params(g, p, tiles, total, false);
+    gy.gpu().dispatch(
+        k,
+        bytemuck::bytes_of(&pr),
+        &[gy.buf(), x.buf()],
+        &[gw.buf()],
+        groups(total),
+    )?;
+    Ok(gw)
+}
+
+fn grad_b(g: &Geometry, gy: &Tensor) -> Result<Tensor> {
+    sum_to(gy, &[1, g.cout, 1, 1])?.reshape(&[g.cout])
+}
+
+/// Gradients (gx, gw, gb) of y = conv2d(x, w) + b given gy = d loss / d y; gb only when the
+/// convolution has a bias.
+pub fn conv2d_backward(
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    gy: &Tensor,
+    p: Conv2dParams,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    let g = geometry(x, w, p)?;
+    check_gy(&g, gy)?;
+    let gb = if has_bias {
+        Some(grad_b(&g, gy)?)
+    } else {
+        None
+    };
+    Ok((grad_x(&g, p, w, gy)?, grad_w(&g, p, x, gy)?, gb))
+}
+
+/// Autograd convolution; the backward computes only the gradients its parents need (no gx
+/// for an input image).
+pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
+    let y = conv2d_forward(x.value(), w.value(), b.map(Var::value), p)?;
+    let g = geometry(x.value(), w.value(), p)?;
+    let (tx, tw) = (x.value().clone(), w.value().clone());
+    let (need_x, need_w) = (x.requires_grad(), w.requires_grad());
+    let need_b = b.map(Var::requires_grad);
+    let mut parents = vec![x, w];
+    parents.extend(b);
+    Ok(Var::from_op(
+        "conv2d",
+        y,
+        &parents,
+        Box::new(move |gy| {
+            check_gy(&g, gy)?;
+            let mut out = vec![
+                need_x.then(|| grad_x(&g, p, &tw, gy)).transpose()?,
+                need_w.then(|| grad_w(&g, p, &tx, gy)).transpose()?,
+            ];
+            if let Some(nb) = need_b {
+                out.push(nb.then(|| grad_b(&g, gy)).transpose()?);
+            }
+            Ok(out)
+        }),
+    ))
+}

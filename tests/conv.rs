@@ -1,0 +1,298 @@
+//! 2-D convolution: GPU forward and backward against the f64 CPU reference and the PyTorch
+//! golden file, finite-difference checks of the reference, shape validation.
+
+mod common;
+use common::{assert_close, down, gpu, up};
+use lskbb::ops::conv::{conv2d, conv2d_backward, conv2d_forward, Conv2dParams};
+use lskbb::ops::{elementwise as ew, reduce};
+use lskbb::reference::conv as rconv;
+use lskbb::reference::{dot, finite_diff_check, max_rel_err, Arr, Rng};
+use lskbb::tensor_file::TensorFile;
+use lskbb::{backward, Tensor, Var};
+use std::path::Path;
+
+/// Every output is an f32 sum of at most K·K·Cin/groups ≤ 196 products (forward, grad_x) or
+/// N·Ho·Wo ≤ 300 products (grad_w, grad_b) of values ≤ 1 in magnitude; f32 rounding
+/// (eps 6e-8) accumulates to ~√terms·eps·|terms| ≈ 1e-6 typical and < 2e-5 worst case over
+/// these sizes, so 1e-4 relative to max(1, |want|) leaves margin without hiding index bugs
+/// (which give O(0.1) errors).
+const TOL: f64 = 1e-4;
+
+/// The PyTorch goldens are float64 results of the same float32 inputs rounded to f32; sums
+/// of at most 7·7·1 (depthwise) or 3·3·4 terms, or 2·11·11 for grad_w: the same argument as
+/// TOL gives ≤ 1e-5, plus one f32 rounding of the stored value (6e-8).
+const GOLDEN_TOL: f64 = 1e-4;
+
+/// The reference's loss ⟨y, gy⟩ is bilinear, so central differences are exact up to f64
+/// rounding of sums of ~100 terms divided by 2h = 2e-6: ≈ 1e-16·100/1e-6 = 1e-8.
+const FD_TOL: f64 = 1e-6;
+
+struct Case {
+    n: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    groups: usize,
+    bias: bool,
+}
+
+const fn case(
+    n: usize,
+    cin: usize,
+    (h, w): (usize, usize),
+    cout: usize,
+    (kh, kw): (usize, usize),
+    (stride, padding, dilation, groups): (usize, usize, usize, usize),
+    bias: bool,
+) -> Case {
+    Case {
+        n,
+        cin,
+        h,
+        w,
+        cout,
+        kh,
+        kw,
+        stride,
+        padding,
+        dilation,
+        groups,
+        bias,
+    }
+}
+
+/// Dense 3×3 (tiled forward, 6 = 4 + 2 channels), stride 2 with batch 3, the LSK depthwise
+/// 5×5 pad 2 and 7×7 dilation 3 pad 9, 1×1 (tiled grad_x), a 7×7 stride-2 stem, grouped with
+/// dilation 2 and stride 2, a non-square kernel, stride 3 that skips input pixels (their
+/// grad_x must be zero), and a 1×1 output.
+const CASES: &[Case] = &[
+    case(2, 3, (9, 7), 6, (3, 3), (1, 1, 1, 1), true),
+    case(3, 5, (8, 11), 4, (3, 3), (2, 1, 1, 1), false),
+    case(1, 6, (11, 13), 6, (5, 5), (1, 2, 1, 6), true),
+    case(2, 4, (13, 12), 4, (7, 7), (1, 9, 3, 4), true),
+    case(3, 8, (5, 6), 9, (1, 1), (1, 0, 1, 1), true),
+    case(1, 3, (10, 9), 5, (7, 7), (2, 3, 1, 1), false),
+    case(2, 8, (7, 9), 6, (3, 3), (2, 1, 2, 2), true),
+    case(1, 4, (6, 5), 5, (3, 1), (1, 1, 1, 1), false),
+    case(2, 5, (8, 8), 8, (2, 2), (3, 0, 1, 1), true),
+    case(3, 4, (3, 3), 7, (3, 3), (1, 0, 1, 1), true),
+];
+
+fn params(c: &Case) -> Conv2dParams {
+    Conv2dParams {
+        stride: c.stride,
+        padding: c.padding,
+        dilation: c.dilation,
+        groups: c.groups,
+    }
+}
+
+#[test]
+fn conv2d_forward_and_backward_match_reference() {
+    let mut rng = Rng(11);
+    for c in CASES {
+        let p = params(c);
+        let x = rng.arr(&[c.n, c.cin, c.h, c.w], 1.0);
+        let w = rng.arr(&[c.cout, c.cin / c.groups, c.kh, c.kw], 0.5);
+        let b = c.bias.then(|| rng.arr(&[c.cout], 0.5));
+        let (s, pd, d, g) = (c.stride, c.padding, c.dilation, c.groups);
+        let want = rconv::conv2d(&x, &w, b.as_ref(), s, pd, d, g);
+        let (tx, tw) = (up(&x), up(&w));
+        let tb = b.as_ref().map(up);
+        let y = conv2d_forward(&tx, &tw, tb.as_ref(), p).unwrap();
+        let name = format!("{:?} x {:?} {p:?}", x.shape, w.shape);
+        assert_close(&format!("y {name}"), &y, &want, TOL);
+        let gy = rng.arr(&want.shape, 1.0);
+        let (wx, ww, wb) = rconv::conv2d_backward(&x, &w, &gy, s, pd, d, g);
+        let (gx, gw, gb) = conv2d_backward(&tx, &tw, c.bias, &up(&gy), p).unwrap();
+        assert_close(&format!("grad_x {name}"), &gx, &wx, TOL);
+        assert_close(&format!("grad_w {name}"), &gw, &ww, TOL);
+        assert_eq!(gb.is_some(), c.bias, "grad_b presence {name}");
+        if let Some(gb) = gb {
+            assert_close(&format!("grad_b {name}"), &gb, &wb, TOL);
+        }
+    }
+}
+
+/// Σ y·gy as a scalar Var, so that backward() delivers gy into conv2d's backward.
+fn dot_loss(y: &Var, gy: &Tensor) -> Var {
+    let prod = ew::mul(y, &Var::constant(gy.clone())).unwrap();
+    reduce::sum(&prod, &[0, 1, 2, 3], false).unwrap()
+}
+
+#[test]
+fn autograd_conv2d_matches_backward_and_skips_unneeded_grads() {
+    let mut rng = Rng(12);
+    let p = Conv2dParams {
+        stride: 2,
+        padding: 1,
+        ..Default::default()
+    };
+    let x = rng.arr(&[2, 4, 7, 6], 1.0);
+    let w = rng.arr(&[5, 4, 3, 3], 0.5);
+    let b = rng.arr(&[5], 0.5);
+    let (tx, tw, tb) = (up(&x), up(&w), up(&b));
+    let y = conv2d_forward(&tx, &tw, Some(&tb), p).unwrap();
+    let gy = up(&rng.arr(y.shape(), 1.0));
+    let (gx, gw, gb) = conv2d_backward(&tx, &tw, true, &gy, p).unwrap();
+    let exact = |a: &Tensor| Arr::from_f32(a.shape(), &down(a));
+
+    let (vx, vw, vb) = (
+        Var::param(tx.clone()),
+        Var::param(tw.clone()),
+        Var::param(tb.clone()),
+    );
+    let vy = conv2d(&vx, &vw, Some(&vb), p).unwrap();
+    assert_close("autograd y", vy.value(), &exact(&y), 0.0);
+    backward(&dot_loss(&vy, &gy)).unwrap();
+    assert_close("autograd grad_x", &vx.grad().unwrap(), &exact(&gx), 0.0);
+    assert_close("autograd grad_w", &vw.grad().unwrap(), &exact(&gw), 0.0);
+    assert_close(
+        "autograd grad_b",
+        &vb.grad().unwrap(),
+        &exact(gb.as_ref().unwrap()),
+        0.0,
+    );
+
+    // An input image (constant) gets no gradient; the weight's is unchanged.
+    let (cx, cw) = (Var::constant(tx), Var::param(tw));
+    backward(&dot_loss(&conv2d(&cx, &cw, None, p).unwrap(), &gy)).unwrap();
+    assert!(cx.grad().is_none());
+    assert_close(
+        "autograd grad_w, no bias",
+        &cw.grad().unwrap(),
+        &exact(&gw),
+        0.0,
+    );
+}
+
+#[test]
+fn conv2d_reference_passes_finite_differences() {
+    let mut rng = Rng(13);
+    // Strided with padding, depthwise dilated, grouped with a non-square kernel.
+    let cases = [
+        case(2, 3, (5, 4), 4, (3, 3), (2, 1, 1, 1), true),
+        case(1, 4, (7, 7), 4, (3, 3), (1, 3, 2, 4), true),
+        case(2, 4, (4, 5), 6, (2, 1), (1, 0, 1, 2), true),
+    ];
+    for c in &cases {
+        let (xs, ws) = (
+            [c.n, c.cin, c.h, c.w],
+            [c.cout, c.cin / c.groups, c.kh, c.kw],
+        );
+        let (s, pd, d, g) = (c.stride, c.padding, c.dilation, c.groups);
+        let x = rng.arr(&xs, 1.0);
+        let w = rng.arr(&ws, 0.5);
+        let b = rng.arr(&[c.cout], 0.5);
+        let y = rconv::conv2d(&x, &w, Some(&b), s, pd, d, g);
+        let gy = rng.arr(&y.shape, 1.0);
+        let (gx, gw, gb) = rconv::conv2d_backward(&x, &w, &gy, s, pd, d, g);
+        let loss = |x: &Arr, w: &Arr, b: &Arr| dot(&rconv::conv2d(x, w, Some(b), s, pd, d, g), &gy);
+        let ex = finite_diff_check(&x, &gx, |v| loss(v, &w, &b));
+        let ew = finite_diff_check(&w, &gw, |v| loss(&x, v, &b));
+        let eb = finite_diff_check(&b, &gb, |v| loss(&x, &w, v));
+        for (what, e) in [("x", ex), ("w", ew), ("b", eb)] {
+            assert!(
+                e < FD_TOL,
+                "{what} {xs:?} {ws:?}: finite difference error {e:.3e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn conv2d_matches_pytorch_golden() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/golden/ops.safetensors"
+    );
+    let file = TensorFile::load(Path::new(path)).unwrap();
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(file.meta("conv_cases").unwrap()).unwrap();
+    assert!(!cases.is_empty(), "no conv cases in {path}");
+    let load = |name: &str| {
+        let (shape, data) = file.f32(name).unwrap();
+        (
+            Tensor::from_f32(&gpu(), data, shape).unwrap(),
+            Arr::from_f32(shape, data),
+        )
+    };
+    for case in &cases {
+        let prefix = case["prefix"].as_str().unwrap();
+        let get = |k: &str| case[k].as_u64().unwrap() as usize;
+        let p = Conv2dParams {
+            stride: get("stride"),
+            padding: get("padding"),
+            dilation: get("dilation"),
+            groups: get("groups"),
+        };
+        let bias = case["bias"].as_bool().unwrap();
+        let t = |k: &str| load(&format!("{prefix}{k}"));
+        let ((x, _), (w, _), (gy, _)) = (t("x"), t("w"), t("grad_y"));
+        let b = bias.then(|| t("b").0);
+        let y = conv2d_forward(&x, &w, b.as_ref(), p).unwrap();
+        assert_close(&format!("{prefix}y {p:?}"), &y, &t("y").1, GOLDEN_TOL);
+        let (gx, gw, gb) = conv2d_backward(&x, &w, bias, &gy, p).unwrap();
+        assert_close(&format!("{prefix}grad_x"), &gx, &t("grad_x").1, GOLDEN_TOL);
+        assert_close(&format!("{prefix}grad_w"), &gw, &t("grad_w").1, GOLDEN_TOL);
+        if bias {
+            let want = t("grad_b").1;
+            let err = max_rel_err(&down(gb.as_ref().unwrap()), &want);
+            assert!(err <= GOLDEN_TOL, "{prefix}grad_b: error {err:.3e}");
+        }
+    }
+}
+
+#[test]
+fn conv2d_rejects_bad_shapes_with_clear_errors() {
+    let g = gpu();
+    let z = |shape: &[usize]| Tensor::zeros(&g, shape).unwrap();
+    let d = Conv2dParams::default();
+    let err = |r: anyhow::Result<Tensor>| format!("{:#}", r.unwrap_err());
+    let e = err(conv2d_forward(
+        &z(&[1, 3, 5, 5]),
+        &z(&[4, 2, 3, 3]),
+        None,
+        d,
+    ));
+    assert!(e.contains("weight w"), "{e}");
+    let e = err(conv2d_forward(
+        &z(&[1, 6, 5, 5]),
+        &z(&[4, 2, 3, 3]),
+        None,
+        Conv2dParams { groups: 3, ..d },
+    ));
+    assert!(e.contains("groups 3"), "{e}");
+    let e = err(conv2d_forward(
+        &z(&[1, 2, 4, 4]),
+        &z(&[2, 2, 3, 3]),
+        None,
+        Conv2dParams { dilation: 3, ..d },
+    ));
+    assert!(e.contains("output size"), "{e}");
+    let e = err(conv2d_forward(
+        &z(&[1, 2, 4, 4]),
+        &z(&[2, 2, 3, 3]),
+        Some(&z(&[3])),
+        d,
+    ));
+    assert!(e.contains("bias b"), "{e}");
+    let e = err(conv2d_forward(&z(&[2, 4, 4]), &z(&[2, 2, 3, 3]), None, d));
+    assert!(e.contains("input x"), "{e}");
+    let e = conv2d_backward(
+        &z(&[1, 2, 4, 4]),
+        &z(&[2, 2, 3, 3]),
+        false,
+        &z(&[1, 2, 3, 3]),
+        d,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("gy") && e.contains("[1, 2, 2, 2]"), "{e}");
+}
