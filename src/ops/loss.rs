@@ -1,1 +1,159 @@
-//! (in progress)
+//! Fused classification losses on logits (`shaders/loss.wgsl`): cross-entropy, focal loss,
+//! class-balanced CE and the dynamic mixtures DFLCE / DFLCSCE. The forward computes the value
+//! and the gradient with respect to the logits on the GPU; the backward only scales that
+//! gradient by the upstream scalar.
+//!
+//! Labels stay on the GPU and are not read back: the data loader validates them. A label
+//! >= C makes the loss value and its gradient row NaN instead of reading out of bounds.
+
+use super::elementwise::{binary_forward, BinaryOp};
+use super::softmax::{check_labels, rows};
+use crate::autograd::Var;
+use crate::gpu::{grid, groups, Kernel};
+use crate::tensor::{DType, Tensor};
+use anyhow::{bail, Result};
+
+const SRC: &str = include_str!("../../shaders/loss.wgsl");
+const ROWS: Kernel = Kernel {
+    name: "loss",
+    source: SRC,
+    entry: "rows",
+};
+const BATCH: Kernel = Kernel {
+    name: "loss",
+    source: SRC,
+    entry: "batch",
+};
+const SCALE: Kernel = Kernel {
+    name: "loss",
+    source: SRC,
+    entry: "scale",
+};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    n: u32,
+    c: u32,
+    theta: f32,
+    gamma: f32,
+}
+
+/// A classification loss on logits z [N, C] with labels y; p = softmax(z).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LossKind {
+    /// Mean cross-entropy −log p_y.
+    Ce,
+    /// Mean over the batch of −α_y (1−p_y)^γ log p_y (α = 1 without `alpha`).
+    Focal { gamma: f32, alpha: Option<Vec<f32>> },
+    /// PyTorch's weighted CE: Σ w_y (−log p_y) / Σ w_y.
+    CbCe { weights: Vec<f32> },
+    /// θ·Focal(γ) + (1−θ)·CE.
+    Dflce { theta: f32, gamma: f32 },
+    /// θ·Focal(γ) + (1−θ)·CB-CE(weights).
+    Dflcsce {
+        theta: f32,
+        gamma: f32,
+        weights: Vec<f32>,
+    },
+}
+
+/// The loss as θ·Focal(γ, α) + (1−θ)·weighted CE(w): (θ, γ, α, w).
+pub fn mixture(kind: &LossKind) -> (f32, f32, Option<&[f32]>, Option<&[f32]>) {
+    match kind {
+        LossKind::Ce => (0.0, 0.0, None, None),
+        LossKind::Focal { gamma, alpha } => (1.0, *gamma, alpha.as_deref(), None),
+        LossKind::CbCe { weights } => (0.0, 0.0, None, Some(weights)),
+        LossKind::Dflce { theta, gamma } => (*theta, *gamma, None, None),
+        LossKind::Dflcsce {
+            theta,
+            gamma,
+            weights,
+        } => (*theta, *gamma, None, Some(weights)),
+    }
+}
+
+/// Class-balanced weights of Cui et al. (2019) from per-class sample counts:
+/// w_c = (1−β)/(1−β^n_c), normalised to sum to the number of classes. Computed in f64 and
+/// rounded to f32, as the PyTorch reference does.
+pub fn cb_weights(counts: &[usize], beta: f64) -> Vec<f32> {
+    let w: Vec<f64> = counts
+        .iter()
+        .map(|&n| (1.0 - beta) / (1.0 - beta.powf(n as f64)))
+        .collect();
+    let sum: f64 = w.iter().sum();
+    w.iter()
+        .map(|v| (v / sum * counts.len() as f64) as f32)
+        .collect()
+}
+
+/// The loss value [1] and its gradient with respect to the logits [N, C].
+pub fn loss_forward(logits: &Tensor, labels: &Tensor, kind: &LossKind) -> Result<(Tensor, Tensor)> {
+    let (n, c) = rows(logits, "loss logits")?;
+    if n == 0 {
+        bail!(
+            "loss: the batch is empty (logits of shape {:?})",
+            logits.shape()
+        );
+    }
+    check_labels(labels, n)?;
+    let (theta, gamma, alpha, w) = mixture(kind);
+    if !(0.0..=1.0).contains(&theta) || !(0.0..).contains(&gamma) {
+        bail!("loss {kind:?}: needs 0 <= theta <= 1 and gamma >= 0");
+    }
+    let mut table = vec![1.0f32; 2 * c];
+    for (name, v, off) in [("focal alpha", alpha, 0), ("class weights", w, c)] {
+        if let Some(v) = v {
+            if v.len() != c {
+                bail!("loss: {name} has {} entries for {c} classes", v.len());
+            }
+            table[off..off + c].copy_from_slice(v);
+        }
+    }
+    let gpu = logits.gpu();
+    let table = Tensor::from_f32(gpu, &table, &[2 * c])?;
+    let terms = Tensor::empty(gpu, &[n, 4], DType::F32)?;
+    let grad = Tensor::empty(gpu, &[n, c], DType::F32)?;
+    let value = Tensor::empty(gpu, &[1], DType::F32)?;
+    let coef = Tensor::empty(gpu, &[2], DType::F32)?;
+    let p = Params {
+        n: n as u32,
+        c: c as u32,
+        theta,
+        gamma,
+    };
+    let pb = bytemuck::bytes_of(&p);
+    gpu.dispatch(
+        &ROWS,
+        pb,
+        &[logits.buf(), labels.buf(), table.buf()],
+        &[terms.buf(), grad.buf()],
+        groups(n),
+    )?;
+    gpu.dispatch(
+        &BATCH,
+        pb,
+        &[terms.buf()],
+        &[value.buf(), coef.buf()],
+        [1, 1, 1],
+    )?;
+    gpu.dispatch(
+        &SCALE,
+        pb,
+        &[terms.buf(), coef.buf()],
+        &[grad.buf()],
+        grid(n * c),
+    )?;
+    Ok((value, grad))
+}
+
+/// The loss of logits [N, C] against U32 labels [N], as a [1] tensor.
+pub fn loss(logits: &Var, labels: &Tensor, kind: &LossKind) -> Result<Var> {
+    let (value, grad) = loss_forward(logits.value(), labels, kind)?;
+    Ok(Var::from_op(
+        "loss",
+        value,
+        &[logits],
+        Box::new(move |gy| Ok(vec![Some(binary_forward(&grad, gy, BinaryOp::Mul)?)])),
+    ))
+}

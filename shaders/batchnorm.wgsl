@@ -1,0 +1,141 @@
+// BatchNorm2d over [N, C, H, W]: per-channel batch statistics (one workgroup per channel),
+// the normalisation, the running-statistics update in place, and the backward (per-channel
+// sums in one workgroup per channel, then an elementwise pass for dx).
+
+struct P {
+    n: u32,         // N*C*H*W
+    c: u32,
+    hw: u32,
+    count: u32,     // N*H*W: elements per channel
+    eps: f32,
+    momentum: f32,
+    training: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: P;
+
+// stats: batch mean and biased variance per channel.
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> mean_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> var_out: array<f32>;
+
+// apply: y = (x - mean) / sqrt(var + eps) * gamma + beta.
+@group(0) @binding(2) var<storage, read> mean: array<f32>;
+@group(0) @binding(3) var<storage, read> variance: array<f32>;
+@group(0) @binding(4) var<storage, read> gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> beta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+
+// running: rm = (1-m) rm + m mean, rv = (1-m) rv + m var * count/(count-1), in place.
+@group(0) @binding(1) var<storage, read> batch_mean: array<f32>;
+@group(0) @binding(2) var<storage, read> batch_var: array<f32>;
+@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
+
+// grad_sums: gbeta = sum dy, ggamma = sum dy * xhat per channel.
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> ggamma_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> gbeta_out: array<f32>;
+
+// grad_x: reads x, mean, variance, dy, then gamma_b, ggamma, gbeta.
+@group(0) @binding(5) var<storage, read> gamma_b: array<f32>;
+@group(0) @binding(6) var<storage, read> ggamma: array<f32>;
+@group(0) @binding(7) var<storage, read> gbeta: array<f32>;
+@group(0) @binding(8) var<storage, read_write> gx: array<f32>;
+
+var<workgroup> part: array<f32, 256>;
+
+// Flat index of the r-th element (over N, H, W) of channel c.
+fn at(c: u32, r: u32) -> u32 {
+    return ((r / p.hw) * p.c + c) * p.hw + r % p.hw;
+}
+
+// Sum of v over the workgroup; every invocation gets the result.
+fn wg_sum(lid: u32, v: f32) -> f32 {
+    part[lid] = v;
+    workgroupBarrier();
+    for (var w = 128u; w > 0u; w >>= 1u) {
+        if lid < w { part[lid] += part[lid + w]; }
+        workgroupBarrier();
+    }
+    let s = part[0];
+    workgroupBarrier();
+    return s;
+}
+
+@compute @workgroup_size(256)
+fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = wid.x + wid.y * nwg.x;
+    if c >= p.c { return; }
+    var s = 0.0;
+    for (var r = lid; r < p.count; r += 256u) { s += x[at(c, r)]; }
+    let m = wg_sum(lid, s) / f32(p.count);
+    // Two passes: the variance from squared deviations, not E[x^2] - m^2 (no cancellation).
+    var q = 0.0;
+    for (var r = lid; r < p.count; r += 256u) {
+        let d = x[at(c, r)] - m;
+        q += d * d;
+    }
+    let v = wg_sum(lid, q) / f32(p.count);
+    if lid == 0u {
+        mean_out[c] = m;
+        var_out[c] = v;
+    }
+}
+
+@compute @workgroup_size(256)
+fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n { return; }
+    let c = (i / p.hw) % p.c;
+    y[i] = (x[i] - mean[c]) * inverseSqrt(variance[c] + p.eps) * gamma[c] + beta[c];
+}
+
+@compute @workgroup_size(256)
+fn running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = gid.x + gid.y * nwg.x * 256u;
+    if c >= p.c { return; }
+    let n = f32(p.count);
+    let m = p.momentum;
+    running_mean[c] = (1.0 - m) * running_mean[c] + m * batch_mean[c];
+    running_var[c] = (1.0 - m) * running_var[c] + m * batch_var[c] * n / (n - 1.0);
+}
+
+@compute @workgroup_size(256)
+fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = wid.x + wid.y * nwg.x;
+    if c >= p.c { return; }
+    let m = mean[c];
+    let is = inverseSqrt(variance[c] + p.eps);
+    var sb = 0.0;
+    var sg = 0.0;
+    for (var r = lid; r < p.count; r += 256u) {
+        let k = at(c, r);
+        sb += dy[k];
+        sg += dy[k] * (x[k] - m) * is;
+    }
+    let tb = wg_sum(lid, sb);
+    let tg = wg_sum(lid, sg);
+    if lid == 0u {
+        gbeta_out[c] = tb;
+        ggamma_out[c] = tg;
+    }
+}
+
+// Training: dx = gamma * istd * (dy - gbeta/n - xhat * ggamma/n); eval: dx = gamma * istd * dy.
+@compute @workgroup_size(256)
+fn grad_x(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    if i >= p.n { return; }
+    let c = (i / p.hw) % p.c;
+    let is = inverseSqrt(variance[c] + p.eps);
+    var g = dy[i];
+    if p.training != 0u {
+        let n = f32(p.count);
+        g = g - gbeta[c] / n - (x[i] - mean[c]) * is * ggamma[c] / n;
+    }
+    gx[i] = gamma_b[c] * is * g;
+}

@@ -1,0 +1,475 @@
+//! BatchNorm2d, channel mean/max pooling, global average pooling and the channel ops
+//! (concat, slice, option-A shortcut): GPU forward and backward (through autograd) against
+//! the f64 CPU reference, finite-difference checks of the reference, and the PyTorch goldens.
+
+mod common;
+use common::{assert_close, down, gpu, up};
+use lskbb::ops::{batchnorm, channels, chanpool, elementwise as ew, pool, reduce};
+use lskbb::reference::{dot, finite_diff_check, nn as rnn, Arr, Rng};
+use lskbb::tensor_file::TensorFile;
+use lskbb::{backward, Tensor, Var};
+use std::path::Path;
+
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/golden/ops.safetensors"
+);
+
+/// Pure data movement (concat, slice, shortcut, max routing) is exact in f32.
+const EXACT: f64 = 0.0;
+/// Sums of up to ~1000 f32 terms of size <= 2, divided by the count: ~1e-6 relative.
+const POOL_TOL: f64 = 1e-5;
+/// BatchNorm in f32: mean and variance by tree reductions over <= 1024 values, then
+/// 1/sqrt(var + eps) and the dx correction terms (dy - mean(dy) - xhat·mean(dy·xhat)),
+/// which cancel to O(1e-2) of their parts; 1e-6 rounding amplified that way stays < 5e-5.
+const BN_TOL: f64 = 5e-5;
+/// Finite differences of the f64 reference with h = 1e-6: truncation O(h²) plus rounding
+/// O(1e-16 / h) per evaluation of a loss of size O(10).
+const FD_TOL: f64 = 1e-6;
+/// The CPU reference against PyTorch float64 values stored as f32: one f32 rounding.
+const GOLDEN_REF_TOL: f64 = 1e-6;
+
+/// d ⟨y, gy⟩ / d leaves: back-propagates gy from y through autograd.
+fn backprop(y: &Var, gy: &Arr) {
+    let prod = ew::mul(y, &Var::constant(up(gy))).unwrap();
+    let axes: Vec<usize> = (0..y.shape().len()).collect();
+    backward(&reduce::sum(&prod, &axes, false).unwrap()).unwrap();
+}
+
+fn vec_arr(v: &[f64]) -> Arr {
+    Arr::new(&[v.len()], v.to_vec())
+}
+
+fn golden() -> TensorFile {
+    TensorFile::load(Path::new(GOLDEN)).unwrap()
+}
+
+fn golden_arr(f: &TensorFile, name: &str) -> Arr {
+    let (shape, data) = f.f32(name).unwrap();
+    Arr::from_f32(shape, data)
+}
+
+/// BatchNorm cases [N, C, H, W]: batch 1, single pixels (N·H·W = 3), N·H·W = 2 (smallest
+/// valid), odd sizes, and one channel longer than a workgroup (N·H·W = 578 > 256).
+const BN_CASES: &[[usize; 4]] = &[
+    [2, 3, 5, 7],
+    [1, 4, 3, 3],
+    [3, 5, 1, 1],
+    [1, 2, 1, 2],
+    [2, 3, 17, 17],
+];
+const EPS: f32 = 1e-5;
+const MOMENTUM: f32 = 0.1;
+
+fn bn_inputs(rng: &mut Rng, s: &[usize; 4]) -> (Arr, Arr, Arr, Arr, Arr, Arr) {
+    let c = s[1];
+    let x = rng.arr(s, 2.0).map(|v| v + 0.5);
+    let gamma = rng.arr(&[c], 0.5).map(|v| v + 1.0);
+    let beta = rng.arr(&[c], 1.0);
+    let rm = rng.arr(&[c], 0.5);
+    let rv = rng.arr(&[c], 0.5).map(|v| v + 1.0);
+    let gy = rng.arr(s, 1.0);
+    (x, gamma, beta, rm, rv, gy)
+}
+
+#[test]
+fn batch_norm_training_matches_reference_and_updates_running_stats() {
+    let mut rng = Rng(11);
+    for s in BN_CASES {
+        let (x, gamma, beta, rm, rv, gy) = bn_inputs(&mut rng, s);
+        let (trm, trv) = (up(&rm), up(&rv));
+        let (vx, vg, vb) = (
+            Var::param(up(&x)),
+            Var::param(up(&gamma)),
+            Var::param(up(&beta)),
+        );
+        let y = batchnorm::batch_norm(&vx, &vg, &vb, &trm, &trv, true, MOMENTUM, EPS).unwrap();
+        let (want, mean, var) = rnn::batch_norm_train(&x, &gamma, &beta, EPS as f64);
+        assert_close(&format!("bn y {s:?}"), y.value(), &want, BN_TOL);
+        let (wrm, wrv) = rnn::running_update(&x, &rm.data, &rv.data, MOMENTUM as f64);
+        assert_close(
+            &format!("bn running_mean {s:?}"),
+            &trm,
+            &vec_arr(&wrm),
+            BN_TOL,
+        );
+        assert_close(
+            &format!("bn running_var {s:?}"),
+            &trv,
+            &vec_arr(&wrv),
+            BN_TOL,
+        );
+        backprop(&y, &gy);
+        let (gx, gg, gb) = rnn::batch_norm_backward(&x, &gamma, &mean, &var, &gy, true, 1e-5);
+        assert_close(
+            &format!("bn grad x {s:?}"),
+            &vx.grad().unwrap(),
+            &gx,
+            BN_TOL,
+        );
+        assert_close(
+            &format!("bn grad gamma {s:?}"),
+            &vg.grad().unwrap(),
+            &gg,
+            BN_TOL,
+        );
+        assert_close(
+            &format!("bn grad beta {s:?}"),
+            &vb.grad().unwrap(),
+            &gb,
+            BN_TOL,
+        );
+    }
+}
+
+#[test]
+fn batch_norm_eval_uses_running_stats_and_leaves_them_alone() {
+    let mut rng = Rng(12);
+    for s in BN_CASES.iter().chain(&[[1, 3, 1, 1]]) {
+        let (x, gamma, beta, rm, rv, gy) = bn_inputs(&mut rng, s);
+        let (trm, trv) = (up(&rm), up(&rv));
+        let (vx, vg, vb) = (
+            Var::param(up(&x)),
+            Var::param(up(&gamma)),
+            Var::param(up(&beta)),
+        );
+        let y = batchnorm::batch_norm(&vx, &vg, &vb, &trm, &trv, false, MOMENTUM, EPS).unwrap();
+        let want = rnn::batch_norm_apply(&x, &gamma, &beta, &rm.data, &rv.data, EPS as f64);
+        assert_close(&format!("bn eval y {s:?}"), y.value(), &want, BN_TOL);
+        assert_eq!(down(&trm), rm.to_f32(), "eval changed running_mean");
+        assert_eq!(down(&trv), rv.to_f32(), "eval changed running_var");
+        // A training step between forward and backward must not change this backward.
+        let other = Var::constant(up(&rng.arr(s, 1.0)));
+        batchnorm::batch_norm(&other, &vg, &vb, &trm, &trv, true, 0.5, EPS).ok();
+        backprop(&y, &gy);
+        let (gx, gg, gb) =
+            rnn::batch_norm_backward(&x, &gamma, &rm.data, &rv.data, &gy, false, 1e-5);
+        assert_close(
+            &format!("bn eval grad x {s:?}"),
+            &vx.grad().unwrap(),
+            &gx,
+            BN_TOL,
+        );
+        assert_close(
+            &format!("bn eval grad gamma {s:?}"),
+            &vg.grad().unwrap(),
+            &gg,
+            BN_TOL,
+        );
+        assert_close(
+            &format!("bn eval grad beta {s:?}"),
+            &vb.grad().unwrap(),
+            &gb,
+            BN_TOL,
+        );
+    }
+}
+
+#[test]
+fn batch_norm_rejects_single_values_and_bad_shapes() {
+    let g = gpu();
+    let t = |shape: &[usize]| Tensor::zeros(&g, shape).unwrap();
+    let (gamma, beta, rm, rv) = (t(&[3]), t(&[3]), t(&[3]), t(&[3]));
+    let run = |x: &Tensor, gamma: &Tensor, training| {
+        batchnorm::batch_norm_forward(x, gamma, &beta, &rm, &rv, training, MOMENTUM, EPS)
+    };
+    let err = run(&t(&[1, 3, 1, 1]), &gamma, true).unwrap_err();
+    assert!(format!("{err}").contains("more than one value"), "{err}");
+    assert!(run(&t(&[1, 3, 1, 1]), &gamma, false).is_ok());
+    assert!(run(&t(&[2, 4, 3, 3]), &gamma, true).is_err());
+    assert!(run(&t(&[2, 3, 3]), &gamma, true).is_err());
+    assert!(run(&t(&[2, 3, 3, 3]), &t(&[3, 1]), true).is_err());
+}
+
+#[test]
+fn batch_norm_reference_passes_finite_differences() {
+    let mut rng = Rng(13);
+    let eps = 1e-5;
+    for training in [true, false] {
+        let (x, gamma, beta, rm, rv, gy) = bn_inputs(&mut rng, &[2, 3, 2, 3]);
+        let f = |x: &Arr, g: &Arr, b: &Arr| {
+            let y = if training {
+                rnn::batch_norm_train(x, g, b, eps).0
+            } else {
+                rnn::batch_norm_apply(x, g, b, &rm.data, &rv.data, eps)
+            };
+            dot(&y, &gy)
+        };
+        let (mean, var) = if training {
+            rnn::channel_stats(&x)
+        } else {
+            (rm.data.clone(), rv.data.clone())
+        };
+        let (gx, gg, gb) = rnn::batch_norm_backward(&x, &gamma, &mean, &var, &gy, training, eps);
+        let mode = if training { "train" } else { "eval" };
+        let e = finite_diff_check(&x, &gx, |v| f(v, &gamma, &beta));
+        assert!(e < FD_TOL, "{mode} x: {e:e}");
+        let e = finite_diff_check(&gamma, &gg, |v| f(&x, v, &beta));
+        assert!(e < FD_TOL, "{mode} gamma: {e:e}");
+        let e = finite_diff_check(&beta, &gb, |v| f(&x, &gamma, v));
+        assert!(e < FD_TOL, "{mode} beta: {e:e}");
+    }
+    // Running statistics: unbiased variance, momentum on the batch value.
+    let x = Arr::new(&[2, 1, 1, 1], vec![1.0, 3.0]);
+    let (rm, rv) = rnn::running_update(&x, &[0.0], &[1.0], 0.1);
+    assert!((rm[0] - 0.2).abs() < 1e-12 && (rv[0] - (0.9 + 0.1 * 2.0)).abs() < 1e-12);
+}
+
+#[test]
+fn batch_norm_matches_pytorch_golden() {
+    let f = golden();
+    let a = |name: &str| golden_arr(&f, &format!("bn.{name}"));
+    let (x, gamma, beta, gy) = (a("x"), a("gamma"), a("beta"), a("grad_y"));
+    let (y, mean, var) = rnn::batch_norm_train(&x, &gamma, &beta, 1e-5);
+    let (gx, gg, gb) = rnn::batch_norm_backward(&x, &gamma, &mean, &var, &gy, true, 1e-5);
+    for (name, got) in [
+        ("y", &y),
+        ("grad_x", &gx),
+        ("grad_gamma", &gg),
+        ("grad_beta", &gb),
+    ] {
+        let err = lskbb::reference::max_rel_err(&a(name).to_f32(), got);
+        assert!(err < GOLDEN_REF_TOL, "reference bn.{name}: {err:e}");
+    }
+    let c = gamma.numel();
+    let ones = up(&Arr::new(&[c], vec![1.0; c]));
+    let zeros = up(&Arr::zeros(&[c]));
+    let (vx, vg, vb) = (
+        Var::param(up(&x)),
+        Var::param(up(&gamma)),
+        Var::param(up(&beta)),
+    );
+    let yv = batchnorm::batch_norm(&vx, &vg, &vb, &zeros, &ones, true, MOMENTUM, 1e-5).unwrap();
+    backprop(&yv, &gy);
+    assert_close("golden bn.y", yv.value(), &a("y"), BN_TOL);
+    assert_close(
+        "golden bn.grad_x",
+        &vx.grad().unwrap(),
+        &a("grad_x"),
+        BN_TOL,
+    );
+    assert_close(
+        "golden bn.grad_gamma",
+        &vg.grad().unwrap(),
+        &a("grad_gamma"),
+        BN_TOL,
+    );
+    assert_close(
+        "golden bn.grad_beta",
+        &vb.grad().unwrap(),
+        &a("grad_beta"),
+        BN_TOL,
+    );
+}
+
+/// Channel pooling cases: batch 1, one channel, odd sizes, more channels than pixels.
+const CHANPOOL_CASES: &[[usize; 4]] = &[[2, 5, 3, 7], [1, 1, 4, 4], [1, 9, 1, 1], [3, 16, 5, 3]];
+
+#[test]
+fn channel_mean_max_matches_reference_with_ties() {
+    let mut rng = Rng(21);
+    for s in CHANPOOL_CASES {
+        for ties in [false, true] {
+            let mut x = rng.arr(s, 2.0);
+            if ties {
+                // Few distinct values: maxima repeat, and the first one must get the gradient.
+                x = x.map(|v| (v * 1.5).round());
+            }
+            let gy = rng.arr(&[s[0], 2, s[2], s[3]], 1.0);
+            let vx = Var::param(up(&x));
+            let y = chanpool::channel_mean_max(&vx).unwrap();
+            assert_close(
+                &format!("chanpool y {s:?} ties {ties}"),
+                y.value(),
+                &rnn::channel_mean_max(&x),
+                POOL_TOL,
+            );
+            backprop(&y, &gy);
+            assert_close(
+                &format!("chanpool grad {s:?} ties {ties}"),
+                &vx.grad().unwrap(),
+                &rnn::channel_mean_max_backward(&x, &gy),
+                POOL_TOL,
+            );
+        }
+    }
+    let x = Arr::new(&[1, 3, 1, 1], vec![2.0, 2.0, 1.0]);
+    let gy = Arr::new(&[1, 2, 1, 1], vec![3.0, 1.0]);
+    let gx = chanpool::channel_mean_max_backward(&up(&x), &up(&gy)).unwrap();
+    assert_eq!(
+        down(&gx),
+        vec![2.0, 1.0, 1.0],
+        "max gradient goes to the first maximum"
+    );
+}
+
+#[test]
+fn channel_mean_max_matches_pytorch_golden() {
+    let f = golden();
+    let a = |name: &str| golden_arr(&f, &format!("chanpool.{name}"));
+    let (x, gy) = (a("x"), a("grad_y"));
+    let err = lskbb::reference::max_rel_err(&a("y").to_f32(), &rnn::channel_mean_max(&x));
+    assert!(err < GOLDEN_REF_TOL, "reference chanpool.y: {err:e}");
+    let gx = rnn::channel_mean_max_backward(&x, &gy);
+    let err = lskbb::reference::max_rel_err(&a("grad_x").to_f32(), &gx);
+    assert!(err < GOLDEN_REF_TOL, "reference chanpool.grad_x: {err:e}");
+    let tx = up(&x);
+    let y = chanpool::channel_mean_max_forward(&tx).unwrap();
+    assert_close("golden chanpool.y", &y, &a("y"), POOL_TOL);
+    let g = chanpool::channel_mean_max_backward(&tx, &up(&gy)).unwrap();
+    assert_close("golden chanpool.grad_x", &g, &a("grad_x"), POOL_TOL);
+}
+
+#[test]
+fn pooling_references_pass_finite_differences() {
+    let mut rng = Rng(22);
+    let x = rng.arr(&[2, 4, 3, 3], 2.0);
+    let gy = rng.arr(&[2, 2, 3, 3], 1.0);
+    let g = rnn::channel_mean_max_backward(&x, &gy);
+    let e = finite_diff_check(&x, &g, |v| dot(&rnn::channel_mean_max(v), &gy));
+    assert!(e < FD_TOL, "channel_mean_max: {e:e}");
+    let gy = rng.arr(&[2, 4], 1.0);
+    let g = rnn::global_avg_pool_backward(&x.shape, &gy);
+    let e = finite_diff_check(&x, &g, |v| dot(&rnn::global_avg_pool(v), &gy));
+    assert!(e < FD_TOL, "global_avg_pool: {e:e}");
+}
+
+#[test]
+fn global_avg_pool_matches_reference() {
+    let mut rng = Rng(23);
+    for s in [[2, 3, 5, 7], [1, 4, 1, 1], [1, 2, 33, 31], [3, 1, 2, 2]] {
+        let x = rng.arr(&s, 2.0);
+        let gy = rng.arr(&[s[0], s[1]], 1.0);
+        let vx = Var::param(up(&x));
+        let y = pool::global_avg_pool(&vx).unwrap();
+        assert_close(
+            &format!("gap {s:?}"),
+            y.value(),
+            &rnn::global_avg_pool(&x),
+            POOL_TOL,
+        );
+        backprop(&y, &gy);
+        let want = rnn::global_avg_pool_backward(&s, &gy);
+        assert_close(
+            &format!("gap grad {s:?}"),
+            &vx.grad().unwrap(),
+            &want,
+            POOL_TOL,
+        );
+    }
+}
+
+#[test]
+fn concat_and_slice_channels_match_reference() {
+    let mut rng = Rng(31);
+    // (shapes of the concatenated inputs) at rank 4 and rank 2, batch 1 and > 1.
+    let cases: &[&[&[usize]]] = &[
+        &[&[2, 3, 5, 7], &[2, 1, 5, 7], &[2, 4, 5, 7]],
+        &[&[1, 2, 1, 1], &[1, 5, 1, 1]],
+        &[&[3, 7], &[3, 2]],
+        &[&[1, 4]],
+    ];
+    for shapes in cases {
+        let xs: Vec<Arr> = shapes.iter().map(|s| rng.arr(s, 2.0)).collect();
+        let vs: Vec<Var> = xs.iter().map(|x| Var::param(up(x))).collect();
+        let refs: Vec<&Arr> = xs.iter().collect();
+        let want = rnn::concat_channels(&refs);
+        let y = channels::concat_channels(&vs.iter().collect::<Vec<_>>()).unwrap();
+        assert_close(&format!("concat {shapes:?}"), y.value(), &want, EXACT);
+        let gy = rng.arr(&want.shape, 1.0);
+        backprop(&y, &gy);
+        let chans: Vec<usize> = shapes.iter().map(|s| s[1]).collect();
+        for (i, g) in rnn::concat_channels_backward(&chans, &gy)
+            .iter()
+            .enumerate()
+        {
+            assert_close(
+                &format!("concat grad {i} {shapes:?}"),
+                &vs[i].grad().unwrap(),
+                g,
+                EXACT,
+            );
+        }
+        // Slices of the concatenation: one channel at the ends and a middle block.
+        let total = want.shape[1];
+        for (start, len) in [(0, 1), (total - 1, 1), (total / 3, total - total / 3)] {
+            let vx = Var::param(up(&want));
+            let s = channels::slice_channels(&vx, start, len).unwrap();
+            let ws = rnn::slice_channels(&want, start, len);
+            assert_close(
+                &format!("slice {start}+{len} {shapes:?}"),
+                s.value(),
+                &ws,
+                EXACT,
+            );
+            let gs = rng.arr(&ws.shape, 1.0);
+            backprop(&s, &gs);
+            let wg = rnn::slice_channels_backward(&want.shape, start, &gs);
+            let what = format!("slice grad {start}+{len} {shapes:?}");
+            assert_close(&what, &vx.grad().unwrap(), &wg, EXACT);
+        }
+    }
+}
+
+#[test]
+fn shortcut_a_matches_reference() {
+    let mut rng = Rng(32);
+    // ([N, C, H, W], stride, pad): the ResNet-32 stage transitions, odd sizes, identity.
+    let cases: &[([usize; 4], usize, usize)] = &[
+        ([2, 4, 8, 8], 2, 2),
+        ([1, 3, 7, 5], 2, 1),
+        ([2, 2, 5, 5], 3, 0),
+        ([1, 3, 4, 4], 1, 0),
+        ([3, 1, 1, 1], 2, 3),
+    ];
+    for &(s, stride, pad) in cases {
+        let x = rng.arr(&s, 2.0);
+        let want = rnn::shortcut_a(&x, stride, pad);
+        let vx = Var::param(up(&x));
+        let y = channels::shortcut_a(&vx, stride, pad).unwrap();
+        let what = format!("shortcut {s:?} s{stride} p{pad}");
+        assert_close(&what, y.value(), &want, EXACT);
+        let gy = rng.arr(&want.shape, 1.0);
+        backprop(&y, &gy);
+        let wg = rnn::shortcut_a_backward(&s, stride, pad, &gy);
+        assert_close(&format!("{what} grad"), &vx.grad().unwrap(), &wg, EXACT);
+    }
+}
+
+#[test]
+fn channel_op_references_pass_finite_differences() {
+    let mut rng = Rng(33);
+    let (a, b) = (rng.arr(&[2, 3, 2, 2], 1.0), rng.arr(&[2, 2, 2, 2], 1.0));
+    let gy = rng.arr(&[2, 5, 2, 2], 1.0);
+    let g = rnn::concat_channels_backward(&[3, 2], &gy);
+    let e = finite_diff_check(&a, &g[0], |v| dot(&rnn::concat_channels(&[v, &b]), &gy));
+    assert!(e < FD_TOL, "concat a: {e:e}");
+    let e = finite_diff_check(&b, &g[1], |v| dot(&rnn::concat_channels(&[&a, v]), &gy));
+    assert!(e < FD_TOL, "concat b: {e:e}");
+    let gs = rng.arr(&[2, 2, 2, 2], 1.0);
+    let g = rnn::slice_channels_backward(&a.shape, 1, &gs);
+    let e = finite_diff_check(&a, &g, |v| dot(&rnn::slice_channels(v, 1, 2), &gs));
+    assert!(e < FD_TOL, "slice: {e:e}");
+    let x = rng.arr(&[1, 2, 5, 3], 1.0);
+    let gy = rng.arr(&[1, 4, 3, 2], 1.0);
+    let g = rnn::shortcut_a_backward(&x.shape, 2, 1, &gy);
+    let e = finite_diff_check(&x, &g, |v| dot(&rnn::shortcut_a(v, 2, 1), &gy));
+    assert!(e < FD_TOL, "shortcut: {e:e}");
+}
+
+#[test]
+fn channel_ops_reject_bad_shapes() {
+    let g = gpu();
+    let v = |shape: &[usize]| Var::constant(Tensor::zeros(&g, shape).unwrap());
+    let (a, b) = (v(&[2, 3, 4, 4]), v(&[2, 3, 4, 5]));
+    assert!(channels::concat_channels(&[&a, &b]).is_err());
+    assert!(channels::concat_channels(&[&a, &v(&[2, 3])]).is_err());
+    assert!(channels::concat_channels(&[]).is_err());
+    assert!(channels::slice_channels(&a, 2, 2).is_err());
+    assert!(channels::slice_channels(&a, 0, 0).is_err());
+    assert!(channels::slice_channels(&v(&[2, 3, 4]), 0, 1).is_err());
+    assert!(channels::shortcut_a(&v(&[2, 3]), 2, 1).is_err());
+    assert!(channels::shortcut_a(&a, 0, 1).is_err());
+    assert!(chanpool::channel_mean_max(&v(&[2, 3])).is_err());
+    assert!(pool::global_avg_pool(&v(&[2, 3])).is_err());
+}
