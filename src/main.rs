@@ -1,1 +1,128 @@
-fn main() {}
+//! The `lskbb` command line.
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use lskbb::gpu::{list_adapters, AdapterChoice};
+use lskbb::verify::verify_file;
+use lskbb::Gpu;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "lskbb", version, about = "Train and run the LSKBB long-tailed medical image classifier on any GPU (wgpu + WGSL)")]
+struct Cli {
+    #[command(flatten)]
+    gpu: GpuArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct GpuArgs {
+    /// Use the adapter whose name contains NAME (case-insensitive); see `lskbb devices`.
+    #[arg(long, global = true, env = "LSKBB_ADAPTER", value_name = "NAME")]
+    adapter: Option<String>,
+    /// Graphics API: vulkan, metal, dx12 or gl (default: the best available).
+    #[arg(long, global = true, env = "LSKBB_BACKEND", value_name = "API")]
+    backend: Option<String>,
+}
+
+impl GpuArgs {
+    fn choice(&self) -> AdapterChoice {
+        AdapterChoice {
+            name: self.adapter.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every GPU adapter with its backend, type, driver, limits and features.
+    Devices,
+    /// Run golden files from the PyTorch reference and compare every tensor.
+    Verify {
+        /// Golden safetensors files (kind model_step or ops).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print only the tensors that fail, and a summary per file.
+        #[arg(long)]
+        failures_only: bool,
+    },
+}
+
+fn devices(choice: &AdapterChoice) -> Result<()> {
+    for (i, a) in list_adapters(choice)?.iter().enumerate() {
+        println!("[{i}] {} ({}, {})", a.name, a.backend, a.device_type);
+        println!("    driver: {}", a.driver);
+        println!(
+            "    max storage binding {} MiB, max buffer {} MiB, workgroup memory {} KiB, {} invocations/workgroup",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroup_storage_size >> 10,
+            a.max_compute_invocations_per_workgroup
+        );
+        println!(
+            "    timestamp queries: {}, subgroups: {}, f16: {}",
+            a.timestamp_query, a.subgroups, a.shader_f16
+        );
+    }
+    Ok(())
+}
+
+fn verify(choice: &AdapterChoice, files: &[PathBuf], failures_only: bool) -> Result<bool> {
+    let gpu = Gpu::new(choice)?;
+    println!("adapter: {}", gpu.describe());
+    let mut all_pass = true;
+    for path in files {
+        let rows = verify_file(&gpu, path)?;
+        let failed = rows.iter().filter(|r| !r.pass()).count();
+        println!("\n{}", path.display());
+        println!("{:<48} {:>8} {:>12} {:>12} {:>12}  result", "tensor", "n", "rel L2 err", "L2 err", "bound");
+        for r in &rows {
+            if failures_only && r.pass() {
+                continue;
+            }
+            println!(
+                "{:<48} {:>8} {:>12.3e} {:>12.3e} {:>12.3e}  {}",
+                r.name,
+                r.n,
+                r.rel,
+                r.err,
+                r.bound,
+                if r.pass() { "pass" } else { "FAIL" }
+            );
+        }
+        let worst = rows.iter().map(|r| r.rel).fold(0.0, f64::max);
+        println!(
+            "{}: {} tensors, {} failed, worst relative error {worst:.3e}",
+            path.display(),
+            rows.len(),
+            failed
+        );
+        all_pass &= failed == 0;
+    }
+    Ok(all_pass)
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    let choice = cli.gpu.choice();
+    match cli.command {
+        Command::Devices => devices(&choice).map(|_| true),
+        Command::Verify {
+            files,
+            failures_only,
+        } => verify(&choice, &files, failures_only),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -46,12 +46,33 @@ fn backends(choice: &AdapterChoice) -> Result<wgpu::Backends> {
     )
 }
 
-fn instance(choice: &AdapterChoice) -> Result<wgpu::Instance> {
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// The backends to search: the chosen one, else `WGPU_BACKEND`, else the native APIs (Vulkan,
+/// Metal, DX12) first and GL only when none of them has an adapter (probing GL without a
+/// display prints warnings and GL is the slowest path).
+fn enumerate(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
     if choice.backend.is_some() {
-        desc.backends = backends(choice)?;
+        let b = backends(choice)?;
+        return Ok(pollster::block_on(instance(b).enumerate_adapters(b)));
     }
-    Ok(wgpu::Instance::new(desc))
+    let from_env = wgpu::Backends::from_env();
+    if let Some(b) = from_env {
+        return Ok(pollster::block_on(instance(b).enumerate_adapters(b)));
+    }
+    let primary = pollster::block_on(
+        instance(wgpu::Backends::PRIMARY).enumerate_adapters(wgpu::Backends::PRIMARY),
+    );
+    if !primary.is_empty() {
+        return Ok(primary);
+    }
+    Ok(pollster::block_on(
+        instance(wgpu::Backends::GL).enumerate_adapters(wgpu::Backends::GL),
+    ))
 }
 
 fn rank(t: wgpu::DeviceType) -> u8 {
@@ -69,8 +90,7 @@ On Linux without a GPU install Mesa's software Vulkan driver (lavapipe): \
 `sudo apt-get install mesa-vulkan-drivers`; check with `vulkaninfo --summary`";
 
 fn adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
-    let inst = instance(choice)?;
-    let mut all = pollster::block_on(inst.enumerate_adapters(backends(choice)?));
+    let mut all = enumerate(choice)?;
     if let Some(name) = &choice.name {
         let want = name.to_lowercase();
         let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();

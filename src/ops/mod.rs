@@ -9,6 +9,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod linear;
 pub mod loss;
+pub mod metrics;
 pub mod pool;
 pub mod reduce;
 pub mod sgd;

@@ -1,0 +1,149 @@
+//! Checkpoints: the model as a safetensors file holding exactly the PyTorch reference's
+//! `state_dict` (so `load_state_dict(strict=True)` takes it), with the model config and run
+//! state in the header metadata; the optimizer's momentum buffers and the sampler/RNG state
+//! beside it in `<name>.optim.safetensors`. Both are written to a temp file, then renamed.
+
+use crate::model::{BbnResNet32, ModelConfig, ParamStore};
+use crate::tensor_file::{Data, Entry, TensorFile};
+use anyhow::{bail, Context, Result};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The model's `state_dict` in PyTorch's names (parameters, running stats, num_batches_tracked).
+pub fn state_dict(store: &ParamStore) -> Result<TensorFile> {
+    let mut f = TensorFile::default();
+    for (name, p) in &store.params {
+        f.tensors
+            .insert(name.clone(), Entry::f32(p.shape(), p.value().to_f32()?));
+    }
+    for (name, b) in &store.buffers {
+        f.tensors
+            .insert(name.clone(), Entry::f32(b.shape(), b.to_f32()?));
+    }
+    for (name, c) in &store.counters {
+        f.tensors.insert(name.clone(), Entry::i64(&[], vec![c.get()]));
+    }
+    Ok(f)
+}
+
+/// Loads tensors named `prefix + <state_dict name>` from `file` into the model. With
+/// `strict`, a missing or extra tensor is an error; a wrong shape always is. Returns the
+/// number of tensors loaded.
+pub fn load_state_dict(
+    store: &ParamStore,
+    file: &TensorFile,
+    prefix: &str,
+    strict: bool,
+    source: &Path,
+) -> Result<usize> {
+    let src = source.display();
+    let mut expected = BTreeSet::new();
+    let mut loaded = 0;
+    let tensors = store
+        .params
+        .iter()
+        .map(|(n, p)| (n, p.value()))
+        .chain(store.buffers.iter().map(|(n, b)| (n, b)));
+    for (name, t) in tensors {
+        let key = format!("{prefix}{name}");
+        expected.insert(key.clone());
+        let Some(e) = file.tensors.get(&key) else {
+            if strict {
+                bail!("{src}: tensor '{key}' is missing (expected shape {:?})", t.shape());
+            }
+            continue;
+        };
+        if e.shape != t.shape() {
+            bail!(
+                "{src}: tensor '{key}' has shape {:?}, the model expects {:?}",
+                e.shape,
+                t.shape()
+            );
+        }
+        match &e.data {
+            Data::F32(v) => t.write_f32(v)?,
+            Data::I64(_) => bail!("{src}: tensor '{key}' is an integer tensor, expected float"),
+        }
+        loaded += 1;
+    }
+    for (name, c) in &store.counters {
+        let key = format!("{prefix}{name}");
+        expected.insert(key.clone());
+        match file.tensors.get(&key) {
+            Some(Entry {
+                data: Data::I64(v),
+                ..
+            }) if v.len() == 1 => {
+                c.set(v[0]);
+                loaded += 1;
+            }
+            Some(_) => bail!("{src}: tensor '{key}' must be an int64 scalar"),
+            None if strict => bail!("{src}: tensor '{key}' is missing (an int64 scalar)"),
+            None => {}
+        }
+    }
+    if strict {
+        let extra: Vec<&String> = file
+            .tensors
+            .keys()
+            .filter(|k| k.starts_with(prefix) && !expected.contains(*k))
+            .collect();
+        if let Some(k) = extra.first() {
+            bail!(
+                "{src}: tensor '{k}' is not part of this model ({} unexpected tensors)",
+                extra.len()
+            );
+        }
+    }
+    Ok(loaded)
+}
+
+/// The optimizer side file of a checkpoint.
+pub fn optim_path(path: &Path) -> PathBuf {
+    path.with_extension("optim.safetensors")
+}
+
+/// Saves the model (state_dict + metadata) and, if given, the optimizer/run state file.
+pub fn save(
+    path: &Path,
+    model: &BbnResNet32,
+    metadata: HashMap<String, String>,
+    optim: Option<TensorFile>,
+) -> Result<()> {
+    let mut f = state_dict(&model.store)?;
+    f.metadata = metadata;
+    f.metadata
+        .insert("model".into(), serde_json::to_string(&model.config)?);
+    f.metadata.insert("format".into(), "lskbb-checkpoint-1".into());
+    if let Some(o) = optim {
+        o.save(&optim_path(path))?;
+    }
+    f.save(path)
+}
+
+/// Reads a checkpoint's model config and builds the model with its weights.
+pub fn load_model(gpu: &std::sync::Arc<crate::Gpu>, path: &Path) -> Result<(BbnResNet32, TensorFile)> {
+    let f = TensorFile::load(path)?;
+    let config: ModelConfig = match f.metadata.get("model") {
+        Some(m) => serde_json::from_str(m)
+            .with_context(|| format!("{}: bad 'model' metadata", path.display()))?,
+        None => infer_config(&f)
+            .with_context(|| format!("{}: no 'model' metadata and the tensors do not name the model", path.display()))?,
+    };
+    let model = BbnResNet32::new(gpu, &config, 0)?;
+    load_state_dict(&model.store, &f, "", true, path)?;
+    Ok((model, f))
+}
+
+/// The config of a state_dict written by PyTorch (no lskbb metadata): classes from fc.weight,
+/// input channels from conv1.weight, LSK from the presence of `layer1.0.lsk.*`.
+fn infer_config(f: &TensorFile) -> Result<ModelConfig> {
+    let (fc, _) = f.f32("fc.weight")?;
+    let (c1, _) = f.f32("conv1.weight")?;
+    Ok(ModelConfig {
+        classes: fc[0],
+        in_ch: c1[1],
+        lsk: f.tensors.contains_key("layer1.0.lsk.conv0.weight"),
+        bilateral: true,
+    })
+}

@@ -1,0 +1,164 @@
+//! Conv2d, BatchNorm2d and Linear layers over the autograd ops, registering their tensors
+//! under PyTorch's names.
+
+use super::init::Init;
+use super::params::{Counter, ParamStore};
+use crate::autograd::Var;
+use crate::gpu::Gpu;
+use crate::ops::batchnorm::batch_norm;
+use crate::ops::conv::{conv2d, Conv2dParams};
+use crate::ops::linear::linear;
+use crate::tensor::Tensor;
+use anyhow::Result;
+use std::sync::Arc;
+
+/// How a layer's weights are drawn.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum InitKind {
+    /// kaiming_normal_ weight (BBN's ResNet convs and fc); bias, if any, PyTorch default.
+    KaimingNormal,
+    /// PyTorch's default Conv2d init (the LSK module's convs).
+    TorchDefault,
+}
+
+pub struct Conv2d {
+    pub weight: Var,
+    pub bias: Option<Var>,
+    pub p: Conv2dParams,
+}
+
+/// A square-kernel convolution layer.
+pub struct ConvSpec {
+    pub cin: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub p: Conv2dParams,
+    pub bias: bool,
+    pub init: InitKind,
+}
+
+impl Conv2d {
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        store: &mut ParamStore,
+        init: &mut Init,
+        name: &str,
+        s: ConvSpec,
+    ) -> Result<Conv2d> {
+        let cin_g = s.cin / s.p.groups;
+        let fan_in = cin_g * s.k * s.k;
+        let shape = [s.cout, cin_g, s.k, s.k];
+        let n = shape.iter().product();
+        let w = match s.init {
+            InitKind::KaimingNormal => init.kaiming_normal(n, fan_in),
+            InitKind::TorchDefault => init.torch_default(n, fan_in),
+        };
+        let weight = store.param(
+            format!("{name}.weight"),
+            Var::param(Tensor::from_f32(gpu, &w, &shape)?),
+        );
+        let bias = if s.bias {
+            let b = init.torch_default(s.cout, fan_in);
+            Some(store.param(
+                format!("{name}.bias"),
+                Var::param(Tensor::from_f32(gpu, &b, &[s.cout])?),
+            ))
+        } else {
+            None
+        };
+        Ok(Conv2d {
+            weight,
+            bias,
+            p: s.p,
+        })
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        conv2d(x, &self.weight, self.bias.as_ref(), self.p)
+    }
+}
+
+/// BatchNorm2d with PyTorch's defaults: momentum 0.1, eps 1e-5, unbiased running variance.
+pub struct BatchNorm2d {
+    pub weight: Var,
+    pub bias: Var,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub batches: Counter,
+}
+
+pub const BN_MOMENTUM: f32 = 0.1;
+pub const BN_EPS: f32 = 1e-5;
+
+impl BatchNorm2d {
+    pub fn new(gpu: &Arc<Gpu>, store: &mut ParamStore, name: &str, c: usize) -> Result<BatchNorm2d> {
+        let weight = store.param(
+            format!("{name}.weight"),
+            Var::param(Tensor::from_f32(gpu, &vec![1.0; c], &[c])?),
+        );
+        let bias = store.param(format!("{name}.bias"), Var::param(Tensor::zeros(gpu, &[c])?));
+        let running_mean = store.buffer(format!("{name}.running_mean"), Tensor::zeros(gpu, &[c])?);
+        let running_var = store.buffer(
+            format!("{name}.running_var"),
+            Tensor::from_f32(gpu, &vec![1.0; c], &[c])?,
+        );
+        let batches = store.counter(format!("{name}.num_batches_tracked"));
+        Ok(BatchNorm2d {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            batches,
+        })
+    }
+
+    pub fn forward(&self, x: &Var, training: bool) -> Result<Var> {
+        if training {
+            self.batches.set(self.batches.get() + 1);
+        }
+        batch_norm(
+            x,
+            &self.weight,
+            &self.bias,
+            &self.running_mean,
+            &self.running_var,
+            training,
+            BN_MOMENTUM,
+            BN_EPS,
+        )
+    }
+}
+
+pub struct Linear {
+    pub weight: Var,
+    pub bias: Var,
+}
+
+impl Linear {
+    /// kaiming_normal_ weight (BBN), PyTorch-default bias.
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        store: &mut ParamStore,
+        init: &mut Init,
+        name: &str,
+        fin: usize,
+        fout: usize,
+    ) -> Result<Linear> {
+        let w = init.kaiming_normal(fout * fin, fin);
+        let b = init.torch_default(fout, fin);
+        Ok(Linear {
+            weight: store.param(
+                format!("{name}.weight"),
+                Var::param(Tensor::from_f32(gpu, &w, &[fout, fin])?),
+            ),
+            bias: store.param(
+                format!("{name}.bias"),
+                Var::param(Tensor::from_f32(gpu, &b, &[fout])?),
+            ),
+        })
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        linear(x, &self.weight, Some(&self.bias))
+    }
+}

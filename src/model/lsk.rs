@@ -1,0 +1,69 @@
+//! The Large Selective Kernel module (Li et al. 2023, `LSKblock`; SPEC.md "LSK module").
+
+use super::init::Init;
+use super::layers::{Conv2d, ConvSpec, InitKind};
+use super::params::ParamStore;
+use crate::autograd::Var;
+use crate::gpu::Gpu;
+use crate::ops::channels::{concat_channels, slice_channels};
+use crate::ops::chanpool::channel_mean_max;
+use crate::ops::conv::Conv2dParams;
+use crate::ops::elementwise::{add, mul, sigmoid};
+use anyhow::Result;
+use std::sync::Arc;
+
+pub struct LskBlock {
+    conv0: Conv2d,
+    conv_spatial: Conv2d,
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv_squeeze: Conv2d,
+    conv: Conv2d,
+}
+
+impl LskBlock {
+    pub fn new(gpu: &Arc<Gpu>, store: &mut ParamStore, init: &mut Init, name: &str, dim: usize) -> Result<LskBlock> {
+        let mut conv = |n: &str, cin, cout, k, padding, dilation, groups| {
+            Conv2d::new(
+                gpu,
+                store,
+                init,
+                &format!("{name}.{n}"),
+                ConvSpec {
+                    cin,
+                    cout,
+                    k,
+                    p: Conv2dParams {
+                        stride: 1,
+                        padding,
+                        dilation,
+                        groups,
+                    },
+                    bias: true,
+                    init: InitKind::TorchDefault,
+                },
+            )
+        };
+        Ok(LskBlock {
+            conv0: conv("conv0", dim, dim, 5, 2, 1, dim)?,
+            conv_spatial: conv("conv_spatial", dim, dim, 7, 9, 3, dim)?,
+            conv1: conv("conv1", dim, dim / 2, 1, 0, 1, 1)?,
+            conv2: conv("conv2", dim, dim / 2, 1, 0, 1, 1)?,
+            conv_squeeze: conv("conv_squeeze", 2, 2, 7, 3, 1, 1)?,
+            conv: conv("conv", dim / 2, dim, 1, 0, 1, 1)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Var) -> Result<Var> {
+        let a1 = self.conv0.forward(x)?;
+        let a2 = self.conv_spatial.forward(&a1)?;
+        let a1 = self.conv1.forward(&a1)?;
+        let a2 = self.conv2.forward(&a2)?;
+        let agg = channel_mean_max(&concat_channels(&[&a1, &a2])?)?;
+        let sig = sigmoid(&self.conv_squeeze.forward(&agg)?)?;
+        let s0 = slice_channels(&sig, 0, 1)?;
+        let s1 = slice_channels(&sig, 1, 1)?;
+        let attn = add(&mul(&a1, &s0)?, &mul(&a2, &s1)?)?;
+        mul(x, &self.conv.forward(&attn)?)
+    }
+}

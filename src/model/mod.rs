@@ -1,0 +1,11 @@
+//! The LSKBB model: layers, the LSK module and the bilateral-branch ResNet-32, with
+//! PyTorch-compatible parameter names (`../shared/reference/lskbb_torch.py`).
+
+pub mod init;
+pub mod layers;
+pub mod lsk;
+pub mod params;
+pub mod resnet;
+
+pub use params::ParamStore;
+pub use resnet::{BbnResNet32, ModelConfig};

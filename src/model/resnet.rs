@@ -1,0 +1,224 @@
+//! CIFAR-style ResNet-32 (BBN's resnet_cifar, option-A shortcut), with an LSK module in every
+//! basic block when asked, as a bilateral-branch network (SPEC.md "Model").
+
+use super::init::Init;
+use super::layers::{BatchNorm2d, Conv2d, ConvSpec, InitKind, Linear};
+use super::lsk::LskBlock;
+use super::params::ParamStore;
+use crate::autograd::Var;
+use crate::gpu::Gpu;
+use crate::ops::channels::{concat_channels, shortcut_a};
+use crate::ops::conv::Conv2dParams;
+use crate::ops::elementwise::{add, relu, scale};
+use crate::ops::pool::global_avg_pool;
+use crate::tensor::Tensor;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// What defines the network's shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub classes: usize,
+    pub in_ch: usize,
+    pub lsk: bool,
+    /// Trained with both branches (BBN); false for the single-branch baselines, whose
+    /// inference uses the conventional branch alone.
+    #[serde(default = "yes")]
+    pub bilateral: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn conv3x3(
+    gpu: &Arc<Gpu>,
+    store: &mut ParamStore,
+    init: &mut Init,
+    name: &str,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+) -> Result<Conv2d> {
+    Conv2d::new(
+        gpu,
+        store,
+        init,
+        name,
+        ConvSpec {
+            cin,
+            cout,
+            k: 3,
+            p: Conv2dParams {
+                stride,
+                padding: 1,
+                dilation: 1,
+                groups: 1,
+            },
+            bias: false,
+            init: InitKind::KaimingNormal,
+        },
+    )
+}
+
+/// y = relu(lsk(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)).
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    lsk: Option<LskBlock>,
+    stride: usize,
+    pad_ch: usize,
+}
+
+impl BasicBlock {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        gpu: &Arc<Gpu>,
+        store: &mut ParamStore,
+        init: &mut Init,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        lsk: bool,
+    ) -> Result<BasicBlock> {
+        let conv1 = conv3x3(gpu, store, init, &format!("{name}.conv1"), cin, cout, stride)?;
+        let bn1 = BatchNorm2d::new(gpu, store, &format!("{name}.bn1"), cout)?;
+        let conv2 = conv3x3(gpu, store, init, &format!("{name}.conv2"), cout, cout, 1)?;
+        let bn2 = BatchNorm2d::new(gpu, store, &format!("{name}.bn2"), cout)?;
+        let lsk = if lsk {
+            Some(LskBlock::new(gpu, store, init, &format!("{name}.lsk"), cout)?)
+        } else {
+            None
+        };
+        Ok(BasicBlock {
+            conv1,
+            bn1,
+            conv2,
+            bn2,
+            lsk,
+            stride,
+            pad_ch: (cout - cin) / 2,
+        })
+    }
+
+    fn forward(&self, x: &Var, training: bool) -> Result<Var> {
+        let out = relu(&self.bn1.forward(&self.conv1.forward(x)?, training)?)?;
+        let mut out = self.bn2.forward(&self.conv2.forward(&out)?, training)?;
+        if let Some(lsk) = &self.lsk {
+            out = lsk.forward(&out)?;
+        }
+        let sc = if self.stride != 1 || self.pad_ch > 0 {
+            shortcut_a(x, self.stride, self.pad_ch)?
+        } else {
+            x.clone()
+        };
+        relu(&add(&out, &sc)?)
+    }
+}
+
+/// BBN ResNet-32: shared stem and stages, unshared `cb_block` / `rb_block`, one fc.
+pub struct BbnResNet32 {
+    pub config: ModelConfig,
+    pub store: ParamStore,
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    blocks: Vec<BasicBlock>,
+    cb_block: BasicBlock,
+    rb_block: BasicBlock,
+    fc: Linear,
+}
+
+impl BbnResNet32 {
+    /// A freshly initialised network (seeded).
+    pub fn new(gpu: &Arc<Gpu>, config: &ModelConfig, seed: u64) -> Result<BbnResNet32> {
+        if config.classes < 2 {
+            bail!("the model needs at least 2 classes, got {}", config.classes);
+        }
+        if config.in_ch != 1 && config.in_ch != 3 {
+            bail!("the model takes 1 or 3 input channels, got {}", config.in_ch);
+        }
+        let mut store = ParamStore::default();
+        let mut init = Init::new(seed);
+        let s = &mut store;
+        let i = &mut init;
+        let conv1 = conv3x3(gpu, s, i, "conv1", config.in_ch, 16, 1)?;
+        let bn1 = BatchNorm2d::new(gpu, s, "bn1", 16)?;
+        let mut blocks = Vec::new();
+        // (stage, in, out, first stride, shared blocks): stage 3's fifth block is the two
+        // branch blocks.
+        for (stage, cin, cout, stride, n) in [(1, 16, 16, 1, 5), (2, 16, 32, 2, 5), (3, 32, 64, 2, 4)] {
+            for b in 0..n {
+                let (ci, st) = if b == 0 { (cin, stride) } else { (cout, 1) };
+                let name = format!("layer{stage}.{b}");
+                blocks.push(BasicBlock::new(gpu, s, i, &name, ci, cout, st, config.lsk)?);
+            }
+        }
+        let cb_block = BasicBlock::new(gpu, s, i, "cb_block", 64, 64, 1, config.lsk)?;
+        let rb_block = BasicBlock::new(gpu, s, i, "rb_block", 64, 64, 1, config.lsk)?;
+        let fc = Linear::new(gpu, s, i, "fc", 128, config.classes)?;
+        Ok(BbnResNet32 {
+            config: config.clone(),
+            store,
+            conv1,
+            bn1,
+            blocks,
+            cb_block,
+            rb_block,
+            fc,
+        })
+    }
+
+    fn check_input(&self, x: &Var) -> Result<()> {
+        match *x.shape() {
+            [n, c, h, w] if c == self.config.in_ch && h >= 8 && w >= 8 && n >= 1 => Ok(()),
+            ref s => bail!(
+                "model input: expected [N, {}, H, W] with H, W >= 8, got {s:?}",
+                self.config.in_ch
+            ),
+        }
+    }
+
+    /// The shared trunk: stem and the shared blocks of the three stages.
+    pub fn features(&self, x: &Var, training: bool) -> Result<Var> {
+        self.check_input(x)?;
+        let mut h = relu(&self.bn1.forward(&self.conv1.forward(x)?, training)?)?;
+        for b in &self.blocks {
+            h = b.forward(&h, training)?;
+        }
+        Ok(h)
+    }
+
+    /// Bilateral training forward: z = fc(2·cat(α·f_c, (1−α)·f_r)) (BBN's combiner), with
+    /// x_c from the uniform sampler and x_r from the reversed one.
+    pub fn forward(&self, x_c: &Var, x_r: &Var, alpha: f32, training: bool) -> Result<Var> {
+        let f_c = global_avg_pool(&self.cb_block.forward(&self.features(x_c, training)?, training)?)?;
+        let f_r = global_avg_pool(&self.rb_block.forward(&self.features(x_r, training)?, training)?)?;
+        let mixed = concat_channels(&[&scale(&f_c, 2.0 * alpha)?, &scale(&f_r, 2.0 * (1.0 - alpha))?])?;
+        self.fc.forward(&mixed)
+    }
+
+    /// Single-branch forward (the baselines): the bilateral combiner at α = 1,
+    /// z = fc(cat(2·f_c, 0)).
+    pub fn forward_single(&self, x: &Var, training: bool) -> Result<Var> {
+        let f_c = global_avg_pool(&self.cb_block.forward(&self.features(x, training)?, training)?)?;
+        let zeros = Var::constant(Tensor::zeros(f_c.value().gpu(), f_c.shape())?);
+        self.fc
+            .forward(&concat_channels(&[&scale(&f_c, 2.0)?, &zeros])?)
+    }
+
+    /// Inference: both branches see the same image; z = fc(cat(f_c, f_r)) (BBN), or the
+    /// conventional branch alone for a single-branch model.
+    pub fn infer(&self, x: &Var) -> Result<Var> {
+        if !self.config.bilateral {
+            return self.forward_single(x, false);
+        }
+        let f = self.features(x, false)?;
+        let f_c = global_avg_pool(&self.cb_block.forward(&f, false)?)?;
+        let f_r = global_avg_pool(&self.rb_block.forward(&f, false)?)?;
+        self.fc.forward(&concat_channels(&[&f_c, &f_r])?)
+    }
+}

@@ -1,0 +1,178 @@
+//! SGD with momentum, weight decay and optional Nesterov over a model's parameters (the update
+//! itself is one fused WGSL kernel per parameter, `ops::sgd`), and learning-rate schedules.
+
+use crate::model::ParamStore;
+use crate::ops::sgd::{sgd_step, SgdConfig};
+use crate::tensor::Tensor;
+use crate::tensor_file::{Data, Entry, TensorFile};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+pub struct Sgd {
+    pub cfg: SgdConfig,
+    /// One momentum buffer per parameter, in the store's order. Zero-initialised: with no
+    /// dampening, PyTorch's first step (buf = g) equals momentum·0 + g.
+    bufs: Vec<Tensor>,
+}
+
+impl Sgd {
+    pub fn new(store: &ParamStore, cfg: SgdConfig) -> Result<Sgd> {
+        let bufs = store
+            .params
+            .iter()
+            .map(|(_, p)| Tensor::zeros(p.value().gpu(), p.shape()))
+            .collect::<Result<_>>()?;
+        Ok(Sgd { cfg, bufs })
+    }
+
+    /// The GPU the buffers live on.
+    pub fn gpu(&self) -> Result<&std::sync::Arc<crate::Gpu>> {
+        self.bufs
+            .first()
+            .map(Tensor::gpu)
+            .ok_or_else(|| anyhow::anyhow!("optimizer over a model without parameters"))
+    }
+
+    /// One update of every parameter that has a gradient.
+    pub fn step(&mut self, store: &ParamStore) -> Result<()> {
+        for ((_, p), buf) in store.params.iter().zip(&self.bufs) {
+            if let Some(g) = p.grad() {
+                sgd_step(p.value(), &g, buf, &self.cfg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Momentum buffers as `optim.<param>.momentum_buffer`.
+    pub fn state(&self, store: &ParamStore) -> Result<TensorFile> {
+        let mut f = TensorFile::default();
+        for ((name, _), b) in store.params.iter().zip(&self.bufs) {
+            f.tensors.insert(
+                format!("optim.{name}.momentum_buffer"),
+                Entry::f32(b.shape(), b.to_f32()?),
+            );
+        }
+        Ok(f)
+    }
+
+    pub fn load_state(&self, store: &ParamStore, f: &TensorFile) -> Result<()> {
+        for ((name, _), b) in store.params.iter().zip(&self.bufs) {
+            let key = format!("optim.{name}.momentum_buffer");
+            match f.tensors.get(&key) {
+                Some(Entry {
+                    shape,
+                    data: Data::F32(v),
+                }) if shape == b.shape() => b.write_f32(v)?,
+                Some(e) => bail!(
+                    "optimizer state '{key}' has shape {:?}, expected {:?}",
+                    e.shape,
+                    b.shape()
+                ),
+                None => bail!("optimizer state '{key}' is missing"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Learning-rate schedules, evaluated per epoch (0-based).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LrSchedule {
+    /// Linear warm-up over `warmup` epochs, then ×`gamma` at each milestone (BBN: ×0.01 at
+    /// epochs 120 and 160 of 200).
+    Step {
+        base: f32,
+        warmup: usize,
+        milestones: Vec<usize>,
+        gamma: f32,
+    },
+    /// Linear warm-up, then cosine decay to 0 at `total`.
+    Cosine {
+        base: f32,
+        warmup: usize,
+        total: usize,
+    },
+}
+
+impl LrSchedule {
+    /// BBN's recipe scaled to `epochs`: 5 warm-up epochs (fewer for short runs), ×0.01 at
+    /// 60% and 80% of the run.
+    pub fn bbn(base: f32, epochs: usize) -> LrSchedule {
+        LrSchedule::Step {
+            base,
+            warmup: 5.min(epochs / 10),
+            milestones: vec![epochs * 3 / 5, epochs * 4 / 5],
+            gamma: 0.01,
+        }
+    }
+
+    pub fn lr(&self, epoch: usize) -> f32 {
+        match self {
+            LrSchedule::Step {
+                base,
+                warmup,
+                milestones,
+                gamma,
+            } => {
+                if epoch < *warmup {
+                    return base * (epoch + 1) as f32 / *warmup as f32;
+                }
+                let k = milestones.iter().filter(|&&m| epoch >= m).count();
+                base * gamma.powi(k as i32)
+            }
+            LrSchedule::Cosine {
+                base,
+                warmup,
+                total,
+            } => {
+                if epoch < *warmup {
+                    return base * (epoch + 1) as f32 / *warmup as f32;
+                }
+                let span = total.saturating_sub(*warmup).max(1) as f32;
+                let t = (epoch - warmup) as f32 / span;
+                base * 0.5 * (1.0 + (std::f32::consts::PI * t.min(1.0)).cos())
+            }
+        }
+    }
+}
+
+/// The parabolic decay 1 − (t/T)² used for BBN's α (per epoch) and DFLCE's θ (eq. 18).
+pub fn parabolic(t: f64, t_max: f64) -> f64 {
+    if t_max <= 0.0 {
+        return 0.0;
+    }
+    1.0 - (t / t_max).powi(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bbn_schedule_warms_up_then_steps_at_120_and_160() {
+        let s = LrSchedule::bbn(0.05, 200);
+        assert!((s.lr(0) - 0.01).abs() < 1e-7);
+        assert!((s.lr(4) - 0.05).abs() < 1e-7);
+        assert!((s.lr(119) - 0.05).abs() < 1e-7);
+        assert!((s.lr(120) - 0.0005).abs() < 1e-9);
+        assert!((s.lr(160) - 0.000005).abs() < 1e-11);
+    }
+
+    #[test]
+    fn cosine_schedule_ends_at_zero() {
+        let s = LrSchedule::Cosine {
+            base: 0.1,
+            warmup: 2,
+            total: 12,
+        };
+        assert!((s.lr(2) - 0.1).abs() < 1e-7);
+        assert!(s.lr(12).abs() < 1e-7);
+    }
+
+    #[test]
+    fn parabolic_decay_matches_eq_18() {
+        assert_eq!(parabolic(0.0, 200.0), 1.0);
+        assert!((parabolic(100.0, 200.0) - 0.75).abs() < 1e-12);
+        assert_eq!(parabolic(200.0, 200.0), 0.0);
+    }
+}
