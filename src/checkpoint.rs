@@ -21,7 +21,8 @@ pub fn state_dict(store: &ParamStore) -> Result<TensorFile> {
             .insert(name.clone(), Entry::f32(b.shape(), b.to_f32()?));
     }
     for (name, c) in &store.counters {
-        f.tensors.insert(name.clone(), Entry::i64(&[], vec![c.get()]));
+        f.tensors
+            .insert(name.clone(), Entry::i64(&[], vec![c.get()]));
     }
     Ok(f)
 }
@@ -49,7 +50,10 @@ pub fn load_state_dict(
         expected.insert(key.clone());
         let Some(e) = file.tensors.get(&key) else {
             if strict {
-                bail!("{src}: tensor '{key}' is missing (expected shape {:?})", t.shape());
+                bail!(
+                    "{src}: tensor '{key}' is missing (expected shape {:?})",
+                    t.shape()
+                );
             }
             continue;
         };
@@ -71,8 +75,7 @@ pub fn load_state_dict(
         expected.insert(key.clone());
         match file.tensors.get(&key) {
             Some(Entry {
-                data: Data::I64(v),
-                ..
+                data: Data::I64(v), ..
             }) if v.len() == 1 => {
                 c.set(v[0]);
                 loaded += 1;
@@ -114,7 +117,8 @@ pub fn save(
     f.metadata = metadata;
     f.metadata
         .insert("model".into(), serde_json::to_string(&model.config)?);
-    f.metadata.insert("format".into(), "lskbb-checkpoint-1".into());
+    f.metadata
+        .insert("format".into(), "lskbb-checkpoint-1".into());
     if let Some(o) = optim {
         o.save(&optim_path(path))?;
     }
@@ -122,13 +126,20 @@ pub fn save(
 }
 
 /// Reads a checkpoint's model config and builds the model with its weights.
-pub fn load_model(gpu: &std::sync::Arc<crate::Gpu>, path: &Path) -> Result<(BbnResNet32, TensorFile)> {
+pub fn load_model(
+    gpu: &std::sync::Arc<crate::Gpu>,
+    path: &Path,
+) -> Result<(BbnResNet32, TensorFile)> {
     let f = TensorFile::load(path)?;
     let config: ModelConfig = match f.metadata.get("model") {
         Some(m) => serde_json::from_str(m)
             .with_context(|| format!("{}: bad 'model' metadata", path.display()))?,
-        None => infer_config(&f)
-            .with_context(|| format!("{}: no 'model' metadata and the tensors do not name the model", path.display()))?,
+        None => infer_config(&f).with_context(|| {
+            format!(
+                "{}: no 'model' metadata and the tensors do not name the model",
+                path.display()
+            )
+        })?,
     };
     let model = BbnResNet32::new(gpu, &config, 0)?;
     load_state_dict(&model.store, &f, "", true, path)?;

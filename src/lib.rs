@@ -11,6 +11,7 @@ pub mod optim;
 pub mod reference;
 pub mod tensor;
 pub mod tensor_file;
+pub mod train;
 pub mod verify;
 
 pub use autograd::{backward, no_grad, Var};

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "lskbb", version, about = "Train and run the LSKBB long-tailed medical image classifier on any GPU (wgpu + WGSL)")]
+#[command(
+    name = "lskbb",
+    version,
+    about = "Train and run the LSKBB long-tailed medical image classifier on any GPU (wgpu + WGSL)"
+)]
 struct Cli {
     #[command(flatten)]
     gpu: GpuArgs,
@@ -78,7 +82,10 @@ fn verify(choice: &AdapterChoice, files: &[PathBuf], failures_only: bool) -> Res
         let rows = verify_file(&gpu, path)?;
         let failed = rows.iter().filter(|r| !r.pass()).count();
         println!("\n{}", path.display());
-        println!("{:<48} {:>8} {:>12} {:>12} {:>12}  result", "tensor", "n", "rel L2 err", "L2 err", "bound");
+        println!(
+            "{:<48} {:>8} {:>12} {:>12} {:>12}  result",
+            "tensor", "n", "rel L2 err", "L2 err", "bound"
+        );
         for r in &rows {
             if failures_only && r.pass() {
                 continue;

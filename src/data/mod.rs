@@ -24,7 +24,7 @@
 mod layouts;
 mod loader;
 mod preprocess;
-mod rng;
+pub mod rng;
 mod sampler;
 mod split;
 mod synthetic;

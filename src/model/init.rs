@@ -19,14 +19,21 @@ impl Init {
     /// N(0, 2/fan_in): kaiming_normal_ with mode fan_in and the ReLU gain.
     pub fn kaiming_normal(&mut self, n: usize, fan_in: usize) -> Vec<f32> {
         let std = (2.0 / fan_in as f64).sqrt();
-        (0..n).map(|_| (self.rng.normal() * std) as f32).collect()
+        (0..n).map(|_| (self.normal() * std) as f32).collect()
     }
 
     /// U(−1/√fan_in, 1/√fan_in): PyTorch's default for conv/linear weights and biases.
     pub fn torch_default(&mut self, n: usize, fan_in: usize) -> Vec<f32> {
         let bound = 1.0 / (fan_in as f64).sqrt();
         (0..n)
-            .map(|_| ((self.rng.uniform() * 2.0 - 1.0) * bound) as f32)
+            .map(|_| ((self.rng.next_f64() * 2.0 - 1.0) * bound) as f32)
             .collect()
+    }
+
+    /// Standard normal by Box-Muller (one draw per pair of uniforms, kept simple).
+    fn normal(&mut self) -> f64 {
+        let u1: f64 = 1.0 - self.rng.next_f64();
+        let u2 = self.rng.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }

@@ -91,12 +91,20 @@ pub const BN_MOMENTUM: f32 = 0.1;
 pub const BN_EPS: f32 = 1e-5;
 
 impl BatchNorm2d {
-    pub fn new(gpu: &Arc<Gpu>, store: &mut ParamStore, name: &str, c: usize) -> Result<BatchNorm2d> {
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        store: &mut ParamStore,
+        name: &str,
+        c: usize,
+    ) -> Result<BatchNorm2d> {
         let weight = store.param(
             format!("{name}.weight"),
             Var::param(Tensor::from_f32(gpu, &vec![1.0; c], &[c])?),
         );
-        let bias = store.param(format!("{name}.bias"), Var::param(Tensor::zeros(gpu, &[c])?));
+        let bias = store.param(
+            format!("{name}.bias"),
+            Var::param(Tensor::zeros(gpu, &[c])?),
+        );
         let running_mean = store.buffer(format!("{name}.running_mean"), Tensor::zeros(gpu, &[c])?);
         let running_var = store.buffer(
             format!("{name}.running_var"),

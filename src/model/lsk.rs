@@ -22,7 +22,13 @@ pub struct LskBlock {
 }
 
 impl LskBlock {
-    pub fn new(gpu: &Arc<Gpu>, store: &mut ParamStore, init: &mut Init, name: &str, dim: usize) -> Result<LskBlock> {
+    pub fn new(
+        gpu: &Arc<Gpu>,
+        store: &mut ParamStore,
+        init: &mut Init,
+        name: &str,
+        dim: usize,
+    ) -> Result<LskBlock> {
         let mut conv = |n: &str, cin, cout, k, padding, dilation, groups| {
             Conv2d::new(
                 gpu,

@@ -85,12 +85,26 @@ impl BasicBlock {
         stride: usize,
         lsk: bool,
     ) -> Result<BasicBlock> {
-        let conv1 = conv3x3(gpu, store, init, &format!("{name}.conv1"), cin, cout, stride)?;
+        let conv1 = conv3x3(
+            gpu,
+            store,
+            init,
+            &format!("{name}.conv1"),
+            cin,
+            cout,
+            stride,
+        )?;
         let bn1 = BatchNorm2d::new(gpu, store, &format!("{name}.bn1"), cout)?;
         let conv2 = conv3x3(gpu, store, init, &format!("{name}.conv2"), cout, cout, 1)?;
         let bn2 = BatchNorm2d::new(gpu, store, &format!("{name}.bn2"), cout)?;
         let lsk = if lsk {
-            Some(LskBlock::new(gpu, store, init, &format!("{name}.lsk"), cout)?)
+            Some(LskBlock::new(
+                gpu,
+                store,
+                init,
+                &format!("{name}.lsk"),
+                cout,
+            )?)
         } else {
             None
         };
@@ -139,7 +153,10 @@ impl BbnResNet32 {
             bail!("the model needs at least 2 classes, got {}", config.classes);
         }
         if config.in_ch != 1 && config.in_ch != 3 {
-            bail!("the model takes 1 or 3 input channels, got {}", config.in_ch);
+            bail!(
+                "the model takes 1 or 3 input channels, got {}",
+                config.in_ch
+            );
         }
         let mut store = ParamStore::default();
         let mut init = Init::new(seed);
@@ -150,7 +167,9 @@ impl BbnResNet32 {
         let mut blocks = Vec::new();
         // (stage, in, out, first stride, shared blocks): stage 3's fifth block is the two
         // branch blocks.
-        for (stage, cin, cout, stride, n) in [(1, 16, 16, 1, 5), (2, 16, 32, 2, 5), (3, 32, 64, 2, 4)] {
+        for (stage, cin, cout, stride, n) in
+            [(1, 16, 16, 1, 5), (2, 16, 32, 2, 5), (3, 32, 64, 2, 4)]
+        {
             for b in 0..n {
                 let (ci, st) = if b == 0 { (cin, stride) } else { (cout, 1) };
                 let name = format!("layer{stage}.{b}");
@@ -195,16 +214,31 @@ impl BbnResNet32 {
     /// Bilateral training forward: z = fc(2·cat(α·f_c, (1−α)·f_r)) (BBN's combiner), with
     /// x_c from the uniform sampler and x_r from the reversed one.
     pub fn forward(&self, x_c: &Var, x_r: &Var, alpha: f32, training: bool) -> Result<Var> {
-        let f_c = global_avg_pool(&self.cb_block.forward(&self.features(x_c, training)?, training)?)?;
-        let f_r = global_avg_pool(&self.rb_block.forward(&self.features(x_r, training)?, training)?)?;
-        let mixed = concat_channels(&[&scale(&f_c, 2.0 * alpha)?, &scale(&f_r, 2.0 * (1.0 - alpha))?])?;
+        let f_c = global_avg_pool(
+            &self
+                .cb_block
+                .forward(&self.features(x_c, training)?, training)?,
+        )?;
+        let f_r = global_avg_pool(
+            &self
+                .rb_block
+                .forward(&self.features(x_r, training)?, training)?,
+        )?;
+        let mixed = concat_channels(&[
+            &scale(&f_c, 2.0 * alpha)?,
+            &scale(&f_r, 2.0 * (1.0 - alpha))?,
+        ])?;
         self.fc.forward(&mixed)
     }
 
     /// Single-branch forward (the baselines): the bilateral combiner at α = 1,
     /// z = fc(cat(2·f_c, 0)).
     pub fn forward_single(&self, x: &Var, training: bool) -> Result<Var> {
-        let f_c = global_avg_pool(&self.cb_block.forward(&self.features(x, training)?, training)?)?;
+        let f_c = global_avg_pool(
+            &self
+                .cb_block
+                .forward(&self.features(x, training)?, training)?,
+        )?;
         let zeros = Var::constant(Tensor::zeros(f_c.value().gpu(), f_c.shape())?);
         self.fc
             .forward(&concat_channels(&[&scale(&f_c, 2.0)?, &zeros])?)

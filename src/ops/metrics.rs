@@ -62,7 +62,11 @@ impl RunningStats {
             bail!("logits: expected [N, C], got {:?}", logits.shape());
         };
         if labels.dtype() != DType::U32 || labels.numel() != rows {
-            bail!("labels: expected {rows} u32 values, got {:?} {:?}", labels.dtype(), labels.shape());
+            bail!(
+                "labels: expected {rows} u32 values, got {:?} {:?}",
+                labels.dtype(),
+                labels.shape()
+            );
         }
         let p = Params {
             rows: rows as u32,

@@ -43,7 +43,11 @@ fn pct(a: usize, b: usize) -> f64 {
 
 impl Metrics {
     /// Metrics from (true, predicted) pairs.
-    pub fn from_predictions(classes: &[String], train_counts: &[usize], pairs: &[(usize, usize)]) -> Metrics {
+    pub fn from_predictions(
+        classes: &[String],
+        train_counts: &[usize],
+        pairs: &[(usize, usize)],
+    ) -> Metrics {
         let c = classes.len();
         let mut confusion = vec![vec![0usize; c]; c];
         for &(t, p) in pairs {
@@ -74,7 +78,10 @@ impl Metrics {
         order.sort_by_key(|&i| std::cmp::Reverse(train_counts.get(i).copied().unwrap_or(0)));
         let third = c.div_ceil(3);
         let group = |idx: &[usize]| -> Option<f64> {
-            let n: usize = idx.iter().map(|&i| confusion[i].iter().sum::<usize>()).sum();
+            let n: usize = idx
+                .iter()
+                .map(|&i| confusion[i].iter().sum::<usize>())
+                .sum();
             let ok: usize = idx.iter().map(|&i| confusion[i][i]).sum();
             (n > 0).then(|| pct(ok, n))
         };
@@ -82,9 +89,8 @@ impl Metrics {
         let tail_start = c.saturating_sub(third).max(head.len());
         let medium = &order[head.len()..tail_start];
         let tail = &order[tail_start..];
-        let mean = |f: fn(&ClassMetrics) -> f64| {
-            per_class.iter().map(f).sum::<f64>() / c.max(1) as f64
-        };
+        let mean =
+            |f: fn(&ClassMetrics) -> f64| per_class.iter().map(f).sum::<f64>() / c.max(1) as f64;
         Metrics {
             accuracy: pct(correct, total),
             precision: mean(|m| m.precision),
@@ -106,7 +112,16 @@ mod tests {
     fn metrics_of_a_known_confusion_matrix() {
         let classes: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         // a: 3 right, 1 as b; b: 2 right; c: 1 right, 1 as a.
-        let pairs = [(0, 0), (0, 0), (0, 0), (0, 1), (1, 1), (1, 1), (2, 2), (2, 0)];
+        let pairs = [
+            (0, 0),
+            (0, 0),
+            (0, 0),
+            (0, 1),
+            (1, 1),
+            (1, 1),
+            (2, 2),
+            (2, 0),
+        ];
         let m = Metrics::from_predictions(&classes, &[100, 10, 1], &pairs);
         assert!((m.accuracy - 75.0).abs() < 1e-9);
         assert!((m.per_class[0].precision - 75.0).abs() < 1e-9);

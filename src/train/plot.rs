@@ -102,7 +102,10 @@ fn line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: Rgb<u
 /// One panel: series of (label, colour, values per epoch) on shared axes.
 fn panel(img: &mut RgbImage, ox: i64, title: &str, series: &[(&str, Rgb<u8>, &[f64])]) {
     let (w, h, top, left) = (430.0, 300.0, 40.0, 60.0);
-    let finite = series.iter().flat_map(|s| s.2.iter()).filter(|v| v.is_finite());
+    let finite = series
+        .iter()
+        .flat_map(|s| s.2.iter())
+        .filter(|v| v.is_finite());
     let (mut lo, mut hi) = finite.fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     if lo > hi {
         (lo, hi) = (0.0, 1.0);
@@ -122,27 +125,57 @@ fn panel(img: &mut RgbImage, ox: i64, title: &str, series: &[(&str, Rgb<u8>, &[f
     line(img, (px(0), top + h), (px(n - 1), top + h), INK);
     text(img, ox + left as i64, 10, title, INK);
     text(img, px(0) as i64, (top + h) as i64 + 8, "1", INK);
-    text(img, px(n - 1) as i64 - 10, (top + h) as i64 + 8, &n.to_string(), INK);
-    text(img, (px(0) + w / 2.0) as i64 - 20, (top + h) as i64 + 8, "EPOCH", INK);
+    text(
+        img,
+        px(n - 1) as i64 - 10,
+        (top + h) as i64 + 8,
+        &n.to_string(),
+        INK,
+    );
+    text(
+        img,
+        (px(0) + w / 2.0) as i64 - 20,
+        (top + h) as i64 + 8,
+        "EPOCH",
+        INK,
+    );
     for (k, (label, color, vals)) in series.iter().enumerate() {
         for i in 1..vals.len() {
             if vals[i - 1].is_finite() && vals[i].is_finite() {
-                line(img, (px(i - 1), py(vals[i - 1])), (px(i), py(vals[i])), *color);
+                line(
+                    img,
+                    (px(i - 1), py(vals[i - 1])),
+                    (px(i), py(vals[i])),
+                    *color,
+                );
             }
         }
         if vals.len() == 1 && vals[0].is_finite() {
-            line(img, (px(0) - 2.0, py(vals[0])), (px(0) + 2.0, py(vals[0])), *color);
+            line(
+                img,
+                (px(0) - 2.0, py(vals[0])),
+                (px(0) + 2.0, py(vals[0])),
+                *color,
+            );
         }
         let ly = top as i64 + 10 + 16 * k as i64;
-        line(img, (px(n - 1) - 90.0, ly as f64 + 4.0), (px(n - 1) - 70.0, ly as f64 + 4.0), *color);
+        line(
+            img,
+            (px(n - 1) - 90.0, ly as f64 + 4.0),
+            (px(n - 1) - 70.0, ly as f64 + 4.0),
+            *color,
+        );
         text(img, px(n - 1) as i64 - 64, ly, label, INK);
     }
 }
 
 fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .with_context(|| format!("encoding {}", path.display()))?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .with_context(|| format!("encoding {}", path.display()))?;
     write_atomic(path, &bytes)
 }
 
@@ -171,22 +204,49 @@ pub fn confusion(path: &Path, classes: &[String], m: &[Vec<usize>]) -> Result<()
     for (t, row) in m.iter().enumerate() {
         let total: usize = row.iter().sum();
         let name: String = format!("{t} {}", classes[t]).chars().take(18).collect();
-        text(&mut img, 4, top + t as i64 * cell + cell / 2 - 5, &name, INK);
+        text(
+            &mut img,
+            4,
+            top + t as i64 * cell + cell / 2 - 5,
+            &name,
+            INK,
+        );
         for (p, &v) in row.iter().enumerate() {
-            let share = if total == 0 { 0.0 } else { v as f64 / total as f64 };
+            let share = if total == 0 {
+                0.0
+            } else {
+                v as f64 / total as f64
+            };
             let shade = (255.0 - 200.0 * share) as u8;
             let color = Rgb([shade, shade, 255]);
             for y in 0..cell - 2 {
                 for x in 0..cell - 2 {
-                    put(&mut img, left + p as i64 * cell + x, top + t as i64 * cell + y, color);
+                    put(
+                        &mut img,
+                        left + p as i64 * cell + x,
+                        top + t as i64 * cell + y,
+                        color,
+                    );
                 }
             }
             let ink = if share > 0.6 { BG } else { INK };
-            text(&mut img, left + p as i64 * cell + 4, top + t as i64 * cell + cell / 2 - 5, &v.to_string(), ink);
+            text(
+                &mut img,
+                left + p as i64 * cell + 4,
+                top + t as i64 * cell + cell / 2 - 5,
+                &v.to_string(),
+                ink,
+            );
         }
     }
     for p in 0..c {
-        text(&mut img, left + p as i64 * cell + 4, top + c as i64 * cell + 6, &p.to_string(), INK);
+        text(
+            &mut img,
+            left + p as i64 * cell + 4,
+            top + c as i64 * cell + 6,
+            &p.to_string(),
+            INK,
+        );
     }
     save_png(&img, path)
 }

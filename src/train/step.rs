@@ -22,7 +22,10 @@ pub struct HostBatch<'a> {
 impl HostBatch<'_> {
     fn upload(&self, gpu: &std::sync::Arc<crate::Gpu>, classes: usize) -> Result<(Var, Tensor)> {
         if self.shape[0] < 2 {
-            bail!("a training batch needs at least 2 images (batch norm), got {}", self.shape[0]);
+            bail!(
+                "a training batch needs at least 2 images (batch norm), got {}",
+                self.shape[0]
+            );
         }
         if let Some(&bad) = self.y.iter().find(|&&l| l as usize >= classes) {
             bail!("label {bad} is outside the model's {classes} classes");
@@ -54,7 +57,13 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    pub fn new(model: BbnResNet32, sgd: SgdConfig, method: Method, gamma: f32, cb_weights: Vec<f32>) -> Result<Trainer> {
+    pub fn new(
+        model: BbnResNet32,
+        sgd: SgdConfig,
+        method: Method,
+        gamma: f32,
+        cb_weights: Vec<f32>,
+    ) -> Result<Trainer> {
         let opt = Sgd::new(&model.store, sgd)?;
         let gpu = opt.gpu()?.clone();
         Ok(Trainer {
@@ -69,7 +78,12 @@ impl Trainer {
 
     /// Records one step: forward of both branches (or the conventional one alone), the loss
     /// α·L(z, y_c) + (1−α)·L(z, y_r), backward, SGD.
-    pub fn step(&mut self, conv: &HostBatch, rebal: Option<&HostBatch>, s: StepSettings) -> Result<()> {
+    pub fn step(
+        &mut self,
+        conv: &HostBatch,
+        rebal: Option<&HostBatch>,
+        s: StepSettings,
+    ) -> Result<()> {
         let gpu = self.opt.gpu()?.clone();
         let classes = self.model.config.classes;
         let kind = self.method.loss(s.theta, self.gamma, &self.cb_weights);
