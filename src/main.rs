@@ -1,7 +1,10 @@
 //! The `lskbb` command line.
 
+mod cli_train;
+
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use cli_train::{EvalArgs, PredictArgs, TrainArgs};
 use lskbb::gpu::{list_adapters, AdapterChoice};
 use lskbb::verify::verify_file;
 use lskbb::Gpu;
@@ -42,6 +45,12 @@ impl GpuArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a model (default: the paper's LSKBB recipe on the built-in synthetic set).
+    Train(Box<TrainArgs>),
+    /// Evaluate a checkpoint on a dataset's balanced test set.
+    Eval(EvalArgs),
+    /// Classify image files (or every image under folders) with a checkpoint.
+    Predict(PredictArgs),
     /// List every GPU adapter with its backend, type, driver, limits and features.
     Devices,
     /// Run golden files from the PyTorch reference and compare every tensor.
@@ -115,6 +124,9 @@ fn verify(choice: &AdapterChoice, files: &[PathBuf], failures_only: bool) -> Res
 fn run(cli: Cli) -> Result<bool> {
     let choice = cli.gpu.choice();
     match cli.command {
+        Command::Train(a) => cli_train::train(&choice, *a),
+        Command::Eval(a) => cli_train::eval(&choice, a),
+        Command::Predict(a) => cli_train::predict(&choice, a),
         Command::Devices => devices(&choice).map(|_| true),
         Command::Verify {
             files,

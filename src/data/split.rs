@@ -65,7 +65,7 @@ pub fn long_tail_counts(counts: &[usize], imbalance: f64) -> Result<Vec<usize>> 
         bail!(
             "imbalance factor {imbalance} needs more images than available: {} (n_max = {n_max}; \
              the training set's own imbalance ratio is {natural:.2}; keep it as is with no \
-             imbalance factor, or cap each target at the class's count with long_tail_cap)",
+             imbalance factor (--imbalance none), or cap each target at the class's count with --long-tail-cap)",
             short.join("; ")
         );
     }

@@ -83,6 +83,17 @@ impl RunningStats {
         )
     }
 
+    /// (Σ k·loss, Σ k·correct, Σ k·rows) so far, without resetting.
+    pub fn peek(&self) -> Result<(f64, f64, f64)> {
+        let v = self.acc.to_f32()?;
+        Ok((v[0] as f64, v[1] as f64, v[2] as f64))
+    }
+
+    /// Sets the sums (resuming an interrupted epoch).
+    pub fn restore(&self, sums: [f32; 3]) -> Result<()> {
+        self.acc.write_f32(&sums)
+    }
+
     /// (Σ k·loss, Σ k·correct, Σ k·rows), then resets to zero.
     pub fn take(&self) -> Result<(f64, f64, f64)> {
         let v = self.acc.to_f32()?;

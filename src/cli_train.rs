@@ -1,0 +1,497 @@
+//! `lskbb train`, `lskbb eval` and `lskbb predict`: flags, defaults (the paper's recipe) and
+//! output formatting around the library's training loop and inference.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use lskbb::checkpoint::load_model;
+use lskbb::data::{
+    parse_imbalance, parse_magnification, BatchLoader, DataConfig, Dataset, DatasetKind, Split,
+};
+use lskbb::gpu::AdapterChoice;
+use lskbb::optim::LrSchedule;
+use lskbb::tensor_file::write_atomic;
+use lskbb::train::eval::{evaluate, probabilities};
+use lskbb::train::method::Method;
+use lskbb::train::metrics::Metrics;
+use lskbb::train::plot;
+use lskbb::train::run::saved_config;
+use lskbb::train::{self, Outcome, SgdSettings, ThetaPer, TrainConfig, TrainOptions};
+use lskbb::Gpu;
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Schedule {
+    /// Linear warm-up, then ×0.01 at 60% and 80% of the epochs (BBN: 120 and 160 of 200).
+    Step,
+    /// Linear warm-up, then cosine decay.
+    Cosine,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ThetaArg {
+    Iteration,
+    Epoch,
+}
+
+/// Which images to read and how to prepare them (shared by train and eval).
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// Data folder (BreaKHis, ChestX-ray or ImageFolder layout); none = the built-in synthetic set.
+    #[arg(long, value_name = "ROOT")]
+    data: Option<PathBuf>,
+    /// auto, folder, breakhis, chestxray or synthetic.
+    #[arg(long, default_value = "auto")]
+    dataset: DatasetKind,
+    /// Network input side S (default 224; 32 for the synthetic set).
+    #[arg(long, value_name = "S")]
+    image_size: Option<usize>,
+    /// Input channels of the model: 3 (grey images are replicated) or 1.
+    #[arg(long, default_value_t = 3)]
+    channels: usize,
+    /// BreaKHis magnification: 40, 100, 200, 400 or all.
+    #[arg(long, default_value = "all")]
+    magnification: String,
+    /// Balanced test images per class (BreaKHis and synthetic; the paper uses 80).
+    #[arg(long, default_value_t = 80)]
+    test_per_class: usize,
+    /// Balanced validation images per class (BreaKHis and synthetic).
+    #[arg(long, default_value_t = 0)]
+    val_per_class: usize,
+    /// BreaKHis: keep every patient in one set only.
+    #[arg(long)]
+    split_by_patient: bool,
+    /// Skip unreadable images (counted in summary.json) instead of stopping.
+    #[arg(long)]
+    skip_bad_images: bool,
+    /// CPU threads decoding and augmenting images (default: all cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Memory budget of the decoded-image cache, MiB.
+    #[arg(long, default_value_t = 8192)]
+    cache_mb: usize,
+}
+
+impl DataArgs {
+    fn config(&self, seed: u64) -> Result<DataConfig> {
+        let synthetic = self.data.is_none() || self.dataset == DatasetKind::Synthetic;
+        Ok(DataConfig {
+            kind: self.dataset,
+            root: self.data.clone(),
+            magnification: parse_magnification(&self.magnification)
+                .context("--magnification")?,
+            test_per_class: self.test_per_class,
+            val_per_class: self.val_per_class,
+            split_by_patient: self.split_by_patient,
+            seed,
+            image_size: self
+                .image_size
+                .unwrap_or(if synthetic { 32 } else { 224 }),
+            channels: self.channels,
+            skip_bad_images: self.skip_bad_images,
+            workers: self.workers,
+            cache_mb: self.cache_mb,
+            ..DataConfig::default()
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Long-tail imbalance factor of the training set (10, 50, 100, any number >= 1) or none.
+    #[arg(long, value_name = "IF", default_value = "none")]
+    imbalance: String,
+    /// Cap each long-tail target at the class's count instead of failing (needed for BreaKHis).
+    #[arg(long)]
+    long_tail_cap: bool,
+    /// lskbb, bbn, ce, focal, cb-ce, dflce or dflcsce.
+    #[arg(long, default_value = "lskbb")]
+    method: Method,
+    #[arg(long, default_value_t = 200)]
+    epochs: usize,
+    /// Images per branch per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Base learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    lr: f32,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    #[arg(long, default_value_t = 2e-4)]
+    weight_decay: f32,
+    #[arg(long)]
+    nesterov: bool,
+    #[arg(long, value_enum, default_value = "step")]
+    schedule: Schedule,
+    /// Warm-up epochs (default: 5, or a tenth of a shorter run).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Focal loss γ.
+    #[arg(long, default_value_t = 2.0)]
+    gamma: f32,
+    /// Class-balanced loss β.
+    #[arg(long, default_value_t = 0.9999)]
+    cb_beta: f64,
+    /// DFLCE's θ = 1 − (T/T_max)² counts iterations or epochs.
+    #[arg(long, value_enum, default_value = "iteration")]
+    theta_per: ThetaArg,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Run folder (default: runs/<method>-<dataset>-<date>; with --resume, the latest run).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out (or the latest under runs/) exactly where it stopped.
+    #[arg(long)]
+    resume: bool,
+    /// Read the running loss back every N steps (progress bar and non-finite check).
+    #[arg(long, default_value_t = 10)]
+    log_every: usize,
+    /// Stop as Ctrl-C does after N steps (for time-boxed jobs).
+    #[arg(long, value_name = "N")]
+    stop_after_steps: Option<u64>,
+}
+
+/// Set by Ctrl-C; the training loop checks it after every step.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = (secs / 86400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = secs % 86400;
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", t / 3600, t / 60 % 60, t % 60)
+}
+
+/// The run under `runs/` whose last checkpoint is newest.
+fn latest_run() -> Result<PathBuf> {
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for e in std::fs::read_dir("runs").context("--resume without --out: no runs/ folder here")? {
+        let dir = e?.path();
+        if let Ok(t) = std::fs::metadata(dir.join("last.safetensors")).and_then(|m| m.modified()) {
+            if best.as_ref().is_none_or(|(bt, _)| t > *bt) {
+                best = Some((t, dir));
+            }
+        }
+    }
+    best.map(|(_, d)| d)
+        .context("--resume without --out: no run under runs/ has a last.safetensors")
+}
+
+pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
+    let mut data = a.data.config(a.seed)?;
+    data.imbalance = parse_imbalance(&a.imbalance).context("--imbalance")?;
+    data.long_tail_cap = a.long_tail_cap;
+    let warmup = a.warmup.unwrap_or(5.min(a.epochs / 10));
+    let schedule = match a.schedule {
+        Schedule::Step => LrSchedule::Step {
+            base: a.lr,
+            warmup,
+            milestones: vec![a.epochs * 3 / 5, a.epochs * 4 / 5],
+            gamma: 0.01,
+        },
+        Schedule::Cosine => LrSchedule::Cosine {
+            base: a.lr,
+            warmup,
+            total: a.epochs,
+        },
+    };
+    let cfg = TrainConfig {
+        data,
+        method: a.method,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        sgd: SgdSettings {
+            momentum: a.momentum,
+            weight_decay: a.weight_decay,
+            nesterov: a.nesterov,
+        },
+        schedule,
+        gamma: a.gamma,
+        cb_beta: a.cb_beta,
+        theta_per: match a.theta_per {
+            ThetaArg::Iteration => ThetaPer::Iteration,
+            ThetaArg::Epoch => ThetaPer::Epoch,
+        },
+        seed: a.seed,
+    };
+    let out = match (a.out, a.resume) {
+        (Some(o), _) => o,
+        (None, true) => latest_run()?,
+        (None, false) => {
+            let name = match &cfg.data.root {
+                Some(r) => r
+                    .file_name()
+                    .map_or("data".into(), |n| n.to_string_lossy().into_owned()),
+                None => "synthetic".into(),
+            };
+            PathBuf::from("runs").join(format!(
+                "{}-{name}-{}",
+                format!("{:?}", cfg.method).to_lowercase(),
+                utc_stamp()
+            ))
+        }
+    };
+    let opts = TrainOptions {
+        out,
+        resume: a.resume,
+        log_every: a.log_every,
+        stop_after_steps: a.stop_after_steps,
+        progress: std::io::stderr().is_terminal(),
+    };
+    ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting without saving");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    let gpu = Gpu::new(choice)?;
+    println!("adapter: {}", gpu.describe());
+    let outcome = train::train(&gpu, cfg, &opts, &STOP)?;
+    Ok(outcome == Outcome::Finished || STOP.load(Ordering::SeqCst) || opts.stop_after_steps.is_some())
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A checkpoint written by `lskbb train` (or a PyTorch state_dict in safetensors).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Which balanced set to score: test or val.
+    #[arg(long, default_value = "test")]
+    split: String,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Folder for eval-<checkpoint>.json and eval-<checkpoint>-confusion.png (default: the
+    /// checkpoint's folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The data config a checkpoint was trained with, with the command line's data root (the
+/// data may have moved); a checkpoint from elsewhere takes the command line's settings.
+fn checkpoint_data(
+    ckpt: &lskbb::tensor_file::TensorFile,
+    path: &Path,
+    args: &DataArgs,
+    in_ch: usize,
+) -> Result<DataConfig> {
+    Ok(match saved_config(ckpt, path)? {
+        Some(cfg) => {
+            let mut d = cfg.data;
+            if args.data.is_some() {
+                d.root = args.data.clone();
+            }
+            if args.skip_bad_images {
+                d.skip_bad_images = true;
+            }
+            if args.workers.is_some() {
+                d.workers = args.workers;
+            }
+            d
+        }
+        None => {
+            let mut d = args.config(0)?;
+            d.channels = in_ch;
+            d
+        }
+    })
+}
+
+fn print_metrics(m: &Metrics) {
+    println!(
+        "accuracy {:.2}%  precision {:.2}%  sensitivity {:.2}%",
+        m.accuracy, m.precision, m.sensitivity
+    );
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{a:.2}%"));
+    println!(
+        "head {}  medium {}  tail {}",
+        fmt(m.head_acc),
+        fmt(m.medium_acc),
+        fmt(m.tail_acc)
+    );
+    println!(
+        "{:<24} {:>7} {:>7} {:>10} {:>12} {:>9}",
+        "class", "train", "test", "precision", "sensitivity", "accuracy"
+    );
+    for c in &m.per_class {
+        println!(
+            "{:<24} {:>7} {:>7} {:>9.2}% {:>11.2}% {:>8.2}%",
+            c.class, c.train_count, c.test_count, c.precision, c.sensitivity, c.accuracy
+        );
+    }
+}
+
+pub fn eval(choice: &AdapterChoice, a: EvalArgs) -> Result<bool> {
+    let split = match a.split.as_str() {
+        "test" => Split::Test,
+        "val" => Split::Val,
+        other => bail!("--split must be test or val, got '{other}'"),
+    };
+    let gpu = Gpu::new(choice)?;
+    let (model, f) = load_model(&gpu, &a.checkpoint)?;
+    let data = checkpoint_data(&f, &a.checkpoint, &a.data, model.config.in_ch)?;
+    let ds = Arc::new(Dataset::open(&data)?);
+    let loader = BatchLoader::eval(ds.clone(), split, a.batch_size)?;
+    let ev = evaluate(&model, &loader, &ds)?;
+    println!(
+        "{} on the {} set of {} ({} images), adapter {}",
+        a.checkpoint.display(),
+        split.name(),
+        ds.kind.name(),
+        ev.pairs.len(),
+        gpu.describe()
+    );
+    print_metrics(&ev.metrics);
+    let out = a.out.unwrap_or_else(|| {
+        a.checkpoint
+            .parent()
+            .map_or(PathBuf::from("."), Path::to_path_buf)
+    });
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let stem = a
+        .checkpoint
+        .file_stem()
+        .map_or("checkpoint".into(), |s| s.to_string_lossy().into_owned());
+    let report = json!({
+        "checkpoint": a.checkpoint.display().to_string(),
+        "split": split.name(),
+        "accuracy": ev.metrics.accuracy,
+        "metrics": ev.metrics,
+        "classes": ds.classes,
+        "adapter": gpu.describe(),
+    });
+    let json_path = out.join(format!("eval-{stem}.json"));
+    write_atomic(&json_path, &serde_json::to_vec_pretty(&report)?)?;
+    plot::confusion(
+        &out.join(format!("eval-{stem}-confusion.png")),
+        &ds.classes,
+        &ev.metrics.confusion,
+    )?;
+    println!("written: {}", json_path.display());
+    Ok(true)
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Image files or folders (searched recursively for png, jpg, jpeg, tif, tiff, bmp).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Print JSON (one object per image) instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .is_some_and(|e| ["png", "jpg", "jpeg", "tif", "tiff", "bmp"].contains(&e.as_str()))
+}
+
+fn collect_images(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if p.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .with_context(|| format!("reading folder {}", p.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("reading folder {}", p.display()))?;
+        entries.sort();
+        for e in entries {
+            if e.is_dir() || is_image(&e) {
+                collect_images(&e, out)?;
+            }
+        }
+    } else if p.exists() {
+        out.push(p.to_path_buf());
+    } else {
+        bail!("{} does not exist", p.display());
+    }
+    Ok(())
+}
+
+pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
+    let mut files = Vec::new();
+    for p in &a.inputs {
+        collect_images(p, &mut files)?;
+    }
+    if files.is_empty() {
+        bail!("no images (png, jpg, jpeg, tif, tiff, bmp) under the given paths");
+    }
+    let gpu = Gpu::new(choice)?;
+    let (model, f) = load_model(&gpu, &a.checkpoint)?;
+    let mut data = checkpoint_data(&f, &a.checkpoint, &a.data, model.config.in_ch)?;
+    // Prediction needs no data root: the saved kind fixes the preprocessing.
+    if data.kind == DatasetKind::Auto {
+        data.kind = DatasetKind::ImageFolder;
+    }
+    data.root = None;
+    let classes: Vec<String> = match f.metadata.get("classes") {
+        Some(c) => serde_json::from_str(c)
+            .with_context(|| format!("{}: bad 'classes' metadata", a.checkpoint.display()))?,
+        None => (0..model.config.classes).map(|k| format!("class_{k}")).collect(),
+    };
+    let side = data.image_size;
+    let mut rows = Vec::new();
+    for chunk in files.chunks(a.batch_size.max(1)) {
+        let mut x = Vec::new();
+        for file in chunk {
+            x.extend(lskbb::data::preprocess_file(file, &data)?);
+        }
+        let probs = probabilities(&model, &x, [chunk.len(), data.channels, side, side])?;
+        rows.extend(chunk.iter().cloned().zip(probs));
+    }
+    if a.json {
+        for (file, p) in &rows {
+            let best = argmax(p);
+            let probs: serde_json::Map<String, serde_json::Value> = classes
+                .iter()
+                .zip(p)
+                .map(|(c, &v)| (c.clone(), json!(v)))
+                .collect();
+            println!(
+                "{}",
+                json!({"file": file.display().to_string(), "class": classes[best], "probability": p[best], "probabilities": probs})
+            );
+        }
+    } else {
+        let header: Vec<String> = classes.iter().map(|c| format!("{c:>12.12}")).collect();
+        println!("{:<40} {:<16} {}", "file", "class", header.join(" "));
+        for (file, p) in &rows {
+            let cells: Vec<String> = p.iter().map(|v| format!("{v:>12.4}")).collect();
+            println!(
+                "{:<40} {:<16} {}",
+                file.display(),
+                classes[argmax(p)],
+                cells.join(" ")
+            );
+        }
+    }
+    Ok(true)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
+}

@@ -1,0 +1,62 @@
+//! Evaluation of a model on a dataset split, and prediction on image files: inference runs
+//! on the GPU (eval-mode batch norm, both branches on the same image, softmax), the host only
+//! reads the class scores back.
+
+use super::metrics::Metrics;
+use crate::autograd::{no_grad, Var};
+use crate::data::{BatchLoader, Dataset};
+use crate::model::BbnResNet32;
+use crate::ops::softmax::softmax_forward;
+use crate::tensor::Tensor;
+use anyhow::{bail, Result};
+use std::sync::Arc;
+
+pub struct EvalResult {
+    pub metrics: Metrics,
+    /// (true, predicted) class per evaluated image.
+    pub pairs: Vec<(usize, usize)>,
+}
+
+/// Class probabilities [N, C] for a batch of preprocessed images [N, C_in, S, S].
+pub fn probabilities(model: &BbnResNet32, x: &[f32], shape: [usize; 4]) -> Result<Vec<Vec<f32>>> {
+    let gpu = model
+        .store
+        .params
+        .first()
+        .map(|(_, p)| p.value().gpu().clone())
+        .ok_or_else(|| anyhow::anyhow!("model without parameters"))?;
+    let x = Var::constant(Tensor::from_f32(&gpu, x, &shape)?);
+    let p = no_grad(|| -> Result<Tensor> { softmax_forward(model.infer(&x)?.value(), false) })?;
+    let c = p.shape()[1];
+    Ok(p.to_f32()?.chunks(c).map(<[f32]>::to_vec).collect())
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) })
+        .0
+}
+
+/// Runs every batch of `loader` through the model and scores the predictions.
+pub fn evaluate(model: &BbnResNet32, loader: &BatchLoader, ds: &Arc<Dataset>) -> Result<EvalResult> {
+    if model.config.classes != ds.num_classes() {
+        bail!(
+            "the model has {} classes, the dataset {} ({})",
+            model.config.classes,
+            ds.num_classes(),
+            ds.classes.join(", ")
+        );
+    }
+    let mut pairs = Vec::new();
+    for batch in loader.epoch(0, 0)? {
+        let batch = batch?;
+        if batch.y.is_empty() {
+            continue;
+        }
+        let probs = probabilities(model, &batch.x, batch.shape)?;
+        pairs.extend(batch.y.iter().zip(&probs).map(|(&y, p)| (y as usize, argmax(p))));
+    }
+    let metrics = Metrics::from_predictions(&ds.classes, &ds.train_counts(), &pairs);
+    Ok(EvalResult { metrics, pairs })
+}

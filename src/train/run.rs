@@ -1,0 +1,509 @@
+//! `lskbb train`: the epoch loop of the paper's recipe. Each step draws a conventional batch
+//! from the uniform sampler and (bilateral methods) a re-balancing batch from the reversed
+//! sampler, mixes them with α = 1 − (epoch/E)² (BBN) and weights the dynamic loss with
+//! θ = 1 − (T/T_max)² (eq. 18). After every epoch the balanced test set is evaluated and the
+//! run folder is brought up to date; `last.safetensors` always holds a state that `--resume`
+//! continues exactly (same weights, momentum, sampler epoch and batch, RNG streams).
+
+use super::eval::{evaluate, EvalResult};
+use super::method::Method;
+use super::plot;
+use super::progress::Progress;
+use super::step::{HostBatch, StepSettings, Trainer};
+use crate::checkpoint;
+use crate::data::{BatchLoader, DataConfig, Dataset, SamplerKind, Split};
+use crate::model::{BbnResNet32, ModelConfig};
+use crate::ops::loss::cb_weights;
+use crate::ops::sgd::SgdConfig;
+use crate::optim::{parabolic, LrSchedule};
+use crate::tensor_file::{write_atomic, TensorFile};
+use crate::Gpu;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// When DFLCE's θ decays: per iteration (T counts steps) or per epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ThetaPer {
+    Iteration,
+    Epoch,
+}
+
+/// Everything that defines a run; saved in every checkpoint so that `--resume` and `eval`
+/// rebuild the same data and model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub data: DataConfig,
+    pub method: Method,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub sgd: SgdSettings,
+    pub schedule: LrSchedule,
+    /// Focal γ (focal, DFLCE, DFLCSCE).
+    pub gamma: f32,
+    /// Class-balanced β (CB-CE, DFLCSCE).
+    pub cb_beta: f64,
+    pub theta_per: ThetaPer,
+    pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct SgdSettings {
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+}
+
+/// How a run is driven (not part of the run's identity).
+pub struct TrainOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    /// Read the running loss back (progress bar, non-finite check) every this many steps.
+    pub log_every: usize,
+    /// Behave as if interrupted after this many steps of this invocation.
+    pub stop_after_steps: Option<u64>,
+    /// Print per-step progress (a terminal progress bar).
+    pub progress: bool,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub lr: f32,
+    pub alpha: f32,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_acc: f64,
+    pub test_precision: f64,
+    pub test_sensitivity: f64,
+    pub images_per_s: f64,
+    pub seconds: f64,
+}
+
+/// Where a run stands; saved as checkpoint metadata `run`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct RunState {
+    /// The epoch in progress (0-based) and its next batch.
+    epoch: usize,
+    next_batch: usize,
+    /// Steps taken so far (T of θ).
+    step: u64,
+    /// Running sums of the epoch in progress (loss, correct, rows) and its images and seconds.
+    sums: [f32; 3],
+    images: u64,
+    seconds: f64,
+    /// Steps taken in the epoch in progress (the running loss sum's divisor).
+    epoch_steps: u64,
+    best_acc: f64,
+    best_epoch: usize,
+    history: Vec<EpochRecord>,
+}
+
+/// How a call of [`train`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    /// Stopped on request (Ctrl-C or `stop_after_steps`) with a resumable checkpoint.
+    Interrupted,
+}
+
+struct Run<'a> {
+    gpu: Arc<Gpu>,
+    cfg: TrainConfig,
+    opts: &'a TrainOptions,
+    ds: Arc<Dataset>,
+    trainer: Trainer,
+    state: RunState,
+}
+
+/// The model a config trains.
+pub fn model_config(cfg: &TrainConfig, classes: usize) -> ModelConfig {
+    ModelConfig {
+        classes,
+        in_ch: cfg.data.channels,
+        lsk: cfg.method.lsk(),
+        bilateral: cfg.method.bilateral(),
+    }
+}
+
+fn last_path(out: &Path) -> PathBuf {
+    out.join("last.safetensors")
+}
+
+/// The run config saved in a checkpoint written by `lskbb train`.
+pub fn saved_config(f: &TensorFile, path: &Path) -> Result<Option<TrainConfig>> {
+    f.metadata
+        .get("train")
+        .map(|s| {
+            serde_json::from_str(s)
+                .with_context(|| format!("{}: bad 'train' metadata", path.display()))
+        })
+        .transpose()
+}
+
+/// Trains (or resumes) a run in `opts.out`; `stop` is raised by Ctrl-C.
+pub fn train(
+    gpu: &Arc<Gpu>,
+    cfg: TrainConfig,
+    opts: &TrainOptions,
+    stop: &AtomicBool,
+) -> Result<Outcome> {
+    let mut run = Run::start(gpu, cfg, opts)?;
+    run.go(stop)
+}
+
+impl<'a> Run<'a> {
+    fn start(gpu: &Arc<Gpu>, cfg: TrainConfig, opts: &'a TrainOptions) -> Result<Run<'a>> {
+        let last = last_path(&opts.out);
+        let resumed = if opts.resume {
+            let f = TensorFile::load(&last).with_context(|| {
+                format!("--resume: no run to continue in {}", opts.out.display())
+            })?;
+            let saved = saved_config(&f, &last)?.with_context(|| {
+                format!("{}: not written by `lskbb train`", last.display())
+            })?;
+            let state: RunState = serde_json::from_str(f.meta("run")?)
+                .with_context(|| format!("{}: bad 'run' metadata", last.display()))?;
+            Some((f, saved, state))
+        } else {
+            if last.exists() {
+                bail!(
+                    "{} already holds a run ({}); continue it with --resume or choose another --out",
+                    opts.out.display(),
+                    last.display()
+                );
+            }
+            None
+        };
+        let cfg = match &resumed {
+            Some((_, saved, _)) => saved.clone(),
+            None => cfg,
+        };
+        validate(&cfg)?;
+        std::fs::create_dir_all(&opts.out)
+            .with_context(|| format!("creating the run folder {}", opts.out.display()))?;
+        let ds = Arc::new(Dataset::open(&cfg.data)?);
+        let mut cfg = cfg;
+        // Save the resolved kind so that eval/predict never re-detect it.
+        cfg.data.kind = ds.kind;
+        ds.write_split_json(&opts.out.join("split.json"))?;
+        let counts = ds.train_counts();
+        if ds.train.len() < 2 {
+            bail!("the training set has {} image(s); a step needs at least 2", ds.train.len());
+        }
+        let model = BbnResNet32::new(gpu, &model_config(&cfg, ds.num_classes()), cfg.seed)?;
+        let sgd = SgdConfig {
+            lr: cfg.schedule.lr(0),
+            momentum: cfg.sgd.momentum,
+            weight_decay: cfg.sgd.weight_decay,
+            nesterov: cfg.sgd.nesterov,
+        };
+        let weights = cb_weights(&counts, cfg.cb_beta);
+        let trainer = Trainer::new(model, sgd, cfg.method, cfg.gamma, weights)?;
+        let state = match resumed {
+            Some((f, _, state)) => {
+                checkpoint::load_state_dict(&trainer.model.store, &f, "", true, &last)?;
+                let opt_path = checkpoint::optim_path(&last);
+                let o = TensorFile::load(&opt_path)?;
+                trainer
+                    .opt
+                    .load_state(&trainer.model.store, &o)
+                    .with_context(|| opt_path.display().to_string())?;
+                trainer.stats.restore(state.sums)?;
+                state
+            }
+            None => RunState::default(),
+        };
+        Ok(Run {
+            gpu: gpu.clone(),
+            cfg,
+            opts,
+            ds,
+            trainer,
+            state,
+        })
+    }
+
+    fn go(&mut self, stop: &AtomicBool) -> Result<Outcome> {
+        let b = self.cfg.batch_size;
+        let conv = BatchLoader::train(self.ds.clone(), SamplerKind::Uniform, b)?;
+        let rebal = if self.cfg.method.bilateral() {
+            Some(BatchLoader::train(self.ds.clone(), SamplerKind::Reversed, b)?)
+        } else {
+            None
+        };
+        let test = BatchLoader::eval(self.ds.clone(), Split::Test, b)?;
+        let per_epoch = conv.num_batches();
+        let t_max = (self.cfg.epochs * per_epoch) as f64;
+        let mut taken = 0u64;
+        if self.state.epoch == 0 && self.state.next_batch == 0 {
+            println!(
+                "training {:?} on {} ({} classes, train counts {:?}, test counts {:?}), {} epochs of {per_epoch} steps, batch {b}, image {}px; run folder {}",
+                self.cfg.method,
+                self.ds.kind.name(),
+                self.ds.num_classes(),
+                self.ds.train_counts(),
+                self.ds.counts(Split::Test),
+                self.cfg.epochs,
+                self.cfg.data.image_size,
+                self.opts.out.display()
+            );
+        } else {
+            println!(
+                "resuming {} at epoch {} batch {}",
+                self.opts.out.display(),
+                self.state.epoch + 1,
+                self.state.next_batch
+            );
+        }
+        while self.state.epoch < self.cfg.epochs {
+            let epoch = self.state.epoch;
+            let lr = self.cfg.schedule.lr(epoch);
+            let alpha = parabolic(epoch as f64, self.cfg.epochs as f64) as f32;
+            let start = Instant::now();
+            let mut progress = Progress::new(
+                epoch,
+                self.cfg.epochs,
+                per_epoch,
+                self.opts.progress,
+            );
+            let mut batches = conv.epoch(epoch as u64, self.state.next_batch)?;
+            let mut rebatches = match &rebal {
+                Some(r) => Some(r.epoch(epoch as u64, self.state.next_batch)?),
+                None => None,
+            };
+            while let Some(xc) = batches.next() {
+                let xc = xc?;
+                let xr = match rebatches.as_mut().and_then(|r| r.next()) {
+                    Some(r) => Some(r?),
+                    None => None,
+                };
+                let usable =
+                    xc.y.len() >= 2 && xr.as_ref().is_none_or(|r| r.y.len() >= 2);
+                if usable {
+                    let theta = match self.cfg.theta_per {
+                        ThetaPer::Iteration => parabolic(self.state.step as f64, t_max),
+                        ThetaPer::Epoch => parabolic(epoch as f64, self.cfg.epochs as f64),
+                    } as f32;
+                    let conv_b = host(&xc);
+                    let rebal_b = xr.as_ref().map(host);
+                    self.trainer.step(
+                        &conv_b,
+                        rebal_b.as_ref(),
+                        StepSettings { alpha, theta, lr },
+                    )?;
+                    self.state.step += 1;
+                    self.state.epoch_steps += 1;
+                    self.state.images += (xc.y.len() + xr.as_ref().map_or(0, |r| r.y.len())) as u64;
+                }
+                self.state.next_batch = xc.index + 1;
+                taken += 1;
+                let last_of_epoch = self.state.next_batch == per_epoch;
+                let interrupt = stop.load(Ordering::SeqCst)
+                    || self.opts.stop_after_steps.is_some_and(|n| taken >= n);
+                if taken.is_multiple_of(self.opts.log_every.max(1) as u64) || last_of_epoch || interrupt {
+                    let (l, c, n) = self.trainer.stats.peek()?;
+                    self.check_finite(l)?;
+                    let seconds = self.state.seconds + start.elapsed().as_secs_f64();
+                    progress.update(
+                        self.state.next_batch,
+                        l / self.state.epoch_steps.max(1) as f64,
+                        100.0 * c / n.max(1.0),
+                        self.state.images as f64 / seconds.max(1e-9),
+                    );
+                }
+                if interrupt && !last_of_epoch {
+                    drop(batches);
+                    drop(rebatches);
+                    self.state.seconds += start.elapsed().as_secs_f64();
+                    let (l, c, n) = self.trainer.stats.peek()?;
+                    self.state.sums = [l as f32, c as f32, n as f32];
+                    self.save_last()?;
+                    progress.finish();
+                    println!(
+                        "stopped at epoch {} batch {}; checkpoint {} written, continue with `lskbb train --out {} --resume`",
+                        epoch + 1,
+                        self.state.next_batch,
+                        last_path(&self.opts.out).display(),
+                        self.opts.out.display()
+                    );
+                    return Ok(Outcome::Interrupted);
+                }
+            }
+            drop(batches);
+            drop(rebatches);
+            progress.finish();
+            let (l, c, n) = self.trainer.stats.take()?;
+            self.check_finite(l)?;
+            let seconds = self.state.seconds + start.elapsed().as_secs_f64();
+            let train_loss = l / self.state.epoch_steps.max(1) as f64;
+            let images_per_s = self.state.images as f64 / seconds.max(1e-9);
+            let ev = evaluate(&self.trainer.model, &test, &self.ds)?;
+            let m = &ev.metrics;
+            let rec = EpochRecord {
+                epoch: epoch + 1,
+                lr,
+                alpha,
+                train_loss,
+                train_acc: 100.0 * c / n.max(1.0),
+                test_acc: m.accuracy,
+                test_precision: m.precision,
+                test_sensitivity: m.sensitivity,
+                images_per_s,
+                seconds,
+            };
+            println!(
+                "epoch {}/{}: lr {:.4} α {:.3} loss {:.4} train acc {:.2}% test acc {:.2}% precision {:.2}% sensitivity {:.2}% ({:.0} img/s, {:.1}s)",
+                rec.epoch, self.cfg.epochs, rec.lr, rec.alpha, rec.train_loss, rec.train_acc,
+                rec.test_acc, rec.test_precision, rec.test_sensitivity, rec.images_per_s, rec.seconds
+            );
+            self.state.history.push(rec);
+            self.state.epoch += 1;
+            self.state.next_batch = 0;
+            self.state.sums = [0.0; 3];
+            self.state.images = 0;
+            self.state.seconds = 0.0;
+            self.state.epoch_steps = 0;
+            let improved = m.accuracy > self.state.best_acc || self.state.history.len() == 1;
+            if improved {
+                self.state.best_acc = m.accuracy;
+                self.state.best_epoch = epoch + 1;
+            }
+            self.save_last()?;
+            if improved {
+                let best = self.opts.out.join("best.safetensors");
+                checkpoint::save(&best, &self.trainer.model, self.metadata()?, None)?;
+            }
+            self.write_outputs(&ev)?;
+            if stop.load(Ordering::SeqCst) || self.opts.stop_after_steps.is_some_and(|n| taken >= n)
+            {
+                if self.state.epoch < self.cfg.epochs {
+                    println!(
+                        "stopped after epoch {}; continue with `lskbb train --out {} --resume`",
+                        epoch + 1,
+                        self.opts.out.display()
+                    );
+                    return Ok(Outcome::Interrupted);
+                }
+            }
+        }
+        println!(
+            "done: best test accuracy {:.2}% (epoch {}), final {:.2}%; results in {}",
+            self.state.best_acc,
+            self.state.best_epoch,
+            self.state.history.last().map_or(0.0, |r| r.test_acc),
+            self.opts.out.display()
+        );
+        Ok(Outcome::Finished)
+    }
+
+    fn check_finite(&self, loss_sum: f64) -> Result<()> {
+        if loss_sum.is_finite() {
+            return Ok(());
+        }
+        let last = last_path(&self.opts.out);
+        let kept = if last.exists() {
+            format!(
+                "the last good checkpoint {} (after epoch {}) is intact",
+                last.display(),
+                self.state.epoch
+            )
+        } else {
+            "no checkpoint had been written yet".to_string()
+        };
+        bail!(
+            "the training loss became non-finite ({loss_sum}) in epoch {} by batch {}; training stopped and {kept}. Try a lower --lr.",
+            self.state.epoch + 1,
+            self.state.next_batch
+        )
+    }
+
+    fn metadata(&self) -> Result<HashMap<String, String>> {
+        let mut m = HashMap::new();
+        m.insert("train".into(), serde_json::to_string(&self.cfg)?);
+        m.insert("run".into(), serde_json::to_string(&self.state)?);
+        m.insert("classes".into(), serde_json::to_string(&self.ds.classes)?);
+        m.insert("adapter".into(), self.gpu.describe());
+        Ok(m)
+    }
+
+    fn save_last(&self) -> Result<()> {
+        let optim = self.trainer.opt.state(&self.trainer.model.store)?;
+        checkpoint::save(
+            &last_path(&self.opts.out),
+            &self.trainer.model,
+            self.metadata()?,
+            Some(optim),
+        )
+    }
+
+    fn write_outputs(&self, ev: &EvalResult) -> Result<()> {
+        let out = &self.opts.out;
+        let h = &self.state.history;
+        let mut lines = String::new();
+        for r in h {
+            lines.push_str(&serde_json::to_string(r)?);
+            lines.push('\n');
+        }
+        write_atomic(&out.join("metrics.jsonl"), lines.as_bytes())?;
+        let col = |f: fn(&EpochRecord) -> f64| h.iter().map(f).collect::<Vec<f64>>();
+        plot::curves(
+            &out.join("curves.png"),
+            &col(|r| r.train_loss),
+            &col(|r| r.train_acc),
+            &col(|r| r.test_acc),
+        )?;
+        plot::confusion(&out.join("confusion.png"), &self.ds.classes, &ev.metrics.confusion)?;
+        let m = &ev.metrics;
+        let summary = json!({
+            "best_acc": self.state.best_acc,
+            "best_epoch": self.state.best_epoch,
+            "final_acc": m.accuracy,
+            "epochs_done": h.len(),
+            "final_precision": m.precision,
+            "final_sensitivity": m.sensitivity,
+            "per_class": m.per_class,
+            "head_acc": m.head_acc,
+            "medium_acc": m.medium_acc,
+            "tail_acc": m.tail_acc,
+            "confusion": m.confusion,
+            "classes": self.ds.classes,
+            "train_counts": self.ds.train_counts(),
+            "test_counts": self.ds.counts(Split::Test),
+            "skipped_images": self.ds.skipped_images().len(),
+            "config": self.cfg,
+            "adapter": self.gpu.describe(),
+        });
+        write_atomic(&out.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)
+    }
+}
+
+fn host(b: &crate::data::Batch) -> HostBatch<'_> {
+    HostBatch {
+        x: &b.x,
+        y: &b.y,
+        shape: b.shape,
+    }
+}
+
+fn validate(cfg: &TrainConfig) -> Result<()> {
+    if cfg.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if cfg.batch_size < 2 {
+        bail!("--batch-size must be at least 2 (batch norm needs two images), got {}", cfg.batch_size);
+    }
+    if !(cfg.schedule.lr(0) > 0.0) {
+        bail!("--lr must be positive");
+    }
+    if cfg.data.image_size < 8 {
+        bail!("--image-size must be at least 8, got {}", cfg.data.image_size);
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Checkpoints carry exactly the PyTorch reference's state_dict: the golden files' `param.*`
+//! and `buffer.*` names (which come from the reference's named_parameters / named_buffers)
+//! plus one int64 scalar `num_batches_tracked` per BatchNorm2d, with the same shapes, so
+//! `load_state_dict(strict=True)` takes them. Loads are strict and name the offending tensor.
+
+mod common;
+
+use lskbb::checkpoint::{load_model, load_state_dict, save, state_dict};
+use lskbb::model::{BbnResNet32, ModelConfig};
+use lskbb::tensor_file::{Data, Entry, TensorFile};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+fn golden(name: &str) -> (PathBuf, TensorFile) {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(name);
+    let f = TensorFile::load(&p).unwrap();
+    (p, f)
+}
+
+fn config_of(f: &TensorFile) -> ModelConfig {
+    let cfg: serde_json::Value = serde_json::from_str(f.meta("config").unwrap()).unwrap();
+    ModelConfig {
+        classes: cfg["classes"].as_u64().unwrap() as usize,
+        in_ch: cfg["in_ch"].as_u64().unwrap() as usize,
+        lsk: cfg["lsk"].as_bool().unwrap(),
+        bilateral: true,
+    }
+}
+
+#[test]
+fn state_dict_names_and_shapes_match_the_reference() {
+    for name in ["model_lsk_dflce.safetensors", "model_plain_ce.safetensors"] {
+        let (_, g) = golden(name);
+        let model = BbnResNet32::new(&common::gpu(), &config_of(&g), 1).unwrap();
+        let sd = state_dict(&model.store).unwrap();
+        let mut want: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (k, e) in &g.tensors {
+            for prefix in ["param.", "buffer."] {
+                if let Some(n) = k.strip_prefix(prefix) {
+                    want.insert(n.to_string(), e.shape.clone());
+                    if let Some(bn) = n.strip_suffix(".running_mean") {
+                        want.insert(format!("{bn}.num_batches_tracked"), vec![]);
+                    }
+                }
+            }
+        }
+        let got: BTreeMap<String, Vec<usize>> =
+            sd.tensors.iter().map(|(k, e)| (k.clone(), e.shape.clone())).collect();
+        assert_eq!(got, want, "{name}");
+        for (k, e) in &sd.tensors {
+            if k.ends_with("num_batches_tracked") {
+                assert!(matches!(e.data, Data::I64(ref v) if v.len() == 1), "{k}");
+            }
+        }
+        assert!(got.contains_key("layer3.3.bn2.running_var") && got.contains_key("fc.bias"));
+    }
+}
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("lskbb-ckpt-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn save_then_load_restores_every_tensor_and_the_config() {
+    let (gp, g) = golden("model_lsk_dflce.safetensors");
+    let gpu = common::gpu();
+    let model = BbnResNet32::new(&gpu, &config_of(&g), 1).unwrap();
+    load_state_dict(&model.store, &g, "param.", false, &gp).unwrap();
+    model.store.counters[3].1.set(17);
+    let path = temp("roundtrip.safetensors");
+    save(&path, &model, HashMap::new(), None).unwrap();
+    let (back, _) = load_model(&gpu, &path).unwrap();
+    assert_eq!(back.config, model.config);
+    let a = state_dict(&model.store).unwrap();
+    let b = state_dict(&back.store).unwrap();
+    assert_eq!(a.tensors, b.tensors);
+    let _ = std::fs::remove_file(&path);
+}
+
+fn expect_err(f: &TensorFile, model: &BbnResNet32, needle: &str) {
+    let err = load_state_dict(&model.store, f, "", true, Path::new("ck.safetensors"))
+        .err()
+        .unwrap_or_else(|| panic!("loading should fail ({needle})"));
+    let msg = format!("{err:#}");
+    assert!(msg.contains(needle) && msg.contains("ck.safetensors"), "{msg}");
+}
+
+#[test]
+fn strict_load_names_missing_extra_and_misshapen_tensors() {
+    let gpu = common::gpu();
+    let cfg = ModelConfig { classes: 3, in_ch: 1, lsk: true, bilateral: true };
+    let model = BbnResNet32::new(&gpu, &cfg, 2).unwrap();
+    let full = state_dict(&model.store).unwrap();
+    let mut missing = full.clone();
+    missing.tensors.remove("layer2.0.lsk.conv_spatial.weight");
+    expect_err(&missing, &model, "layer2.0.lsk.conv_spatial.weight");
+    let mut extra = full.clone();
+    extra.tensors.insert("head.weight".into(), Entry::f32(&[1], vec![0.0]));
+    expect_err(&extra, &model, "head.weight");
+    let mut shaped = full.clone();
+    shaped.tensors.insert("fc.bias".into(), Entry::f32(&[4], vec![0.0; 4]));
+    expect_err(&shaped, &model, "fc.bias");
+    let mut counter = full;
+    counter.tensors.insert("bn1.num_batches_tracked".into(), Entry::f32(&[], vec![0.0]));
+    expect_err(&counter, &model, "bn1.num_batches_tracked");
+}
