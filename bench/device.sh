@@ -8,6 +8,9 @@
 # Writes two files (the device tool returns at most 8): $OUT/bench.log with everything and
 # $OUT/results.json, every run's JSON report keyed by impl_size_bBATCH_method.
 # A failed or slow shape is logged and skipped; the script carries on.
+# With the device tool: run(command="bash bench/device.sh", carry=[".gl", "target/release/lskbb"],
+# timeout_s=540) after copying ../shared/reference to bench/ref and ../shared/golden to
+# bench/golden (BUDGET=seconds caps the whole script, default 450).
 set -u
 
 OUT=${OUT:-/tmp/lskbb-bench}
@@ -43,6 +46,7 @@ ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 
 log "date: $(date -u)"
+[ -x "$BIN" ] || log "MISSING $BIN: build it with cargo build --release before running this script"
 log "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 run 20 nvidia-smi -L
 run 30 "$BIN" devices

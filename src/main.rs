@@ -56,8 +56,10 @@ enum Command {
     /// Time the training step on synthetic data: ms/step, images/s, peak GPU memory, TFLOP/s
     /// and GPU time per kernel family.
     Bench {
+        /// Image side in pixels.
         #[arg(long, default_value_t = 224)]
         image_size: usize,
+        /// Images per branch per step.
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
         /// lskbb, bbn, ce, focal, cb-ce, dflce or dflcsce.
