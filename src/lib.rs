@@ -2,6 +2,7 @@
 //! and the LSKBB long-tailed medical image classifier built on it.
 
 pub mod autograd;
+pub mod bench;
 pub mod checkpoint;
 pub mod data;
 pub mod gpu;

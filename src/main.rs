@@ -62,6 +62,31 @@ enum Command {
         #[arg(long)]
         failures_only: bool,
     },
+    /// Time the training step on synthetic data: ms/step, images/s, peak GPU memory, TFLOP/s
+    /// and GPU time per kernel family.
+    Bench {
+        /// Image side in pixels.
+        #[arg(long, default_value_t = 224)]
+        image_size: usize,
+        /// Images per branch per step.
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// lskbb, bbn, ce, focal, cb-ce, dflce or dflcsce.
+        #[arg(long, default_value = "lskbb")]
+        method: String,
+        /// Timed steps.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Untimed steps first.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Steps of the separate run timed per kernel (0: none).
+        #[arg(long, default_value_t = 2)]
+        profile_steps: usize,
+        /// Also write the report as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
 }
 
 fn devices(choice: &AdapterChoice) -> Result<()> {
@@ -121,6 +146,35 @@ fn verify(choice: &AdapterChoice, files: &[PathBuf], failures_only: bool) -> Res
     Ok(all_pass)
 }
 
+#[allow(clippy::too_many_arguments)]
+fn bench(
+    choice: &AdapterChoice,
+    image_size: usize,
+    batch: usize,
+    method: &str,
+    steps: usize,
+    warmup: usize,
+    profile_steps: usize,
+    json: Option<&std::path::Path>,
+) -> Result<()> {
+    let cfg = lskbb::bench::BenchConfig {
+        image_size,
+        batch,
+        method: method.parse()?,
+        steps,
+        warmup,
+        profile_steps,
+        ..Default::default()
+    };
+    let report = lskbb::bench::run_bench(&Gpu::new(choice)?, &cfg)?;
+    println!("{report}");
+    if let Some(path) = json {
+        std::fs::write(path, report.to_json()? + "\n")
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<bool> {
     let choice = cli.gpu.choice();
     match cli.command {
@@ -132,6 +186,25 @@ fn run(cli: Cli) -> Result<bool> {
             files,
             failures_only,
         } => verify(&choice, &files, failures_only),
+        Command::Bench {
+            image_size,
+            batch_size,
+            method,
+            steps,
+            warmup,
+            profile_steps,
+            json,
+        } => bench(
+            &choice,
+            image_size,
+            batch_size,
+            &method,
+            steps,
+            warmup,
+            profile_steps,
+            json.as_deref(),
+        )
+        .map(|_| true),
     }
 }
 

@@ -7,10 +7,11 @@ mod recorder;
 
 pub use adapter::{list_adapters, AdapterChoice, AdapterSummary};
 pub use pool::GpuBuffer;
+pub use recorder::KernelTime;
 
 use anyhow::{anyhow, bail, Context, Result};
 use pool::Pool;
-use recorder::{Command, Recorder};
+use recorder::{Command, Profiler, Recorder};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -270,7 +271,7 @@ impl Gpu {
         let layout = self.layout(reads.len(), writes.len());
         let mut rec = lock(&self.rec);
         if rec.full() {
-            rec.submit(&self.device, &self.queue);
+            rec.submit(&self.device, &self.queue)?;
         }
         let offset = rec.push_params(params)?;
         let mut entries = vec![wgpu::BindGroupEntry {
@@ -297,6 +298,7 @@ impl Gpu {
             bind,
             offset,
             groups,
+            label: (k.name, k.entry),
         });
         Ok(())
     }
@@ -320,9 +322,51 @@ impl Gpu {
     /// Submits everything recorded so far as one command buffer.
     pub fn flush(&self) -> Result<()> {
         let mut rec = lock(&self.rec);
-        rec.submit(&self.device, &self.queue);
+        let submitted = rec.submit(&self.device, &self.queue);
         drop(rec);
+        self.check()?;
+        submitted
+    }
+
+    /// Submits everything recorded so far and waits until the GPU has finished it.
+    pub fn finish(&self) -> Result<()> {
+        self.flush()?;
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("waiting for the GPU on '{}': {e}", self.info.name))?;
         self.check()
+    }
+
+    /// Whether the adapter can time kernels ([`Gpu::set_profiling`]).
+    pub fn profiling_supported(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// Turns kernel timing on or off. While on, every dispatch runs in its own compute pass
+    /// between two GPU timestamps and each submission waits for the GPU, so profiled runs are
+    /// slower than plain ones; off (the default) costs nothing. Turning it on clears the totals.
+    /// Work recorded before the switch is submitted first and is not timed.
+    pub fn set_profiling(&self, on: bool) -> Result<()> {
+        if on && !self.profiling_supported() {
+            bail!(
+                "adapter '{}' has no timestamp queries (TIMESTAMP_QUERY), so kernels cannot be timed",
+                self.info.name
+            );
+        }
+        self.flush()?;
+        lock(&self.rec).profiler = on.then(|| Profiler::new(&self.device, &self.queue));
+        Ok(())
+    }
+
+    /// GPU time per kernel family (source name and entry point) since profiling was turned on,
+    /// longest first; pending work is submitted and timed first. Empty when profiling is off.
+    pub fn kernel_times(&self) -> Result<Vec<KernelTime>> {
+        self.flush()?;
+        Ok(lock(&self.rec)
+            .profiler
+            .as_ref()
+            .map(Profiler::kernel_times)
+            .unwrap_or_default())
     }
 
     /// Writes `data` into `buf`. Pending work is submitted first, so that earlier commands
@@ -364,7 +408,7 @@ impl Gpu {
                 dst_off: 0,
                 bytes: padded,
             });
-            rec.submit(&self.device, &self.queue);
+            rec.submit(&self.device, &self.queue)?;
         }
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {

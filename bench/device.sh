@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# One-shot speed/memory benchmark on a GPU machine (issue 5), under 8 minutes in all.
+# Run from the repository root with:
+#   target/release/lskbb       the release binary (cargo build --release)
+#   bench/ref/lskbb_torch.py   the PyTorch reference (copied from ../shared/reference)
+#   bench/golden/*.safetensors golden files for `lskbb verify` (optional)
+#   .gl/*.deb                  the Vulkan loader packages
+# Writes two files (the device tool returns at most 8): $OUT/bench.log with everything and
+# $OUT/results.json, every run's JSON report keyed by impl_size_bBATCH_method.
+# A failed or slow shape is logged and skipped; the script carries on.
+# With the device tool: run(command="bash bench/device.sh", carry=[".gl", "target/release/lskbb"],
+# timeout_s=540) after copying ../shared/reference to bench/ref and ../shared/golden to
+# bench/golden (BUDGET=seconds caps the whole script, default 450).
+set -u
+
+OUT=${OUT:-/tmp/lskbb-bench}
+mkdir -p "$OUT"
+LOG="$OUT/bench.log"
+RUNS=$(mktemp -d)
+BIN=${LSKBB_BIN:-target/release/lskbb}
+REF=bench/ref
+BUDGET=${BUDGET:-450}   # seconds for the whole script
+START=$SECONDS
+
+log() { echo "$@" | tee -a "$LOG"; }
+
+# Runs a command under `timeout`, capped by what is left of the budget; logs its output.
+run() {
+    local limit=$1; shift
+    local left=$((BUDGET - (SECONDS - START)))
+    if [ "$left" -lt 15 ]; then
+        log "SKIPPED (budget spent): $*"
+        return 1
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    log ""
+    log "\$ $* (timeout ${limit}s, t=$((SECONDS - START))s)"
+    timeout -k 5 "$limit" "$@" </dev/null >>"$LOG" 2>&1
+    local rc=$?
+    [ "$rc" -ne 0 ] && log "EXIT $rc$([ "$rc" -eq 124 ] && echo ' (timed out)')"
+    return "$rc"
+}
+
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+
+log "date: $(date -u)"
+[ -x "$BIN" ] || log "MISSING $BIN: build it with cargo build --release before running this script"
+log "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+run 20 nvidia-smi -L
+run 30 "$BIN" devices
+if ls bench/golden/*.safetensors >/dev/null 2>&1; then
+    run 90 "$BIN" verify --failures-only bench/golden/*.safetensors
+else
+    log "no golden files in bench/golden/; verify skipped"
+fi
+run 20 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
+
+# size batch lsk rust-steps rust-timeout: the issue's table, slowest shapes last.
+SHAPES="
+224 32 1 5 75
+224 32 0 5 60
+32 128 1 10 45
+32 128 0 10 40
+224 64 1 3 75
+224 64 0 3 60
+"
+while read -r size batch lsk steps limit; do
+    [ -z "$size" ] && continue
+    if [ "$lsk" = 1 ]; then method=lskbb; flag=--lsk; else method=bbn; flag=--plain; fi
+    tag="${size}_b${batch}_${method}"
+    run "$limit" "$BIN" bench --image-size "$size" --batch-size "$batch" --method "$method" \
+        --steps "$steps" --warmup 1 --profile-steps 1 --json "$RUNS/rust_${tag}.json"
+    run 60 sh -c "python3 bench/torch_step.py --ref '$REF' --image-size $size \
+        --batch-size $batch $flag --steps 10 --warmup 3 --device cuda > '$RUNS/torch_${tag}.json'"
+    cat "$RUNS/torch_${tag}.json" >>"$LOG" 2>/dev/null
+done <<<"$SHAPES"
+
+log ""
+log "summary (t=$((SECONDS - START))s)"
+python3 - "$RUNS" "$OUT/results.json" <<'PY' 2>&1 | tee -a "$LOG"
+import glob, json, os, sys
+rows = {}
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
+    try:
+        with open(f) as fh:
+            r = json.loads(fh.read().strip().splitlines()[-1] if "torch_" in f else fh.read())
+    except Exception:
+        continue
+    impl, tag = os.path.basename(f)[:-5].split("_", 1)
+    rows.setdefault(tag, {})[impl] = r
+with open(sys.argv[2], "w") as fh:
+    json.dump({f"{i}_{t}": r for t, d in rows.items() for i, r in d.items()}, fh, indent=1)
+print(f"{'shape':<20} {'rust ms':>9} {'torch ms':>9} {'ratio':>7} {'rust img/s':>11} "
+      f"{'torch img/s':>11} {'rust GB':>8} {'torch GB':>8} {'rust TF/s':>9}")
+for tag, d in rows.items():
+    r, t = d.get("rust", {}), d.get("torch", {})
+    g = lambda x, k: x.get(k) if x.get(k) is not None else float("nan")
+    print(f"{tag:<20} {g(r,'ms_per_step'):>9.1f} {g(t,'ms_per_step'):>9.1f} "
+          f"{g(r,'ms_per_step') / g(t,'ms_per_step'):>7.2f} {g(r,'images_per_s'):>11.1f} "
+          f"{g(t,'images_per_s'):>11.1f} {g(r,'peak_mem_gb'):>8.2f} {g(t,'peak_mem_gb'):>8.2f} "
+          f"{g(r,'tflops'):>9.3f}")
+PY
+log "done in $((SECONDS - START))s"

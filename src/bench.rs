@@ -1,0 +1,371 @@
+//! Speed and memory benchmarks: `lskbb bench` times the whole training step (both branches
+//! forward, DFLCE loss, backward, SGD) on synthetic batches, breaks its GPU time down per
+//! kernel family with timestamp queries, and reports the analytic FLOP rate.
+
+use crate::data::rng::Rng;
+use crate::gpu::{Gpu, KernelTime};
+use crate::model::{BbnResNet32, ModelConfig};
+use crate::ops::sgd::SgdConfig;
+use crate::train::method::Method;
+use crate::train::step::{HostBatch, StepSettings, Trainer};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One benchmark shape and its run lengths.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub image_size: usize,
+    pub batch: usize,
+    pub method: Method,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first (pipeline compilation, buffer pool growth).
+    pub warmup: usize,
+    /// Steps of the separate profiled run (0: no per-kernel table).
+    pub profile_steps: usize,
+    pub channels: usize,
+    pub classes: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            image_size: 224,
+            batch: 32,
+            method: Method::Lskbb,
+            steps: 10,
+            warmup: 2,
+            profile_steps: 2,
+            channels: 3,
+            classes: 8,
+        }
+    }
+}
+
+/// GPU time of one kernel family per training step.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelRow {
+    /// `source::entry`.
+    pub kernel: String,
+    pub dispatches_per_step: f64,
+    pub ms_per_step: f64,
+    /// Fraction of all timed kernel time.
+    pub share: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub image_size: usize,
+    pub batch: usize,
+    pub method: String,
+    pub lsk: bool,
+    pub bilateral: bool,
+    pub warmup: usize,
+    pub steps: usize,
+    pub ms_per_step: f64,
+    /// Images through the network per second, counting each branch's image (2·B per step
+    /// for the bilateral methods).
+    pub images_per_s: f64,
+    /// Peak bytes of GPU buffers held by the engine's pool (parameters, optimiser state,
+    /// activations, gradients; excludes the driver's own allocations).
+    pub peak_mem_bytes: u64,
+    pub peak_mem_gb: f64,
+    /// Analytic forward + backward FLOPs of one step (convolutions and the fc).
+    pub step_gflop: f64,
+    pub tflops: f64,
+    /// Steps of the profiled run the kernel table comes from (0: the adapter cannot time).
+    pub profiled_steps: usize,
+    /// Sum of the kernel table: GPU time inside kernels per step.
+    pub kernel_ms_per_step: f64,
+    pub dispatches_per_step: f64,
+    pub kernels: Vec<KernelRow>,
+}
+
+impl BenchReport {
+    pub fn to_json(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).context("serialising the benchmark report")
+    }
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "adapter: {}", self.adapter)?;
+        writeln!(
+            f,
+            "method {} ({}, {}), images {}x{}, batch {}, {} timed steps after {} warmup",
+            self.method,
+            if self.lsk { "LSK" } else { "plain" },
+            if self.bilateral {
+                "bilateral"
+            } else {
+                "single branch"
+            },
+            self.image_size,
+            self.image_size,
+            self.batch,
+            self.steps,
+            self.warmup
+        )?;
+        writeln!(f, "  {:<28} {:>12.2}", "ms/step", self.ms_per_step)?;
+        writeln!(f, "  {:<28} {:>12.1}", "images/s", self.images_per_s)?;
+        writeln!(
+            f,
+            "  {:<28} {:>12.3}",
+            "peak GPU memory (GB)", self.peak_mem_gb
+        )?;
+        writeln!(
+            f,
+            "  {:<28} {:>12.2}",
+            "GFLOP/step (analytic)", self.step_gflop
+        )?;
+        writeln!(f, "  {:<28} {:>12.4}", "TFLOP/s", self.tflops)?;
+        if self.profiled_steps == 0 {
+            return writeln!(
+                f,
+                "  (no per-kernel GPU times: the adapter has no timestamps)"
+            );
+        }
+        writeln!(
+            f,
+            "\nGPU time per kernel family ({} profiled steps; {:.2} ms/step in {:.0} dispatches)",
+            self.profiled_steps, self.kernel_ms_per_step, self.dispatches_per_step
+        )?;
+        writeln!(
+            f,
+            "  {:<36} {:>10} {:>10} {:>7}",
+            "kernel", "disp/step", "ms/step", "share"
+        )?;
+        for k in &self.kernels {
+            writeln!(
+                f,
+                "  {:<36} {:>10.0} {:>10.3} {:>6.1}%",
+                k.kernel,
+                k.dispatches_per_step,
+                k.ms_per_step,
+                100.0 * k.share
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Output side of a convolution along one axis.
+fn conv_out(size: usize, k: usize, stride: usize, pad: usize, dil: usize) -> usize {
+    (size + 2 * pad - dil * (k - 1) - 1) / stride + 1
+}
+
+/// Multiply-add FLOPs of one forward convolution on one image: 2·Cout·Ho·Wo·(Cin/g)·k².
+fn conv_flops(cin: usize, cout: usize, g: usize, k: usize, out: usize) -> f64 {
+    2.0 * (cout * out * out * (cin / g) * k * k) as f64
+}
+
+/// Forward FLOPs of the LSK module on one `dim`-channel map of side `s`.
+fn lsk_flops(dim: usize, s: usize) -> f64 {
+    conv_flops(dim, dim, dim, 5, s)
+        + conv_flops(dim, dim, dim, 7, s)
+        + 2.0 * conv_flops(dim, dim / 2, 1, 1, s)
+        + conv_flops(2, 2, 1, 7, s)
+        + conv_flops(dim / 2, dim, 1, 1, s)
+}
+
+/// Forward FLOPs of a basic block on one image of side `s`; returns them and the output side.
+fn block_flops(cin: usize, cout: usize, stride: usize, s: usize, lsk: bool) -> (f64, usize) {
+    let o = conv_out(s, 3, stride, 1, 1);
+    let f = conv_flops(cin, cout, 1, 3, o)
+        + conv_flops(cout, cout, 1, 3, o)
+        + if lsk { lsk_flops(cout, o) } else { 0.0 };
+    (f, o)
+}
+
+/// Analytic FLOPs of one training step of BBN ResNet-32: forward and backward of every
+/// convolution and the fc, elementwise work ignored. A convolution's backward is counted as
+/// twice its forward (grad_x and grad_w), except the stem's, whose input needs no gradient.
+/// Bilateral steps run the trunk on both batches, each followed by its own branch block.
+pub fn step_flops(
+    image_size: usize,
+    batch: usize,
+    channels: usize,
+    classes: usize,
+    lsk: bool,
+    bilateral: bool,
+) -> f64 {
+    let stem = conv_flops(channels, 16, 1, 3, image_size);
+    let mut trunk = 0.0;
+    let mut s = image_size;
+    for (cin, cout, stride, n) in [(16, 16, 1, 5), (16, 32, 2, 5), (32, 64, 2, 5)] {
+        for b in 0..n {
+            let (ci, st) = if b == 0 { (cin, stride) } else { (cout, 1) };
+            let (f, o) = block_flops(ci, cout, st, s, lsk);
+            trunk += f;
+            s = o;
+        }
+    }
+    let fc = 2.0 * (128 * classes) as f64;
+    let per_image = 2.0 * stem + 3.0 * (trunk + fc);
+    let images = if bilateral { 2 * batch } else { batch };
+    per_image * images as f64
+}
+
+/// Kernel times as a per-step table.
+fn kernel_rows(times: &[KernelTime], steps: usize) -> Vec<KernelRow> {
+    let total: f64 = times.iter().map(|t| t.ns).sum();
+    let per = steps.max(1) as f64;
+    times
+        .iter()
+        .map(|t| KernelRow {
+            kernel: format!("{}::{}", t.name, t.entry),
+            dispatches_per_step: t.dispatches as f64 / per,
+            ms_per_step: t.ns / per / 1e6,
+            share: if total > 0.0 { t.ns / total } else { 0.0 },
+        })
+        .collect()
+}
+
+/// Runs `f` `iters` times after one untimed call and returns the wall milliseconds per call
+/// (waiting for the GPU at the end) and, when the adapter can time kernels, the GPU time per
+/// kernel family over one further profiled call.
+pub fn time_op(
+    gpu: &Arc<Gpu>,
+    iters: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<(f64, Vec<KernelTime>)> {
+    f()?;
+    gpu.finish()?;
+    let t = Instant::now();
+    for _ in 0..iters {
+        f()?;
+    }
+    gpu.finish()?;
+    let ms = t.elapsed().as_secs_f64() * 1e3 / iters.max(1) as f64;
+    if !gpu.profiling_supported() {
+        return Ok((ms, Vec::new()));
+    }
+    gpu.set_profiling(true)?;
+    let timed = f().and_then(|_| gpu.kernel_times());
+    gpu.set_profiling(false)?;
+    Ok((ms, timed?))
+}
+
+/// Benchmarks the training step of `cfg.method` at one shape on synthetic data.
+pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
+    if cfg.batch < 2 {
+        bail!(
+            "bench: the batch size must be at least 2 (batch norm), got {}",
+            cfg.batch
+        );
+    }
+    if cfg.image_size < 8 {
+        bail!(
+            "bench: the image size must be at least 8, got {}",
+            cfg.image_size
+        );
+    }
+    if cfg.steps == 0 {
+        bail!("bench: at least one timed step is needed");
+    }
+    let (lsk, bilateral) = (cfg.method.lsk(), cfg.method.bilateral());
+    let model = BbnResNet32::new(
+        gpu,
+        &ModelConfig {
+            classes: cfg.classes,
+            in_ch: cfg.channels,
+            lsk,
+            bilateral,
+        },
+        0,
+    )?;
+    let sgd = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 2e-4,
+        nesterov: false,
+    };
+    let mut trainer = Trainer::new(model, sgd, cfg.method, 2.0, vec![1.0; cfg.classes])?;
+    let shape = [cfg.batch, cfg.channels, cfg.image_size, cfg.image_size];
+    let mut rng = Rng::new(1);
+    let mut images = || -> Vec<f32> {
+        (0..shape.iter().product::<usize>())
+            .map(|_| (2.0 * rng.next_f64() - 1.0) as f32)
+            .collect()
+    };
+    let (xc, xr) = (images(), images());
+    let mut rng = Rng::new(2);
+    let mut labels = || -> Vec<u32> {
+        (0..cfg.batch)
+            .map(|_| rng.below(cfg.classes) as u32)
+            .collect()
+    };
+    let (yc, yr) = (labels(), labels());
+    let conv = HostBatch {
+        x: &xc,
+        y: &yc,
+        shape,
+    };
+    let rebal = HostBatch {
+        x: &xr,
+        y: &yr,
+        shape,
+    };
+    let settings = StepSettings {
+        alpha: 0.5,
+        theta: 0.5,
+        lr: 0.05,
+    };
+    let mut step = |n: usize| -> Result<()> {
+        for _ in 0..n {
+            trainer.step(&conv, bilateral.then_some(&rebal), settings)?;
+        }
+        gpu.finish()
+    };
+    step(cfg.warmup)?;
+    let t = Instant::now();
+    step(cfg.steps)?;
+    let ms_per_step = t.elapsed().as_secs_f64() * 1e3 / cfg.steps as f64;
+    let (_, peak) = gpu.memory();
+    let profiled_steps = if gpu.profiling_supported() {
+        cfg.profile_steps
+    } else {
+        0
+    };
+    let mut times = Vec::new();
+    if profiled_steps > 0 {
+        gpu.set_profiling(true)?;
+        let run = step(profiled_steps).and_then(|_| gpu.kernel_times());
+        gpu.set_profiling(false)?;
+        times = run?;
+    }
+    let kernels = kernel_rows(&times, profiled_steps);
+    let images = if bilateral { 2 * cfg.batch } else { cfg.batch };
+    let flops = step_flops(
+        cfg.image_size,
+        cfg.batch,
+        cfg.channels,
+        cfg.classes,
+        lsk,
+        bilateral,
+    );
+    Ok(BenchReport {
+        adapter: gpu.describe(),
+        image_size: cfg.image_size,
+        batch: cfg.batch,
+        method: format!("{:?}", cfg.method).to_lowercase(),
+        lsk,
+        bilateral,
+        warmup: cfg.warmup,
+        steps: cfg.steps,
+        ms_per_step,
+        images_per_s: images as f64 * 1e3 / ms_per_step,
+        peak_mem_bytes: peak,
+        peak_mem_gb: peak as f64 / 1e9,
+        step_gflop: flops / 1e9,
+        tflops: flops / (ms_per_step * 1e-3) / 1e12,
+        profiled_steps,
+        kernel_ms_per_step: kernels.iter().map(|k| k.ms_per_step).sum(),
+        dispatches_per_step: kernels.iter().map(|k| k.dispatches_per_step).sum(),
+        kernels,
+    })
+}
