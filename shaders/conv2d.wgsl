@@ -1,15 +1,28 @@
 // 2-D convolution with PyTorch semantics: x [N, Cin, H, W], weights [Cout, Cin/groups, KH, KW],
 // zero padding, stride, dilation and groups. Forward, grad_x and grad_w; grad_b is a plain
-// per-channel sum (reduce.wgsl). The tiled kernels give each thread (forward, grad_x) or
-// workgroup (grad_w) 4 channels of one group, so that every value loaded from x or gy is used
-// 4 times; the direct kernels (one element each) serve groups with fewer than 4 channels.
+// per-channel sum (reduce.wgsl).
+//
+// Dense convolutions (groups == 1) run as implicit GEMMs (*_gemm): each workgroup computes a
+// BM x BN output tile (BM * BN = 4096, 256 threads with a 4x4 register block each), stepping
+// through K in slices of BK = 8 staged in workgroup memory; loads outside the image, the
+// padding or the matrix read as zero, so every shape works.
+//   forward: M = N·Ho·Wo output pixels, N = Cout, K = Cin·KH·KW (A = im2col(x), B = w^T)
+//   grad_x:  M = N·H·W input pixels,  N = Cin,  K = Cout·KH·KW (A = gy gathered, B = w)
+//   grad_w:  M = Cout, N = Cin·KH·KW, K = N·Ho·Wo split in chunks of kc (split-K) into a
+//            scratch [splits, Cout, Cin·KH·KW] summed by grad_w_reduce.
+// The other kernels are direct: grouped and depthwise convolutions. Their tiled variants give
+// each thread (forward, grad_x) or workgroup (grad_w) 4 channels of one group, so that every
+// value loaded from x or gy is used 4 times; the plain ones (one element each) serve groups
+// with fewer than 4 channels.
 
 struct P {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, ho: u32, wo: u32, kh: u32,
     kw: u32, stride: u32, pad: u32, dil: u32,
     groups: u32, cin_g: u32, cout_g: u32, tiles: u32,   // tiles: channel tiles per group
-    total: u32, has_bias: u32, _p0: u32, _p1: u32,      // total: threads (or workgroups) needed
+    total: u32, has_bias: u32, bm: u32, bn: u32,        // total: threads (or workgroups) needed
+    gm: u32, gn: u32, gk: u32, kc: u32,                 // GEMM sizes; kc: K per split (grad_w)
+    splits: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -265,4 +278,316 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         workgroupBarrier();
     }
     if lid == 0u && valid { gw[we] = part[0]; }
+}
+
+// ---- Implicit-GEMM kernels for dense convolutions ----
+
+// grad_w_gemm's partial sums [splits, Cout, Cin·KH·KW] (binding 3) and their reduction.
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(1) var<storage, read> partial_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gw_out: array<f32>;
+
+const BK: u32 = 8u;
+// Marks a row or column that must read zero: pushes the image coordinate far out of range.
+const FAR: i32 = -536870912;
+
+// A: BK rows of BM values (as BM/4 vec4s), then B: BK rows of BN values. BM + BN <= 272.
+var<workgroup> tile: array<vec4<f32>, 544>;
+// Per-k gather offsets of two consecutive K slices (double-buffered: the next slice's entries
+// are written while the current one is multiplied).
+var<workgroup> ktab: array<vec4<i32>, 16>;
+// grad_w: per-column (ci, ky, kx) offsets of the B tile.
+var<workgroup> ctab: array<vec4<i32>, 256>;
+
+var<private> c0: vec4<f32>;
+var<private> c1: vec4<f32>;
+var<private> c2: vec4<f32>;
+var<private> c3: vec4<f32>;
+
+// Accumulates the staged slice: rows 4·tm.. 4·tm+3 (c0..c3) by columns 4·tn.. 4·tn+3.
+fn mac(bm4: u32, bn4: u32, tm: u32, tn: u32) {
+    let boff = BK * bm4;
+    for (var k = 0u; k < BK; k++) {
+        let a = tile[k * bm4 + tm];
+        let b = tile[boff + k * bn4 + tn];
+        c0 += a.x * b;
+        c1 += a.y * b;
+        c2 += a.z * b;
+        c3 += a.w * b;
+    }
+}
+
+fn acc_row(i: u32) -> vec4<f32> {
+    switch i {
+        case 0u: { return c0; }
+        case 1u: { return c1; }
+        case 2u: { return c2; }
+        default: { return c3; }
+    }
+}
+
+fn put_a(r: u32, m: u32, bm4: u32, v: f32) {
+    tile[r * bm4 + m / 4u][m % 4u] = v;
+}
+
+fn put_b(r: u32, n: u32, bm4: u32, bn4: u32, v: f32) {
+    tile[BK * bm4 + r * bn4 + n / 4u][n % 4u] = v;
+}
+
+fn in_image(iy: i32, ix: i32) -> bool {
+    return iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
+}
+
+// forward: k = (ci, ky, kx) -> (x channel offset, ky·dil, kx·dil); FAR past K.
+fn fwd_k(k: u32) -> vec4<i32> {
+    if k >= p.gk { return vec4<i32>(0, FAR, FAR, 0); }
+    let khw = p.kh * p.kw;
+    let tap = k % khw;
+    return vec4<i32>(i32((k / khw) * p.h * p.w), i32((tap / p.kw) * p.dil), i32((tap % p.kw) * p.dil), 0);
+}
+
+@compute @workgroup_size(256)
+fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = wid.x + wid.y * nwg.x;
+    if e >= p.total { return; }
+    let bm4 = p.bm / 4u;
+    let bn4 = p.bn / 4u;
+    let ntn = (p.gn + p.bn - 1u) / p.bn;
+    let m0 = (e / ntn) * p.bm;
+    let n0 = (e % ntn) * p.bn;
+    let plane = p.ho * p.wo;
+    // This thread's A column (output pixel) for the loads.
+    let ml = lid % p.bm;
+    let m = min(m0 + ml, p.gm - 1u);
+    let pix = m % plane;
+    let xb = i32((m / plane) * p.cin * p.h * p.w);
+    let iy0 = select(FAR, i32((pix / p.wo) * p.stride) - i32(p.pad), m0 + ml < p.gm);
+    let ix0 = i32((pix % p.wo) * p.stride) - i32(p.pad);
+    let rstep = 256u / p.bm;
+    // Output pixels are contiguous in y: neighbouring threads take neighbouring rows.
+    let tm = lid % bm4;
+    let tn = lid / bm4;
+    c0 = vec4<f32>(0.0);
+    c1 = vec4<f32>(0.0);
+    c2 = vec4<f32>(0.0);
+    c3 = vec4<f32>(0.0);
+    if lid < BK { ktab[lid] = fwd_k(lid); }
+    workgroupBarrier();
+    let steps = (p.gk + BK - 1u) / BK;
+    for (var s = 0u; s < steps; s++) {
+        let cur = (s & 1u) * BK;
+        let k0 = s * BK;
+        for (var r = lid / p.bm; r < BK; r += rstep) {
+            let t = ktab[cur + r];
+            let iy = iy0 + t.y;
+            let ix = ix0 + t.z;
+            var v = 0.0;
+            if in_image(iy, ix) { v = x[u32(xb + t.x + iy * i32(p.w) + ix)]; }
+            put_a(r, ml, bm4, v);
+        }
+        for (var i = lid; i < BK * p.bn; i += 256u) {
+            let r = i % BK;
+            let nl = i / BK;
+            var v = 0.0;
+            if k0 + r < p.gk && n0 + nl < p.gn { v = wt[(n0 + nl) * p.gk + k0 + r]; }
+            put_b(r, nl, bm4, bn4, v);
+        }
+        workgroupBarrier();
+        if lid < BK { ktab[(cur ^ BK) + lid] = fwd_k(k0 + BK + lid); }
+        mac(bm4, bn4, tm, tn);
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let mo = m0 + tm * 4u + i;
+        if mo >= p.gm { break; }
+        let acc = acc_row(i);
+        let yb = (mo / plane) * p.cout * plane + mo % plane;
+        for (var j = 0u; j < 4u; j++) {
+            let co = n0 + tn * 4u + j;
+            if co < p.gn {
+                var v = acc[j];
+                if p.has_bias == 1u { v += bias[co]; }
+                y[yb + co * plane] = v;
+            }
+        }
+    }
+}
+
+// grad_x: k = (co, ky, kx) -> (gy channel offset, ky·dil, kx·dil, w offset of (co, 0, ky, kx)).
+fn gx_k(k: u32) -> vec4<i32> {
+    if k >= p.gk { return vec4<i32>(0, -FAR, -FAR, -1); }
+    let khw = p.kh * p.kw;
+    let co = k / khw;
+    let tap = k % khw;
+    return vec4<i32>(i32(co * p.ho * p.wo), i32((tap / p.kw) * p.dil), i32((tap % p.kw) * p.dil),
+                     i32(co * p.cin * khw + tap));
+}
+
+@compute @workgroup_size(256)
+fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = wid.x + wid.y * nwg.x;
+    if e >= p.total { return; }
+    let bm4 = p.bm / 4u;
+    let bn4 = p.bn / 4u;
+    let ntn = (p.gn + p.bn - 1u) / p.bn;
+    let m0 = (e / ntn) * p.bm;
+    let n0 = (e % ntn) * p.bn;
+    let plane = p.h * p.w;
+    let khw = p.kh * p.kw;
+    // This thread's A column (input pixel): y/x + padding, from which the taps are subtracted.
+    let ml = lid % p.bm;
+    let m = min(m0 + ml, p.gm - 1u);
+    let pix = m % plane;
+    let gyb = i32((m / plane) * p.cout * p.ho * p.wo);
+    let py = select(FAR, i32(pix / p.w + p.pad), m0 + ml < p.gm);
+    let px = i32(pix % p.w + p.pad);
+    let rstep = 256u / p.bm;
+    // B column (input channel) of this thread's loads.
+    let nl = lid % p.bn;
+    let bstep = 256u / p.bn;
+    let ci = n0 + nl;
+    let s32 = i32(p.stride);
+    let tm = lid % bm4;
+    let tn = lid / bm4;
+    c0 = vec4<f32>(0.0);
+    c1 = vec4<f32>(0.0);
+    c2 = vec4<f32>(0.0);
+    c3 = vec4<f32>(0.0);
+    if lid < BK { ktab[lid] = gx_k(lid); }
+    workgroupBarrier();
+    let steps = (p.gk + BK - 1u) / BK;
+    for (var s = 0u; s < steps; s++) {
+        let cur = (s & 1u) * BK;
+        for (var r = lid / p.bm; r < BK; r += rstep) {
+            let t = ktab[cur + r];
+            var oy = py - t.y;
+            var ox = px - t.z;
+            var ok = oy >= 0 && ox >= 0;
+            if p.stride != 1u {
+                ok = ok && oy % s32 == 0 && ox % s32 == 0;
+                oy = oy / s32;
+                ox = ox / s32;
+            }
+            var v = 0.0;
+            if ok && oy < i32(p.ho) && ox < i32(p.wo) {
+                v = gy[u32(gyb + t.x + oy * i32(p.wo) + ox)];
+            }
+            put_a(r, ml, bm4, v);
+        }
+        for (var r = lid / p.bn; r < BK; r += bstep) {
+            let t = ktab[cur + r];
+            var v = 0.0;
+            if t.w >= 0 && ci < p.gn { v = wt[u32(t.w) + ci * khw]; }
+            put_b(r, nl, bm4, bn4, v);
+        }
+        workgroupBarrier();
+        if lid < BK { ktab[(cur ^ BK) + lid] = gx_k((s + 1u) * BK + lid); }
+        mac(bm4, bn4, tm, tn);
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let mo = m0 + tm * 4u + i;
+        if mo >= p.gm { break; }
+        let acc = acc_row(i);
+        let xb = (mo / plane) * p.cin * plane + mo % plane;
+        for (var j = 0u; j < 4u; j++) {
+            let c = n0 + tn * 4u + j;
+            if c < p.gn { gx[xb + c * plane] = acc[j]; }
+        }
+    }
+}
+
+// grad_w: k = (n, oy, ox) -> (gy offset of (n, 0, oy, ox) or -1 past the chunk, x image
+// offset, oy·stride − pad, ox·stride − pad).
+fn gw_k(k: u32, kend: u32) -> vec4<i32> {
+    if k >= kend { return vec4<i32>(-1, 0, FAR, FAR); }
+    let plane = p.ho * p.wo;
+    let img = k / plane;
+    let pix = k % plane;
+    return vec4<i32>(i32(img * p.cout * plane + pix), i32(img * p.cin * p.h * p.w),
+                     i32((pix / p.wo) * p.stride) - i32(p.pad), i32((pix % p.wo) * p.stride) - i32(p.pad));
+}
+
+@compute @workgroup_size(256)
+fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let e = wid.x + wid.y * nwg.x;
+    if e >= p.total { return; }
+    let bm4 = p.bm / 4u;
+    let bn4 = p.bn / 4u;
+    let ntn = (p.gn + p.bn - 1u) / p.bn;
+    let ntiles = ((p.gm + p.bm - 1u) / p.bm) * ntn;
+    let split = e / ntiles;
+    let m0 = ((e % ntiles) / ntn) * p.bm;
+    let n0 = (e % ntn) * p.bn;
+    let kbeg = split * p.kc;
+    let kend = min(kbeg + p.kc, p.gk);
+    let khw = p.kh * p.kw;
+    let plane = p.ho * p.wo;
+    for (var i = lid; i < p.bn; i += 256u) {
+        let j = n0 + i;
+        let tap = j % khw;
+        ctab[i] = vec4<i32>(i32((j / khw) * p.h * p.w), select(FAR, i32((tap / p.kw) * p.dil), j < p.gn),
+                            i32((tap % p.kw) * p.dil), 0);
+    }
+    // Weights are contiguous along N: neighbouring threads take neighbouring columns.
+    let tn = lid % bn4;
+    let tm = lid / bn4;
+    c0 = vec4<f32>(0.0);
+    c1 = vec4<f32>(0.0);
+    c2 = vec4<f32>(0.0);
+    c3 = vec4<f32>(0.0);
+    if lid < BK { ktab[lid] = gw_k(kbeg + lid, kend); }
+    workgroupBarrier();
+    let steps = (kend - kbeg + BK - 1u) / BK;
+    for (var s = 0u; s < steps; s++) {
+        let cur = (s & 1u) * BK;
+        // Neighbouring threads take neighbouring k (pixels) for contiguous loads.
+        for (var i = lid; i < BK * p.bm; i += 256u) {
+            let r = i % BK;
+            let co = m0 + i / BK;
+            let t = ktab[cur + r];
+            var v = 0.0;
+            if t.x >= 0 && co < p.gm { v = gy[u32(t.x) + co * plane]; }
+            put_a(r, i / BK, bm4, v);
+        }
+        for (var i = lid; i < BK * p.bn; i += 256u) {
+            let r = i % BK;
+            let c = ctab[i / BK];
+            let t = ktab[cur + r];
+            let iy = t.z + c.y;
+            let ix = t.w + c.z;
+            var v = 0.0;
+            if in_image(iy, ix) { v = xin[u32(t.y + c.x + iy * i32(p.w) + ix)]; }
+            put_b(r, i / BK, bm4, bn4, v);
+        }
+        workgroupBarrier();
+        if lid < BK { ktab[(cur ^ BK) + lid] = gw_k(kbeg + (s + 1u) * BK + lid, kend); }
+        mac(bm4, bn4, tm, tn);
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let co = m0 + tm * 4u + i;
+        if co >= p.gm { break; }
+        let acc = acc_row(i);
+        let pb = (split * p.gm + co) * p.gn;
+        for (var j = 0u; j < 4u; j++) {
+            let c = n0 + tn * 4u + j;
+            if c < p.gn { partial[pb + c] = acc[j]; }
+        }
+    }
+}
+
+// gw = the sum over splits of grad_w_gemm's partial sums (fixed order: deterministic).
+@compute @workgroup_size(256)
+fn grad_w_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.total { return; }
+    var sum = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        sum += partial_in[s * p.total + i];
+    }
+    gw_out[i] = sum;
 }

@@ -3,7 +3,10 @@
 
 mod common;
 use common::{assert_close, down, gpu, up};
-use lskbb::ops::conv::{conv2d, conv2d_backward, conv2d_forward, Conv2dParams};
+use lskbb::ops::conv::{
+    conv2d, conv2d_backward, conv2d_backward_with, conv2d_forward, conv2d_forward_with,
+    Conv2dParams, ConvAlgo,
+};
 use lskbb::ops::{elementwise as ew, reduce};
 use lskbb::reference::conv as rconv;
 use lskbb::reference::{dot, finite_diff_check, max_rel_err, Arr, Rng};
@@ -93,31 +96,91 @@ fn params(c: &Case) -> Conv2dParams {
     }
 }
 
+/// Runs `c` on the kernels of `algo` against the f64 reference: y, grad_x, grad_w, grad_b.
+fn check_case(rng: &mut Rng, c: &Case, algo: ConvAlgo, tol: f64) {
+    let p = params(c);
+    let x = rng.arr(&[c.n, c.cin, c.h, c.w], 1.0);
+    let w = rng.arr(&[c.cout, c.cin / c.groups, c.kh, c.kw], 0.5);
+    let b = c.bias.then(|| rng.arr(&[c.cout], 0.5));
+    let (s, pd, d, g) = (c.stride, c.padding, c.dilation, c.groups);
+    let want = rconv::conv2d(&x, &w, b.as_ref(), s, pd, d, g);
+    let (tx, tw) = (up(&x), up(&w));
+    let tb = b.as_ref().map(up);
+    let y = conv2d_forward_with(&tx, &tw, tb.as_ref(), p, algo).unwrap();
+    let name = format!("{algo:?} {:?} x {:?} {p:?}", x.shape, w.shape);
+    assert_close(&format!("y {name}"), &y, &want, tol);
+    let gy = rng.arr(&want.shape, 1.0);
+    let (wx, ww, wb) = rconv::conv2d_backward(&x, &w, &gy, s, pd, d, g);
+    let (gx, gw, gb) = conv2d_backward_with(&tx, &tw, c.bias, &up(&gy), p, algo).unwrap();
+    assert_close(&format!("grad_x {name}"), &gx, &wx, tol);
+    assert_close(&format!("grad_w {name}"), &gw, &ww, tol);
+    assert_eq!(gb.is_some(), c.bias, "grad_b presence {name}");
+    if let Some(gb) = gb {
+        assert_close(&format!("grad_b {name}"), &gb, &wb, tol);
+    }
+}
+
+/// Every case on the default kernels (GEMM when dense), and the dense ones on the direct
+/// kernels too.
 #[test]
 fn conv2d_forward_and_backward_match_reference() {
     let mut rng = Rng(11);
     for c in CASES {
-        let p = params(c);
-        let x = rng.arr(&[c.n, c.cin, c.h, c.w], 1.0);
-        let w = rng.arr(&[c.cout, c.cin / c.groups, c.kh, c.kw], 0.5);
-        let b = c.bias.then(|| rng.arr(&[c.cout], 0.5));
-        let (s, pd, d, g) = (c.stride, c.padding, c.dilation, c.groups);
-        let want = rconv::conv2d(&x, &w, b.as_ref(), s, pd, d, g);
-        let (tx, tw) = (up(&x), up(&w));
-        let tb = b.as_ref().map(up);
-        let y = conv2d_forward(&tx, &tw, tb.as_ref(), p).unwrap();
-        let name = format!("{:?} x {:?} {p:?}", x.shape, w.shape);
-        assert_close(&format!("y {name}"), &y, &want, TOL);
-        let gy = rng.arr(&want.shape, 1.0);
-        let (wx, ww, wb) = rconv::conv2d_backward(&x, &w, &gy, s, pd, d, g);
-        let (gx, gw, gb) = conv2d_backward(&tx, &tw, c.bias, &up(&gy), p).unwrap();
-        assert_close(&format!("grad_x {name}"), &gx, &wx, TOL);
-        assert_close(&format!("grad_w {name}"), &gw, &ww, TOL);
-        assert_eq!(gb.is_some(), c.bias, "grad_b presence {name}");
-        if let Some(gb) = gb {
-            assert_close(&format!("grad_b {name}"), &gb, &wb, TOL);
+        check_case(&mut rng, c, ConvAlgo::Auto, TOL);
+        if c.groups == 1 {
+            check_case(&mut rng, c, ConvAlgo::Direct, TOL);
         }
     }
+}
+
+/// grad_w sums up to N·Ho·Wo = 2·29·31 ≈ 1800 products here (split over several chunks) and
+/// the forward up to 65·9 = 585: the TOL argument gives √1800·6e-8·|terms| ≲ 5e-5 typical
+/// relative to sums whose magnitude is ~√terms, so 2e-4 keeps the margin.
+const GEMM_TOL: f64 = 2e-4;
+
+/// Shapes at the GEMM tile boundaries (tiles 256×16, 128×32, 64×64; K steps of 8; grad_w
+/// split-K chunks of 256): M, N and K not multiples of the tiles, Cout 17 and 65 (several
+/// N tiles), stride 2, Cin 3 (K = 27), batch 1, 1×1 and 7×7 dense, dilation, a 1×1 output,
+/// and grad_w reductions long enough to split.
+const GEMM_CASES: &[Case] = &[
+    case(1, 3, (13, 11), 16, (3, 3), (1, 1, 1, 1), true),
+    case(2, 16, (29, 31), 16, (3, 3), (1, 1, 1, 1), false),
+    case(3, 17, (9, 10), 33, (3, 3), (2, 1, 1, 1), true),
+    case(1, 65, (7, 6), 65, (3, 3), (1, 1, 1, 1), false),
+    case(2, 5, (11, 9), 70, (1, 1), (1, 0, 1, 1), true),
+    case(1, 33, (10, 7), 31, (1, 1), (2, 0, 1, 1), false),
+    case(2, 2, (15, 14), 2, (7, 7), (1, 3, 1, 1), true),
+    case(1, 3, (16, 17), 16, (7, 7), (2, 3, 1, 1), false),
+    case(2, 6, (12, 12), 9, (3, 3), (1, 2, 2, 1), true),
+    case(1, 7, (3, 3), 5, (3, 3), (1, 0, 1, 1), false),
+];
+
+#[test]
+fn conv2d_gemm_boundary_shapes_match_reference() {
+    let mut rng = Rng(14);
+    for c in GEMM_CASES {
+        check_case(&mut rng, c, ConvAlgo::Gemm, GEMM_TOL);
+    }
+}
+
+#[test]
+fn conv2d_gemm_rejects_groups() {
+    let g = gpu();
+    let z = |shape: &[usize]| Tensor::zeros(&g, shape).unwrap();
+    let p = Conv2dParams {
+        groups: 2,
+        ..Default::default()
+    };
+    let e = conv2d_forward_with(
+        &z(&[1, 4, 5, 5]),
+        &z(&[4, 2, 3, 3]),
+        None,
+        p,
+        ConvAlgo::Gemm,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("groups == 1"), "{e}");
 }
 
 /// Σ y·gy as a scalar Var, so that backward() delivers gy into conv2d's backward.

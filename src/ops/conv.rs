@@ -23,6 +23,10 @@ const GRAD_X: Kernel = kernel("grad_x");
 const GRAD_X_DIRECT: Kernel = kernel("grad_x_direct");
 const GRAD_W: Kernel = kernel("grad_w");
 const GRAD_W_DIRECT: Kernel = kernel("grad_w_direct");
+const FORWARD_GEMM: Kernel = kernel("forward_gemm");
+const GRAD_X_GEMM: Kernel = kernel("grad_x_gemm");
+const GRAD_W_GEMM: Kernel = kernel("grad_w_gemm");
+const GRAD_W_REDUCE: Kernel = kernel("grad_w_reduce");
 
 /// Channels per thread of the tiled kernels (a `vec4` accumulator).
 const TILE: usize = 4;
@@ -48,8 +52,16 @@ struct Params {
     tiles: u32,
     total: u32,
     has_bias: u32,
+    bm: u32,
+    bn: u32,
+    gm: u32,
+    gn: u32,
+    gk: u32,
+    kc: u32,
+    splits: u32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
 }
 
 /// Stride, zero padding (both sides, both axes), dilation and groups of a convolution.
@@ -70,6 +82,18 @@ impl Default for Conv2dParams {
             groups: 1,
         }
     }
+}
+
+/// Which kernels run a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConvAlgo {
+    /// Implicit GEMM for dense convolutions (groups == 1), direct kernels otherwise.
+    #[default]
+    Auto,
+    /// The direct kernels (one output element, or 4 channels of one, per thread).
+    Direct,
+    /// The tiled implicit-GEMM kernels; only for groups == 1.
+    Gemm,
 }
 
 /// The validated sizes of one convolution.
@@ -188,12 +212,68 @@ fn pick(
     }
 }
 
+/// Outputs per GEMM workgroup: 256 threads with a 4×4 block each (BM · BN).
+const TILE_AREA: usize = 4096;
+/// K values staged per step by the GEMM kernels (BK in the shader).
+const BK: usize = 8;
+/// grad_w split-K: aim for this many workgroups (several waves on a large GPU), with at
+/// least MIN_CHUNK values of K each and at most SCRATCH partial sums in all.
+const TARGET_GROUPS: usize = 2048;
+const MIN_CHUNK: usize = 256;
+const SCRATCH: usize = 1 << 23;
+
+/// GEMM tile width along a dimension of `len` (16, 32 or 64; the other side is
+/// TILE_AREA / width), so that 16- and 32-channel layers waste no tile columns.
+fn tile_width(len: usize) -> usize {
+    len.next_power_of_two().clamp(16, 64)
+}
+
+fn use_gemm(p: Conv2dParams, algo: ConvAlgo) -> Result<bool> {
+    match algo {
+        ConvAlgo::Auto => Ok(p.groups == 1),
+        ConvAlgo::Direct => Ok(false),
+        ConvAlgo::Gemm if p.groups == 1 => Ok(true),
+        ConvAlgo::Gemm => bail!("conv2d: the GEMM kernels need groups == 1, got {p:?}"),
+    }
+}
+
+/// Parameters of a GEMM kernel with an M×N output, reduction length K and a BM×BN tile.
+fn gemm_params(
+    g: &Geometry,
+    p: Conv2dParams,
+    (gm, gn, gk): (usize, usize, usize),
+    (bm, bn): (usize, usize),
+    total: usize,
+    has_bias: bool,
+) -> Params {
+    let u = |v: usize| v as u32;
+    Params {
+        bm: u(bm),
+        bn: u(bn),
+        gm: u(gm),
+        gn: u(gn),
+        gk: u(gk),
+        ..params(g, p, 0, total, has_bias)
+    }
+}
+
 /// y = conv2d(x, w) + b.
 pub fn conv2d_forward(
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
     p: Conv2dParams,
+) -> Result<Tensor> {
+    conv2d_forward_with(x, w, b, p, ConvAlgo::Auto)
+}
+
+/// [`conv2d_forward`] on the kernels chosen by `algo`.
+pub fn conv2d_forward_with(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+    algo: ConvAlgo,
 ) -> Result<Tensor> {
     let g = geometry(x, w, p)?;
     if let Some(b) = b {
@@ -208,16 +288,28 @@ pub fn conv2d_forward(
         }
     }
     let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
+    let reads = [x.buf(), w.buf(), b.unwrap_or(w).buf()];
+    if use_gemm(p, algo)? {
+        let (gm, gn, gk) = (g.n * g.ho * g.wo, g.cout, g.cin * g.kh * g.kw);
+        let bn = tile_width(gn);
+        let bm = TILE_AREA / bn;
+        let total = gm.div_ceil(bm) * gn.div_ceil(bn);
+        let pr = gemm_params(&g, p, (gm, gn, gk), (bm, bn), total, b.is_some());
+        let k = &FORWARD_GEMM;
+        x.gpu().dispatch(
+            k,
+            bytemuck::bytes_of(&pr),
+            &reads,
+            &[y.buf()],
+            groups(total),
+        )?;
+        return Ok(y);
+    }
     let (k, tiles) = pick(g.cout / p.groups, &FORWARD, &FORWARD_DIRECT);
     let total = g.n * p.groups * tiles * g.ho * g.wo;
     let pr = params(&g, p, tiles, total, b.is_some());
-    x.gpu().dispatch(
-        k,
-        bytemuck::bytes_of(&pr),
-        &[x.buf(), w.buf(), b.unwrap_or(w).buf()],
-        &[y.buf()],
-        grid(total),
-    )?;
+    x.gpu()
+        .dispatch(k, bytemuck::bytes_of(&pr), &reads, &[y.buf()], grid(total))?;
     Ok(y)
 }
 
@@ -233,24 +325,71 @@ fn check_gy(g: &Geometry, gy: &Tensor) -> Result<()> {
     Ok(())
 }
 
-fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor) -> Result<Tensor> {
+fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor, gemm: bool) -> Result<Tensor> {
     let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
-    let (k, tiles) = pick(g.cin / p.groups, &GRAD_X, &GRAD_X_DIRECT);
-    let total = g.n * p.groups * tiles * g.h * g.w;
-    let pr = params(g, p, tiles, total, false);
+    let (k, pr, wg) = if gemm {
+        let (gm, gn, gk) = (g.n * g.h * g.w, g.cin, g.cout * g.kh * g.kw);
+        let bn = tile_width(gn);
+        let bm = TILE_AREA / bn;
+        let total = gm.div_ceil(bm) * gn.div_ceil(bn);
+        let pr = gemm_params(g, p, (gm, gn, gk), (bm, bn), total, false);
+        (&GRAD_X_GEMM, pr, groups(total))
+    } else {
+        let (k, tiles) = pick(g.cin / p.groups, &GRAD_X, &GRAD_X_DIRECT);
+        let total = g.n * p.groups * tiles * g.h * g.w;
+        (k, params(g, p, tiles, total, false), grid(total))
+    };
     gy.gpu().dispatch(
         k,
         bytemuck::bytes_of(&pr),
         &[gy.buf(), w.buf()],
         &[gx.buf()],
-        grid(total),
+        wg,
     )?;
     Ok(gx)
 }
 
-fn grad_w(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
+fn grad_w(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor, gemm: bool) -> Result<Tensor> {
     let shape = [g.cout, g.cin / p.groups, g.kh, g.kw];
     let gw = Tensor::empty(gy.gpu(), &shape, DType::F32)?;
+    if gemm {
+        let (gm, gn, gk) = (g.cout, g.cin * g.kh * g.kw, g.n * g.ho * g.wo);
+        let bm = tile_width(gm);
+        let bn = TILE_AREA / bm;
+        let tiles = gm.div_ceil(bm) * gn.div_ceil(bn);
+        let splits = TARGET_GROUPS
+            .div_ceil(tiles)
+            .min(gk.div_ceil(MIN_CHUNK))
+            .min(SCRATCH / (gm * gn))
+            .max(1);
+        let kc = gk.div_ceil(splits).next_multiple_of(BK);
+        let splits = gk.div_ceil(kc);
+        let partial = Tensor::empty(gy.gpu(), &[splits, gm * gn], DType::F32)?;
+        let total = splits * tiles;
+        let pr = Params {
+            kc: kc as u32,
+            ..gemm_params(g, p, (gm, gn, gk), (bm, bn), total, false)
+        };
+        gy.gpu().dispatch(
+            &GRAD_W_GEMM,
+            bytemuck::bytes_of(&pr),
+            &[gy.buf(), x.buf()],
+            &[partial.buf()],
+            groups(total),
+        )?;
+        let pr = Params {
+            splits: splits as u32,
+            ..params(g, p, 0, gm * gn, false)
+        };
+        gy.gpu().dispatch(
+            &GRAD_W_REDUCE,
+            bytemuck::bytes_of(&pr),
+            &[partial.buf()],
+            &[gw.buf()],
+            grid(gm * gn),
+        )?;
+        return Ok(gw);
+    }
     let (k, tiles) = pick(g.cout / p.groups, &GRAD_W, &GRAD_W_DIRECT);
     let total = p.groups * tiles * shape[1..].iter().product::<usize>();
     let pr = params(g, p, tiles, total, false);
@@ -277,14 +416,27 @@ pub fn conv2d_backward(
     gy: &Tensor,
     p: Conv2dParams,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+    conv2d_backward_with(x, w, has_bias, gy, p, ConvAlgo::Auto)
+}
+
+/// [`conv2d_backward`] on the kernels chosen by `algo`.
+pub fn conv2d_backward_with(
+    x: &Tensor,
+    w: &Tensor,
+    has_bias: bool,
+    gy: &Tensor,
+    p: Conv2dParams,
+    algo: ConvAlgo,
+) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let g = geometry(x, w, p)?;
+    let gemm = use_gemm(p, algo)?;
     check_gy(&g, gy)?;
     let gb = if has_bias {
         Some(grad_b(&g, gy)?)
     } else {
         None
     };
-    Ok((grad_x(&g, p, w, gy)?, grad_w(&g, p, x, gy)?, gb))
+    Ok((grad_x(&g, p, w, gy, gemm)?, grad_w(&g, p, x, gy, gemm)?, gb))
 }
 
 /// Autograd convolution; the backward computes only the gradients its parents need (no gx
@@ -292,6 +444,7 @@ pub fn conv2d_backward(
 pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
     let y = conv2d_forward(x.value(), w.value(), b.map(Var::value), p)?;
     let g = geometry(x.value(), w.value(), p)?;
+    let gemm = use_gemm(p, ConvAlgo::Auto)?;
     let (tx, tw) = (x.value().clone(), w.value().clone());
     let (need_x, need_w) = (x.requires_grad(), w.requires_grad());
     let need_b = b.map(Var::requires_grad);
@@ -304,8 +457,8 @@ pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var>
         Box::new(move |gy| {
             check_gy(&g, gy)?;
             let mut out = vec![
-                need_x.then(|| grad_x(&g, p, &tw, gy)).transpose()?,
-                need_w.then(|| grad_w(&g, p, &tx, gy)).transpose()?,
+                need_x.then(|| grad_x(&g, p, &tw, gy, gemm)).transpose()?,
+                need_w.then(|| grad_w(&g, p, &tx, gy, gemm)).transpose()?,
             ];
             if let Some(nb) = need_b {
                 out.push(nb.then(|| grad_b(&g, gy)).transpose()?);
