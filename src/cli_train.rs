@@ -67,6 +67,12 @@ pub struct DataArgs {
     /// Skip unreadable images (counted in summary.json) instead of stopping.
     #[arg(long)]
     skip_bad_images: bool,
+    /// Synthetic set: number of classes.
+    #[arg(long, default_value_t = 4)]
+    synthetic_classes: usize,
+    /// Synthetic set: training images per class before the long tail (IF 10 by default).
+    #[arg(long, default_value_t = 120)]
+    synthetic_per_class: usize,
     /// CPU threads decoding and augmenting images (default: all cores).
     #[arg(long)]
     workers: Option<usize>,
@@ -94,6 +100,8 @@ impl DataArgs {
             skip_bad_images: self.skip_bad_images,
             workers: self.workers,
             cache_mb: self.cache_mb,
+            synthetic_classes: self.synthetic_classes,
+            synthetic_train_per_class: self.synthetic_per_class,
             ..DataConfig::default()
         })
     }

@@ -1,0 +1,209 @@
+//! End-to-end runs of the `lskbb` binary on tiny images (lavapipe in CI): training on the
+//! built-in long-tailed set learns and writes the whole run folder; eval and predict read its
+//! checkpoints; an interrupted ImageFolder run resumed with --resume ends with exactly the
+//! uninterrupted run's weights and momentum; a non-finite loss stops training without
+//! touching the last checkpoint.
+
+use lskbb::data::synthetic_image;
+use lskbb::tensor_file::{Data, TensorFile};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lskbb-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn lskbb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lskbb"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A PNG of the synthetic set's `index`-th image of `class` (of `classes`), `size` pixels.
+fn write_synthetic_png(path: &Path, class: usize, index: u64, classes: usize, size: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let px = synthetic_image(0, class, index, classes, size);
+    image::RgbImage::from_raw(px.w as u32, px.h as u32, px.data)
+        .unwrap()
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predict() {
+    let dir = temp_dir("builtin");
+    let out = dir.join("run");
+    let o = out.to_str().unwrap();
+    // 4 classes, long tail IF 10 (40/18/8/4 images), balanced test set of 20 per class.
+    let text = ok(&lskbb(&[
+        "train", "--epochs", "4", "--batch-size", "8", "--image-size", "8",
+        "--synthetic-per-class", "40", "--test-per-class", "20", "--out", o,
+    ]));
+    assert!(text.contains("epoch 4/4"), "{text}");
+    for f in [
+        "metrics.jsonl", "summary.json", "curves.png", "confusion.png", "best.safetensors",
+        "last.safetensors", "last.optim.safetensors", "split.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing in {}", out.display());
+    }
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    for key in [
+        "epoch", "lr", "alpha", "train_loss", "train_acc", "test_acc", "test_precision",
+        "test_sensitivity", "images_per_s", "seconds",
+    ] {
+        assert!(lines[3][key].is_number(), "metrics.jsonl lacks {key}: {}", lines[3]);
+    }
+    // α = 1 − (epoch/E)² per epoch (0-based epoch).
+    assert_eq!(lines[0]["alpha"].as_f64(), Some(1.0));
+    assert!((lines[2]["alpha"].as_f64().unwrap() - 0.75).abs() < 1e-6);
+    let s = json(&out.join("summary.json"));
+    for key in ["best_acc", "final_acc", "best_epoch", "per_class", "confusion", "config", "adapter"] {
+        assert!(!s[key].is_null(), "summary.json lacks {key}");
+    }
+    for key in ["precision", "sensitivity", "accuracy"] {
+        assert!(s["per_class"][3][key].is_number(), "per-class {key}");
+    }
+    assert!(s["tail_acc"].is_number() && s["head_acc"].is_number());
+    // Chance is 25%; the tiny run reaches ~75% on lavapipe.
+    let best = s["best_acc"].as_f64().unwrap();
+    assert!(best >= 50.0, "best test accuracy {best}% is not well above chance (25%)");
+    assert_eq!(json(&out.join("split.json"))["counts"]["train"], serde_json::json!([40, 18, 8, 4]));
+
+    // eval of best.safetensors reproduces the best epoch's test accuracy.
+    let best_ckpt = out.join("best.safetensors");
+    let text = ok(&lskbb(&["eval", "--checkpoint", best_ckpt.to_str().unwrap()]));
+    assert!(text.contains("accuracy"), "{text}");
+    let e = json(&out.join("eval-best.json"));
+    assert!((e["accuracy"].as_f64().unwrap() - best).abs() < 1e-9, "{e}");
+    assert!(out.join("eval-best-confusion.png").is_file());
+
+    // predict on image files (and a folder of them) as JSON lines and as a table.
+    let imgs = dir.join("images");
+    for k in 0..4 {
+        write_synthetic_png(&imgs.join(format!("img{k}.png")), k, 500, 4, 8);
+    }
+    let text = ok(&lskbb(&[
+        "predict", "--checkpoint", best_ckpt.to_str().unwrap(), "--json", imgs.to_str().unwrap(),
+    ]));
+    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    for r in &rows {
+        let total: f64 = r["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-4, "{r}");
+        assert!(r["class"].as_str().unwrap().starts_with("class_"));
+    }
+    let table = ok(&lskbb(&[
+        "predict", "--checkpoint", best_ckpt.to_str().unwrap(), imgs.join("img1.png").to_str().unwrap(),
+    ]));
+    assert!(table.contains("img1.png") && table.contains("class_"), "{table}");
+    let missing = lskbb(&["predict", "--checkpoint", best_ckpt.to_str().unwrap(), "/no/such/image.png"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/image.png"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn make_imagefolder(root: &Path) {
+    // 3 classes, long-tailed 12/6/3 training images, 4 test images per class.
+    for (c, n) in [12u64, 6, 3].into_iter().enumerate() {
+        for i in 0..n {
+            write_synthetic_png(&root.join(format!("train/c{c}/{i}.png")), c, i, 3, 12);
+        }
+        for i in 0..4 {
+            write_synthetic_png(&root.join(format!("test/c{c}/{i}.png")), c, 100 + i, 3, 12);
+        }
+    }
+}
+
+fn tensors(path: &Path) -> Vec<(String, Data)> {
+    TensorFile::load(path)
+        .unwrap()
+        .tensors
+        .into_iter()
+        .map(|(k, e)| (k, e.data))
+        .collect()
+}
+
+#[test]
+fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
+    let dir = temp_dir("resume");
+    let data = dir.join("data");
+    make_imagefolder(&data);
+    let common = [
+        "train", "--data", data.to_str().unwrap(), "--epochs", "2", "--batch-size", "4",
+        "--image-size", "8", "--log-every", "1",
+    ];
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let run = |out: &Path, extra: &[&str]| {
+        let mut args = common.to_vec();
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(extra);
+        lskbb(&args)
+    };
+    ok(&run(&a, &[]));
+    // Stop mid-way through the first epoch (5 steps per epoch), then resume.
+    let text = ok(&run(&b, &["--stop-after-steps", "3"]));
+    assert!(text.contains("stopped at epoch 1 batch 3"), "{text}");
+    let again = run(&b, &[]);
+    assert!(!again.status.success(), "a second run into a used folder must not overwrite it");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    let text = ok(&run(&b, &["--resume"]));
+    assert!(text.contains("resuming"), "{text}");
+    for f in ["last.safetensors", "last.optim.safetensors"] {
+        assert_eq!(tensors(&a.join(f)), tensors(&b.join(f)), "{f} differs after resume");
+    }
+    let loss = |d: &Path| -> Vec<f64> {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["train_loss"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(loss(&a), loss(&b));
+    let split = json(&a.join("split.json"));
+    assert_eq!(split["classes"], serde_json::json!(["c0", "c1", "c2"]));
+    assert_eq!(split["counts"]["train"], serde_json::json!([12, 6, 3]));
+
+    // A checkpoint whose weights make the loss overflow: resuming stops with a message and
+    // leaves the checkpoint as it was.
+    let last = b.join("last.safetensors");
+    let mut f = TensorFile::load(&last).unwrap();
+    let e = f.tensors.get_mut("fc.weight").unwrap();
+    if let Data::F32(v) = &mut e.data {
+        v.iter_mut().for_each(|x| *x = 3e38);
+    }
+    // Reopen the run one epoch early so that a step is left to take.
+    let mut state: serde_json::Value = serde_json::from_str(&f.metadata["run"]).unwrap();
+    state["epoch"] = serde_json::json!(1);
+    f.metadata.insert("run".into(), state.to_string());
+    f.save(&last).unwrap();
+    let before = std::fs::read(&last).unwrap();
+    let out = run(&b, &["--resume"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("non-finite") && err.contains("intact"), "{err}");
+    assert_eq!(std::fs::read(&last).unwrap(), before, "the last checkpoint was modified");
+    let _ = std::fs::remove_dir_all(&dir);
+}
