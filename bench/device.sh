@@ -4,6 +4,7 @@
 #   target/release/lskbb       the release binary (cargo build --release)
 #   bench/ref/lskbb_torch.py   the PyTorch reference (copied from ../shared/reference)
 #   bench/golden/*.safetensors golden files for `lskbb verify` (optional)
+#   bench/ckpt/lskbb.safetensors a checkpoint written by `lskbb train` (interop check)
 #   .gl/*.deb                  the Vulkan loader packages
 # Writes two files (the device tool returns at most 8): $OUT/bench.log with everything and
 # $OUT/results.json, every run's JSON report keyed by impl_size_bBATCH_method.
@@ -57,14 +58,23 @@ else
 fi
 run 20 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 
+# Interop both ways and extra golden files (bench/interop.py), verified right away.
+EXTRA="$OUT/extra"
+if [ -f bench/ckpt/lskbb.safetensors ]; then
+    run 120 python3 bench/interop.py "$REF" bench/ckpt/lskbb.safetensors "$EXTRA"
+    run 120 "$BIN" verify --failures-only "$EXTRA"/golden_*.safetensors
+    run 20 python3 -c "from PIL import Image; import numpy as np; Image.fromarray((np.random.default_rng(0).random((20, 20)) * 255).astype('uint8')).save('$RUNS/probe.png')"
+    run 30 "$BIN" predict --checkpoint "$EXTRA/torch_model.safetensors" --image-size 16 --channels 1 "$RUNS/probe.png"
+fi
+
 # size batch lsk rust-steps rust-timeout: the issue's table, slowest shapes last.
 SHAPES="
-224 32 1 5 75
-224 32 0 5 60
-32 128 1 10 45
-32 128 0 10 40
-224 64 1 3 75
-224 64 0 3 60
+224 32 1 3 70
+224 32 0 3 50
+32 128 1 5 40
+32 128 0 5 30
+224 64 1 2 70
+224 64 0 2 50
 "
 while read -r size batch lsk steps limit; do
     [ -z "$size" ] && continue

@@ -87,15 +87,12 @@ impl DataArgs {
         Ok(DataConfig {
             kind: self.dataset,
             root: self.data.clone(),
-            magnification: parse_magnification(&self.magnification)
-                .context("--magnification")?,
+            magnification: parse_magnification(&self.magnification).context("--magnification")?,
             test_per_class: self.test_per_class,
             val_per_class: self.val_per_class,
             split_by_patient: self.split_by_patient,
             seed,
-            image_size: self
-                .image_size
-                .unwrap_or(if synthetic { 32 } else { 224 }),
+            image_size: self.image_size.unwrap_or(if synthetic { 32 } else { 224 }),
             channels: self.channels,
             skip_bad_images: self.skip_bad_images,
             workers: self.workers,
@@ -182,7 +179,12 @@ fn utc_stamp() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     let t = secs % 86400;
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", t / 3600, t / 60 % 60, t % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
 }
 
 /// The run under `runs/` whose last checkpoint is newest.
@@ -266,13 +268,17 @@ pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
             eprintln!("\nsecond Ctrl-C: exiting without saving");
             std::process::exit(130);
         }
-        eprintln!("\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
+        eprintln!(
+            "\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit now)"
+        );
     })
     .context("installing the Ctrl-C handler")?;
     let gpu = Gpu::new(choice)?;
     println!("adapter: {}", gpu.describe());
     let outcome = train::train(&gpu, cfg, &opts, &STOP)?;
-    Ok(outcome == Outcome::Finished || STOP.load(Ordering::SeqCst) || opts.stop_after_steps.is_some())
+    Ok(outcome == Outcome::Finished
+        || STOP.load(Ordering::SeqCst)
+        || opts.stop_after_steps.is_some())
 }
 
 #[derive(Args)]
@@ -459,7 +465,9 @@ pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
     let classes: Vec<String> = match f.metadata.get("classes") {
         Some(c) => serde_json::from_str(c)
             .with_context(|| format!("{}: bad 'classes' metadata", a.checkpoint.display()))?,
-        None => (0..model.config.classes).map(|k| format!("class_{k}")).collect(),
+        None => (0..model.config.classes)
+            .map(|k| format!("class_{k}"))
+            .collect(),
     };
     let side = data.image_size;
     let mut rows = Vec::new();

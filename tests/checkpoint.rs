@@ -44,8 +44,11 @@ fn state_dict_names_and_shapes_match_the_reference() {
                 }
             }
         }
-        let got: BTreeMap<String, Vec<usize>> =
-            sd.tensors.iter().map(|(k, e)| (k.clone(), e.shape.clone())).collect();
+        let got: BTreeMap<String, Vec<usize>> = sd
+            .tensors
+            .iter()
+            .map(|(k, e)| (k.clone(), e.shape.clone()))
+            .collect();
         assert_eq!(got, want, "{name}");
         for (k, e) in &sd.tensors {
             if k.ends_with("num_batches_tracked") {
@@ -82,25 +85,66 @@ fn expect_err(f: &TensorFile, model: &BbnResNet32, needle: &str) {
         .err()
         .unwrap_or_else(|| panic!("loading should fail ({needle})"));
     let msg = format!("{err:#}");
-    assert!(msg.contains(needle) && msg.contains("ck.safetensors"), "{msg}");
+    assert!(
+        msg.contains(needle) && msg.contains("ck.safetensors"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn strict_load_names_missing_extra_and_misshapen_tensors() {
     let gpu = common::gpu();
-    let cfg = ModelConfig { classes: 3, in_ch: 1, lsk: true, bilateral: true };
+    let cfg = ModelConfig {
+        classes: 3,
+        in_ch: 1,
+        lsk: true,
+        bilateral: true,
+    };
     let model = BbnResNet32::new(&gpu, &cfg, 2).unwrap();
     let full = state_dict(&model.store).unwrap();
     let mut missing = full.clone();
     missing.tensors.remove("layer2.0.lsk.conv_spatial.weight");
     expect_err(&missing, &model, "layer2.0.lsk.conv_spatial.weight");
     let mut extra = full.clone();
-    extra.tensors.insert("head.weight".into(), Entry::f32(&[1], vec![0.0]));
+    extra
+        .tensors
+        .insert("head.weight".into(), Entry::f32(&[1], vec![0.0]));
     expect_err(&extra, &model, "head.weight");
     let mut shaped = full.clone();
-    shaped.tensors.insert("fc.bias".into(), Entry::f32(&[4], vec![0.0; 4]));
+    shaped
+        .tensors
+        .insert("fc.bias".into(), Entry::f32(&[4], vec![0.0; 4]));
     expect_err(&shaped, &model, "fc.bias");
     let mut counter = full;
-    counter.tensors.insert("bn1.num_batches_tracked".into(), Entry::f32(&[], vec![0.0]));
+    counter
+        .tensors
+        .insert("bn1.num_batches_tracked".into(), Entry::f32(&[], vec![0.0]));
     expect_err(&counter, &model, "bn1.num_batches_tracked");
+}
+
+/// tests/fixtures/torch_lsk_5cls_gray.safetensors is `BBNResNet32(5, lsk=True, in_ch=1)
+/// .state_dict()` saved by PyTorch 2.11 with safetensors (bench/interop.py): lskbb reads the
+/// config from the tensors and loads every tensor strictly.
+#[test]
+fn a_state_dict_saved_by_pytorch_loads_strictly() {
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/torch_lsk_5cls_gray.safetensors"
+    ));
+    let (model, f) = load_model(&common::gpu(), &p).unwrap();
+    assert_eq!(
+        model.config,
+        ModelConfig {
+            classes: 5,
+            in_ch: 1,
+            lsk: true,
+            bilateral: true
+        }
+    );
+    let sd = state_dict(&model.store).unwrap();
+    assert_eq!(
+        sd.tensors.keys().collect::<Vec<_>>(),
+        f.tensors.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(sd.tensors, f.tensors);
 }

@@ -54,13 +54,30 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
     let o = out.to_str().unwrap();
     // 4 classes, long tail IF 10 (40/18/8/4 images), balanced test set of 20 per class.
     let text = ok(&lskbb(&[
-        "train", "--epochs", "4", "--batch-size", "8", "--image-size", "8",
-        "--synthetic-per-class", "40", "--test-per-class", "20", "--out", o,
+        "train",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--image-size",
+        "8",
+        "--synthetic-per-class",
+        "40",
+        "--test-per-class",
+        "20",
+        "--out",
+        o,
     ]));
     assert!(text.contains("epoch 4/4"), "{text}");
     for f in [
-        "metrics.jsonl", "summary.json", "curves.png", "confusion.png", "best.safetensors",
-        "last.safetensors", "last.optim.safetensors", "split.json",
+        "metrics.jsonl",
+        "summary.json",
+        "curves.png",
+        "confusion.png",
+        "best.safetensors",
+        "last.safetensors",
+        "last.optim.safetensors",
+        "split.json",
     ] {
         assert!(out.join(f).is_file(), "{f} missing in {}", out.display());
     }
@@ -71,16 +88,36 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
         .collect();
     assert_eq!(lines.len(), 4);
     for key in [
-        "epoch", "lr", "alpha", "train_loss", "train_acc", "test_acc", "test_precision",
-        "test_sensitivity", "images_per_s", "seconds",
+        "epoch",
+        "lr",
+        "alpha",
+        "train_loss",
+        "train_acc",
+        "test_acc",
+        "test_precision",
+        "test_sensitivity",
+        "images_per_s",
+        "seconds",
     ] {
-        assert!(lines[3][key].is_number(), "metrics.jsonl lacks {key}: {}", lines[3]);
+        assert!(
+            lines[3][key].is_number(),
+            "metrics.jsonl lacks {key}: {}",
+            lines[3]
+        );
     }
     // α = 1 − (epoch/E)² per epoch (0-based epoch).
     assert_eq!(lines[0]["alpha"].as_f64(), Some(1.0));
     assert!((lines[2]["alpha"].as_f64().unwrap() - 0.75).abs() < 1e-6);
     let s = json(&out.join("summary.json"));
-    for key in ["best_acc", "final_acc", "best_epoch", "per_class", "confusion", "config", "adapter"] {
+    for key in [
+        "best_acc",
+        "final_acc",
+        "best_epoch",
+        "per_class",
+        "confusion",
+        "config",
+        "adapter",
+    ] {
         assert!(!s[key].is_null(), "summary.json lacks {key}");
     }
     for key in ["precision", "sensitivity", "accuracy"] {
@@ -89,12 +126,22 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
     assert!(s["tail_acc"].is_number() && s["head_acc"].is_number());
     // Chance is 25%; the tiny run reaches ~75% on lavapipe.
     let best = s["best_acc"].as_f64().unwrap();
-    assert!(best >= 50.0, "best test accuracy {best}% is not well above chance (25%)");
-    assert_eq!(json(&out.join("split.json"))["counts"]["train"], serde_json::json!([40, 18, 8, 4]));
+    assert!(
+        best >= 50.0,
+        "best test accuracy {best}% is not well above chance (25%)"
+    );
+    assert_eq!(
+        json(&out.join("split.json"))["counts"]["train"],
+        serde_json::json!([40, 18, 8, 4])
+    );
 
     // eval of best.safetensors reproduces the best epoch's test accuracy.
     let best_ckpt = out.join("best.safetensors");
-    let text = ok(&lskbb(&["eval", "--checkpoint", best_ckpt.to_str().unwrap()]));
+    let text = ok(&lskbb(&[
+        "eval",
+        "--checkpoint",
+        best_ckpt.to_str().unwrap(),
+    ]));
     assert!(text.contains("accuracy"), "{text}");
     let e = json(&out.join("eval-best.json"));
     assert!((e["accuracy"].as_f64().unwrap() - best).abs() < 1e-9, "{e}");
@@ -106,20 +153,43 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
         write_synthetic_png(&imgs.join(format!("img{k}.png")), k, 500, 4, 8);
     }
     let text = ok(&lskbb(&[
-        "predict", "--checkpoint", best_ckpt.to_str().unwrap(), "--json", imgs.to_str().unwrap(),
+        "predict",
+        "--checkpoint",
+        best_ckpt.to_str().unwrap(),
+        "--json",
+        imgs.to_str().unwrap(),
     ]));
-    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 4, "{text}");
     for r in &rows {
-        let total: f64 = r["probabilities"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+        let total: f64 = r["probabilities"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
         assert!((total - 1.0).abs() < 1e-4, "{r}");
         assert!(r["class"].as_str().unwrap().starts_with("class_"));
     }
     let table = ok(&lskbb(&[
-        "predict", "--checkpoint", best_ckpt.to_str().unwrap(), imgs.join("img1.png").to_str().unwrap(),
+        "predict",
+        "--checkpoint",
+        best_ckpt.to_str().unwrap(),
+        imgs.join("img1.png").to_str().unwrap(),
     ]));
-    assert!(table.contains("img1.png") && table.contains("class_"), "{table}");
-    let missing = lskbb(&["predict", "--checkpoint", best_ckpt.to_str().unwrap(), "/no/such/image.png"]);
+    assert!(
+        table.contains("img1.png") && table.contains("class_"),
+        "{table}"
+    );
+    let missing = lskbb(&[
+        "predict",
+        "--checkpoint",
+        best_ckpt.to_str().unwrap(),
+        "/no/such/image.png",
+    ]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/image.png"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -152,8 +222,17 @@ fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
     let data = dir.join("data");
     make_imagefolder(&data);
     let common = [
-        "train", "--data", data.to_str().unwrap(), "--epochs", "2", "--batch-size", "4",
-        "--image-size", "8", "--log-every", "1",
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "8",
+        "--log-every",
+        "1",
     ];
     let (a, b) = (dir.join("a"), dir.join("b"));
     let run = |out: &Path, extra: &[&str]| {
@@ -167,18 +246,29 @@ fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
     let text = ok(&run(&b, &["--stop-after-steps", "3"]));
     assert!(text.contains("stopped at epoch 1 batch 3"), "{text}");
     let again = run(&b, &[]);
-    assert!(!again.status.success(), "a second run into a used folder must not overwrite it");
+    assert!(
+        !again.status.success(),
+        "a second run into a used folder must not overwrite it"
+    );
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
     let text = ok(&run(&b, &["--resume"]));
     assert!(text.contains("resuming"), "{text}");
     for f in ["last.safetensors", "last.optim.safetensors"] {
-        assert_eq!(tensors(&a.join(f)), tensors(&b.join(f)), "{f} differs after resume");
+        assert_eq!(
+            tensors(&a.join(f)),
+            tensors(&b.join(f)),
+            "{f} differs after resume"
+        );
     }
     let loss = |d: &Path| -> Vec<f64> {
         std::fs::read_to_string(d.join("metrics.jsonl"))
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["train_loss"].as_f64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["train_loss"]
+                    .as_f64()
+                    .unwrap()
+            })
             .collect()
     };
     assert_eq!(loss(&a), loss(&b));
@@ -203,7 +293,14 @@ fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
     let out = run(&b, &["--resume"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("non-finite") && err.contains("intact"), "{err}");
-    assert_eq!(std::fs::read(&last).unwrap(), before, "the last checkpoint was modified");
+    assert!(
+        err.contains("non-finite") && err.contains("intact"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        before,
+        "the last checkpoint was modified"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,11 @@ fn golden_files() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .collect();
     files.sort();
+    // Made the same way with other shapes, strides, dilations and groups (bench/interop.py).
+    files.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ops_extra.safetensors"
+    )));
     files
 }
 
@@ -28,11 +33,21 @@ fn every_golden_file_passes() {
     let gpu = common::gpu();
     for f in files {
         let rows = verify_file(&gpu, &f).unwrap_or_else(|e| panic!("{}: {e:#}", f.display()));
-        assert!(rows.len() > 10, "{}: only {} tensors compared", f.display(), rows.len());
+        assert!(
+            rows.len() > 10,
+            "{}: only {} tensors compared",
+            f.display(),
+            rows.len()
+        );
         let failed: Vec<String> = rows
             .iter()
             .filter(|r| !r.pass())
-            .map(|r| format!("{} (rel {:.3e}, err {:.3e} > {:.3e})", r.name, r.rel, r.err, r.bound))
+            .map(|r| {
+                format!(
+                    "{} (rel {:.3e}, err {:.3e} > {:.3e})",
+                    r.name, r.rel, r.err, r.bound
+                )
+            })
             .collect();
         assert!(failed.is_empty(), "{}: {failed:?}", f.display());
     }
@@ -41,15 +56,25 @@ fn every_golden_file_passes() {
 #[test]
 fn the_verify_command_exits_zero_on_goldens_and_nonzero_on_a_bad_file() {
     let bin = env!("CARGO_BIN_EXE_lskbb");
-    let ops = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden/ops.safetensors");
+    let ops = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/golden/ops.safetensors"
+    );
     let out = std::process::Command::new(bin)
         .args(["verify", "--failures-only", ops])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("0 failed"), "{text}");
-    let bad = std::env::temp_dir().join(format!("lskbb-not-golden-{}.safetensors", std::process::id()));
+    let bad = std::env::temp_dir().join(format!(
+        "lskbb-not-golden-{}.safetensors",
+        std::process::id()
+    ));
     std::fs::write(&bad, b"not a safetensors file").unwrap();
     let out = std::process::Command::new(bin)
         .args(["verify", bad.to_str().unwrap()])
@@ -58,5 +83,8 @@ fn the_verify_command_exits_zero_on_goldens_and_nonzero_on_a_bad_file() {
     let _ = std::fs::remove_file(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("lskbb-not-golden"), "error should name the file: {err}");
+    assert!(
+        err.contains("lskbb-not-golden"),
+        "error should name the file: {err}"
+    );
 }

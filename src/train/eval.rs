@@ -34,12 +34,22 @@ pub fn probabilities(model: &BbnResNet32, x: &[f32], shape: [usize; 4]) -> Resul
 fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) })
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
+            if x > bv {
+                (i, x)
+            } else {
+                (bi, bv)
+            }
+        })
         .0
 }
 
 /// Runs every batch of `loader` through the model and scores the predictions.
-pub fn evaluate(model: &BbnResNet32, loader: &BatchLoader, ds: &Arc<Dataset>) -> Result<EvalResult> {
+pub fn evaluate(
+    model: &BbnResNet32,
+    loader: &BatchLoader,
+    ds: &Arc<Dataset>,
+) -> Result<EvalResult> {
     if model.config.classes != ds.num_classes() {
         bail!(
             "the model has {} classes, the dataset {} ({})",
@@ -55,7 +65,13 @@ pub fn evaluate(model: &BbnResNet32, loader: &BatchLoader, ds: &Arc<Dataset>) ->
             continue;
         }
         let probs = probabilities(model, &batch.x, batch.shape)?;
-        pairs.extend(batch.y.iter().zip(&probs).map(|(&y, p)| (y as usize, argmax(p))));
+        pairs.extend(
+            batch
+                .y
+                .iter()
+                .zip(&probs)
+                .map(|(&y, p)| (y as usize, argmax(p))),
+        );
     }
     let metrics = Metrics::from_predictions(&ds.classes, &ds.train_counts(), &pairs);
     Ok(EvalResult { metrics, pairs })

@@ -165,9 +165,8 @@ impl<'a> Run<'a> {
             let f = TensorFile::load(&last).with_context(|| {
                 format!("--resume: no run to continue in {}", opts.out.display())
             })?;
-            let saved = saved_config(&f, &last)?.with_context(|| {
-                format!("{}: not written by `lskbb train`", last.display())
-            })?;
+            let saved = saved_config(&f, &last)?
+                .with_context(|| format!("{}: not written by `lskbb train`", last.display()))?;
             let state: RunState = serde_json::from_str(f.meta("run")?)
                 .with_context(|| format!("{}: bad 'run' metadata", last.display()))?;
             Some((f, saved, state))
@@ -195,7 +194,10 @@ impl<'a> Run<'a> {
         ds.write_split_json(&opts.out.join("split.json"))?;
         let counts = ds.train_counts();
         if ds.train.len() < 2 {
-            bail!("the training set has {} image(s); a step needs at least 2", ds.train.len());
+            bail!(
+                "the training set has {} image(s); a step needs at least 2",
+                ds.train.len()
+            );
         }
         let model = BbnResNet32::new(gpu, &model_config(&cfg, ds.num_classes()), cfg.seed)?;
         let sgd = SgdConfig {
@@ -234,7 +236,11 @@ impl<'a> Run<'a> {
         let b = self.cfg.batch_size;
         let conv = BatchLoader::train(self.ds.clone(), SamplerKind::Uniform, b)?;
         let rebal = if self.cfg.method.bilateral() {
-            Some(BatchLoader::train(self.ds.clone(), SamplerKind::Reversed, b)?)
+            Some(BatchLoader::train(
+                self.ds.clone(),
+                SamplerKind::Reversed,
+                b,
+            )?)
         } else {
             None
         };
@@ -267,12 +273,7 @@ impl<'a> Run<'a> {
             let lr = self.cfg.schedule.lr(epoch);
             let alpha = parabolic(epoch as f64, self.cfg.epochs as f64) as f32;
             let start = Instant::now();
-            let mut progress = Progress::new(
-                epoch,
-                self.cfg.epochs,
-                per_epoch,
-                self.opts.progress,
-            );
+            let mut progress = Progress::new(epoch, self.cfg.epochs, per_epoch, self.opts.progress);
             let mut batches = conv.epoch(epoch as u64, self.state.next_batch)?;
             let mut rebatches = match &rebal {
                 Some(r) => Some(r.epoch(epoch as u64, self.state.next_batch)?),
@@ -284,8 +285,7 @@ impl<'a> Run<'a> {
                     Some(r) => Some(r?),
                     None => None,
                 };
-                let usable =
-                    xc.y.len() >= 2 && xr.as_ref().is_none_or(|r| r.y.len() >= 2);
+                let usable = xc.y.len() >= 2 && xr.as_ref().is_none_or(|r| r.y.len() >= 2);
                 if usable {
                     let theta = match self.cfg.theta_per {
                         ThetaPer::Iteration => parabolic(self.state.step as f64, t_max),
@@ -305,9 +305,11 @@ impl<'a> Run<'a> {
                 self.state.next_batch = xc.index + 1;
                 taken += 1;
                 let last_of_epoch = self.state.next_batch == per_epoch;
-                let interrupt = stop.load(Ordering::SeqCst)
-                    || self.opts.stop_after_steps.is_some_and(|n| taken >= n);
-                if taken.is_multiple_of(self.opts.log_every.max(1) as u64) || last_of_epoch || interrupt {
+                let interrupt = self.stop_requested(stop, taken);
+                if taken.is_multiple_of(self.opts.log_every.max(1) as u64)
+                    || last_of_epoch
+                    || interrupt
+                {
                     let (l, c, n) = self.trainer.stats.peek()?;
                     self.check_finite(l)?;
                     let seconds = self.state.seconds + start.elapsed().as_secs_f64();
@@ -381,16 +383,13 @@ impl<'a> Run<'a> {
                 checkpoint::save(&best, &self.trainer.model, self.metadata()?, None)?;
             }
             self.write_outputs(&ev)?;
-            if stop.load(Ordering::SeqCst) || self.opts.stop_after_steps.is_some_and(|n| taken >= n)
-            {
-                if self.state.epoch < self.cfg.epochs {
-                    println!(
-                        "stopped after epoch {}; continue with `lskbb train --out {} --resume`",
-                        epoch + 1,
-                        self.opts.out.display()
-                    );
-                    return Ok(Outcome::Interrupted);
-                }
+            if self.stop_requested(stop, taken) && self.state.epoch < self.cfg.epochs {
+                println!(
+                    "stopped after epoch {}; continue with `lskbb train --out {} --resume`",
+                    epoch + 1,
+                    self.opts.out.display()
+                );
+                return Ok(Outcome::Interrupted);
             }
         }
         println!(
@@ -401,6 +400,11 @@ impl<'a> Run<'a> {
             self.opts.out.display()
         );
         Ok(Outcome::Finished)
+    }
+
+    /// Ctrl-C was pressed or this invocation's step budget is spent.
+    fn stop_requested(&self, stop: &AtomicBool, taken: u64) -> bool {
+        stop.load(Ordering::SeqCst) || self.opts.stop_after_steps.is_some_and(|n| taken >= n)
     }
 
     fn check_finite(&self, loss_sum: f64) -> Result<()> {
@@ -459,7 +463,11 @@ impl<'a> Run<'a> {
             &col(|r| r.train_acc),
             &col(|r| r.test_acc),
         )?;
-        plot::confusion(&out.join("confusion.png"), &self.ds.classes, &ev.metrics.confusion)?;
+        plot::confusion(
+            &out.join("confusion.png"),
+            &self.ds.classes,
+            &ev.metrics.confusion,
+        )?;
         let m = &ev.metrics;
         let summary = json!({
             "best_acc": self.state.best_acc,
@@ -480,7 +488,10 @@ impl<'a> Run<'a> {
             "config": self.cfg,
             "adapter": self.gpu.describe(),
         });
-        write_atomic(&out.join("summary.json"), &serde_json::to_vec_pretty(&summary)?)
+        write_atomic(
+            &out.join("summary.json"),
+            &serde_json::to_vec_pretty(&summary)?,
+        )
     }
 }
 
@@ -497,13 +508,19 @@ fn validate(cfg: &TrainConfig) -> Result<()> {
         bail!("--epochs must be at least 1");
     }
     if cfg.batch_size < 2 {
-        bail!("--batch-size must be at least 2 (batch norm needs two images), got {}", cfg.batch_size);
+        bail!(
+            "--batch-size must be at least 2 (batch norm needs two images), got {}",
+            cfg.batch_size
+        );
     }
-    if !(cfg.schedule.lr(0) > 0.0) {
+    if cfg.schedule.lr(0).is_nan() || cfg.schedule.lr(0) <= 0.0 {
         bail!("--lr must be positive");
     }
     if cfg.data.image_size < 8 {
-        bail!("--image-size must be at least 8, got {}", cfg.data.image_size);
+        bail!(
+            "--image-size must be at least 8, got {}",
+            cfg.data.image_size
+        );
     }
     Ok(())
 }
