@@ -31,6 +31,7 @@ pub struct Var(Rc<Node>);
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(0) };
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+    static RECOMPUTING: Cell<bool> = const { Cell::new(false) };
 }
 
 fn next_id() -> u64 {
@@ -52,6 +53,50 @@ pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
     let out = f();
     GRAD_ENABLED.with(|g| g.set(before));
     out
+}
+
+/// Whether a [`checkpoint`]ed function is being run again for its backward: layers skip
+/// their side effects (running statistics) then, which the first run already had.
+pub fn recomputing() -> bool {
+    RECOMPUTING.with(Cell::get)
+}
+
+/// A function of Vars that [`checkpoint`] can run twice.
+pub type CheckpointFn = Rc<dyn Fn(&[Var]) -> Result<Var>>;
+
+/// Gradient checkpointing: runs `f(inputs)` without recording, so none of its intermediate
+/// activations stay alive; its backward runs `f` again with recording (and [`recomputing`]
+/// set) and back-propagates through that copy. Only the inputs are kept between forward and
+/// backward, at the price of one more forward pass of `f`.
+pub fn checkpoint(op: &'static str, inputs: &[&Var], f: CheckpointFn) -> Result<Var> {
+    let owned: Vec<Var> = inputs.iter().map(|&v| v.clone()).collect();
+    if !grad_enabled() {
+        return f(&owned);
+    }
+    let out = no_grad(|| f(&owned))?;
+    let saved: Vec<(Tensor, bool)> = owned
+        .iter()
+        .map(|v| (v.value().clone(), v.requires_grad()))
+        .collect();
+    Ok(Var::from_op(
+        op,
+        out.value().clone(),
+        inputs,
+        Box::new(move |g| {
+            let fresh: Vec<Var> = saved
+                .iter()
+                .map(|(t, rg)| Var::leaf(t.clone(), *rg))
+                .collect();
+            let before = RECOMPUTING.with(|r| r.replace(true));
+            let y = f(&fresh);
+            RECOMPUTING.with(|r| r.set(before));
+            let y = y?;
+            if y.requires_grad() {
+                backward_seeded(&y, g.clone())?;
+            }
+            Ok(fresh.iter().map(Var::grad).collect())
+        }),
+    ))
 }
 
 impl Var {
@@ -133,10 +178,16 @@ pub fn backward(loss: &Var) -> Result<()> {
     if !loss.requires_grad() {
         bail!("backward() on a value that depends on no parameter");
     }
+    let one = Tensor::from_f32(loss.value().gpu(), &[1.0], loss.shape())?;
+    backward_seeded(loss, one)
+}
+
+/// Back-propagates `seed` = d L / d `root` (the shape of `root`) into the leaves.
+fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
     // Reverse topological order by an explicit depth-first search (no recursion limit).
     let mut order: Vec<Var> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![(loss.clone(), false)];
+    let mut stack = vec![(root.clone(), false)];
     while let Some((v, done)) = stack.pop() {
         if done {
             order.push(v);
@@ -152,9 +203,8 @@ pub fn backward(loss: &Var) -> Result<()> {
             }
         }
     }
-    let gpu = loss.value().gpu().clone();
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
-    grads.insert(loss.0.id, Tensor::from_f32(&gpu, &[1.0], loss.shape())?);
+    grads.insert(root.0.id, seed);
     for v in order.iter().rev() {
         let Some(g) = grads.remove(&v.0.id) else {
             continue;

@@ -28,6 +28,8 @@ pub struct BenchConfig {
     pub profile_steps: usize,
     pub channels: usize,
     pub classes: usize,
+    /// Recompute each block's activations in backward (`BbnResNet32::set_recompute`).
+    pub recompute: bool,
 }
 
 impl Default for BenchConfig {
@@ -41,6 +43,7 @@ impl Default for BenchConfig {
             profile_steps: 2,
             channels: 3,
             classes: 8,
+            recompute: false,
         }
     }
 }
@@ -64,6 +67,7 @@ pub struct BenchReport {
     pub method: String,
     pub lsk: bool,
     pub bilateral: bool,
+    pub recompute: bool,
     pub warmup: usize,
     pub steps: usize,
     pub ms_per_step: f64,
@@ -96,13 +100,18 @@ impl fmt::Display for BenchReport {
         writeln!(f, "adapter: {}", self.adapter)?;
         writeln!(
             f,
-            "method {} ({}, {}), images {}x{}, batch {}, {} timed steps after {} warmup",
+            "method {} ({}, {}{}), images {}x{}, batch {}, {} timed steps after {} warmup",
             self.method,
             if self.lsk { "LSK" } else { "plain" },
             if self.bilateral {
                 "bilateral"
             } else {
                 "single branch"
+            },
+            if self.recompute {
+                ", blocks recomputed in backward"
+            } else {
+                ""
             },
             self.image_size,
             self.image_size,
@@ -278,6 +287,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         },
         0,
     )?;
+    model.set_recompute(cfg.recompute);
     let sgd = SgdConfig {
         lr: 0.05,
         momentum: 0.9,
@@ -355,6 +365,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         method: format!("{:?}", cfg.method).to_lowercase(),
         lsk,
         bilateral,
+        recompute: cfg.recompute,
         warmup: cfg.warmup,
         steps: cfg.steps,
         ms_per_step,

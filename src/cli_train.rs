@@ -156,6 +156,10 @@ pub struct TrainArgs {
     /// Read the running loss back every N steps (progress bar and non-finite check).
     #[arg(long, default_value_t = 10)]
     log_every: usize,
+    /// Recompute each block's activations in backward: a fraction of the activation memory
+    /// (to fit 224×224 training in a 6 GB card) for one more forward pass per step.
+    #[arg(long)]
+    recompute: bool,
     /// Stop as Ctrl-C does after N steps (for time-boxed jobs).
     #[arg(long, value_name = "N")]
     stop_after_steps: Option<u64>,
@@ -262,6 +266,7 @@ pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
         log_every: a.log_every,
         stop_after_steps: a.stop_after_steps,
         progress: std::io::stderr().is_terminal(),
+        recompute: a.recompute,
     };
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {

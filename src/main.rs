@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use cli_train::{EvalArgs, PredictArgs, TrainArgs};
 use lskbb::gpu::{list_adapters, AdapterChoice};
+use lskbb::tensor_file::write_atomic;
 use lskbb::verify::verify_file;
 use lskbb::Gpu;
 use std::path::PathBuf;
@@ -64,29 +65,35 @@ enum Command {
     },
     /// Time the training step on synthetic data: ms/step, images/s, peak GPU memory, TFLOP/s
     /// and GPU time per kernel family.
-    Bench {
-        /// Image side in pixels.
-        #[arg(long, default_value_t = 224)]
-        image_size: usize,
-        /// Images per branch per step.
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        /// lskbb, bbn, ce, focal, cb-ce, dflce or dflcsce.
-        #[arg(long, default_value = "lskbb")]
-        method: String,
-        /// Timed steps.
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
-        /// Untimed steps first.
-        #[arg(long, default_value_t = 2)]
-        warmup: usize,
-        /// Steps of the separate run timed per kernel (0: none).
-        #[arg(long, default_value_t = 2)]
-        profile_steps: usize,
-        /// Also write the report as JSON to FILE.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-    },
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 224)]
+    image_size: usize,
+    /// Images per branch per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// lskbb, bbn, ce, focal, cb-ce, dflce or dflcsce.
+    #[arg(long, default_value = "lskbb")]
+    method: String,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Steps of the separate run timed per kernel (0: none).
+    #[arg(long, default_value_t = 2)]
+    profile_steps: usize,
+    /// Recompute each block's activations in backward (less memory, one more forward).
+    #[arg(long)]
+    recompute: bool,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 fn devices(choice: &AdapterChoice) -> Result<()> {
@@ -147,30 +154,21 @@ fn verify(choice: &AdapterChoice, files: &[PathBuf], failures_only: bool) -> Res
 }
 
 #[allow(clippy::too_many_arguments)]
-fn bench(
-    choice: &AdapterChoice,
-    image_size: usize,
-    batch: usize,
-    method: &str,
-    steps: usize,
-    warmup: usize,
-    profile_steps: usize,
-    json: Option<&std::path::Path>,
-) -> Result<()> {
+fn bench(choice: &AdapterChoice, a: BenchArgs) -> Result<()> {
     let cfg = lskbb::bench::BenchConfig {
-        image_size,
-        batch,
-        method: method.parse()?,
-        steps,
-        warmup,
-        profile_steps,
+        image_size: a.image_size,
+        batch: a.batch_size,
+        method: a.method.parse()?,
+        steps: a.steps,
+        warmup: a.warmup,
+        profile_steps: a.profile_steps,
+        recompute: a.recompute,
         ..Default::default()
     };
     let report = lskbb::bench::run_bench(&Gpu::new(choice)?, &cfg)?;
     println!("{report}");
-    if let Some(path) = json {
-        std::fs::write(path, report.to_json()? + "\n")
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    if let Some(path) = a.json {
+        write_atomic(&path, (report.to_json()? + "\n").as_bytes())?;
     }
     Ok(())
 }
@@ -186,25 +184,7 @@ fn run(cli: Cli) -> Result<bool> {
             files,
             failures_only,
         } => verify(&choice, &files, failures_only),
-        Command::Bench {
-            image_size,
-            batch_size,
-            method,
-            steps,
-            warmup,
-            profile_steps,
-            json,
-        } => bench(
-            &choice,
-            image_size,
-            batch_size,
-            &method,
-            steps,
-            warmup,
-            profile_steps,
-            json.as_deref(),
-        )
-        .map(|_| true),
+        Command::Bench(a) => bench(&choice, a).map(|_| true),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::init::Init;
 use super::params::{Counter, ParamStore};
-use crate::autograd::Var;
+use crate::autograd::{recomputing, Var};
 use crate::gpu::Gpu;
 use crate::ops::batchnorm::batch_norm;
 use crate::ops::conv::{conv2d, Conv2dParams};
@@ -121,7 +121,10 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Var, training: bool) -> Result<Var> {
-        if training {
+        // A checkpointed block's second run must not count the batch twice: momentum 0
+        // leaves the running statistics as they are.
+        let again = recomputing();
+        if training && !again {
             self.batches.set(self.batches.get() + 1);
         }
         batch_norm(
@@ -131,7 +134,7 @@ impl BatchNorm2d {
             &self.running_mean,
             &self.running_var,
             training,
-            BN_MOMENTUM,
+            if again { 0.0 } else { BN_MOMENTUM },
             BN_EPS,
         )
     }

@@ -5,7 +5,7 @@ use super::init::Init;
 use super::layers::{BatchNorm2d, Conv2d, ConvSpec, InitKind, Linear};
 use super::lsk::LskBlock;
 use super::params::ParamStore;
-use crate::autograd::Var;
+use crate::autograd::{checkpoint, Var};
 use crate::gpu::Gpu;
 use crate::ops::channels::{concat_channels, shortcut_a};
 use crate::ops::conv::Conv2dParams;
@@ -14,6 +14,8 @@ use crate::ops::pool::global_avg_pool;
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// What defines the network's shape.
@@ -140,10 +142,12 @@ pub struct BbnResNet32 {
     pub store: ParamStore,
     conv1: Conv2d,
     bn1: BatchNorm2d,
-    blocks: Vec<BasicBlock>,
-    cb_block: BasicBlock,
-    rb_block: BasicBlock,
+    blocks: Vec<Rc<BasicBlock>>,
+    cb_block: Rc<BasicBlock>,
+    rb_block: Rc<BasicBlock>,
     fc: Linear,
+    /// Checkpoint every block in training (see [`BbnResNet32::set_recompute`]).
+    recompute: Cell<bool>,
 }
 
 impl BbnResNet32 {
@@ -173,11 +177,17 @@ impl BbnResNet32 {
             for b in 0..n {
                 let (ci, st) = if b == 0 { (cin, stride) } else { (cout, 1) };
                 let name = format!("layer{stage}.{b}");
-                blocks.push(BasicBlock::new(gpu, s, i, &name, ci, cout, st, config.lsk)?);
+                blocks.push(Rc::new(BasicBlock::new(
+                    gpu, s, i, &name, ci, cout, st, config.lsk,
+                )?));
             }
         }
-        let cb_block = BasicBlock::new(gpu, s, i, "cb_block", 64, 64, 1, config.lsk)?;
-        let rb_block = BasicBlock::new(gpu, s, i, "rb_block", 64, 64, 1, config.lsk)?;
+        let cb_block = Rc::new(BasicBlock::new(
+            gpu, s, i, "cb_block", 64, 64, 1, config.lsk,
+        )?);
+        let rb_block = Rc::new(BasicBlock::new(
+            gpu, s, i, "rb_block", 64, 64, 1, config.lsk,
+        )?);
         let fc = Linear::new(gpu, s, i, "fc", 128, config.classes)?;
         Ok(BbnResNet32 {
             config: config.clone(),
@@ -188,7 +198,28 @@ impl BbnResNet32 {
             cb_block,
             rb_block,
             fc,
+            recompute: Cell::new(false),
         })
+    }
+
+    /// With `on`, training keeps only each block's input alive for backward and recomputes
+    /// the block's activations (convs, batch norms, the LSK module) during backward: about a
+    /// fifth of the activation memory for one more forward pass of the blocks.
+    pub fn set_recompute(&self, on: bool) {
+        self.recompute.set(on);
+    }
+
+    /// One block, checkpointed when recomputation is on.
+    fn block(&self, b: &Rc<BasicBlock>, x: &Var, training: bool) -> Result<Var> {
+        if !(self.recompute.get() && training) {
+            return b.forward(x, training);
+        }
+        let b = b.clone();
+        checkpoint(
+            "basic_block",
+            &[x],
+            Rc::new(move |xs: &[Var]| b.forward(&xs[0], training)),
+        )
     }
 
     fn check_input(&self, x: &Var) -> Result<()> {
@@ -206,7 +237,7 @@ impl BbnResNet32 {
         self.check_input(x)?;
         let mut h = relu(&self.bn1.forward(&self.conv1.forward(x)?, training)?)?;
         for b in &self.blocks {
-            h = b.forward(&h, training)?;
+            h = self.block(b, &h, training)?;
         }
         Ok(h)
     }

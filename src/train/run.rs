@@ -69,6 +69,8 @@ pub struct TrainOptions {
     pub stop_after_steps: Option<u64>,
     /// Print per-step progress (a terminal progress bar).
     pub progress: bool,
+    /// Recompute each block's activations in backward (less GPU memory, one more forward).
+    pub recompute: bool,
 }
 
 /// One line of `metrics.jsonl`.
@@ -207,6 +209,7 @@ impl<'a> Run<'a> {
             nesterov: cfg.sgd.nesterov,
         };
         let weights = cb_weights(&counts, cfg.cb_beta);
+        model.set_recompute(opts.recompute);
         let trainer = Trainer::new(model, sgd, cfg.method, cfg.gamma, weights)?;
         let state = match resumed {
             Some((f, _, state)) => {
