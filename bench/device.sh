@@ -60,26 +60,33 @@ run 20 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.ge
 
 # Interop both ways and extra golden files (bench/interop.py), verified right away.
 EXTRA="$OUT/extra"
-if [ -f bench/ckpt/lskbb.safetensors ]; then
+if [ -f bench/ckpt/lskbb.safetensors ] && [ "${INTEROP:-1}" = 1 ]; then
     run 120 python3 bench/interop.py "$REF" bench/ckpt/lskbb.safetensors "$EXTRA"
     run 120 "$BIN" verify --failures-only "$EXTRA"/golden_*.safetensors
     run 20 python3 -c "from PIL import Image; import numpy as np; Image.fromarray((np.random.default_rng(0).random((20, 20)) * 255).astype('uint8')).save('$RUNS/probe.png')"
     run 30 "$BIN" predict --checkpoint "$EXTRA/torch_model.safetensors" --image-size 16 --channels 1 "$RUNS/probe.png"
 fi
 
-# size batch lsk rust-steps rust-timeout: the issue's table, slowest shapes last.
+# size batch lsk rust-steps rust-timeout recompute: the issue's table, slowest shapes last;
+# recompute=1 rows run lskbb alone with --recompute (the PyTorch row is the same baseline).
 SHAPES="
-224 32 1 3 70
-224 32 0 3 50
-32 128 1 5 40
-32 128 0 5 30
-224 64 1 2 70
-224 64 0 2 50
+224 32 1 3 70 0
+224 32 0 3 50 0
+32 128 1 5 40 0
+32 128 0 5 30 0
+224 32 1 3 70 1
+224 64 1 2 70 0
+224 64 0 2 50 0
 "
-while read -r size batch lsk steps limit; do
+while read -r size batch lsk steps limit recompute; do
     [ -z "$size" ] && continue
     if [ "$lsk" = 1 ]; then method=lskbb; flag=--lsk; else method=bbn; flag=--plain; fi
     tag="${size}_b${batch}_${method}"
+    if [ "$recompute" = 1 ]; then
+        run "$limit" "$BIN" bench --image-size "$size" --batch-size "$batch" --method "$method" \
+            --steps "$steps" --warmup 1 --profile-steps 0 --recompute --json "$RUNS/rust_${tag}_recompute.json"
+        continue
+    fi
     run "$limit" "$BIN" bench --image-size "$size" --batch-size "$batch" --method "$method" \
         --steps "$steps" --warmup 1 --profile-steps 1 --json "$RUNS/rust_${tag}.json"
     run 60 sh -c "python3 bench/torch_step.py --ref '$REF' --image-size $size \
