@@ -22,7 +22,10 @@ struct P {
     groups: u32, cin_g: u32, cout_g: u32, tiles: u32,   // tiles: channel tiles per group
     total: u32, has_bias: u32, bm: u32, bn: u32,        // total: threads (or workgroups) needed
     gm: u32, gn: u32, gk: u32, kc: u32,                 // GEMM sizes; kc: K per split (grad_w)
-    splits: u32, _p0: u32, _p1: u32, _p2: u32,
+    splits: u32, ny: u32, nx: u32, fy: u32,             // grad_x_gemm's stride phase (see there)
+    fx: u32, qy0: u32, qx0: u32, ky0: u32,              // qy0, qx0: i32 bits
+    kx0: u32, nky: u32, nkx: u32, st: u32,
+    dq: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -334,16 +337,20 @@ fn put_b(r: u32, n: u32, bm4: u32, bn4: u32, v: f32) {
     tile[BK * bm4 + r * bn4 + n / 4u][n % 4u] = v;
 }
 
+// 0 <= iy < H and 0 <= ix < W (negative values wrap to huge unsigned ones).
 fn in_image(iy: i32, ix: i32) -> bool {
-    return iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
+    return u32(iy) < p.h && u32(ix) < p.w;
 }
 
-// forward: k = (ci, ky, kx) -> (x channel offset, ky·dil, kx·dil); FAR past K.
+// forward: k = (ci, ky, kx) -> (x offset of the tap from the pixel's window corner, ky·dil,
+// kx·dil); FAR past K.
 fn fwd_k(k: u32) -> vec4<i32> {
     if k >= p.gk { return vec4<i32>(0, FAR, FAR, 0); }
     let khw = p.kh * p.kw;
     let tap = k % khw;
-    return vec4<i32>(i32((k / khw) * p.h * p.w), i32((tap / p.kw) * p.dil), i32((tap % p.kw) * p.dil), 0);
+    let dy = (tap / p.kw) * p.dil;
+    let dx = (tap % p.kw) * p.dil;
+    return vec4<i32>(i32((k / khw) * p.h * p.w + dy * p.w + dx), i32(dy), i32(dx), 0);
 }
 
 @compute @workgroup_size(256)
@@ -361,9 +368,10 @@ fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let ml = lid % p.bm;
     let m = min(m0 + ml, p.gm - 1u);
     let pix = m % plane;
-    let xb = i32((m / plane) * p.cin * p.h * p.w);
-    let iy0 = select(FAR, i32((pix / p.wo) * p.stride) - i32(p.pad), m0 + ml < p.gm);
+    let iy0 = i32((pix / p.wo) * p.stride) - i32(p.pad);
     let ix0 = i32((pix % p.wo) * p.stride) - i32(p.pad);
+    let xb = i32((m / plane) * p.cin * p.h * p.w) + iy0 * i32(p.w) + ix0;
+    let iyc = select(FAR, iy0, m0 + ml < p.gm);
     let rstep = 256u / p.bm;
     // Output pixels are contiguous in y: neighbouring threads take neighbouring rows.
     let tm = lid % bm4;
@@ -380,10 +388,8 @@ fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         let k0 = s * BK;
         for (var r = lid / p.bm; r < BK; r += rstep) {
             let t = ktab[cur + r];
-            let iy = iy0 + t.y;
-            let ix = ix0 + t.z;
             var v = 0.0;
-            if in_image(iy, ix) { v = x[u32(xb + t.x + iy * i32(p.w) + ix)]; }
+            if in_image(iyc + t.y, ix0 + t.z) { v = x[u32(xb + t.x)]; }
             put_a(r, ml, bm4, v);
         }
         for (var i = lid; i < BK * p.bn; i += 256u) {
@@ -414,14 +420,22 @@ fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
 }
 
-// grad_x: k = (co, ky, kx) -> (gy channel offset, ky·dil, kx·dil, w offset of (co, 0, ky, kx)).
+// grad_x runs once per stride phase (fy, fx): the input pixels iy = fy + s·i, ix = fx + s·j
+// (ny × nx of them per image). Only taps ky = ky0 + st·a (nky of them; likewise kx) reach
+// such a pixel, from output row oy = qy0 + i − dq·a, so K = Cout·nky·nkx holds no zero taps.
+// k = (co, a, b) -> (gy offset from the pixel's (oy, ox) at a = b = 0, dq·a, dq·b, w offset
+// of (co, 0, ky, kx)).
 fn gx_k(k: u32) -> vec4<i32> {
     if k >= p.gk { return vec4<i32>(0, -FAR, -FAR, -1); }
-    let khw = p.kh * p.kw;
-    let co = k / khw;
-    let tap = k % khw;
-    return vec4<i32>(i32(co * p.ho * p.wo), i32((tap / p.kw) * p.dil), i32((tap % p.kw) * p.dil),
-                     i32(co * p.cin * khw + tap));
+    let taps = p.nky * p.nkx;
+    let co = k / taps;
+    let t = k % taps;
+    let dy = i32((t / p.nkx) * p.dq);
+    let dx = i32((t % p.nkx) * p.dq);
+    let ky = p.ky0 + (t / p.nkx) * p.st;
+    let kx = p.kx0 + (t % p.nkx) * p.st;
+    return vec4<i32>(i32(co * p.ho * p.wo) - dy * i32(p.wo) - dx, dy, dx,
+                     i32(co * p.cin * p.kh * p.kw + ky * p.kw + kx));
 }
 
 @compute @workgroup_size(256)
@@ -434,21 +448,21 @@ fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let ntn = (p.gn + p.bn - 1u) / p.bn;
     let m0 = (e / ntn) * p.bm;
     let n0 = (e % ntn) * p.bn;
-    let plane = p.h * p.w;
+    let plane = p.ny * p.nx;
     let khw = p.kh * p.kw;
-    // This thread's A column (input pixel): y/x + padding, from which the taps are subtracted.
+    // This thread's A column (input pixel of the phase): its output row/column at tap 0.
     let ml = lid % p.bm;
     let m = min(m0 + ml, p.gm - 1u);
-    let pix = m % plane;
-    let gyb = i32((m / plane) * p.cout * p.ho * p.wo);
-    let py = select(FAR, i32(pix / p.w + p.pad), m0 + ml < p.gm);
-    let px = i32(pix % p.w + p.pad);
+    let q = m % plane;
+    let qy = bitcast<i32>(p.qy0) + i32(q / p.nx);
+    let qx = bitcast<i32>(p.qx0) + i32(q % p.nx);
+    let gyb = i32((m / plane) * p.cout * p.ho * p.wo) + qy * i32(p.wo) + qx;
+    let qyc = select(FAR, qy, m0 + ml < p.gm);
     let rstep = 256u / p.bm;
     // B column (input channel) of this thread's loads.
     let nl = lid % p.bn;
     let bstep = 256u / p.bn;
     let ci = n0 + nl;
-    let s32 = i32(p.stride);
     let tm = lid % bm4;
     let tn = lid / bm4;
     c0 = vec4<f32>(0.0);
@@ -462,18 +476,8 @@ fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let cur = (s & 1u) * BK;
         for (var r = lid / p.bm; r < BK; r += rstep) {
             let t = ktab[cur + r];
-            var oy = py - t.y;
-            var ox = px - t.z;
-            var ok = oy >= 0 && ox >= 0;
-            if p.stride != 1u {
-                ok = ok && oy % s32 == 0 && ox % s32 == 0;
-                oy = oy / s32;
-                ox = ox / s32;
-            }
             var v = 0.0;
-            if ok && oy < i32(p.ho) && ox < i32(p.wo) {
-                v = gy[u32(gyb + t.x + oy * i32(p.wo) + ox)];
-            }
+            if u32(qyc - t.y) < p.ho && u32(qx - t.z) < p.wo { v = gy[u32(gyb + t.x)]; }
             put_a(r, ml, bm4, v);
         }
         for (var r = lid / p.bn; r < BK; r += bstep) {
@@ -491,23 +495,27 @@ fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let mo = m0 + tm * 4u + i;
         if mo >= p.gm { break; }
         let acc = acc_row(i);
-        let xb = (mo / plane) * p.cin * plane + mo % plane;
+        let qo = mo % plane;
+        let pix = (p.fy + (qo / p.nx) * p.stride) * p.w + p.fx + (qo % p.nx) * p.stride;
+        let xb = (mo / plane) * p.cin * p.h * p.w + pix;
         for (var j = 0u; j < 4u; j++) {
             let c = n0 + tn * 4u + j;
-            if c < p.gn { gx[xb + c * plane] = acc[j]; }
+            if c < p.gn { gx[xb + c * p.h * p.w] = acc[j]; }
         }
     }
 }
 
-// grad_w: k = (n, oy, ox) -> (gy offset of (n, 0, oy, ox) or -1 past the chunk, x image
-// offset, oy·stride − pad, ox·stride − pad).
+// grad_w: k = (n, oy, ox) -> (gy offset of (n, 0, oy, ox) or -1 past the chunk, x offset of
+// the window corner (n, 0, iy0, ix0), iy0 = oy·stride − pad, ix0 = ox·stride − pad).
 fn gw_k(k: u32, kend: u32) -> vec4<i32> {
     if k >= kend { return vec4<i32>(-1, 0, FAR, FAR); }
     let plane = p.ho * p.wo;
     let img = k / plane;
     let pix = k % plane;
-    return vec4<i32>(i32(img * p.cout * plane + pix), i32(img * p.cin * p.h * p.w),
-                     i32((pix / p.wo) * p.stride) - i32(p.pad), i32((pix % p.wo) * p.stride) - i32(p.pad));
+    let iy0 = i32((pix / p.wo) * p.stride) - i32(p.pad);
+    let ix0 = i32((pix % p.wo) * p.stride) - i32(p.pad);
+    return vec4<i32>(i32(img * p.cout * plane + pix), i32(img * p.cin * p.h * p.w) + iy0 * i32(p.w) + ix0,
+                     iy0, ix0);
 }
 
 @compute @workgroup_size(256)
@@ -529,8 +537,10 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     for (var i = lid; i < p.bn; i += 256u) {
         let j = n0 + i;
         let tap = j % khw;
-        ctab[i] = vec4<i32>(i32((j / khw) * p.h * p.w), select(FAR, i32((tap / p.kw) * p.dil), j < p.gn),
-                            i32((tap % p.kw) * p.dil), 0);
+        let dy = (tap / p.kw) * p.dil;
+        let dx = (tap % p.kw) * p.dil;
+        ctab[i] = vec4<i32>(i32((j / khw) * p.h * p.w + dy * p.w + dx), select(FAR, i32(dy), j < p.gn),
+                            i32(dx), 0);
     }
     // Weights are contiguous along N: neighbouring threads take neighbouring columns.
     let tn = lid % bn4;
@@ -557,10 +567,8 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
             let r = i % BK;
             let c = ctab[i / BK];
             let t = ktab[cur + r];
-            let iy = t.z + c.y;
-            let ix = t.w + c.z;
             var v = 0.0;
-            if in_image(iy, ix) { v = xin[u32(t.y + c.x + iy * i32(p.w) + ix)]; }
+            if in_image(t.z + c.y, t.w + c.z) { v = xin[u32(t.y + c.x)]; }
             put_b(r, i / BK, bm4, bn4, v);
         }
         workgroupBarrier();

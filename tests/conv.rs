@@ -141,7 +141,8 @@ const GEMM_TOL: f64 = 2e-4;
 /// Shapes at the GEMM tile boundaries (tiles 256×16, 128×32, 64×64; K steps of 8; grad_w
 /// split-K chunks of 256): M, N and K not multiples of the tiles, Cout 17 and 65 (several
 /// N tiles), stride 2, Cin 3 (K = 27), batch 1, 1×1 and 7×7 dense, dilation, a 1×1 output,
-/// and grad_w reductions long enough to split.
+/// grad_w reductions long enough to split, and grad_x stride phases with dilation (gcd of
+/// stride and dilation 1 and 2) and stride 4.
 const GEMM_CASES: &[Case] = &[
     case(1, 3, (13, 11), 16, (3, 3), (1, 1, 1, 1), true),
     case(2, 16, (29, 31), 16, (3, 3), (1, 1, 1, 1), false),
@@ -153,6 +154,9 @@ const GEMM_CASES: &[Case] = &[
     case(1, 3, (16, 17), 16, (7, 7), (2, 3, 1, 1), false),
     case(2, 6, (12, 12), 9, (3, 3), (1, 2, 2, 1), true),
     case(1, 7, (3, 3), 5, (3, 3), (1, 0, 1, 1), false),
+    case(2, 4, (11, 10), 6, (3, 3), (2, 2, 2, 1), false),
+    case(1, 3, (13, 12), 5, (3, 3), (2, 3, 3, 1), true),
+    case(1, 2, (14, 13), 3, (3, 3), (4, 2, 2, 1), false),
 ];
 
 #[test]

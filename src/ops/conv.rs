@@ -59,6 +59,18 @@ struct Params {
     gk: u32,
     kc: u32,
     splits: u32,
+    ny: u32,
+    nx: u32,
+    fy: u32,
+    fx: u32,
+    qy0: u32,
+    qx0: u32,
+    ky0: u32,
+    kx0: u32,
+    nky: u32,
+    nkx: u32,
+    st: u32,
+    dq: u32,
     pad0: u32,
     pad1: u32,
     pad2: u32,
@@ -325,27 +337,86 @@ fn check_gy(g: &Geometry, gy: &Tensor) -> Result<()> {
     Ok(())
 }
 
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// One stride phase of grad_x along an axis: the input indices f + stride·i (n of them), which
+/// only the taps k0 + st·a (taps of them, st = stride / gcd(stride, dilation)) reach, from
+/// output index q0 + i − a·dilation / gcd.
+struct Phase {
+    f: usize,
+    n: usize,
+    k0: usize,
+    taps: usize,
+    q0: i64,
+}
+
+fn phases(len: usize, k: usize, p: Conv2dParams) -> Vec<Phase> {
+    let (s, d) = (p.stride, p.dilation);
+    let st = s / gcd(s, d);
+    (0..s.min(len))
+        .map(|f| {
+            let reach = |t: usize| (f + p.padding) as i64 - (t * d) as i64;
+            let first = (0..k).find(|&t| reach(t).rem_euclid(s as i64) == 0);
+            Phase {
+                f,
+                n: (len - f).div_ceil(s),
+                k0: first.unwrap_or(0),
+                taps: first.map_or(0, |k0| (k - k0).div_ceil(st)),
+                q0: first.map_or(0, |k0| reach(k0) / s as i64),
+            }
+        })
+        .collect()
+}
+
 fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor, gemm: bool) -> Result<Tensor> {
     let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
-    let (k, pr, wg) = if gemm {
-        let (gm, gn, gk) = (g.n * g.h * g.w, g.cin, g.cout * g.kh * g.kw);
-        let bn = tile_width(gn);
-        let bm = TILE_AREA / bn;
-        let total = gm.div_ceil(bm) * gn.div_ceil(bn);
-        let pr = gemm_params(g, p, (gm, gn, gk), (bm, bn), total, false);
-        (&GRAD_X_GEMM, pr, groups(total))
-    } else {
+    let reads = [gy.buf(), w.buf()];
+    if !gemm {
         let (k, tiles) = pick(g.cin / p.groups, &GRAD_X, &GRAD_X_DIRECT);
         let total = g.n * p.groups * tiles * g.h * g.w;
-        (k, params(g, p, tiles, total, false), grid(total))
-    };
-    gy.gpu().dispatch(
-        k,
-        bytemuck::bytes_of(&pr),
-        &[gy.buf(), w.buf()],
-        &[gx.buf()],
-        wg,
-    )?;
+        let pr = params(g, p, tiles, total, false);
+        gy.gpu()
+            .dispatch(k, bytemuck::bytes_of(&pr), &reads, &[gx.buf()], grid(total))?;
+        return Ok(gx);
+    }
+    // One GEMM per stride phase, each over only the taps that reach its pixels.
+    let u = |v: usize| v as u32;
+    let (bn, div) = (tile_width(g.cin), gcd(p.stride, p.dilation));
+    for py in phases(g.h, g.kh, p) {
+        for px in phases(g.w, g.kw, p) {
+            let (gm, gn, gk) = (g.n * py.n * px.n, g.cin, g.cout * py.taps * px.taps);
+            let bm = TILE_AREA / bn;
+            let total = gm.div_ceil(bm) * gn.div_ceil(bn);
+            let pr = Params {
+                ny: u(py.n),
+                nx: u(px.n),
+                fy: u(py.f),
+                fx: u(px.f),
+                qy0: py.q0 as i32 as u32,
+                qx0: px.q0 as i32 as u32,
+                ky0: u(py.k0),
+                kx0: u(px.k0),
+                nky: u(py.taps),
+                nkx: u(px.taps),
+                st: u(p.stride / div),
+                dq: u(p.dilation / div),
+                ..gemm_params(g, p, (gm, gn, gk), (bm, bn), total, false)
+            };
+            gy.gpu().dispatch(
+                &GRAD_X_GEMM,
+                bytemuck::bytes_of(&pr),
+                &reads,
+                &[gx.buf()],
+                groups(total),
+            )?;
+        }
+    }
     Ok(gx)
 }
 
@@ -437,6 +508,32 @@ pub fn conv2d_backward_with(
         None
     };
     Ok((grad_x(&g, p, w, gy, gemm)?, grad_w(&g, p, x, gy, gemm)?, gb))
+}
+
+/// grad_x alone of y = conv2d(x, w) + b, on the kernels chosen by `algo` (x gives the shape).
+pub fn conv2d_grad_x_with(
+    x: &Tensor,
+    w: &Tensor,
+    gy: &Tensor,
+    p: Conv2dParams,
+    algo: ConvAlgo,
+) -> Result<Tensor> {
+    let g = geometry(x, w, p)?;
+    check_gy(&g, gy)?;
+    grad_x(&g, p, w, gy, use_gemm(p, algo)?)
+}
+
+/// grad_w alone of y = conv2d(x, w) + b, on the kernels chosen by `algo`.
+pub fn conv2d_grad_w_with(
+    x: &Tensor,
+    w: &Tensor,
+    gy: &Tensor,
+    p: Conv2dParams,
+    algo: ConvAlgo,
+) -> Result<Tensor> {
+    let g = geometry(x, w, p)?;
+    check_gy(&g, gy)?;
+    grad_w(&g, p, x, gy, use_gemm(p, algo)?)
 }
 
 /// Autograd convolution; the backward computes only the gradients its parents need (no gx
