@@ -554,22 +554,20 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let steps = (kend - kbeg + BK - 1u) / BK;
     for (var s = 0u; s < steps; s++) {
         let cur = (s & 1u) * BK;
-        // Neighbouring threads take neighbouring k (pixels) for contiguous loads.
-        for (var i = lid; i < BK * p.bm; i += 256u) {
-            let r = i % BK;
-            let co = m0 + i / BK;
-            let t = ktab[cur + r];
+        // Neighbouring threads take neighbouring k (pixels) for contiguous loads; each thread
+        // keeps one k (row r) and steps through the columns.
+        let r = lid % BK;
+        let t = ktab[cur + r];
+        for (var ml = lid / BK; ml < p.bm; ml += 256u / BK) {
             var v = 0.0;
-            if t.x >= 0 && co < p.gm { v = gy[u32(t.x) + co * plane]; }
-            put_a(r, i / BK, bm4, v);
+            if t.x >= 0 && m0 + ml < p.gm { v = gy[u32(t.x) + (m0 + ml) * plane]; }
+            put_a(r, ml, bm4, v);
         }
-        for (var i = lid; i < BK * p.bn; i += 256u) {
-            let r = i % BK;
-            let c = ctab[i / BK];
-            let t = ktab[cur + r];
+        for (var nl = lid / BK; nl < p.bn; nl += 256u / BK) {
+            let c = ctab[nl];
             var v = 0.0;
             if in_image(t.z + c.y, t.w + c.z) { v = xin[u32(t.y + c.x)]; }
-            put_b(r, i / BK, bm4, bn4, v);
+            put_b(r, nl, bm4, bn4, v);
         }
         workgroupBarrier();
         if lid < BK { ktab[(cur ^ BK) + lid] = gw_k(kbeg + (s + 1u) * BK + lid, kend); }
