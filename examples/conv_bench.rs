@@ -21,6 +21,7 @@ const SMALL: &[Shape] = &[
     (4, 16, 56, 16, 3, 1, 1),
     (4, 32, 56, 64, 3, 2, 1),
     (4, 32, 56, 32, 1, 1, 0),
+    (4, 2, 56, 2, 7, 1, 3),
 ];
 
 const FULL: &[Shape] = &[
@@ -30,6 +31,7 @@ const FULL: &[Shape] = &[
     (32, 64, 56, 64, 3, 1, 1),
     (32, 64, 56, 64, 1, 1, 0),
     (32, 3, 224, 16, 3, 1, 1),
+    (32, 2, 224, 2, 7, 1, 3),
 ];
 
 /// Seconds per call of `f`, after one warm-up call (pipeline builds), waiting for the GPU.

@@ -542,9 +542,11 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         ctab[i] = vec4<i32>(i32((j / khw) * p.h * p.w + dy * p.w + dx), select(FAR, i32(dy), j < p.gn),
                             i32(dx), 0);
     }
-    // Weights are contiguous along N: neighbouring threads take neighbouring columns.
+    // Weights are contiguous along N: neighbouring threads take neighbouring columns. BN fits
+    // Cin·KH·KW (any multiple of 4), so only BM·BN / 16 threads multiply; all of them load.
     let tn = lid % bn4;
     let tm = lid / bn4;
+    let busy = tm < bm4;
     c0 = vec4<f32>(0.0);
     c1 = vec4<f32>(0.0);
     c2 = vec4<f32>(0.0);
@@ -571,12 +573,12 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         }
         workgroupBarrier();
         if lid < BK { ktab[(cur ^ BK) + lid] = gw_k(kbeg + (s + 1u) * BK + lid, kend); }
-        mac(bm4, bn4, tm, tn);
+        if busy { mac(bm4, bn4, tm, tn); }
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
         let co = m0 + tm * 4u + i;
-        if co >= p.gm { break; }
+        if !busy || co >= p.gm { break; }
         let acc = acc_row(i);
         let pb = (split * p.gm + co) * p.gn;
         for (var j = 0u; j < 4u; j++) {

@@ -425,8 +425,10 @@ fn grad_w(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor, gemm: bool) ->
     let gw = Tensor::empty(gy.gpu(), &shape, DType::F32)?;
     if gemm {
         let (gm, gn, gk) = (g.cout, g.cin * g.kh * g.kw, g.n * g.ho * g.wo);
+        // BN: Cin·KH·KW split evenly into tiles of at most TILE_AREA / BM (the shader lets
+        // the threads past BM·BN / 16 only load), so that e.g. 144 columns are not padded to 256.
         let bm = tile_width(gm);
-        let bn = TILE_AREA / bm;
+        let bn = gn.div_ceil(gn.div_ceil(TILE_AREA / bm)).next_multiple_of(4);
         let tiles = gm.div_ceil(bm) * gn.div_ceil(bn);
         let splits = TARGET_GROUPS
             .div_ceil(tiles)
