@@ -588,14 +588,24 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
 }
 
-// gw = the sum over splits of grad_w_gemm's partial sums (fixed order: deterministic).
+// gw = the sum over splits of grad_w_gemm's partial sums, in a fixed order (deterministic).
+// Each workgroup sums 16 outputs, 16 threads per output each taking every 16th split, so that
+// no thread walks a long chain of dependent loads.
 @compute @workgroup_size(256)
-fn grad_w_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i >= p.total { return; }
+fn grad_w_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = (wid.x + wid.y * nwg.x) * 16u + lid % 16u;
     var sum = 0.0;
-    for (var s = 0u; s < p.splits; s++) {
-        sum += partial_in[s * p.total + i];
+    if i < p.total {
+        for (var s = lid / 16u; s < p.splits; s += 16u) {
+            sum += partial_in[s * p.total + i];
+        }
     }
-    gw_out[i] = sum;
+    part[lid] = sum;
+    workgroupBarrier();
+    for (var w = 128u; w >= 16u; w >>= 1u) {
+        if lid < w { part[lid] += part[lid + w]; }
+        workgroupBarrier();
+    }
+    if lid < 16u && i < p.total { gw_out[i] = part[lid]; }
 }

@@ -133,16 +133,16 @@ fn conv2d_forward_and_backward_match_reference() {
     }
 }
 
-/// grad_w sums up to N·Ho·Wo = 2·29·31 ≈ 1800 products here (split over several chunks) and
-/// the forward up to 65·9 = 585: the TOL argument gives √1800·6e-8·|terms| ≲ 5e-5 typical
+/// grad_w sums up to N·Ho·Wo = 2·48·47 ≈ 4500 products here (split over up to 18 chunks) and
+/// the forward up to 65·9 = 585: the TOL argument gives √4500·6e-8·|terms| ≲ 5e-5 typical
 /// relative to sums whose magnitude is ~√terms, so 2e-4 keeps the margin.
 const GEMM_TOL: f64 = 2e-4;
 
 /// Shapes at the GEMM tile boundaries (tiles 256×16, 128×32, 64×64; K steps of 8; grad_w
 /// split-K chunks of 256): M, N and K not multiples of the tiles, Cout 17 and 65 (several
 /// N tiles), stride 2, Cin 3 (K = 27), batch 1, 1×1 and 7×7 dense, dilation, a 1×1 output,
-/// grad_w reductions long enough to split, and grad_x stride phases with dilation (gcd of
-/// stride and dilation 1 and 2) and stride 4.
+/// grad_x stride phases with dilation (gcd of stride and dilation 1 and 2) and stride 4, and
+/// grad_w reductions long enough to split (into more than 16 chunks in the last case).
 const GEMM_CASES: &[Case] = &[
     case(1, 3, (13, 11), 16, (3, 3), (1, 1, 1, 1), true),
     case(2, 16, (29, 31), 16, (3, 3), (1, 1, 1, 1), false),
@@ -157,6 +157,7 @@ const GEMM_CASES: &[Case] = &[
     case(2, 4, (11, 10), 6, (3, 3), (2, 2, 2, 1), false),
     case(1, 3, (13, 12), 5, (3, 3), (2, 3, 3, 1), true),
     case(1, 2, (14, 13), 3, (3, 3), (4, 2, 2, 1), false),
+    case(2, 2, (48, 47), 3, (3, 3), (1, 1, 1, 1), true),
 ];
 
 #[test]

@@ -459,7 +459,7 @@ fn grad_w(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor, gemm: bool) ->
             bytemuck::bytes_of(&pr),
             &[partial.buf()],
             &[gw.buf()],
-            grid(gm * gn),
+            groups((gm * gn).div_ceil(16)),
         )?;
         return Ok(gw);
     }
