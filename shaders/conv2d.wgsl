@@ -376,6 +376,7 @@ fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     // Output pixels are contiguous in y: neighbouring threads take neighbouring rows.
     let tm = lid % bm4;
     let tn = lid / bm4;
+    let busy = tn < bn4;  // BN < 16 (fewer than 16 channels): only BN / 4 · 64 threads multiply
     c0 = vec4<f32>(0.0);
     c1 = vec4<f32>(0.0);
     c2 = vec4<f32>(0.0);
@@ -401,12 +402,12 @@ fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         }
         workgroupBarrier();
         if lid < BK { ktab[(cur ^ BK) + lid] = fwd_k(k0 + BK + lid); }
-        mac(bm4, bn4, tm, tn);
+        if busy { mac(bm4, bn4, tm, tn); }
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
         let mo = m0 + tm * 4u + i;
-        if mo >= p.gm { break; }
+        if !busy || mo >= p.gm { break; }
         let acc = acc_row(i);
         let yb = (mo / plane) * p.cout * plane + mo % plane;
         for (var j = 0u; j < 4u; j++) {
@@ -465,6 +466,7 @@ fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let ci = n0 + nl;
     let tm = lid % bm4;
     let tn = lid / bm4;
+    let busy = tn < bn4;  // BN < 16 (fewer than 16 channels): only BN / 4 · 64 threads multiply
     c0 = vec4<f32>(0.0);
     c1 = vec4<f32>(0.0);
     c2 = vec4<f32>(0.0);
@@ -488,12 +490,12 @@ fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         }
         workgroupBarrier();
         if lid < BK { ktab[(cur ^ BK) + lid] = gx_k((s + 1u) * BK + lid); }
-        mac(bm4, bn4, tm, tn);
+        if busy { mac(bm4, bn4, tm, tn); }
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
         let mo = m0 + tm * 4u + i;
-        if mo >= p.gm { break; }
+        if !busy || mo >= p.gm { break; }
         let acc = acc_row(i);
         let qo = mo % plane;
         let pix = (p.fy + (qo / p.nx) * p.stride) * p.w + p.fx + (qo % p.nx) * p.stride;

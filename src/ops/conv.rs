@@ -234,10 +234,16 @@ const TARGET_GROUPS: usize = 2048;
 const MIN_CHUNK: usize = 256;
 const SCRATCH: usize = 1 << 23;
 
-/// GEMM tile width along a dimension of `len` (16, 32 or 64; the other side is
-/// TILE_AREA / width), so that 16- and 32-channel layers waste no tile columns.
-fn tile_width(len: usize) -> usize {
-    len.next_power_of_two().clamp(16, 64)
+/// Forward and grad_x GEMM tile (BM, BN) for N = `len` channels: BN = 16, 32 or 64 with
+/// BM = TILE_AREA / BN, so that 16- and 32-channel layers waste no tile columns; fewer than 16
+/// channels get BN = len rounded up to 4 and BM = 256 (the shader idles the threads past BN).
+fn tile_shape(len: usize) -> (usize, usize) {
+    let bn = if len < 16 {
+        len.next_multiple_of(4)
+    } else {
+        len.next_power_of_two().min(64)
+    };
+    ((TILE_AREA / bn).min(256), bn)
 }
 
 fn use_gemm(p: Conv2dParams, algo: ConvAlgo) -> Result<bool> {
@@ -303,8 +309,7 @@ pub fn conv2d_forward_with(
     let reads = [x.buf(), w.buf(), b.unwrap_or(w).buf()];
     if use_gemm(p, algo)? {
         let (gm, gn, gk) = (g.n * g.ho * g.wo, g.cout, g.cin * g.kh * g.kw);
-        let bn = tile_width(gn);
-        let bm = TILE_AREA / bn;
+        let (bm, bn) = tile_shape(gn);
         let total = gm.div_ceil(bm) * gn.div_ceil(bn);
         let pr = gemm_params(&g, p, (gm, gn, gk), (bm, bn), total, b.is_some());
         let k = &FORWARD_GEMM;
@@ -387,11 +392,10 @@ fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor, gemm: bool) ->
     }
     // One GEMM per stride phase, each over only the taps that reach its pixels.
     let u = |v: usize| v as u32;
-    let (bn, div) = (tile_width(g.cin), gcd(p.stride, p.dilation));
+    let ((bm, bn), div) = (tile_shape(g.cin), gcd(p.stride, p.dilation));
     for py in phases(g.h, g.kh, p) {
         for px in phases(g.w, g.kw, p) {
             let (gm, gn, gk) = (g.n * py.n * px.n, g.cin, g.cout * py.taps * px.taps);
-            let bm = TILE_AREA / bn;
             let total = gm.div_ceil(bm) * gn.div_ceil(bn);
             let pr = Params {
                 ny: u(py.n),
@@ -427,7 +431,7 @@ fn grad_w(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor, gemm: bool) ->
         let (gm, gn, gk) = (g.cout, g.cin * g.kh * g.kw, g.n * g.ho * g.wo);
         // BN: Cin·KH·KW split evenly into tiles of at most TILE_AREA / BM (the shader lets
         // the threads past BM·BN / 16 only load), so that e.g. 144 columns are not padded to 256.
-        let bm = tile_width(gm);
+        let bm = gm.next_power_of_two().clamp(16, 64);
         let bn = gn.div_ceil(gn.div_ceil(TILE_AREA / bm)).next_multiple_of(4);
         let tiles = gm.div_ceil(bm) * gn.div_ceil(bn);
         let splits = TARGET_GROUPS
