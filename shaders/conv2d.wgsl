@@ -196,14 +196,19 @@ fn grad_x_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     gx[((s.n * p.cin + s.c0) * p.h + s.row) * p.w + s.col] = acc;
 }
 
-// One workgroup per 4 output channels of one group at one (ci, ky, kx): a reduction over
-// N·Ho·Wo in which each x value loaded meets 4 output gradients.
+// One workgroup per 4 output channels of one group at one (ci, ky, kx) and one chunk of kc
+// values of N·Ho·Wo (split s of p.splits): a reduction in which each x value loaded meets 4
+// output gradients. With several splits gw is a scratch [splits, gw] for grad_w_reduce.
 @compute @workgroup_size(256)
 fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = wid.x + wid.y * nwg.x;
-    let valid = e < p.total;
-    let we = min(e, p.total - 1u);
+    let split = e / p.total;
+    let valid = split < p.splits;
+    let we = e % p.total;
+    let q0 = split * p.kc + lid;
+    let q1 = min((split + 1u) * p.kc, p.n * p.ho * p.wo);
+    let out = split * p.cout * p.cin_g * p.kh * p.kw;
     let kx = we % p.kw;
     var r = we / p.kw;
     let ky = r % p.kh;
@@ -219,7 +224,7 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let dy = i32(ky * p.dil) - i32(p.pad);
     let dx = i32(kx * p.dil) - i32(p.pad);
     var sum = vec4<f32>(0.0);
-    for (var q = lid; q < p.n * plane; q += 256u) {
+    for (var q = q0; q < q1; q += 256u) {
         let ox = q % p.wo;
         let oy = (q / p.wo) % p.ho;
         let n = q / plane;
@@ -240,18 +245,22 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     if lid == 0u && valid {
         let tap = ky * p.kw + kx;
         for (var j = 0u; j < 4u; j++) {
-            if c0 + j < end { gw[((c0 + j) * p.cin_g + cl) * p.kh * p.kw + tap] = part4[0][j]; }
+            if c0 + j < end { gw[out + ((c0 + j) * p.cin_g + cl) * p.kh * p.kw + tap] = part4[0][j]; }
         }
     }
 }
 
-// One workgroup per weight element [co, ci, ky, kx]: a reduction over N·Ho·Wo.
+// One workgroup per weight element [co, ci, ky, kx] and chunk of N·Ho·Wo, as grad_w.
 @compute @workgroup_size(256)
 fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = wid.x + wid.y * nwg.x;
-    let valid = e < p.total;
-    let we = min(e, p.total - 1u);
+    let split = e / p.total;
+    let valid = split < p.splits;
+    let we = e % p.total;
+    let q0 = split * p.kc + lid;
+    let q1 = min((split + 1u) * p.kc, p.n * p.ho * p.wo);
+    let out = split * p.cout * p.cin_g * p.kh * p.kw;
     let kx = we % p.kw;
     var r = we / p.kw;
     let ky = r % p.kh;
@@ -263,7 +272,7 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let dx = i32(kx * p.dil) - i32(p.pad);
     let plane = p.ho * p.wo;
     var sum = 0.0;
-    for (var q = lid; q < p.n * plane; q += 256u) {
+    for (var q = q0; q < q1; q += 256u) {
         let ox = q % p.wo;
         let oy = (q / p.wo) % p.ho;
         let n = q / plane;
@@ -280,7 +289,7 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         if lid < w { part[lid] += part[lid + w]; }
         workgroupBarrier();
     }
-    if lid == 0u && valid { gw[we] = part[0]; }
+    if lid == 0u && valid { gw[out + we] = part[0]; }
 }
 
 // ---- Implicit-GEMM kernels for dense convolutions ----

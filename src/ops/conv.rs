@@ -22,7 +22,7 @@
 
 use super::reduce::sum_to;
 use crate::autograd::Var;
-use crate::gpu::{grid, groups, Kernel};
+use crate::gpu::{grid, groups, Kernel, WG};
 use crate::tensor::{nchw, DType, Tensor};
 use anyhow::{bail, Result};
 
@@ -252,6 +252,10 @@ const BK: usize = 8;
 const TARGET_GROUPS: usize = 2048;
 const MIN_CHUNK: usize = 256;
 const SCRATCH: usize = 1 << 23;
+/// Direct grad_w kernels (grouped, depthwise): workgroups to aim for and the least N·Ho·Wo
+/// values per workgroup.
+const DIRECT_GROUPS: usize = 4096;
+const DIRECT_CHUNK: usize = 4096;
 
 /// Forward and grad_x GEMM tile (BM, BN) for N = `len` channels: BN = 16, 32 or 64 with
 /// BM = TILE_AREA / BN, so that 16- and 32-channel layers waste no tile columns; fewer than 16
@@ -486,16 +490,48 @@ fn grad_w(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor, gemm: bool) ->
         )?;
         return Ok(gw);
     }
+    // Direct kernels: one workgroup per (weight task, chunk of N·Ho·Wo); several chunks go
+    // through a scratch and grad_w_reduce, so that no workgroup walks all of N·Ho·Wo.
     let (k, tiles) = pick(g.cout / p.groups, &GRAD_W, &GRAD_W_DIRECT);
-    let total = p.groups * tiles * shape[1..].iter().product::<usize>();
-    let pr = params(g, p, tiles, total, false);
+    let tasks = p.groups * tiles * shape[1..].iter().product::<usize>();
+    let len = g.n * g.ho * g.wo;
+    let splits = DIRECT_GROUPS
+        .div_ceil(tasks)
+        .min(len.div_ceil(DIRECT_CHUNK))
+        .min(SCRATCH / gw.numel())
+        .max(1);
+    let kc = len.div_ceil(splits).next_multiple_of(WG as usize);
+    let splits = len.div_ceil(kc);
+    let partial = if splits > 1 {
+        Tensor::empty(gy.gpu(), &[splits, gw.numel()], DType::F32)?
+    } else {
+        gw.clone()
+    };
+    let pr = Params {
+        kc: kc as u32,
+        splits: splits as u32,
+        ..params(g, p, tiles, tasks, false)
+    };
     gy.gpu().dispatch(
         k,
         bytemuck::bytes_of(&pr),
         &[gy.buf(), x.buf()],
-        &[gw.buf()],
-        groups(total),
+        &[partial.buf()],
+        groups(tasks * splits),
     )?;
+    if splits > 1 {
+        let pr = Params {
+            splits: splits as u32,
+            ..params(g, p, 0, gw.numel(), false)
+        };
+        gy.gpu().dispatch(
+            &GRAD_W_REDUCE,
+            bytemuck::bytes_of(&pr),
+            &[partial.buf()],
+            &[gw.buf()],
+            groups(gw.numel().div_ceil(16)),
+        )?;
+    }
     Ok(gw)
 }
 
