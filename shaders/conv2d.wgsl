@@ -133,6 +133,8 @@ fn forward_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 // the tap falls between strided outputs or outside the output.
 fn tap_out(i: u32, k: u32, out: u32) -> i32 {
     let t = i32(i + p.pad) - i32(k * p.dil);
+    // Stride 1 (all depthwise layers of the model) needs no integer division.
+    if p.stride == 1u { return select(-1, t, t >= 0 && t < i32(out)); }
     if t < 0 || t % i32(p.stride) != 0 { return -1; }
     let o = t / i32(p.stride);
     return select(-1, o, o < i32(out));
