@@ -247,7 +247,9 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     if lid == 0u && valid {
         let tap = ky * p.kw + kx;
         for (var j = 0u; j < 4u; j++) {
-            if c0 + j < end { gw[out + ((c0 + j) * p.cin_g + cl) * p.kh * p.kw + tap] = part4[0][j]; }
+            if c0 + j < end {
+                gw[out + ((c0 + j) * p.cin_g + cl) * p.kh * p.kw + tap] = part4[0][j];
+            }
         }
     }
 }
@@ -527,8 +529,8 @@ fn gw_k(k: u32, kend: u32) -> vec4<i32> {
     let pix = k % plane;
     let iy0 = i32((pix / p.wo) * p.stride) - i32(p.pad);
     let ix0 = i32((pix % p.wo) * p.stride) - i32(p.pad);
-    return vec4<i32>(i32(img * p.cout * plane + pix), i32(img * p.cin * p.h * p.w) + iy0 * i32(p.w) + ix0,
-                     iy0, ix0);
+    let xoff = i32(img * p.cin * p.h * p.w) + iy0 * i32(p.w) + ix0;
+    return vec4<i32>(i32(img * p.cout * plane + pix), xoff, iy0, ix0);
 }
 
 @compute @workgroup_size(256)
@@ -552,8 +554,8 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let tap = j % khw;
         let dy = (tap / p.kw) * p.dil;
         let dx = (tap % p.kw) * p.dil;
-        ctab[i] = vec4<i32>(i32((j / khw) * p.h * p.w + dy * p.w + dx), select(FAR, i32(dy), j < p.gn),
-                            i32(dx), 0);
+        let off = (j / khw) * p.h * p.w + dy * p.w + dx;
+        ctab[i] = vec4<i32>(i32(off), select(FAR, i32(dy), j < p.gn), i32(dx), 0);
     }
     // Weights are contiguous along N: neighbouring threads take neighbouring columns. BN fits
     // Cin·KH·KW (any multiple of 4), so only BM·BN / 16 threads multiply; all of them load.

@@ -2,23 +2,29 @@
 //! [Cout, Cin/groups, KH, KW], optional bias [Cout], zero padding, stride, dilation, groups.
 //!
 //! Dense convolutions (groups == 1) run as implicit GEMMs tiled in workgroup memory (see the
-//! shader); grouped and depthwise ones on direct kernels. `examples/conv_bench.rs` times both
-//! (ms per call, old direct / new GEMM, same run):
+//! shader); grouped and depthwise ones, and grad_w of the 3-channel stem, on direct kernels.
+//! `examples/conv_bench.rs` times them. NVIDIA H200 through Vulkan, batch 32, ms per call
+//! before (the direct kernels as they were) / after, same session:
 //!
-//! | shape (N, Cin→Cout, HW, k, stride)  | forward       | grad_x        | grad_w        |
-//! |-------------------------------------|---------------|---------------|---------------|
-//! | H200 (Vulkan) 32, 16→16, 224, 3, 1  | 1.85/0.73 2.5x| 1.61/0.83 1.9x| 4.97/1.58 3.1x|
-//! | H200 32, 16→32, 224, 3, 2           | 0.96/0.34 2.8x| 1.54/0.70 2.2x| 2.31/0.78 3.0x|
-//! | H200 32, 32→32, 112, 3, 1           | 2.04/0.61 3.3x| 1.48/0.69 2.2x| 3.94/0.99 4.0x|
-//! | H200 32, 64→64, 56, 3, 1            | 1.84/0.60 3.1x| 1.45/0.65 2.2x| 3.66/0.80 4.6x|
-//! | H200 32, 64→64, 56, 1, 1            | 0.42/0.11 3.9x| 0.24/0.11 2.2x| 0.53/0.13 4.1x|
-//! | H200 32, 2→2, 224, 7, 1             | 0.63/0.37 1.7x| 0.90/0.39 2.3x| 2.58/0.96 2.7x|
+//! | Cin→Cout, HW, kernel, stride  | forward        | grad_x         | grad_w         |
+//! |-------------------------------|----------------|----------------|----------------|
+//! | 16→16, 224, 3×3, 1            | 1.85/0.75 2.5x | 1.61/0.84 1.9x | 4.97/1.58 3.1x |
+//! | 16→32, 224, 3×3, 2            | 0.95/0.35 2.7x | 1.53/0.72 2.1x | 2.30/0.81 2.8x |
+//! | 32→32, 112, 3×3, 1            | 2.04/0.64 3.2x | 1.48/0.70 2.1x | 3.95/1.00 4.0x |
+//! | 64→64, 56, 3×3, 1             | 1.83/0.59 3.1x | 1.44/0.67 2.2x | 3.66/0.80 4.6x |
+//! | 64→64, 56, 1×1, 1             | 0.42/0.11 3.7x | 0.24/0.12 2.0x | 0.53/0.14 3.9x |
+//! | 3→16, 224, 3×3, 1 (stem)      | 0.42/0.23 1.8x | 0.78/0.59 1.3x | 4.00/0.74 5.4x |
+//! | 2→2, 224, 7×7, 1              | 0.63/0.38 1.7x | 0.90/0.40 2.2x | 2.58/0.95 2.7x |
+//! | 16 depthwise, 224, 5×5        | 0.79 (same)    | 3.29/1.43 2.3x | 3.81/2.27 1.7x |
+//! | 16 depthwise, 224, 7×7 dil. 3 | 1.31 (same)    | 5.96/2.54 2.3x | 5.28/4.37 1.2x |
 //!
-//! That is 10–12 TFLOP/s forward and grad_x on the 3×3 layers (about a sixth of FP32 peak)
-//! and 4.7–9 TFLOP/s for grad_w. On lavapipe (2 shared cores, noisy) N = 4, HW 56: 3×3
-//! 32→32 2.7x / 1.9x / 3.4x, 16→16 1.3–1.5x / 0.7–1.7x / 1.7–5x, 32→64 stride 2 2.3x / 2.4x /
-//! 5.9x, 1×1 32→32 3.9x / 1.4x / 1.5x; the 7×7 2→2 convolution is slower there (0.3x /
-//! 0.75x / 0.5x: a GEMM tile gains nothing from 2 channels on a CPU) but faster on the GPU.
+//! The dense 3×3 layers reach 10–12.5 TFLOP/s in forward and grad_x (about a sixth of FP32
+//! peak) and 4.7–9 TFLOP/s in grad_w. On lavapipe (N = 4, 56×56, old/new in one run,
+//! noisy: 2 cores shared), forward / grad_x / grad_w: 3×3 32→32 1.5–2.0x / 1.8–1.9x /
+//! 3.6–4.0x, 16→16 1.1–1.6x / 1.3–1.4x / 3.0–3.2x, 32→64 stride 2 1.9–2.4x / 2.5–2.6x /
+//! 4.2x, 1×1 2.1–3.1x / 1.4–1.8x / 1.8–2.1x; only the 2→2 7×7 convolution is slower there
+//! (0.36x / 0.6x / 0.7x: a tile gains a CPU nothing with 2 channels) while 1.7–2.7x faster
+//! on the GPU.
 
 use super::reduce::sum_to;
 use crate::autograd::Var;
