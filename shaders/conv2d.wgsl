@@ -3,17 +3,20 @@
 // per-channel sum (reduce.wgsl).
 //
 // Dense convolutions (groups == 1) run as implicit GEMMs (*_gemm): each workgroup computes a
-// BM x BN output tile (BM * BN = 4096, 256 threads with a 4x4 register block each), stepping
-// through K in slices of BK = 8 staged in workgroup memory; loads outside the image, the
-// padding or the matrix read as zero, so every shape works.
+// BM x BN output tile (at most 4096: 256 threads with a 4x4 register block each; narrow tiles
+// leave threads idle in the multiply), stepping through K in slices of BK = 8 staged in
+// workgroup memory; loads outside the image, the padding or the matrix read as zero, so every
+// shape works.
 //   forward: M = N·Ho·Wo output pixels, N = Cout, K = Cin·KH·KW (A = im2col(x), B = w^T)
-//   grad_x:  M = N·H·W input pixels,  N = Cin,  K = Cout·KH·KW (A = gy gathered, B = w)
+//   grad_x:  one GEMM per stride phase: M = its input pixels, N = Cin, K = Cout times the taps
+//            that reach the phase (A = gy gathered, B = w)
 //   grad_w:  M = Cout, N = Cin·KH·KW, K = N·Ho·Wo split in chunks of kc (split-K) into a
 //            scratch [splits, Cout, Cin·KH·KW] summed by grad_w_reduce.
-// The other kernels are direct: grouped and depthwise convolutions. Their tiled variants give
-// each thread (forward, grad_x) or workgroup (grad_w) 4 channels of one group, so that every
-// value loaded from x or gy is used 4 times; the plain ones (one element each) serve groups
-// with fewer than 4 channels.
+// The other kernels are direct: grouped and depthwise convolutions, and grad_w of narrow dense
+// layers (the direct grad_w kernels also split N·Ho·Wo into chunks for grad_w_reduce). Their
+// tiled variants give each thread (forward, grad_x) or workgroup (grad_w) 4 channels of one
+// group, so that every value loaded from x or gy is used 4 times; the plain ones (one element
+// each) serve groups with fewer than 4 channels.
 
 struct P {
     n: u32, cin: u32, h: u32, w: u32,
@@ -198,6 +201,32 @@ fn grad_x_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     gx[((s.n * p.cin + s.c0) * p.h + s.row) * p.w + s.col] = acc;
 }
 
+// Output pixel q of N·Ho·Wo as (ox, oy, n), and the pixel 256 further on without integer
+// division (256 = a·Wo + b, a = c·Ho + d: each carry happens at most once).
+fn pixel(q: u32) -> vec3<u32> {
+    return vec3<u32>(q % p.wo, (q / p.wo) % p.ho, q / (p.wo * p.ho));
+}
+
+fn pixel_stride() -> vec3<u32> {
+    let a = 256u / p.wo;
+    return vec3<u32>(256u % p.wo, a % p.ho, a / p.ho);
+}
+
+fn pixel_step(o: vec3<u32>, st: vec3<u32>) -> vec3<u32> {
+    var ox = o.x + st.x;
+    var oy = o.y + st.y;
+    var n = o.z + st.z;
+    if ox >= p.wo {
+        ox -= p.wo;
+        oy += 1u;
+    }
+    if oy >= p.ho {
+        oy -= p.ho;
+        n += 1u;
+    }
+    return vec3<u32>(ox, oy, n);
+}
+
 // One workgroup per 4 output channels of one group at one (ci, ky, kx) and one chunk of kc
 // values of N·Ho·Wo (split s of p.splits): a reduction in which each x value loaded meets 4
 // output gradients. With several splits gw is a scratch [splits, gw] for grad_w_reduce.
@@ -226,10 +255,13 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let dy = i32(ky * p.dil) - i32(p.pad);
     let dx = i32(kx * p.dil) - i32(p.pad);
     var sum = vec4<f32>(0.0);
+    var o = pixel(q0);
+    let st = pixel_stride();
     for (var q = q0; q < q1; q += 256u) {
-        let ox = q % p.wo;
-        let oy = (q / p.wo) % p.ho;
-        let n = q / plane;
+        let ox = o.x;
+        let oy = o.y;
+        let n = o.z;
+        o = pixel_step(o, st);
         let iy = i32(oy * p.stride) + dy;
         let ix = i32(ox * p.stride) + dx;
         if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
@@ -276,10 +308,13 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let dx = i32(kx * p.dil) - i32(p.pad);
     let plane = p.ho * p.wo;
     var sum = 0.0;
+    var o = pixel(q0);
+    let st = pixel_stride();
     for (var q = q0; q < q1; q += 256u) {
-        let ox = q % p.wo;
-        let oy = (q / p.wo) % p.ho;
-        let n = q / plane;
+        let ox = o.x;
+        let oy = o.y;
+        let n = o.z;
+        o = pixel_step(o, st);
         let iy = i32(oy * p.stride) + dy;
         let ix = i32(ox * p.stride) + dx;
         if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {

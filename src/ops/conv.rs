@@ -2,7 +2,7 @@
 //! [Cout, Cin/groups, KH, KW], optional bias [Cout], zero padding, stride, dilation, groups.
 //!
 //! Dense convolutions (groups == 1) run as implicit GEMMs tiled in workgroup memory (see the
-//! shader); grouped and depthwise ones, and grad_w of the 3-channel stem, on direct kernels.
+//! shader); grouped and depthwise ones, and grad_w of narrow layers, on direct kernels.
 //! `examples/conv_bench.rs` times them. NVIDIA H200 through Vulkan, batch 32, ms per call
 //! before (the direct kernels as they were) / after, same session:
 //!
@@ -13,18 +13,18 @@
 //! | 32→32, 112, 3×3, 1            | 2.04/0.64 3.2x | 1.48/0.70 2.1x | 3.95/1.00 4.0x |
 //! | 64→64, 56, 3×3, 1             | 1.83/0.59 3.1x | 1.44/0.67 2.2x | 3.66/0.80 4.6x |
 //! | 64→64, 56, 1×1, 1             | 0.42/0.11 3.7x | 0.24/0.12 2.0x | 0.53/0.14 3.9x |
-//! | 3→16, 224, 3×3, 1 (stem)      | 0.42/0.23 1.8x | 0.78/0.59 1.3x | 4.00/0.74 5.4x |
-//! | 2→2, 224, 7×7, 1              | 0.63/0.38 1.7x | 0.90/0.40 2.2x | 2.58/0.95 2.7x |
-//! | 16 depthwise, 224, 5×5        | 0.79 (same)    | 3.29/1.43 2.3x | 3.81/2.27 1.7x |
-//! | 16 depthwise, 224, 7×7 dil. 3 | 1.31 (same)    | 5.96/2.54 2.3x | 5.28/4.37 1.2x |
+//! | 3→16, 224, 3×3, 1 (stem)      | 0.42/0.23 1.8x | 0.78/0.59 1.3x | 4.00/0.44 9.1x |
+//! | 2→2, 224, 7×7, 1              | 0.63/0.36 1.7x | 0.90/0.39 2.3x | 2.58/0.51 5.1x |
+//! | 16 depthwise, 224, 5×5        | 0.79 (same)    | 3.29/1.42 2.3x | 3.81/1.11 3.4x |
+//! | 16 depthwise, 224, 7×7 dil. 3 | 1.31 (same)    | 5.96/2.54 2.3x | 5.28/2.00 2.6x |
 //!
 //! The dense 3×3 layers reach 10–12.5 TFLOP/s in forward and grad_x (about a sixth of FP32
 //! peak) and 4.7–9 TFLOP/s in grad_w. On lavapipe (N = 4, 56×56, old/new in one run,
 //! noisy: 2 cores shared), forward / grad_x / grad_w: 3×3 32→32 1.5–2.0x / 1.8–1.9x /
 //! 3.6–4.0x, 16→16 1.1–1.6x / 1.3–1.4x / 3.0–3.2x, 32→64 stride 2 1.9–2.4x / 2.5–2.6x /
 //! 4.2x, 1×1 2.1–3.1x / 1.4–1.8x / 1.8–2.1x; only the 2→2 7×7 convolution is slower there
-//! (0.36x / 0.6x / 0.7x: a tile gains a CPU nothing with 2 channels) while 1.7–2.7x faster
-//! on the GPU.
+//! in forward and grad_x (0.36x / 0.6x: a tile gains a CPU nothing with 2 channels) while
+//! 1.7x / 2.3x faster on the GPU.
 
 use super::reduce::sum_to;
 use crate::autograd::Var;
@@ -124,8 +124,8 @@ impl Default for Conv2dParams {
 /// Which kernels run a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// Implicit GEMM for dense convolutions (groups == 1; grad_w only with at least 32
-    /// columns Cin·KH·KW), direct kernels otherwise.
+    /// Implicit GEMM for dense convolutions (groups == 1; grad_w only with Cout >= 8 and
+    /// Cin·KH·KW >= 32), direct kernels otherwise.
     #[default]
     Auto,
     /// The direct kernels (one output element, or 4 channels of one, per thread).
@@ -276,17 +276,20 @@ fn tile_shape(len: usize) -> (usize, usize) {
     ((TILE_AREA / bn).min(256), bn)
 }
 
-/// grad_w's GEMM needs this many columns Cin·KH·KW under ConvAlgo::Auto: the 3→16 3×3 stem
-/// (27 columns, 28 of 256 threads multiplying) ran 0.96 ms on it against 0.74 ms direct on
-/// the H200, while 2→2 7×7 (98) and everything wider ran faster on the GEMM.
-const GRAD_W_GEMM_MIN_COLS: usize = 32;
+/// grad_w's GEMM needs at least this many rows Cout and columns Cin·KH·KW under
+/// ConvAlgo::Auto, where its tile is mostly idle otherwise. On the H200 the direct kernels ran
+/// the 2→2 7×7 layer in 0.51 ms against 0.96 ms and the 3→16 3×3 stem (27 columns) in the
+/// same 0.44 ms; from 16→16 3×3 (1.6 against 2.1 ms) on the GEMM wins.
+const GRAD_W_GEMM_MIN: (usize, usize) = (8, 32);
 
 /// Whether forward and grad_x (`.0`) and grad_w (`.1`) run on the GEMM kernels.
 fn use_gemm(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<(bool, bool)> {
     match algo {
         ConvAlgo::Auto => Ok((
             p.groups == 1,
-            p.groups == 1 && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN_COLS,
+            p.groups == 1
+                && g.cout >= GRAD_W_GEMM_MIN.0
+                && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN.1,
         )),
         ConvAlgo::Direct => Ok((false, false)),
         ConvAlgo::Gemm if p.groups == 1 => Ok((true, true)),
