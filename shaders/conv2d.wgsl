@@ -183,18 +183,24 @@ fn grad_x_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let s = slot(i, p.h, p.w, p.cin_g, 1u);
     let kk = p.kh * p.kw;
     let cl = s.c0 - s.g * p.cin_g;
+    let plane = p.ho * p.wo;
+    // gy and w of the group's first output channel; further channels are plane and
+    // Cin/groups·KH·KW further on.
+    let gb = (s.n * p.cout + s.g * p.cout_g) * plane;
+    let wb = (s.g * p.cout_g * p.cin_g + cl) * kk;
+    let wstep = p.cin_g * kk;
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky++) {
         let oy = tap_out(s.row, ky, p.ho);
         if oy < 0 { continue; }
+        let gr = gb + u32(oy) * p.wo;
         for (var kx = 0u; kx < p.kw; kx++) {
             let ox = tap_out(s.col, kx, p.wo);
             if ox < 0 { continue; }
-            let tap = ky * p.kw + kx;
-            for (var c = 0u; c < p.cout_g; c++) {
-                let co = s.g * p.cout_g + c;
-                let g = gy[((s.n * p.cout + co) * p.ho + u32(oy)) * p.wo + u32(ox)];
-                acc += g * wt[(co * p.cin_g + cl) * kk + tap];
+            let wt0 = wb + ky * p.kw + kx;
+            acc += gy[gr + u32(ox)] * wt[wt0];
+            for (var c = 1u; c < p.cout_g; c++) {
+                acc += gy[gr + c * plane + u32(ox)] * wt[wt0 + c * wstep];
             }
         }
     }
