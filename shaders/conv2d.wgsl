@@ -3,17 +3,20 @@
 // per-channel sum (reduce.wgsl).
 //
 // Dense convolutions (groups == 1) run as implicit GEMMs (*_gemm): each workgroup computes a
-// BM x BN output tile (BM * BN = 4096, 256 threads with a 4x4 register block each), stepping
-// through K in slices of BK = 8 staged in workgroup memory; loads outside the image, the
-// padding or the matrix read as zero, so every shape works.
+// BM x BN output tile (at most 4096: 256 threads with a 4x4 register block each; narrow tiles
+// leave threads idle in the multiply), stepping through K in slices of BK = 8 staged in
+// workgroup memory; loads outside the image, the padding or the matrix read as zero, so every
+// shape works.
 //   forward: M = N·Ho·Wo output pixels, N = Cout, K = Cin·KH·KW (A = im2col(x), B = w^T)
-//   grad_x:  M = N·H·W input pixels,  N = Cin,  K = Cout·KH·KW (A = gy gathered, B = w)
+//   grad_x:  one GEMM per stride phase: M = its input pixels, N = Cin, K = Cout times the taps
+//            that reach the phase (A = gy gathered, B = w)
 //   grad_w:  M = Cout, N = Cin·KH·KW, K = N·Ho·Wo split in chunks of kc (split-K) into a
 //            scratch [splits, Cout, Cin·KH·KW] summed by grad_w_reduce.
-// The other kernels are direct: grouped and depthwise convolutions. Their tiled variants give
-// each thread (forward, grad_x) or workgroup (grad_w) 4 channels of one group, so that every
-// value loaded from x or gy is used 4 times; the plain ones (one element each) serve groups
-// with fewer than 4 channels.
+// The other kernels are direct: grouped and depthwise convolutions, and grad_w of narrow dense
+// layers (the direct grad_w kernels also split N·Ho·Wo into chunks for grad_w_reduce). Their
+// tiled variants give each thread (forward, grad_x) or workgroup (grad_w) 4 channels of one
+// group, so that every value loaded from x or gy is used 4 times; the plain ones (one element
+// each) serve groups with fewer than 4 channels.
 
 struct P {
     n: u32, cin: u32, h: u32, w: u32,
@@ -22,7 +25,10 @@ struct P {
     groups: u32, cin_g: u32, cout_g: u32, tiles: u32,   // tiles: channel tiles per group
     total: u32, has_bias: u32, bm: u32, bn: u32,        // total: threads (or workgroups) needed
     gm: u32, gn: u32, gk: u32, kc: u32,                 // GEMM sizes; kc: K per split (grad_w)
-    splits: u32, _p0: u32, _p1: u32, _p2: u32,
+    splits: u32, ny: u32, nx: u32, fy: u32,             // grad_x_gemm's stride phase (see there)
+    fx: u32, qy0: u32, qx0: u32, ky0: u32,              // qy0, qx0: i32 bits
+    kx0: u32, nky: u32, nkx: u32, st: u32,
+    dq: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -130,6 +136,8 @@ fn forward_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 // the tap falls between strided outputs or outside the output.
 fn tap_out(i: u32, k: u32, out: u32) -> i32 {
     let t = i32(i + p.pad) - i32(k * p.dil);
+    // Stride 1 (all depthwise layers of the model) needs no integer division.
+    if p.stride == 1u { return select(-1, t, t >= 0 && t < i32(out)); }
     if t < 0 || t % i32(p.stride) != 0 { return -1; }
     let o = t / i32(p.stride);
     return select(-1, o, o < i32(out));
@@ -175,32 +183,69 @@ fn grad_x_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let s = slot(i, p.h, p.w, p.cin_g, 1u);
     let kk = p.kh * p.kw;
     let cl = s.c0 - s.g * p.cin_g;
+    let plane = p.ho * p.wo;
+    // gy and w of the group's first output channel; further channels are plane and
+    // Cin/groups·KH·KW further on.
+    let gb = (s.n * p.cout + s.g * p.cout_g) * plane;
+    let wb = (s.g * p.cout_g * p.cin_g + cl) * kk;
+    let wstep = p.cin_g * kk;
     var acc = 0.0;
     for (var ky = 0u; ky < p.kh; ky++) {
         let oy = tap_out(s.row, ky, p.ho);
         if oy < 0 { continue; }
+        let gr = gb + u32(oy) * p.wo;
         for (var kx = 0u; kx < p.kw; kx++) {
             let ox = tap_out(s.col, kx, p.wo);
             if ox < 0 { continue; }
-            let tap = ky * p.kw + kx;
-            for (var c = 0u; c < p.cout_g; c++) {
-                let co = s.g * p.cout_g + c;
-                let g = gy[((s.n * p.cout + co) * p.ho + u32(oy)) * p.wo + u32(ox)];
-                acc += g * wt[(co * p.cin_g + cl) * kk + tap];
+            let wt0 = wb + ky * p.kw + kx;
+            acc += gy[gr + u32(ox)] * wt[wt0];
+            for (var c = 1u; c < p.cout_g; c++) {
+                acc += gy[gr + c * plane + u32(ox)] * wt[wt0 + c * wstep];
             }
         }
     }
     gx[((s.n * p.cin + s.c0) * p.h + s.row) * p.w + s.col] = acc;
 }
 
-// One workgroup per 4 output channels of one group at one (ci, ky, kx): a reduction over
-// N·Ho·Wo in which each x value loaded meets 4 output gradients.
+// Output pixel q of N·Ho·Wo as (ox, oy, n), and the pixel 256 further on without integer
+// division (256 = a·Wo + b, a = c·Ho + d: each carry happens at most once).
+fn pixel(q: u32) -> vec3<u32> {
+    return vec3<u32>(q % p.wo, (q / p.wo) % p.ho, q / (p.wo * p.ho));
+}
+
+fn pixel_stride() -> vec3<u32> {
+    let a = 256u / p.wo;
+    return vec3<u32>(256u % p.wo, a % p.ho, a / p.ho);
+}
+
+fn pixel_step(o: vec3<u32>, st: vec3<u32>) -> vec3<u32> {
+    var ox = o.x + st.x;
+    var oy = o.y + st.y;
+    var n = o.z + st.z;
+    if ox >= p.wo {
+        ox -= p.wo;
+        oy += 1u;
+    }
+    if oy >= p.ho {
+        oy -= p.ho;
+        n += 1u;
+    }
+    return vec3<u32>(ox, oy, n);
+}
+
+// One workgroup per 4 output channels of one group at one (ci, ky, kx) and one chunk of kc
+// values of N·Ho·Wo (split s of p.splits): a reduction in which each x value loaded meets 4
+// output gradients. With several splits gw is a scratch [splits, gw] for grad_w_reduce.
 @compute @workgroup_size(256)
 fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = wid.x + wid.y * nwg.x;
-    let valid = e < p.total;
-    let we = min(e, p.total - 1u);
+    let split = e / p.total;
+    let valid = split < p.splits;
+    let we = e % p.total;
+    let q0 = split * p.kc + lid;
+    let q1 = min((split + 1u) * p.kc, p.n * p.ho * p.wo);
+    let out = split * p.cout * p.cin_g * p.kh * p.kw;
     let kx = we % p.kw;
     var r = we / p.kw;
     let ky = r % p.kh;
@@ -216,10 +261,13 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let dy = i32(ky * p.dil) - i32(p.pad);
     let dx = i32(kx * p.dil) - i32(p.pad);
     var sum = vec4<f32>(0.0);
-    for (var q = lid; q < p.n * plane; q += 256u) {
-        let ox = q % p.wo;
-        let oy = (q / p.wo) % p.ho;
-        let n = q / plane;
+    var o = pixel(q0);
+    let st = pixel_stride();
+    for (var q = q0; q < q1; q += 256u) {
+        let ox = o.x;
+        let oy = o.y;
+        let n = o.z;
+        o = pixel_step(o, st);
         let iy = i32(oy * p.stride) + dy;
         let ix = i32(ox * p.stride) + dx;
         if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
@@ -237,18 +285,24 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     if lid == 0u && valid {
         let tap = ky * p.kw + kx;
         for (var j = 0u; j < 4u; j++) {
-            if c0 + j < end { gw[((c0 + j) * p.cin_g + cl) * p.kh * p.kw + tap] = part4[0][j]; }
+            if c0 + j < end {
+                gw[out + ((c0 + j) * p.cin_g + cl) * p.kh * p.kw + tap] = part4[0][j];
+            }
         }
     }
 }
 
-// One workgroup per weight element [co, ci, ky, kx]: a reduction over N·Ho·Wo.
+// One workgroup per weight element [co, ci, ky, kx] and chunk of N·Ho·Wo, as grad_w.
 @compute @workgroup_size(256)
 fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = wid.x + wid.y * nwg.x;
-    let valid = e < p.total;
-    let we = min(e, p.total - 1u);
+    let split = e / p.total;
+    let valid = split < p.splits;
+    let we = e % p.total;
+    let q0 = split * p.kc + lid;
+    let q1 = min((split + 1u) * p.kc, p.n * p.ho * p.wo);
+    let out = split * p.cout * p.cin_g * p.kh * p.kw;
     let kx = we % p.kw;
     var r = we / p.kw;
     let ky = r % p.kh;
@@ -260,10 +314,13 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let dx = i32(kx * p.dil) - i32(p.pad);
     let plane = p.ho * p.wo;
     var sum = 0.0;
-    for (var q = lid; q < p.n * plane; q += 256u) {
-        let ox = q % p.wo;
-        let oy = (q / p.wo) % p.ho;
-        let n = q / plane;
+    var o = pixel(q0);
+    let st = pixel_stride();
+    for (var q = q0; q < q1; q += 256u) {
+        let ox = o.x;
+        let oy = o.y;
+        let n = o.z;
+        o = pixel_step(o, st);
         let iy = i32(oy * p.stride) + dy;
         let ix = i32(ox * p.stride) + dx;
         if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
@@ -277,7 +334,7 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         if lid < w { part[lid] += part[lid + w]; }
         workgroupBarrier();
     }
-    if lid == 0u && valid { gw[we] = part[0]; }
+    if lid == 0u && valid { gw[out + we] = part[0]; }
 }
 
 // ---- Implicit-GEMM kernels for dense convolutions ----
@@ -334,16 +391,20 @@ fn put_b(r: u32, n: u32, bm4: u32, bn4: u32, v: f32) {
     tile[BK * bm4 + r * bn4 + n / 4u][n % 4u] = v;
 }
 
+// 0 <= iy < H and 0 <= ix < W (negative values wrap to huge unsigned ones).
 fn in_image(iy: i32, ix: i32) -> bool {
-    return iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
+    return u32(iy) < p.h && u32(ix) < p.w;
 }
 
-// forward: k = (ci, ky, kx) -> (x channel offset, ky·dil, kx·dil); FAR past K.
+// forward: k = (ci, ky, kx) -> (x offset of the tap from the pixel's window corner, ky·dil,
+// kx·dil); FAR past K.
 fn fwd_k(k: u32) -> vec4<i32> {
     if k >= p.gk { return vec4<i32>(0, FAR, FAR, 0); }
     let khw = p.kh * p.kw;
     let tap = k % khw;
-    return vec4<i32>(i32((k / khw) * p.h * p.w), i32((tap / p.kw) * p.dil), i32((tap % p.kw) * p.dil), 0);
+    let dy = (tap / p.kw) * p.dil;
+    let dx = (tap % p.kw) * p.dil;
+    return vec4<i32>(i32((k / khw) * p.h * p.w + dy * p.w + dx), i32(dy), i32(dx), 0);
 }
 
 @compute @workgroup_size(256)
@@ -361,13 +422,15 @@ fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let ml = lid % p.bm;
     let m = min(m0 + ml, p.gm - 1u);
     let pix = m % plane;
-    let xb = i32((m / plane) * p.cin * p.h * p.w);
-    let iy0 = select(FAR, i32((pix / p.wo) * p.stride) - i32(p.pad), m0 + ml < p.gm);
+    let iy0 = i32((pix / p.wo) * p.stride) - i32(p.pad);
     let ix0 = i32((pix % p.wo) * p.stride) - i32(p.pad);
+    let xb = i32((m / plane) * p.cin * p.h * p.w) + iy0 * i32(p.w) + ix0;
+    let iyc = select(FAR, iy0, m0 + ml < p.gm);
     let rstep = 256u / p.bm;
     // Output pixels are contiguous in y: neighbouring threads take neighbouring rows.
     let tm = lid % bm4;
     let tn = lid / bm4;
+    let busy = tn < bn4;  // BN < 16 (fewer than 16 channels): only BN / 4 · 64 threads multiply
     c0 = vec4<f32>(0.0);
     c1 = vec4<f32>(0.0);
     c2 = vec4<f32>(0.0);
@@ -380,10 +443,8 @@ fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         let k0 = s * BK;
         for (var r = lid / p.bm; r < BK; r += rstep) {
             let t = ktab[cur + r];
-            let iy = iy0 + t.y;
-            let ix = ix0 + t.z;
             var v = 0.0;
-            if in_image(iy, ix) { v = x[u32(xb + t.x + iy * i32(p.w) + ix)]; }
+            if in_image(iyc + t.y, ix0 + t.z) { v = x[u32(xb + t.x)]; }
             put_a(r, ml, bm4, v);
         }
         for (var i = lid; i < BK * p.bn; i += 256u) {
@@ -395,12 +456,12 @@ fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         }
         workgroupBarrier();
         if lid < BK { ktab[(cur ^ BK) + lid] = fwd_k(k0 + BK + lid); }
-        mac(bm4, bn4, tm, tn);
+        if busy { mac(bm4, bn4, tm, tn); }
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
         let mo = m0 + tm * 4u + i;
-        if mo >= p.gm { break; }
+        if !busy || mo >= p.gm { break; }
         let acc = acc_row(i);
         let yb = (mo / plane) * p.cout * plane + mo % plane;
         for (var j = 0u; j < 4u; j++) {
@@ -414,14 +475,22 @@ fn forward_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
 }
 
-// grad_x: k = (co, ky, kx) -> (gy channel offset, ky·dil, kx·dil, w offset of (co, 0, ky, kx)).
+// grad_x runs once per stride phase (fy, fx): the input pixels iy = fy + s·i, ix = fx + s·j
+// (ny × nx of them per image). Only taps ky = ky0 + st·a (nky of them; likewise kx) reach
+// such a pixel, from output row oy = qy0 + i − dq·a, so K = Cout·nky·nkx holds no zero taps.
+// k = (co, a, b) -> (gy offset from the pixel's (oy, ox) at a = b = 0, dq·a, dq·b, w offset
+// of (co, 0, ky, kx)).
 fn gx_k(k: u32) -> vec4<i32> {
     if k >= p.gk { return vec4<i32>(0, -FAR, -FAR, -1); }
-    let khw = p.kh * p.kw;
-    let co = k / khw;
-    let tap = k % khw;
-    return vec4<i32>(i32(co * p.ho * p.wo), i32((tap / p.kw) * p.dil), i32((tap % p.kw) * p.dil),
-                     i32(co * p.cin * khw + tap));
+    let taps = p.nky * p.nkx;
+    let co = k / taps;
+    let t = k % taps;
+    let dy = i32((t / p.nkx) * p.dq);
+    let dx = i32((t % p.nkx) * p.dq);
+    let ky = p.ky0 + (t / p.nkx) * p.st;
+    let kx = p.kx0 + (t % p.nkx) * p.st;
+    return vec4<i32>(i32(co * p.ho * p.wo) - dy * i32(p.wo) - dx, dy, dx,
+                     i32(co * p.cin * p.kh * p.kw + ky * p.kw + kx));
 }
 
 @compute @workgroup_size(256)
@@ -434,23 +503,24 @@ fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let ntn = (p.gn + p.bn - 1u) / p.bn;
     let m0 = (e / ntn) * p.bm;
     let n0 = (e % ntn) * p.bn;
-    let plane = p.h * p.w;
+    let plane = p.ny * p.nx;
     let khw = p.kh * p.kw;
-    // This thread's A column (input pixel): y/x + padding, from which the taps are subtracted.
+    // This thread's A column (input pixel of the phase): its output row/column at tap 0.
     let ml = lid % p.bm;
     let m = min(m0 + ml, p.gm - 1u);
-    let pix = m % plane;
-    let gyb = i32((m / plane) * p.cout * p.ho * p.wo);
-    let py = select(FAR, i32(pix / p.w + p.pad), m0 + ml < p.gm);
-    let px = i32(pix % p.w + p.pad);
+    let q = m % plane;
+    let qy = bitcast<i32>(p.qy0) + i32(q / p.nx);
+    let qx = bitcast<i32>(p.qx0) + i32(q % p.nx);
+    let gyb = i32((m / plane) * p.cout * p.ho * p.wo) + qy * i32(p.wo) + qx;
+    let qyc = select(FAR, qy, m0 + ml < p.gm);
     let rstep = 256u / p.bm;
     // B column (input channel) of this thread's loads.
     let nl = lid % p.bn;
     let bstep = 256u / p.bn;
     let ci = n0 + nl;
-    let s32 = i32(p.stride);
     let tm = lid % bm4;
     let tn = lid / bm4;
+    let busy = tn < bn4;  // BN < 16 (fewer than 16 channels): only BN / 4 · 64 threads multiply
     c0 = vec4<f32>(0.0);
     c1 = vec4<f32>(0.0);
     c2 = vec4<f32>(0.0);
@@ -462,18 +532,8 @@ fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let cur = (s & 1u) * BK;
         for (var r = lid / p.bm; r < BK; r += rstep) {
             let t = ktab[cur + r];
-            var oy = py - t.y;
-            var ox = px - t.z;
-            var ok = oy >= 0 && ox >= 0;
-            if p.stride != 1u {
-                ok = ok && oy % s32 == 0 && ox % s32 == 0;
-                oy = oy / s32;
-                ox = ox / s32;
-            }
             var v = 0.0;
-            if ok && oy < i32(p.ho) && ox < i32(p.wo) {
-                v = gy[u32(gyb + t.x + oy * i32(p.wo) + ox)];
-            }
+            if u32(qyc - t.y) < p.ho && u32(qx - t.z) < p.wo { v = gy[u32(gyb + t.x)]; }
             put_a(r, ml, bm4, v);
         }
         for (var r = lid / p.bn; r < BK; r += bstep) {
@@ -484,30 +544,34 @@ fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         }
         workgroupBarrier();
         if lid < BK { ktab[(cur ^ BK) + lid] = gx_k((s + 1u) * BK + lid); }
-        mac(bm4, bn4, tm, tn);
+        if busy { mac(bm4, bn4, tm, tn); }
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
         let mo = m0 + tm * 4u + i;
-        if mo >= p.gm { break; }
+        if !busy || mo >= p.gm { break; }
         let acc = acc_row(i);
-        let xb = (mo / plane) * p.cin * plane + mo % plane;
+        let qo = mo % plane;
+        let pix = (p.fy + (qo / p.nx) * p.stride) * p.w + p.fx + (qo % p.nx) * p.stride;
+        let xb = (mo / plane) * p.cin * p.h * p.w + pix;
         for (var j = 0u; j < 4u; j++) {
             let c = n0 + tn * 4u + j;
-            if c < p.gn { gx[xb + c * plane] = acc[j]; }
+            if c < p.gn { gx[xb + c * p.h * p.w] = acc[j]; }
         }
     }
 }
 
-// grad_w: k = (n, oy, ox) -> (gy offset of (n, 0, oy, ox) or -1 past the chunk, x image
-// offset, oy·stride − pad, ox·stride − pad).
+// grad_w: k = (n, oy, ox) -> (gy offset of (n, 0, oy, ox) or -1 past the chunk, x offset of
+// the window corner (n, 0, iy0, ix0), iy0 = oy·stride − pad, ix0 = ox·stride − pad).
 fn gw_k(k: u32, kend: u32) -> vec4<i32> {
     if k >= kend { return vec4<i32>(-1, 0, FAR, FAR); }
     let plane = p.ho * p.wo;
     let img = k / plane;
     let pix = k % plane;
-    return vec4<i32>(i32(img * p.cout * plane + pix), i32(img * p.cin * p.h * p.w),
-                     i32((pix / p.wo) * p.stride) - i32(p.pad), i32((pix % p.wo) * p.stride) - i32(p.pad));
+    let iy0 = i32((pix / p.wo) * p.stride) - i32(p.pad);
+    let ix0 = i32((pix % p.wo) * p.stride) - i32(p.pad);
+    let xoff = i32(img * p.cin * p.h * p.w) + iy0 * i32(p.w) + ix0;
+    return vec4<i32>(i32(img * p.cout * plane + pix), xoff, iy0, ix0);
 }
 
 @compute @workgroup_size(256)
@@ -529,12 +593,16 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     for (var i = lid; i < p.bn; i += 256u) {
         let j = n0 + i;
         let tap = j % khw;
-        ctab[i] = vec4<i32>(i32((j / khw) * p.h * p.w), select(FAR, i32((tap / p.kw) * p.dil), j < p.gn),
-                            i32((tap % p.kw) * p.dil), 0);
+        let dy = (tap / p.kw) * p.dil;
+        let dx = (tap % p.kw) * p.dil;
+        let off = (j / khw) * p.h * p.w + dy * p.w + dx;
+        ctab[i] = vec4<i32>(i32(off), select(FAR, i32(dy), j < p.gn), i32(dx), 0);
     }
-    // Weights are contiguous along N: neighbouring threads take neighbouring columns.
+    // Weights are contiguous along N: neighbouring threads take neighbouring columns. BN fits
+    // Cin·KH·KW (any multiple of 4), so only BM·BN / 16 threads multiply; all of them load.
     let tn = lid % bn4;
     let tm = lid / bn4;
+    let busy = tm < bm4;
     c0 = vec4<f32>(0.0);
     c1 = vec4<f32>(0.0);
     c2 = vec4<f32>(0.0);
@@ -544,33 +612,29 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let steps = (kend - kbeg + BK - 1u) / BK;
     for (var s = 0u; s < steps; s++) {
         let cur = (s & 1u) * BK;
-        // Neighbouring threads take neighbouring k (pixels) for contiguous loads.
-        for (var i = lid; i < BK * p.bm; i += 256u) {
-            let r = i % BK;
-            let co = m0 + i / BK;
-            let t = ktab[cur + r];
+        // Neighbouring threads take neighbouring k (pixels) for contiguous loads; each thread
+        // keeps one k (row r) and steps through the columns.
+        let r = lid % BK;
+        let t = ktab[cur + r];
+        for (var ml = lid / BK; ml < p.bm; ml += 256u / BK) {
             var v = 0.0;
-            if t.x >= 0 && co < p.gm { v = gy[u32(t.x) + co * plane]; }
-            put_a(r, i / BK, bm4, v);
+            if t.x >= 0 && m0 + ml < p.gm { v = gy[u32(t.x) + (m0 + ml) * plane]; }
+            put_a(r, ml, bm4, v);
         }
-        for (var i = lid; i < BK * p.bn; i += 256u) {
-            let r = i % BK;
-            let c = ctab[i / BK];
-            let t = ktab[cur + r];
-            let iy = t.z + c.y;
-            let ix = t.w + c.z;
+        for (var nl = lid / BK; nl < p.bn; nl += 256u / BK) {
+            let c = ctab[nl];
             var v = 0.0;
-            if in_image(iy, ix) { v = xin[u32(t.y + c.x + iy * i32(p.w) + ix)]; }
-            put_b(r, i / BK, bm4, bn4, v);
+            if in_image(t.z + c.y, t.w + c.z) { v = xin[u32(t.y + c.x)]; }
+            put_b(r, nl, bm4, bn4, v);
         }
         workgroupBarrier();
         if lid < BK { ktab[(cur ^ BK) + lid] = gw_k(kbeg + (s + 1u) * BK + lid, kend); }
-        mac(bm4, bn4, tm, tn);
+        if busy { mac(bm4, bn4, tm, tn); }
         workgroupBarrier();
     }
     for (var i = 0u; i < 4u; i++) {
         let co = m0 + tm * 4u + i;
-        if co >= p.gm { break; }
+        if !busy || co >= p.gm { break; }
         let acc = acc_row(i);
         let pb = (split * p.gm + co) * p.gn;
         for (var j = 0u; j < 4u; j++) {
@@ -580,14 +644,24 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     }
 }
 
-// gw = the sum over splits of grad_w_gemm's partial sums (fixed order: deterministic).
+// gw = the sum over splits of grad_w_gemm's partial sums, in a fixed order (deterministic).
+// Each workgroup sums 16 outputs, 16 threads per output each taking every 16th split, so that
+// no thread walks a long chain of dependent loads.
 @compute @workgroup_size(256)
-fn grad_w_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i >= p.total { return; }
+fn grad_w_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = (wid.x + wid.y * nwg.x) * 16u + lid % 16u;
     var sum = 0.0;
-    for (var s = 0u; s < p.splits; s++) {
-        sum += partial_in[s * p.total + i];
+    if i < p.total {
+        for (var s = lid / 16u; s < p.splits; s += 16u) {
+            sum += partial_in[s * p.total + i];
+        }
     }
-    gw_out[i] = sum;
+    part[lid] = sum;
+    workgroupBarrier();
+    for (var w = 128u; w >= 16u; w >>= 1u) {
+        if lid < w { part[lid] += part[lid + w]; }
+        workgroupBarrier();
+    }
+    if lid < 16u && i < p.total { gw_out[i] = part[lid]; }
 }

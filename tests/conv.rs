@@ -15,10 +15,10 @@ use lskbb::{backward, Tensor, Var};
 use std::path::Path;
 
 /// Every output is an f32 sum of at most K·K·Cin/groups ≤ 196 products (forward, grad_x) or
-/// N·Ho·Wo ≤ 300 products (grad_w, grad_b) of values ≤ 1 in magnitude; f32 rounding
-/// (eps 6e-8) accumulates to ~√terms·eps·|terms| ≈ 1e-6 typical and < 2e-5 worst case over
-/// these sizes, so 1e-4 relative to max(1, |want|) leaves margin without hiding index bugs
-/// (which give O(0.1) errors).
+/// N·Ho·Wo ≤ 4620 products (grad_w, grad_b) of values ≤ 1 in magnitude; f32 rounding
+/// (eps 6e-8) accumulates to ~√terms·eps relative to sums of magnitude ~√terms, ≈ 4e-6
+/// typical and < 3e-5 worst case over these sizes, so 1e-4 relative to max(1, |want|) leaves
+/// margin without hiding index bugs (which give O(0.1) errors).
 const TOL: f64 = 1e-4;
 
 /// The PyTorch goldens are float64 results of the same float32 inputs rounded to f32; sums
@@ -73,7 +73,8 @@ const fn case(
 /// Dense 3×3 (tiled forward, 6 = 4 + 2 channels), stride 2 with batch 3, the LSK depthwise
 /// 5×5 pad 2 and 7×7 dilation 3 pad 9, 1×1 (tiled grad_x), a 7×7 stride-2 stem, grouped with
 /// dilation 2 and stride 2, a non-square kernel, stride 3 that skips input pixels (their
-/// grad_x must be zero), and a 1×1 output.
+/// grad_x must be zero), a 1×1 output, and depthwise and grouped convolutions whose N·Ho·Wo
+/// (over 4096) splits the direct grad_w kernels' reductions into chunks.
 const CASES: &[Case] = &[
     case(2, 3, (9, 7), 6, (3, 3), (1, 1, 1, 1), true),
     case(3, 5, (8, 11), 4, (3, 3), (2, 1, 1, 1), false),
@@ -85,6 +86,8 @@ const CASES: &[Case] = &[
     case(1, 4, (6, 5), 5, (3, 1), (1, 1, 1, 1), false),
     case(2, 5, (8, 8), 8, (2, 2), (3, 0, 1, 1), true),
     case(3, 4, (3, 3), 7, (3, 3), (1, 0, 1, 1), true),
+    case(2, 4, (48, 47), 4, (5, 5), (1, 2, 1, 4), true),
+    case(1, 8, (70, 66), 8, (3, 3), (1, 1, 1, 2), false),
 ];
 
 fn params(c: &Case) -> Conv2dParams {
@@ -133,15 +136,16 @@ fn conv2d_forward_and_backward_match_reference() {
     }
 }
 
-/// grad_w sums up to N·Ho·Wo = 2·29·31 ≈ 1800 products here (split over several chunks) and
-/// the forward up to 65·9 = 585: the TOL argument gives √1800·6e-8·|terms| ≲ 5e-5 typical
+/// grad_w sums up to N·Ho·Wo = 2·48·47 ≈ 4500 products here (split over up to 18 chunks) and
+/// the forward up to 65·9 = 585: the TOL argument gives √4500·6e-8·|terms| ≲ 5e-5 typical
 /// relative to sums whose magnitude is ~√terms, so 2e-4 keeps the margin.
 const GEMM_TOL: f64 = 2e-4;
 
 /// Shapes at the GEMM tile boundaries (tiles 256×16, 128×32, 64×64; K steps of 8; grad_w
 /// split-K chunks of 256): M, N and K not multiples of the tiles, Cout 17 and 65 (several
 /// N tiles), stride 2, Cin 3 (K = 27), batch 1, 1×1 and 7×7 dense, dilation, a 1×1 output,
-/// and grad_w reductions long enough to split.
+/// grad_x stride phases with dilation (gcd of stride and dilation 1 and 2) and stride 4, and
+/// grad_w reductions long enough to split (into more than 16 chunks in the last case).
 const GEMM_CASES: &[Case] = &[
     case(1, 3, (13, 11), 16, (3, 3), (1, 1, 1, 1), true),
     case(2, 16, (29, 31), 16, (3, 3), (1, 1, 1, 1), false),
@@ -153,6 +157,10 @@ const GEMM_CASES: &[Case] = &[
     case(1, 3, (16, 17), 16, (7, 7), (2, 3, 1, 1), false),
     case(2, 6, (12, 12), 9, (3, 3), (1, 2, 2, 1), true),
     case(1, 7, (3, 3), 5, (3, 3), (1, 0, 1, 1), false),
+    case(2, 4, (11, 10), 6, (3, 3), (2, 2, 2, 1), false),
+    case(1, 3, (13, 12), 5, (3, 3), (2, 3, 3, 1), true),
+    case(1, 2, (14, 13), 3, (3, 3), (4, 2, 2, 1), false),
+    case(2, 2, (48, 47), 3, (3, 3), (1, 1, 1, 1), true),
 ];
 
 #[test]

@@ -1,0 +1,112 @@
+//! Times conv2d on the direct kernels against the implicit-GEMM kernels (same run, same
+//! adapter): forward, grad_x and grad_w of the model's convolution shapes; prints ms old
+//! (ConvAlgo::Direct) / new (ConvAlgo::Auto: GEMM when dense), the old/new ratio and the new
+//! kernels' GFLOP/s.
+//!
+//! `cargo run --release --example conv_bench` uses small shapes (lavapipe, a few seconds);
+//! `-- full` the model's training shapes (batch 32, 224 down to 56) for a real GPU.
+
+use anyhow::Result;
+use lskbb::ops::conv::{
+    conv2d_forward_with, conv2d_grad_w_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo,
+};
+use lskbb::{AdapterChoice, Gpu, Tensor};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// n, cin, hw, cout, k, stride, padding, dilation, groups.
+type Shape = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
+
+const SMALL: &[Shape] = &[
+    (4, 32, 56, 32, 3, 1, 1, 1, 1),
+    (4, 16, 56, 16, 3, 1, 1, 1, 1),
+    (4, 32, 56, 64, 3, 2, 1, 1, 1),
+    (4, 32, 56, 32, 1, 1, 0, 1, 1),
+    (4, 2, 56, 2, 7, 1, 3, 1, 1),
+    (4, 16, 56, 16, 5, 1, 2, 1, 16),
+];
+
+const FULL: &[Shape] = &[
+    (32, 16, 224, 16, 3, 1, 1, 1, 1),
+    (32, 16, 224, 32, 3, 2, 1, 1, 1),
+    (32, 32, 112, 32, 3, 1, 1, 1, 1),
+    (32, 64, 56, 64, 3, 1, 1, 1, 1),
+    (32, 64, 56, 64, 1, 1, 0, 1, 1),
+    (32, 3, 224, 16, 3, 1, 1, 1, 1),
+    (32, 2, 224, 2, 7, 1, 3, 1, 1),
+    (32, 16, 224, 16, 5, 1, 2, 1, 16),
+    (32, 16, 224, 16, 7, 1, 9, 3, 16),
+    (32, 64, 56, 64, 5, 1, 2, 1, 64),
+];
+
+/// Seconds per call of `f`, after one warm-up call (pipeline builds), waiting for the GPU.
+fn time(gpu: &Arc<Gpu>, reps: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
+    let sync = |t: &Tensor| gpu.read(t.buf(), 4).map(drop);
+    sync(&f()?)?;
+    let start = Instant::now();
+    let mut last = None;
+    for _ in 0..reps {
+        last = Some(f()?);
+    }
+    if let Some(t) = &last {
+        sync(t)?;
+    }
+    Ok(start.elapsed().as_secs_f64() / reps as f64)
+}
+
+fn main() -> Result<()> {
+    let full = std::env::args().any(|a| a == "full");
+    let (shapes, reps) = if full { (FULL, 20) } else { (SMALL, 3) };
+    let gpu = Gpu::new(&AdapterChoice::default())?;
+    println!("{}", gpu.describe());
+    println!(
+        "{:<24} {:>25} {:>25} {:>25}",
+        "n,cin,hw,cout,k,s,p,d,g", "forward", "grad_x", "grad_w"
+    );
+    for &(n, cin, hw, cout, k, stride, padding, dilation, groups) in shapes {
+        let p = Conv2dParams {
+            stride,
+            padding,
+            dilation,
+            groups,
+        };
+        let fill = |shape: &[usize], seed: usize| {
+            let len: usize = shape.iter().product();
+            let data: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919 + seed * 104729) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            Tensor::from_f32(&gpu, &data, shape)
+        };
+        let x = fill(&[n, cin, hw, hw], 1)?;
+        let w = fill(&[cout, cin / groups, k, k], 2)?;
+        let y = conv2d_forward_with(&x, &w, None, p, ConvAlgo::Auto)?;
+        let gy = fill(y.shape(), 3)?;
+        let flops = 2.0 * (y.shape().iter().product::<usize>() * cin / groups * k * k) as f64;
+        let fwd = |algo| time(&gpu, reps, || conv2d_forward_with(&x, &w, None, p, algo));
+        let gx = |algo| time(&gpu, reps, || conv2d_grad_x_with(&x, &w, &gy, p, algo));
+        let gw = |algo| time(&gpu, reps, || conv2d_grad_w_with(&x, &w, &gy, p, algo));
+        let mut line = format!("{n},{cin},{hw},{cout},{k},{stride},{padding},{dilation},{groups}");
+        for f in [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx, &gw] {
+            let (old, new) = (f(ConvAlgo::Direct)?, f(ConvAlgo::Auto)?);
+            line += &format!(
+                " {:>7.3}/{:<7.3} {:>4.2}x {:>6.1}",
+                old * 1e3,
+                new * 1e3,
+                old / new,
+                flops / new / 1e9
+            );
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
