@@ -1,18 +1,30 @@
-// LSK spatial selection pooling over [N, C, H, W]: y[:, 0] = mean over channels,
-// y[:, 1] = max over channels (first maximum on ties, as PyTorch). One thread per pixel.
+// LSK spatial selection pooling: y[:, 0] = mean and y[:, 1] = max over the channels of
+// cat(a, b) along channels, [N, Ca + Cb, H, W] -> [N, 2, H, W], without building the
+// concatenation (Cb = 0: over a alone). First maximum on ties, as PyTorch. One thread per
+// pixel.
 
 struct P {
     n: u32,     // N*H*W
-    c: u32,
+    ca: u32,
+    cb: u32,
     hw: u32,
-    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ga: array<f32>;
+@group(0) @binding(5) var<storage, read_write> gb: array<f32>;
+
+// Channel k of cat(a, b) at pixel s of sample ni.
+fn at(ni: u32, k: u32, s: u32) -> f32 {
+    if k < p.ca {
+        return a[(ni * p.ca + k) * p.hw + s];
+    }
+    return b[(ni * p.cb + k - p.ca) * p.hw + s];
+}
 
 @compute @workgroup_size(256)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -20,38 +32,41 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     if i >= p.n { return; }
     let ni = i / p.hw;
     let s = i % p.hw;
-    let base = ni * p.c * p.hw + s;
+    let c = p.ca + p.cb;
     var sum = 0.0;
-    var best = x[base];
-    for (var k = 0u; k < p.c; k++) {
-        let v = x[base + k * p.hw];
+    var best = at(ni, 0u, s);
+    for (var k = 0u; k < c; k++) {
+        let v = at(ni, k, s);
         sum += v;
         best = max(best, v);
     }
-    y[2u * ni * p.hw + s] = sum / f32(p.c);
+    y[2u * ni * p.hw + s] = sum / f32(c);
     y[(2u * ni + 1u) * p.hw + s] = best;
 }
 
-// gx = dy_mean / C everywhere, plus dy_max at the first channel holding the maximum.
+// g = dy_mean / C everywhere, plus dy_max at the first channel holding the maximum.
 @compute @workgroup_size(256)
 fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if i >= p.n { return; }
     let ni = i / p.hw;
     let s = i % p.hw;
-    let base = ni * p.c * p.hw + s;
+    let c = p.ca + p.cb;
     var arg = 0u;
-    var best = x[base];
-    for (var k = 1u; k < p.c; k++) {
-        let v = x[base + k * p.hw];
+    var best = at(ni, 0u, s);
+    for (var k = 1u; k < c; k++) {
+        let v = at(ni, k, s);
         if v > best {
             best = v;
             arg = k;
         }
     }
-    let gm = dy[2u * ni * p.hw + s] / f32(p.c);
+    let gm = dy[2u * ni * p.hw + s] / f32(c);
     let gmax = dy[(2u * ni + 1u) * p.hw + s];
-    for (var k = 0u; k < p.c; k++) {
-        gx[base + k * p.hw] = select(gm, gm + gmax, k == arg);
+    for (var k = 0u; k < p.ca; k++) {
+        ga[(ni * p.ca + k) * p.hw + s] = select(gm, gm + gmax, k == arg);
+    }
+    for (var k = 0u; k < p.cb; k++) {
+        gb[(ni * p.cb + k) * p.hw + s] = select(gm, gm + gmax, k + p.ca == arg);
     }
 }

@@ -295,12 +295,34 @@ fn channel_mean_max_matches_reference_with_ties() {
     }
     let x = Arr::new(&[1, 3, 1, 1], vec![2.0, 2.0, 1.0]);
     let gy = Arr::new(&[1, 2, 1, 1], vec![3.0, 1.0]);
-    let gx = chanpool::channel_mean_max_backward(&up(&x), &up(&gy)).unwrap();
+    let (gx, _) = chanpool::channel_mean_max_backward(&up(&x), None, &up(&gy)).unwrap();
     assert_eq!(
         down(&gx),
         vec![2.0, 1.0, 1.0],
         "max gradient goes to the first maximum"
     );
+}
+
+/// The pair form pools over cat(a, b) without building it: same values and gradients as the
+/// reference on the concatenation, split back at the boundary (ties across the two inputs
+/// send the max gradient to the first one, in a).
+#[test]
+fn channel_mean_max_pair_matches_reference_on_the_concatenation() {
+    let mut rng = Rng(23);
+    for (s, split) in [([2, 5, 3, 7], 2), ([1, 2, 4, 4], 1), ([3, 16, 5, 3], 8), ([1, 9, 1, 1], 4)] {
+        let x = rng.arr(&s, 2.0).map(|v| (v * 1.5).round());
+        let gy = rng.arr(&[s[0], 2, s[2], s[3]], 1.0);
+        let a = rnn::slice_channels(&x, 0, split);
+        let b = rnn::slice_channels(&x, split, s[1] - split);
+        let (va, vb) = (Var::param(up(&a)), Var::param(up(&b)));
+        let y = chanpool::channel_mean_max_pair(&va, &vb).unwrap();
+        assert_close(&format!("pair y {s:?}"), y.value(), &rnn::channel_mean_max(&x), POOL_TOL);
+        backprop(&y, &gy);
+        let gx = rnn::channel_mean_max_backward(&x, &gy);
+        let want = rnn::concat_channels_backward(&[split, s[1] - split], &gx);
+        assert_close(&format!("pair grad a {s:?}"), &va.grad().unwrap(), &want[0], POOL_TOL);
+        assert_close(&format!("pair grad b {s:?}"), &vb.grad().unwrap(), &want[1], POOL_TOL);
+    }
 }
 
 #[test]
@@ -314,9 +336,9 @@ fn channel_mean_max_matches_pytorch_golden() {
     let err = lskbb::reference::max_rel_err(&a("grad_x").to_f32(), &gx);
     assert!(err < GOLDEN_REF_TOL, "reference chanpool.grad_x: {err:e}");
     let tx = up(&x);
-    let y = chanpool::channel_mean_max_forward(&tx).unwrap();
+    let y = chanpool::channel_mean_max_forward(&tx, None).unwrap();
     assert_close("golden chanpool.y", &y, &a("y"), POOL_TOL);
-    let g = chanpool::channel_mean_max_backward(&tx, &up(&gy)).unwrap();
+    let (g, _) = chanpool::channel_mean_max_backward(&tx, None, &up(&gy)).unwrap();
     assert_close("golden chanpool.grad_x", &g, &a("grad_x"), POOL_TOL);
 }
 

@@ -5,10 +5,10 @@ use super::layers::{Conv2d, ConvSpec, InitKind};
 use super::params::ParamStore;
 use crate::autograd::Var;
 use crate::gpu::Gpu;
-use crate::ops::channels::{concat_channels, slice_channels};
-use crate::ops::chanpool::channel_mean_max;
+use crate::ops::chanpool::channel_mean_max_pair;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::elementwise::{add, mul, sigmoid};
+use crate::ops::elementwise::{mul, sigmoid};
+use crate::ops::select::lsk_select;
 use anyhow::Result;
 use std::sync::Arc;
 
@@ -65,11 +65,10 @@ impl LskBlock {
         let a2 = self.conv_spatial.forward(&a1)?;
         let a1 = self.conv1.forward(&a1)?;
         let a2 = self.conv2.forward(&a2)?;
-        let agg = channel_mean_max(&concat_channels(&[&a1, &a2])?)?;
+        // agg = [mean; max] over cat(a1, a2); attn = a1·s₀ + a2·s₁ (fused, see ops::select).
+        let agg = channel_mean_max_pair(&a1, &a2)?;
         let sig = sigmoid(&self.conv_squeeze.forward(&agg)?)?;
-        let s0 = slice_channels(&sig, 0, 1)?;
-        let s1 = slice_channels(&sig, 1, 1)?;
-        let attn = add(&mul(&a1, &s0)?, &mul(&a2, &s1)?)?;
+        let attn = lsk_select(&a1, &a2, &sig)?;
         mul(x, &self.conv.forward(&attn)?)
     }
 }

@@ -1,5 +1,6 @@
 //! LSK spatial selection pooling (`shaders/chanpool.wgsl`): cat(mean over channels, max over
-//! channels) with keepdim, [N, C, H, W] -> [N, 2, H, W].
+//! channels) with keepdim, [N, C, H, W] -> [N, 2, H, W]; the pair form pools over the
+//! channels of cat(a, b) without building the concatenation.
 
 use crate::autograd::Var;
 use crate::gpu::{grid, Kernel};
@@ -22,46 +23,65 @@ const BACKWARD: Kernel = Kernel {
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
 struct Params {
     n: u32,
-    c: u32,
+    ca: u32,
+    cb: u32,
     hw: u32,
-    pad: u32,
 }
 
-fn params(x: &Tensor) -> Result<([usize; 4], Params)> {
-    let d @ [n, c, h, w] = nchw(x, "channel_mean_max input")?;
-    if c == 0 || x.dtype() != DType::F32 {
+fn params(a: &Tensor, b: Option<&Tensor>) -> Result<([usize; 4], Params)> {
+    let d @ [n, ca, h, w] = nchw(a, "channel_mean_max input")?;
+    let cb = match b {
+        Some(b) => {
+            let [nb, cb, hb, wb] = nchw(b, "channel_mean_max second input")?;
+            if (nb, hb, wb) != (n, h, w) || b.dtype() != DType::F32 {
+                bail!(
+                    "channel_mean_max: inputs {:?} and {:?} differ outside the channel axis",
+                    a.shape(),
+                    b.shape()
+                );
+            }
+            cb
+        }
+        None => 0,
+    };
+    if ca == 0 || a.dtype() != DType::F32 {
         bail!(
             "channel_mean_max: expected an f32 input with at least one channel, got {:?} {:?}",
-            x.dtype(),
-            x.shape()
+            a.dtype(),
+            a.shape()
         );
     }
     let p = Params {
         n: (n * h * w) as u32,
-        c: c as u32,
+        ca: ca as u32,
+        cb: cb as u32,
         hw: (h * w) as u32,
-        pad: 0,
     };
     Ok((d, p))
 }
 
-/// y[:, 0] = mean of x over channels, y[:, 1] = max of x over channels.
-pub fn channel_mean_max_forward(x: &Tensor) -> Result<Tensor> {
-    let ([n, _, h, w], p) = params(x)?;
-    let y = Tensor::empty(x.gpu(), &[n, 2, h, w], DType::F32)?;
-    x.gpu().dispatch(
+/// y[:, 0] = mean and y[:, 1] = max over the channels of cat(a, b) (of a alone without b).
+pub fn channel_mean_max_forward(a: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let ([n, _, h, w], p) = params(a, b)?;
+    let y = Tensor::empty(a.gpu(), &[n, 2, h, w], DType::F32)?;
+    a.gpu().dispatch(
         &FORWARD,
         bytemuck::bytes_of(&p),
-        &[x.buf()],
+        &[a.buf(), b.unwrap_or(a).buf()],
         &[y.buf()],
         grid(p.n as usize),
     )?;
     Ok(y)
 }
 
-/// gx: gy[:, 0] / C on every channel plus gy[:, 1] on the first channel holding the maximum.
-pub fn channel_mean_max_backward(x: &Tensor, gy: &Tensor) -> Result<Tensor> {
-    let ([n, _, h, w], p) = params(x)?;
+/// (ga, gb): gy[:, 0] / C on every channel plus gy[:, 1] on the first channel holding the
+/// maximum.
+pub fn channel_mean_max_backward(
+    a: &Tensor,
+    b: Option<&Tensor>,
+    gy: &Tensor,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let ([n, _, h, w], p) = params(a, b)?;
     if gy.shape() != [n, 2, h, w] {
         bail!(
             "channel_mean_max backward: expected grad_y of shape {:?}, got {:?}",
@@ -69,25 +89,44 @@ pub fn channel_mean_max_backward(x: &Tensor, gy: &Tensor) -> Result<Tensor> {
             gy.shape()
         );
     }
-    let gx = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
-    x.gpu().dispatch(
+    let ga = Tensor::empty(a.gpu(), a.shape(), DType::F32)?;
+    let gb = b
+        .map(|b| Tensor::empty(b.gpu(), b.shape(), DType::F32))
+        .transpose()?;
+    a.gpu().dispatch(
         &BACKWARD,
         bytemuck::bytes_of(&p),
-        &[x.buf(), gy.buf()],
-        &[gx.buf()],
+        &[a.buf(), b.unwrap_or(a).buf(), gy.buf()],
+        // Without b the kernel writes no channel of its second output.
+        &[ga.buf(), gb.as_ref().unwrap_or(&ga).buf()],
         grid(p.n as usize),
     )?;
-    Ok(gx)
+    Ok((ga, gb))
 }
 
 /// [N, C, H, W] -> [N, 2, H, W]: cat(x.mean(1, keepdim), x.max(1, keepdim)).
 pub fn channel_mean_max(x: &Var) -> Result<Var> {
-    let y = channel_mean_max_forward(x.value())?;
+    let y = channel_mean_max_forward(x.value(), None)?;
     let tx = x.value().clone();
     Ok(Var::from_op(
         "channel_mean_max",
         y,
         &[x],
-        Box::new(move |gy| Ok(vec![Some(channel_mean_max_backward(&tx, gy)?)])),
+        Box::new(move |gy| Ok(vec![Some(channel_mean_max_backward(&tx, None, gy)?.0)])),
+    ))
+}
+
+/// channel_mean_max(cat(a, b)) without the concatenation (the LSK module's aggregation).
+pub fn channel_mean_max_pair(a: &Var, b: &Var) -> Result<Var> {
+    let y = channel_mean_max_forward(a.value(), Some(b.value()))?;
+    let (ta, tb) = (a.value().clone(), b.value().clone());
+    Ok(Var::from_op(
+        "channel_mean_max_pair",
+        y,
+        &[a, b],
+        Box::new(move |gy| {
+            let (ga, gb) = channel_mean_max_backward(&ta, Some(&tb), gy)?;
+            Ok(vec![Some(ga), gb])
+        }),
     ))
 }

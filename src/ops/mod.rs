@@ -12,5 +12,6 @@ pub mod loss;
 pub mod metrics;
 pub mod pool;
 pub mod reduce;
+pub mod select;
 pub mod sgd;
 pub mod softmax;

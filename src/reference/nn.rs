@@ -272,3 +272,42 @@ pub fn shortcut_a_backward(x_shape: &[usize], stride: usize, pad: usize, gy: &Ar
     }
     gx
 }
+
+/// attn = a1·s[:, 0] + a2·s[:, 1] with s [N, 2, H, W] broadcast over the channels.
+pub fn lsk_select(a1: &Arr, a2: &Arr, s: &Arr) -> Arr {
+    let [n, c, h, w] = dims4(a1);
+    let mut y = Arr::zeros(&a1.shape);
+    for ni in 0..n {
+        for ci in 0..c {
+            for px in 0..h * w {
+                let i = (ni * c + ci) * h * w + px;
+                let k = ni * 2 * h * w + px;
+                y.data[i] = a1.data[i] * s.data[k] + a2.data[i] * s.data[k + h * w];
+            }
+        }
+    }
+    y
+}
+
+/// (d a1, d a2, d s) of lsk_select.
+pub fn lsk_select_backward(a1: &Arr, a2: &Arr, s: &Arr, gy: &Arr) -> (Arr, Arr, Arr) {
+    let [n, c, h, w] = dims4(a1);
+    let (mut g1, mut g2, mut gs) = (
+        Arr::zeros(&a1.shape),
+        Arr::zeros(&a2.shape),
+        Arr::zeros(&s.shape),
+    );
+    for ni in 0..n {
+        for ci in 0..c {
+            for px in 0..h * w {
+                let i = (ni * c + ci) * h * w + px;
+                let k = ni * 2 * h * w + px;
+                g1.data[i] = gy.data[i] * s.data[k];
+                g2.data[i] = gy.data[i] * s.data[k + h * w];
+                gs.data[k] += gy.data[i] * a1.data[i];
+                gs.data[k + h * w] += gy.data[i] * a2.data[i];
+            }
+        }
+    }
+    (g1, g2, gs)
+}

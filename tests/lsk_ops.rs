@@ -1,0 +1,74 @@
+//! The fused LSK selection attn = a1·s₀ + a2·s₁ against the f64 reference: forward and the
+//! three gradients on odd shapes (batch 1, one channel, more channels than pixels), and
+//! finite differences of the reference itself.
+
+mod common;
+
+use common::{assert_close, up};
+use lskbb::ops::{elementwise as ew, reduce, select};
+use lskbb::reference::{dot, finite_diff_check, nn as rnn, Arr, Rng};
+use lskbb::{backward, Var};
+
+/// One product and one add per output, and channel sums of at most 16 f32 products:
+/// a few ulps relative.
+const SELECT_TOL: f64 = 1e-5;
+/// Central differences of a function that is bilinear in its inputs: exact up to rounding.
+const FD_TOL: f64 = 1e-6;
+
+const CASES: &[[usize; 4]] = &[[2, 5, 3, 7], [1, 1, 4, 4], [1, 16, 1, 1], [3, 8, 5, 3]];
+
+/// Back-propagates Σ y·gy.
+fn backprop(y: &Var, gy: &Arr) {
+    let prod = ew::mul(y, &Var::constant(up(gy))).unwrap();
+    let s = reduce::sum(&prod, &[0, 1, 2, 3], false).unwrap();
+    let l = lskbb::Var::from_op(
+        "reshape",
+        s.value().reshape(&[1]).unwrap(),
+        &[&s],
+        Box::new(|g| Ok(vec![Some(g.reshape(&[]).unwrap())])),
+    );
+    backward(&l).unwrap();
+}
+
+#[test]
+fn lsk_select_matches_reference() {
+    let mut rng = Rng(31);
+    for s in CASES {
+        let (a1, a2) = (rng.arr(s, 1.5), rng.arr(s, 1.5));
+        let sel = rng.arr(&[s[0], 2, s[2], s[3]], 1.0);
+        let gy = rng.arr(s, 1.0);
+        let (v1, v2, vs) = (Var::param(up(&a1)), Var::param(up(&a2)), Var::param(up(&sel)));
+        let y = select::lsk_select(&v1, &v2, &vs).unwrap();
+        assert_close(&format!("select y {s:?}"), y.value(), &rnn::lsk_select(&a1, &a2, &sel), SELECT_TOL);
+        backprop(&y, &gy);
+        let (g1, g2, gs) = rnn::lsk_select_backward(&a1, &a2, &sel, &gy);
+        assert_close(&format!("select d a1 {s:?}"), &v1.grad().unwrap(), &g1, SELECT_TOL);
+        assert_close(&format!("select d a2 {s:?}"), &v2.grad().unwrap(), &g2, SELECT_TOL);
+        assert_close(&format!("select d s {s:?}"), &vs.grad().unwrap(), &gs, SELECT_TOL);
+    }
+}
+
+#[test]
+fn lsk_select_reference_passes_finite_differences() {
+    let mut rng = Rng(32);
+    let s = [2, 3, 2, 3];
+    let (a1, a2) = (rng.arr(&s, 1.0), rng.arr(&s, 1.0));
+    let sel = rng.arr(&[2, 2, 2, 3], 1.0);
+    let gy = rng.arr(&s, 1.0);
+    let (g1, g2, gs) = rnn::lsk_select_backward(&a1, &a2, &sel, &gy);
+    let e = finite_diff_check(&a1, &g1, |v| dot(&rnn::lsk_select(v, &a2, &sel), &gy));
+    assert!(e < FD_TOL, "d a1: {e:e}");
+    let e = finite_diff_check(&a2, &g2, |v| dot(&rnn::lsk_select(&a1, v, &sel), &gy));
+    assert!(e < FD_TOL, "d a2: {e:e}");
+    let e = finite_diff_check(&sel, &gs, |v| dot(&rnn::lsk_select(&a1, &a2, v), &gy));
+    assert!(e < FD_TOL, "d s: {e:e}");
+}
+
+#[test]
+fn lsk_select_rejects_mismatched_shapes() {
+    let mut rng = Rng(33);
+    let a = up(&rng.arr(&[1, 2, 3, 3], 1.0));
+    let s = up(&rng.arr(&[1, 1, 3, 3], 1.0));
+    let err = select::lsk_select_forward(&a, &a, &s).unwrap_err().to_string();
+    assert!(err.contains("[N, 2, H, W]"), "{err}");
+}
