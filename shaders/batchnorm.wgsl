@@ -58,15 +58,15 @@ struct P {
 @group(0) @binding(3) var<storage, read_write> out_a: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out_b: array<f32>;
 
-var<workgroup> part: array<f32, 256>;
+var<workgroup> part: array<vec2<f32>, 256>;
 
 // Flat index of the r-th element (over N, H, W) of channel c.
 fn at(c: u32, r: u32) -> u32 {
     return ((r / p.hw) * p.c + c) * p.hw + r % p.hw;
 }
 
-// Sum of v over the workgroup; every invocation gets the result.
-fn wg_sum(lid: u32, v: f32) -> f32 {
+// Sum of v over the workgroup (a fixed tree); every invocation gets the result.
+fn wg_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
     part[lid] = v;
     workgroupBarrier();
     for (var w = 128u; w > 0u; w >>= 1u) {
@@ -97,19 +97,20 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     if c >= p.c { return; }
     let span = chunk_range(g);
     let end = span.x + span.y;
-    var s = 0.0;
-    for (var r = span.x + lid; r < end; r += 256u) { s += x[at(c, r)]; }
-    let m = wg_sum(lid, s) / f32(span.y);
-    // Two passes: the variance from squared deviations, not E[x^2] - m^2 (no cancellation).
-    var q = 0.0;
+    // One pass of sums shifted by the chunk's first value k: the variance from
+    // sum (x-k)^2 - (sum (x-k))^2 / n only cancels when the chunk's mean is many standard
+    // deviations from k, unlike E[x^2] - m^2 for data far from zero.
+    let k = x[at(c, span.x)];
+    var s = vec2<f32>(0.0);
     for (var r = span.x + lid; r < end; r += 256u) {
-        let d = x[at(c, r)] - m;
-        q += d * d;
+        let d = x[at(c, r)] - k;
+        s += vec2<f32>(d, d * d);
     }
-    let v = wg_sum(lid, q) / f32(span.y);
+    let t = wg_sum(lid, s);
+    let n = f32(span.y);
     if lid == 0u {
-        mean_out[g] = m;
-        var_out[g] = v;
+        mean_out[g] = k + t.x / n;
+        var_out[g] = max(t.y - t.x * t.x / n, 0.0) / n;
     }
 }
 
@@ -121,15 +122,15 @@ fn stats_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     let c = wid.x + wid.y * nwg.x;
     if c >= p.c { return; }
     let row = c * p.chunks;
-    var s = 0.0;
-    for (var j = lid; j < p.chunks; j += 256u) { s += chunk_len(j) * part_a[row + j]; }
-    let m = wg_sum(lid, s) / f32(p.count);
-    var q = 0.0;
+    var s = vec2<f32>(0.0);
+    for (var j = lid; j < p.chunks; j += 256u) { s.x += chunk_len(j) * part_a[row + j]; }
+    let m = wg_sum(lid, s).x / f32(p.count);
+    var q = vec2<f32>(0.0);
     for (var j = lid; j < p.chunks; j += 256u) {
         let d = part_a[row + j] - m;
-        q += chunk_len(j) * (part_b[row + j] + d * d);
+        q.x += chunk_len(j) * (part_b[row + j] + d * d);
     }
-    let v = wg_sum(lid, q) / f32(p.count);
+    let v = wg_sum(lid, q).x / f32(p.count);
     if lid == 0u {
         out_a[c] = m;
         out_b[c] = v;
@@ -164,18 +165,15 @@ fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     let end = span.x + span.y;
     let m = mean[c];
     let is = inverseSqrt(variance[c] + p.eps);
-    var sb = 0.0;
-    var sg = 0.0;
+    var s = vec2<f32>(0.0);
     for (var r = span.x + lid; r < end; r += 256u) {
         let k = at(c, r);
-        sb += dy[k];
-        sg += dy[k] * (x[k] - m) * is;
+        s += dy[k] * vec2<f32>(1.0, (x[k] - m) * is);
     }
-    let tb = wg_sum(lid, sb);
-    let tg = wg_sum(lid, sg);
+    let t = wg_sum(lid, s);
     if lid == 0u {
-        gbeta_out[g] = tb;
-        ggamma_out[g] = tg;
+        gbeta_out[g] = t.x;
+        ggamma_out[g] = t.y;
     }
 }
 
@@ -186,17 +184,14 @@ fn grad_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let c = wid.x + wid.y * nwg.x;
     if c >= p.c { return; }
     let row = c * p.chunks;
-    var sa = 0.0;
-    var sb = 0.0;
+    var s = vec2<f32>(0.0);
     for (var j = lid; j < p.chunks; j += 256u) {
-        sa += part_a[row + j];
-        sb += part_b[row + j];
+        s += vec2<f32>(part_a[row + j], part_b[row + j]);
     }
-    let ta = wg_sum(lid, sa);
-    let tb = wg_sum(lid, sb);
+    let t = wg_sum(lid, s);
     if lid == 0u {
-        out_a[c] = ta;
-        out_b[c] = tb;
+        out_a[c] = t.x;
+        out_b[c] = t.y;
     }
 }
 

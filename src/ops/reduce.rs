@@ -44,7 +44,7 @@ const SMALL_COUNT: usize = 64;
 /// when the last dimension is kept, so that adjacent threads read adjacent inputs).
 const MANY_OUTPUTS: usize = 32768;
 /// The fewest elements one workgroup sums when a reduction is split into chunks.
-const MIN_CHUNK: usize = 2048;
+const MIN_CHUNK: usize = 4096;
 /// Split reductions aim at about this many workgroups in all.
 const TARGET_GROUPS: usize = 8192;
 
