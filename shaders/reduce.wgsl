@@ -61,17 +61,24 @@ fn sum_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     if lid == 0u && o < p.n_out { y[g] = p.k * part[0]; }
 }
 
-// One thread per output, summing its reduced elements in order: adjacent threads read
-// adjacent inputs whenever the last dimension is kept.
+// One thread per output, summing its reduced elements in row-major order by strides (no
+// index divisions per element): adjacent threads read adjacent inputs whenever the last
+// dimension is kept.
 @compute @workgroup_size(256)
 fn sum_to_small(@builtin(global_invocation_id) gid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
     let o = gid.x + gid.y * nwg.x * 256u;
     if o >= p.n_out { return; }
     let base = flat(coords(o, p.o), p.i);
+    let st = vec4<u32>(p.i.y * p.i.z * p.i.w, p.i.z * p.i.w, p.i.w, 1u);
     var s = 0.0;
-    for (var r = 0u; r < p.n_red; r++) {
-        s += x[base + flat(coords(r, p.r), p.i)];
+    for (var a = 0u; a < p.r.x; a++) {
+        for (var b = 0u; b < p.r.y; b++) {
+            for (var c = 0u; c < p.r.z; c++) {
+                let row = base + a * st.x + b * st.y + c * st.z;
+                for (var d = 0u; d < p.r.w; d++) { s += x[row + d]; }
+            }
+        }
     }
     y[o] = p.k * s;
 }

@@ -95,7 +95,7 @@ fn params(
             x.shape()
         );
     }
-    let (chunk, chunks) = split(count, c);
+    let (chunk, chunks) = split(x.gpu(), count, c);
     Ok(Params {
         n: x.numel() as u32,
         c: c as u32,

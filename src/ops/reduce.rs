@@ -3,7 +3,7 @@
 
 use super::elementwise::rank4;
 use crate::autograd::Var;
-use crate::gpu::{grid, groups, Kernel};
+use crate::gpu::{grid, groups, Gpu, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
 
@@ -45,16 +45,24 @@ const SMALL_COUNT: usize = 64;
 const MANY_OUTPUTS: usize = 32768;
 /// The fewest elements one workgroup sums when a reduction is split into chunks.
 const MIN_CHUNK: usize = 4096;
-/// Split reductions aim at about this many workgroups in all.
+/// Split reductions aim at about this many workgroups in all: thousands fill a GPU's
+/// multiprocessors; a CPU adapter (lavapipe) runs a few workgroups per core, and more only
+/// add per-workgroup overhead.
 const TARGET_GROUPS: usize = 8192;
+const TARGET_GROUPS_CPU: usize = 64;
 
 /// How to split `rows` reductions of `count` elements each into contiguous chunks, one
 /// workgroup per chunk: (elements per chunk, chunks per row). One chunk per row unless the
-/// rows are too few to fill the GPU and long enough to share.
-pub(crate) fn split(count: usize, rows: usize) -> (usize, usize) {
+/// rows are too few to fill the adapter and long enough to share.
+pub(crate) fn split(gpu: &Gpu, count: usize, rows: usize) -> (usize, usize) {
+    let target = if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        TARGET_GROUPS_CPU
+    } else {
+        TARGET_GROUPS
+    };
     let chunks = count
         .div_ceil(MIN_CHUNK)
-        .min(TARGET_GROUPS / rows.max(1))
+        .min(target / rows.max(1))
         .max(1);
     let chunk = count.div_ceil(chunks).max(1);
     (chunk, count.div_ceil(chunk).max(1))
@@ -107,7 +115,7 @@ pub fn sum_to_scaled(x: &Tensor, shape: &[usize], k: f32) -> Result<Tensor> {
         )?;
         return Ok(y);
     }
-    let (chunk, chunks) = split(count, n_out);
+    let (chunk, chunks) = split(gpu, count, n_out);
     p.chunk = chunk as u32;
     p.chunks = chunks as u32;
     if chunks > 1 {
