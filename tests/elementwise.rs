@@ -158,7 +158,12 @@ fn sum_to_strategies_match_reference() {
         let k = 1.0 / (count as f64).sqrt();
         let want = refew::sum_to(&x, small).map(|v| k * v);
         let y = reduce::sum_to_scaled(&up(&x), small, k as f32).unwrap();
-        assert_close(&format!("sum_to {big:?} -> {small:?}"), &y, &want, SUM_TO_TOL);
+        assert_close(
+            &format!("sum_to {big:?} -> {small:?}"),
+            &y,
+            &want,
+            SUM_TO_TOL,
+        );
     }
 }
 

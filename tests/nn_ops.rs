@@ -127,6 +127,30 @@ fn batch_norm_training_matches_reference_and_updates_running_stats() {
     }
 }
 
+/// Batch statistics of data far from zero (mean 100, spread 0.1) over several chunks: values
+/// within a chunk differ from its first value exactly in f32, so each chunk's variance is good
+/// to ~1e-6; merging adds the chunk means' rounding (~4e-6 each at 100) to deviations of
+/// ~2e-3, ~1e-5 of the variance. E[x^2] - m^2 in f32 would lose it entirely (1e4 vs 3e-3).
+const BN_FAR_VAR_TOL: f64 = 1e-4;
+
+#[test]
+fn batch_norm_statistics_stay_accurate_far_from_zero() {
+    let mut rng = Rng(14);
+    let s = [3, 2, 67, 67];
+    let x = rng.arr(&s, 0.1).map(|v| (100.0 + v) as f32 as f64);
+    let ones = up(&vec_arr(&[1.0, 1.0]));
+    let zeros = up(&vec_arr(&[0.0, 0.0]));
+    let (_, mean, var) =
+        batchnorm::batch_norm_forward(&up(&x), &ones, &zeros, &zeros, &ones, true, MOMENTUM, EPS)
+            .unwrap();
+    let (want_mean, want_var) = rnn::channel_stats(&x);
+    assert_close("bn far mean", &mean, &vec_arr(&want_mean), BN_TOL);
+    for (got, want) in down(&var).iter().zip(&want_var) {
+        let err = (*got as f64 - want).abs() / want;
+        assert!(err < BN_FAR_VAR_TOL, "bn far var {got} vs {want}: {err:e}");
+    }
+}
+
 #[test]
 fn batch_norm_eval_uses_running_stats_and_leaves_them_alone() {
     let mut rng = Rng(12);

@@ -60,10 +60,7 @@ pub(crate) fn split(gpu: &Gpu, count: usize, rows: usize) -> (usize, usize) {
     } else {
         TARGET_GROUPS
     };
-    let chunks = count
-        .div_ceil(MIN_CHUNK)
-        .min(target / rows.max(1))
-        .max(1);
+    let chunks = count.div_ceil(MIN_CHUNK).min(target / rows.max(1)).max(1);
     let chunk = count.div_ceil(chunks).max(1);
     (chunk, count.div_ceil(chunk).max(1))
 }
