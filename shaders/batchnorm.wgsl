@@ -1,6 +1,10 @@
-// BatchNorm2d over [N, C, H, W]: per-channel batch statistics (one workgroup per channel),
-// the normalisation, the running-statistics update in place, and the backward (per-channel
-// sums in one workgroup per channel, then an elementwise pass for dx).
+// BatchNorm2d over [N, C, H, W]: per-channel batch statistics, the normalisation, the
+// running-statistics update in place, and the backward (per-channel sums, then an elementwise
+// pass for dx). The per-channel reductions run in two stages so that large maps fill the
+// GPU: stats / grad_sums give each workgroup one contiguous chunk of one channel's N*H*W
+// values and write one result per (channel, chunk); stats_merge / grad_merge combine a
+// channel's chunks in one workgroup. With one chunk per channel the first stage writes the
+// final values. The order of every sum depends only on the shape (deterministic).
 
 struct P {
     n: u32,         // N*C*H*W
@@ -10,12 +14,16 @@ struct P {
     eps: f32,
     momentum: f32,
     training: u32,
-    _pad: u32,
+    chunk: u32,     // values per chunk of a channel
+    chunks: u32,    // chunks per channel
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
 
-// stats: batch mean and biased variance per channel.
+// stats: mean and biased variance per (channel, chunk).
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> mean_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> var_out: array<f32>;
@@ -33,7 +41,7 @@ struct P {
 @group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
 
-// grad_sums: gbeta = sum dy, ggamma = sum dy * xhat per channel.
+// grad_sums: sums of dy and of dy * xhat per (channel, chunk).
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> ggamma_out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> gbeta_out: array<f32>;
@@ -44,15 +52,21 @@ struct P {
 @group(0) @binding(7) var<storage, read> gbeta: array<f32>;
 @group(0) @binding(8) var<storage, read_write> gx: array<f32>;
 
-var<workgroup> part: array<f32, 256>;
+// stats_merge / grad_merge: [C, chunks] partial results in, per-channel results out.
+@group(0) @binding(1) var<storage, read> part_a: array<f32>;
+@group(0) @binding(2) var<storage, read> part_b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out_a: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out_b: array<f32>;
+
+var<workgroup> part: array<vec2<f32>, 256>;
 
 // Flat index of the r-th element (over N, H, W) of channel c.
 fn at(c: u32, r: u32) -> u32 {
     return ((r / p.hw) * p.c + c) * p.hw + r % p.hw;
 }
 
-// Sum of v over the workgroup; every invocation gets the result.
-fn wg_sum(lid: u32, v: f32) -> f32 {
+// Sum of v over the workgroup (a fixed tree); every invocation gets the result.
+fn wg_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
     part[lid] = v;
     workgroupBarrier();
     for (var w = 128u; w > 0u; w >>= 1u) {
@@ -64,24 +78,62 @@ fn wg_sum(lid: u32, v: f32) -> f32 {
     return s;
 }
 
+// The first value of chunk g % chunks (of channel g / chunks) and its number of values.
+fn chunk_range(g: u32) -> vec2<u32> {
+    let start = (g % p.chunks) * p.chunk;
+    return vec2<u32>(start, min(p.chunk, p.count - start));
+}
+
+// Values in chunk j of a channel.
+fn chunk_len(j: u32) -> f32 {
+    return f32(min(p.chunk, p.count - j * p.chunk));
+}
+
 @compute @workgroup_size(256)
 fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = wid.x + wid.y * nwg.x;
+    let c = g / p.chunks;
+    if c >= p.c { return; }
+    let span = chunk_range(g);
+    let end = span.x + span.y;
+    // One pass of sums shifted by the chunk's first value k: the variance from
+    // sum (x-k)^2 - (sum (x-k))^2 / n only cancels when the chunk's mean is many standard
+    // deviations from k, unlike E[x^2] - m^2 for data far from zero.
+    let k = x[at(c, span.x)];
+    var s = vec2<f32>(0.0);
+    for (var r = span.x + lid; r < end; r += 256u) {
+        let d = x[at(c, r)] - k;
+        s += vec2<f32>(d, d * d);
+    }
+    let t = wg_sum(lid, s);
+    let n = f32(span.y);
+    if lid == 0u {
+        mean_out[g] = k + t.x / n;
+        var_out[g] = max(t.y - t.x * t.x / n, 0.0) / n;
+    }
+}
+
+// Combines the chunks' (count n_j, mean m_j, variance v_j) of channel c: mean = sum n_j m_j / n,
+// var = sum n_j (v_j + (m_j - mean)^2) / n (Chan et al.'s pairwise update, all at once).
+@compute @workgroup_size(256)
+fn stats_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = wid.x + wid.y * nwg.x;
     if c >= p.c { return; }
-    var s = 0.0;
-    for (var r = lid; r < p.count; r += 256u) { s += x[at(c, r)]; }
-    let m = wg_sum(lid, s) / f32(p.count);
-    // Two passes: the variance from squared deviations, not E[x^2] - m^2 (no cancellation).
-    var q = 0.0;
-    for (var r = lid; r < p.count; r += 256u) {
-        let d = x[at(c, r)] - m;
-        q += d * d;
+    let row = c * p.chunks;
+    var s = vec2<f32>(0.0);
+    for (var j = lid; j < p.chunks; j += 256u) { s.x += chunk_len(j) * part_a[row + j]; }
+    let m = wg_sum(lid, s).x / f32(p.count);
+    var q = vec2<f32>(0.0);
+    for (var j = lid; j < p.chunks; j += 256u) {
+        let d = part_a[row + j] - m;
+        q.x += chunk_len(j) * (part_b[row + j] + d * d);
     }
-    let v = wg_sum(lid, q) / f32(p.count);
+    let v = wg_sum(lid, q).x / f32(p.count);
     if lid == 0u {
-        mean_out[c] = m;
-        var_out[c] = v;
+        out_a[c] = m;
+        out_b[c] = v;
     }
 }
 
@@ -106,22 +158,40 @@ fn running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(256)
 fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c = wid.x + wid.y * nwg.x;
+    let g = wid.x + wid.y * nwg.x;
+    let c = g / p.chunks;
     if c >= p.c { return; }
+    let span = chunk_range(g);
+    let end = span.x + span.y;
     let m = mean[c];
     let is = inverseSqrt(variance[c] + p.eps);
-    var sb = 0.0;
-    var sg = 0.0;
-    for (var r = lid; r < p.count; r += 256u) {
+    var s = vec2<f32>(0.0);
+    for (var r = span.x + lid; r < end; r += 256u) {
         let k = at(c, r);
-        sb += dy[k];
-        sg += dy[k] * (x[k] - m) * is;
+        s += dy[k] * vec2<f32>(1.0, (x[k] - m) * is);
     }
-    let tb = wg_sum(lid, sb);
-    let tg = wg_sum(lid, sg);
+    let t = wg_sum(lid, s);
     if lid == 0u {
-        gbeta_out[c] = tb;
-        ggamma_out[c] = tg;
+        gbeta_out[g] = t.x;
+        ggamma_out[g] = t.y;
+    }
+}
+
+// Sums the chunks of channel c of both partial-sum arrays.
+@compute @workgroup_size(256)
+fn grad_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = wid.x + wid.y * nwg.x;
+    if c >= p.c { return; }
+    let row = c * p.chunks;
+    var s = vec2<f32>(0.0);
+    for (var j = lid; j < p.chunks; j += 256u) {
+        s += vec2<f32>(part_a[row + j], part_b[row + j]);
+    }
+    let t = wg_sum(lid, s);
+    if lid == 0u {
+        out_a[c] = t.x;
+        out_b[c] = t.y;
     }
 }
 

@@ -1,14 +1,22 @@
 // Sums over the dimensions along which the output shape has size 1 (shapes padded to rank 4),
-// one workgroup per output element; and the reverse, broadcasting back (expand).
+// and the reverse, broadcasting back (expand). Sums use one of two kernels (reduce.rs picks):
+// sum_to, workgroups each summing a contiguous chunk of one output's reduced elements (one
+// chunk per output, or several whose partial sums a second sum_to adds), and sum_to_small,
+// one thread per output looping over its few reduced elements. The order of every sum is
+// fixed by the shapes alone, so results are deterministic.
 
 struct P {
     n_out: u32,
     n_red: u32,
     k: f32,
-    _pad: u32,
+    chunks: u32,    // sum_to: chunks per output
     o: vec4<u32>,   // output dims
     i: vec4<u32>,   // input dims
     r: vec4<u32>,   // reduced dims: i where o == 1, else 1
+    chunk: u32,     // sum_to: reduced elements per chunk
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -31,14 +39,18 @@ fn flat(c: vec4<u32>, d: vec4<u32>) -> u32 {
     return ((c.x * d.y + c.y) * d.z + c.z) * d.w + c.w;
 }
 
+// Workgroup g sums chunk g % chunks of output g / chunks into y[g] (y is [n_out, chunks]).
 @compute @workgroup_size(256)
 fn sum_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let o = wid.x + wid.y * nwg.x;
-    let base = coords(min(o, p.n_out - 1u), p.o);
+    let g = wid.x + wid.y * nwg.x;
+    let o = g / p.chunks;
+    let start = (g % p.chunks) * p.chunk;
+    let end = min(start + p.chunk, p.n_red);
+    let base = flat(coords(min(o, p.n_out - 1u), p.o), p.i);
     var s = 0.0;
-    for (var r = lid; r < p.n_red; r += 256u) {
-        s += x[flat(base + coords(r, p.r), p.i)];
+    for (var r = start + lid; r < end; r += 256u) {
+        s += x[base + flat(coords(r, p.r), p.i)];
     }
     part[lid] = s;
     workgroupBarrier();
@@ -46,7 +58,29 @@ fn sum_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         if lid < w { part[lid] += part[lid + w]; }
         workgroupBarrier();
     }
-    if lid == 0u && o < p.n_out { y[o] = p.k * part[0]; }
+    if lid == 0u && o < p.n_out { y[g] = p.k * part[0]; }
+}
+
+// One thread per output, summing its reduced elements in row-major order by strides (no
+// index divisions per element): adjacent threads read adjacent inputs whenever the last
+// dimension is kept.
+@compute @workgroup_size(256)
+fn sum_to_small(@builtin(global_invocation_id) gid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let o = gid.x + gid.y * nwg.x * 256u;
+    if o >= p.n_out { return; }
+    let base = flat(coords(o, p.o), p.i);
+    let st = vec4<u32>(p.i.y * p.i.z * p.i.w, p.i.z * p.i.w, p.i.w, 1u);
+    var s = 0.0;
+    for (var a = 0u; a < p.r.x; a++) {
+        for (var b = 0u; b < p.r.y; b++) {
+            for (var c = 0u; c < p.r.z; c++) {
+                let row = base + a * st.x + b * st.y + c * st.z;
+                for (var d = 0u; d < p.r.w; d++) { s += x[row + d]; }
+            }
+        }
+    }
+    y[o] = p.k * s;
 }
 
 // y (input dims i) = x (output dims o) broadcast.

@@ -128,6 +128,45 @@ fn sums_and_means_over_axes_match_reference() {
     }
 }
 
+/// sum_to cases (input shape, output shape) by strategy: one thread per output (7 or 10 terms,
+/// reduced axes before or around kept ones; 32768 outputs of 65 terms), one workgroup per
+/// output (70 terms; the last axis reduced), and chunked two-stage sums (4489 to 600000 terms
+/// in up to 64 chunks on lavapipe, 147 on a GPU; a rank-2 column sum with strided reads).
+const SUM_TO_CASES: &[(&[usize], &[usize])] = &[
+    (&[3, 7, 33, 35], &[3, 1, 33, 35]),
+    (&[2, 64, 5, 3], &[1, 64, 1, 3]),
+    (&[1, 65, 128, 256], &[1, 1, 128, 256]),
+    (&[2, 70, 9, 11], &[2, 1, 9, 11]),
+    (&[3, 5, 67, 67], &[3, 5, 67, 1]),
+    (&[3, 5, 67, 67], &[1, 5, 1, 1]),
+    (&[3, 5, 67, 67], &[3, 5, 1, 1]),
+    (&[3, 5, 67, 67], &[1, 1, 1, 1]),
+    (&[5000, 3], &[1, 3]),
+    (&[1, 1, 1, 600000], &[1]),
+];
+/// Sums of n terms in [-2, 2] have size ~√n and f32 rounding errors ~1e-7·√n·log2(n) (runs
+/// of <= 37 terms per thread, then trees), so sums scaled by 1/√n (k of sum_to_scaled) are O(1)
+/// with errors ~1e-7·log2(n) <= 2e-6.
+const SUM_TO_TOL: f64 = TOL;
+
+#[test]
+fn sum_to_strategies_match_reference() {
+    let mut rng = Rng(5);
+    for &(big, small) in SUM_TO_CASES {
+        let x = rng.arr(big, 2.0);
+        let count = x.numel() / small.iter().product::<usize>();
+        let k = 1.0 / (count as f64).sqrt();
+        let want = refew::sum_to(&x, small).map(|v| k * v);
+        let y = reduce::sum_to_scaled(&up(&x), small, k as f32).unwrap();
+        assert_close(
+            &format!("sum_to {big:?} -> {small:?}"),
+            &y,
+            &want,
+            SUM_TO_TOL,
+        );
+    }
+}
+
 #[test]
 fn broadcast_reduction_reference_passes_finite_differences() {
     let mut rng = Rng(4);

@@ -19,7 +19,8 @@ const GOLDEN: &str = concat!(
 const EXACT: f64 = 0.0;
 /// Sums of up to ~1000 f32 terms of size <= 2, divided by the count: ~1e-6 relative.
 const POOL_TOL: f64 = 1e-5;
-/// BatchNorm in f32: mean and variance by tree reductions over <= 1024 values, then
+/// BatchNorm in f32: per-chunk sums shifted by a sample (runs of <= 69 terms per thread, then
+/// a tree), chunks merged by a tree with Chan's formula (no cancellation), then
 /// 1/sqrt(var + eps) and the dx correction terms (dy - mean(dy) - xhat·mean(dy·xhat)),
 /// which cancel to O(1e-2) of their parts; 1e-6 rounding amplified that way stays < 5e-5.
 const BN_TOL: f64 = 5e-5;
@@ -50,13 +51,17 @@ fn golden_arr(f: &TensorFile, name: &str) -> Arr {
 }
 
 /// BatchNorm cases [N, C, H, W]: batch 1, single pixels (N·H·W = 3), N·H·W = 2 (smallest
-/// valid), odd sizes, and one channel longer than a workgroup (N·H·W = 578 > 256).
+/// valid), odd sizes, one channel longer than a workgroup (N·H·W = 578 > 256), channels split
+/// into 4 chunks merged in a second stage (N·H·W = 13467), and one channel of 1.12M values in
+/// 64 chunks (274 on a GPU adapter: more than the merging workgroup has threads).
 const BN_CASES: &[[usize; 4]] = &[
     [2, 3, 5, 7],
     [1, 4, 3, 3],
     [3, 5, 1, 1],
     [1, 2, 1, 2],
     [2, 3, 17, 17],
+    [3, 5, 67, 67],
+    [2, 1, 700, 800],
 ];
 const EPS: f32 = 1e-5;
 const MOMENTUM: f32 = 0.1;
@@ -119,6 +124,30 @@ fn batch_norm_training_matches_reference_and_updates_running_stats() {
             &gb,
             BN_TOL,
         );
+    }
+}
+
+/// Batch statistics of data far from zero (mean 100, spread 0.1) over several chunks: values
+/// within a chunk differ from its first value exactly in f32, so each chunk's variance is good
+/// to ~1e-6; merging adds the chunk means' rounding (~4e-6 each at 100) to deviations of
+/// ~2e-3, ~1e-5 of the variance. E[x^2] - m^2 in f32 would lose it entirely (1e4 vs 3e-3).
+const BN_FAR_VAR_TOL: f64 = 1e-4;
+
+#[test]
+fn batch_norm_statistics_stay_accurate_far_from_zero() {
+    let mut rng = Rng(14);
+    let s = [3, 2, 67, 67];
+    let x = rng.arr(&s, 0.1).map(|v| (100.0 + v) as f32 as f64);
+    let ones = up(&vec_arr(&[1.0, 1.0]));
+    let zeros = up(&vec_arr(&[0.0, 0.0]));
+    let (_, mean, var) =
+        batchnorm::batch_norm_forward(&up(&x), &ones, &zeros, &zeros, &ones, true, MOMENTUM, EPS)
+            .unwrap();
+    let (want_mean, want_var) = rnn::channel_stats(&x);
+    assert_close("bn far mean", &mean, &vec_arr(&want_mean), BN_TOL);
+    for (got, want) in down(&var).iter().zip(&want_var) {
+        let err = (*got as f64 - want).abs() / want;
+        assert!(err < BN_FAR_VAR_TOL, "bn far var {got} vs {want}: {err:e}");
     }
 }
 

@@ -2,16 +2,23 @@
 //! (N, H, W) in training with an in-place update of the running statistics, running
 //! statistics in eval, and the backward for x, gamma and beta.
 
+use super::reduce::split;
 use crate::autograd::{grad_enabled, Var};
-use crate::gpu::{grid, groups, Kernel};
+use crate::gpu::{grid, groups, Gpu, GpuBuffer, Kernel};
 use crate::tensor::{nchw, DType, Tensor};
 use anyhow::{bail, Result};
+use std::sync::Arc;
 
 const SRC: &str = include_str!("../../shaders/batchnorm.wgsl");
 const STATS: Kernel = Kernel {
     name: "batchnorm",
     source: SRC,
     entry: "stats",
+};
+const STATS_MERGE: Kernel = Kernel {
+    name: "batchnorm",
+    source: SRC,
+    entry: "stats_merge",
 };
 const APPLY: Kernel = Kernel {
     name: "batchnorm",
@@ -27,6 +34,11 @@ const GRAD_SUMS: Kernel = Kernel {
     name: "batchnorm",
     source: SRC,
     entry: "grad_sums",
+};
+const GRAD_MERGE: Kernel = Kernel {
+    name: "batchnorm",
+    source: SRC,
+    entry: "grad_merge",
 };
 const GRAD_X: Kernel = Kernel {
     name: "batchnorm",
@@ -44,7 +56,9 @@ struct Params {
     eps: f32,
     momentum: f32,
     training: u32,
-    pad: u32,
+    chunk: u32,
+    chunks: u32,
+    pad: [u32; 3],
 }
 
 fn check_channel_vec(t: &Tensor, c: usize, what: &str) -> Result<()> {
@@ -81,6 +95,7 @@ fn params(
             x.shape()
         );
     }
+    let (chunk, chunks) = split(x.gpu(), count, c);
     Ok(Params {
         n: x.numel() as u32,
         c: c as u32,
@@ -89,8 +104,38 @@ fn params(
         eps,
         momentum,
         training: training as u32,
-        pad: 0,
+        chunk: chunk as u32,
+        chunks: chunks as u32,
+        pad: [0; 3],
     })
+}
+
+/// A per-channel reduction into `outs` (two [C] tensors): `part` writes one pair of results
+/// per (channel, chunk) and `merge` combines each channel's chunks; with one chunk per channel
+/// `part` writes `outs` directly.
+fn per_channel(
+    gpu: &Arc<Gpu>,
+    p: &Params,
+    part: &Kernel,
+    merge: &Kernel,
+    reads: &[&GpuBuffer],
+    outs: [&Tensor; 2],
+) -> Result<()> {
+    let (c, chunks) = (p.c as usize, p.chunks as usize);
+    let pb = bytemuck::bytes_of(p);
+    if chunks == 1 {
+        return gpu.dispatch(part, pb, reads, &[outs[0].buf(), outs[1].buf()], groups(c));
+    }
+    let a = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
+    let b = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
+    gpu.dispatch(part, pb, reads, &[a.buf(), b.buf()], groups(c * chunks))?;
+    gpu.dispatch(
+        merge,
+        pb,
+        &[a.buf(), b.buf()],
+        &[outs[0].buf(), outs[1].buf()],
+        groups(c),
+    )
 }
 
 /// Normalises x. Training: with the batch mean and biased batch variance over (N, H, W),
@@ -125,11 +170,10 @@ pub fn batch_norm_forward(
     let (mean, var) = if training {
         let mean = Tensor::empty(gpu, &[c], DType::F32)?;
         let var = Tensor::empty(gpu, &[c], DType::F32)?;
-        let pb = bytemuck::bytes_of(&p);
-        gpu.dispatch(&STATS, pb, &[x.buf()], &[mean.buf(), var.buf()], groups(c))?;
+        per_channel(gpu, &p, &STATS, &STATS_MERGE, &[x.buf()], [&mean, &var])?;
         gpu.dispatch(
             &RUNNING,
-            pb,
+            bytemuck::bytes_of(&p),
             &[mean.buf(), var.buf()],
             &[running_mean.buf(), running_var.buf()],
             grid(c),
@@ -179,17 +223,17 @@ pub fn batch_norm_backward(
     let ggamma = Tensor::empty(gpu, &[c], DType::F32)?;
     let gbeta = Tensor::empty(gpu, &[c], DType::F32)?;
     let gx = Tensor::empty(gpu, x.shape(), DType::F32)?;
-    let pb = bytemuck::bytes_of(&p);
-    gpu.dispatch(
+    per_channel(
+        gpu,
+        &p,
         &GRAD_SUMS,
-        pb,
+        &GRAD_MERGE,
         &[x.buf(), mean.buf(), var.buf(), gy.buf()],
-        &[ggamma.buf(), gbeta.buf()],
-        groups(c),
+        [&ggamma, &gbeta],
     )?;
     gpu.dispatch(
         &GRAD_X,
-        pb,
+        bytemuck::bytes_of(&p),
         &[
             x.buf(),
             mean.buf(),

@@ -3,7 +3,7 @@
 
 use super::elementwise::rank4;
 use crate::autograd::Var;
-use crate::gpu::{grid, groups, Kernel};
+use crate::gpu::{grid, groups, Gpu, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
 
@@ -12,6 +12,11 @@ const SUM_TO: Kernel = Kernel {
     name: "reduce",
     source: SRC,
     entry: "sum_to",
+};
+const SUM_TO_SMALL: Kernel = Kernel {
+    name: "reduce",
+    source: SRC,
+    entry: "sum_to_small",
 };
 const EXPAND: Kernel = Kernel {
     name: "reduce",
@@ -25,10 +30,39 @@ struct Params {
     n_out: u32,
     n_red: u32,
     k: f32,
-    pad: u32,
+    chunks: u32,
     o: [u32; 4],
     i: [u32; 4],
     r: [u32; 4],
+    chunk: u32,
+    pad: [u32; 3],
+}
+
+/// Sums of at most this many terms use one thread per output.
+const SMALL_COUNT: usize = 64;
+/// From this many outputs on, one thread per output fills the GPU whatever the count (used
+/// when the last dimension is kept, so that adjacent threads read adjacent inputs).
+const MANY_OUTPUTS: usize = 32768;
+/// The fewest elements one workgroup sums when a reduction is split into chunks.
+const MIN_CHUNK: usize = 4096;
+/// Split reductions aim at about this many workgroups in all: thousands fill a GPU's
+/// multiprocessors; a CPU adapter (lavapipe) runs a few workgroups per core, and more only
+/// add per-workgroup overhead.
+const TARGET_GROUPS: usize = 8192;
+const TARGET_GROUPS_CPU: usize = 64;
+
+/// How to split `rows` reductions of `count` elements each into contiguous chunks, one
+/// workgroup per chunk: (elements per chunk, chunks per row). One chunk per row unless the
+/// rows are too few to fill the adapter and long enough to share.
+pub(crate) fn split(gpu: &Gpu, count: usize, rows: usize) -> (usize, usize) {
+    let target = if gpu.info.device_type == wgpu::DeviceType::Cpu {
+        TARGET_GROUPS_CPU
+    } else {
+        TARGET_GROUPS
+    };
+    let chunks = count.div_ceil(MIN_CHUNK).min(target / rows.max(1)).max(1);
+    let chunk = count.div_ceil(chunks).max(1);
+    (chunk, count.div_ceil(chunk).max(1))
 }
 
 fn params(small: &[usize], big: &[usize], k: f32) -> Result<Params> {
@@ -48,29 +82,54 @@ fn params(small: &[usize], big: &[usize], k: f32) -> Result<Params> {
         n_out: o.iter().product::<usize>() as u32,
         n_red: r.iter().product(),
         k,
-        pad: 0,
+        chunks: 1,
         o: o.map(|v| v as u32),
         i: i.map(|v| v as u32),
         r,
+        chunk: 0,
+        pad: [0; 3],
     })
 }
 
 /// k · (x summed over the dimensions where `shape` has size 1), with `shape` broadcastable
-/// to x's shape.
+/// to x's shape. Few terms per output (or very many outputs): one thread per output; few
+/// outputs with long sums: partial sums over chunks, then a second reduction of those.
 pub fn sum_to_scaled(x: &Tensor, shape: &[usize], k: f32) -> Result<Tensor> {
     if x.shape() == shape && k == 1.0 {
         return Ok(x.clone());
     }
-    let p = params(shape, x.shape(), k)?;
-    let y = Tensor::empty(x.gpu(), shape, DType::F32)?;
-    x.gpu().dispatch(
+    let mut p = params(shape, x.shape(), k)?;
+    let (n_out, count) = (p.n_out as usize, p.n_red as usize);
+    let gpu = x.gpu();
+    if count <= SMALL_COUNT || (n_out >= MANY_OUTPUTS && p.o[3] > 1) {
+        let y = Tensor::empty(gpu, shape, DType::F32)?;
+        gpu.dispatch(
+            &SUM_TO_SMALL,
+            bytemuck::bytes_of(&p),
+            &[x.buf()],
+            &[y.buf()],
+            grid(n_out),
+        )?;
+        return Ok(y);
+    }
+    let (chunk, chunks) = split(gpu, count, n_out);
+    p.chunk = chunk as u32;
+    p.chunks = chunks as u32;
+    if chunks > 1 {
+        p.k = 1.0;
+    }
+    let part = Tensor::empty(gpu, &[n_out, chunks], DType::F32)?;
+    gpu.dispatch(
         &SUM_TO,
         bytemuck::bytes_of(&p),
         &[x.buf()],
-        &[y.buf()],
-        groups(y.numel()),
+        &[part.buf()],
+        groups(n_out * chunks),
     )?;
-    Ok(y)
+    if chunks == 1 {
+        return part.reshape(shape);
+    }
+    sum_to_scaled(&part, &[n_out, 1], k)?.reshape(shape)
 }
 
 pub fn sum_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
