@@ -37,14 +37,38 @@ fn lsk_select_matches_reference() {
         let (a1, a2) = (rng.arr(s, 1.5), rng.arr(s, 1.5));
         let sel = rng.arr(&[s[0], 2, s[2], s[3]], 1.0);
         let gy = rng.arr(s, 1.0);
-        let (v1, v2, vs) = (Var::param(up(&a1)), Var::param(up(&a2)), Var::param(up(&sel)));
+        let (v1, v2, vs) = (
+            Var::param(up(&a1)),
+            Var::param(up(&a2)),
+            Var::param(up(&sel)),
+        );
         let y = select::lsk_select(&v1, &v2, &vs).unwrap();
-        assert_close(&format!("select y {s:?}"), y.value(), &rnn::lsk_select(&a1, &a2, &sel), SELECT_TOL);
+        assert_close(
+            &format!("select y {s:?}"),
+            y.value(),
+            &rnn::lsk_select(&a1, &a2, &sel),
+            SELECT_TOL,
+        );
         backprop(&y, &gy);
         let (g1, g2, gs) = rnn::lsk_select_backward(&a1, &a2, &sel, &gy);
-        assert_close(&format!("select d a1 {s:?}"), &v1.grad().unwrap(), &g1, SELECT_TOL);
-        assert_close(&format!("select d a2 {s:?}"), &v2.grad().unwrap(), &g2, SELECT_TOL);
-        assert_close(&format!("select d s {s:?}"), &vs.grad().unwrap(), &gs, SELECT_TOL);
+        assert_close(
+            &format!("select d a1 {s:?}"),
+            &v1.grad().unwrap(),
+            &g1,
+            SELECT_TOL,
+        );
+        assert_close(
+            &format!("select d a2 {s:?}"),
+            &v2.grad().unwrap(),
+            &g2,
+            SELECT_TOL,
+        );
+        assert_close(
+            &format!("select d s {s:?}"),
+            &vs.grad().unwrap(),
+            &gs,
+            SELECT_TOL,
+        );
     }
 }
 
@@ -69,6 +93,8 @@ fn lsk_select_rejects_mismatched_shapes() {
     let mut rng = Rng(33);
     let a = up(&rng.arr(&[1, 2, 3, 3], 1.0));
     let s = up(&rng.arr(&[1, 1, 3, 3], 1.0));
-    let err = select::lsk_select_forward(&a, &a, &s).unwrap_err().to_string();
+    let err = select::lsk_select_forward(&a, &a, &s)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("[N, 2, H, W]"), "{err}");
 }

@@ -338,19 +338,39 @@ fn channel_mean_max_matches_reference_with_ties() {
 #[test]
 fn channel_mean_max_pair_matches_reference_on_the_concatenation() {
     let mut rng = Rng(23);
-    for (s, split) in [([2, 5, 3, 7], 2), ([1, 2, 4, 4], 1), ([3, 16, 5, 3], 8), ([1, 9, 1, 1], 4)] {
+    for (s, split) in [
+        ([2, 5, 3, 7], 2),
+        ([1, 2, 4, 4], 1),
+        ([3, 16, 5, 3], 8),
+        ([1, 9, 1, 1], 4),
+    ] {
         let x = rng.arr(&s, 2.0).map(|v| (v * 1.5).round());
         let gy = rng.arr(&[s[0], 2, s[2], s[3]], 1.0);
         let a = rnn::slice_channels(&x, 0, split);
         let b = rnn::slice_channels(&x, split, s[1] - split);
         let (va, vb) = (Var::param(up(&a)), Var::param(up(&b)));
         let y = chanpool::channel_mean_max_pair(&va, &vb).unwrap();
-        assert_close(&format!("pair y {s:?}"), y.value(), &rnn::channel_mean_max(&x), POOL_TOL);
+        assert_close(
+            &format!("pair y {s:?}"),
+            y.value(),
+            &rnn::channel_mean_max(&x),
+            POOL_TOL,
+        );
         backprop(&y, &gy);
         let gx = rnn::channel_mean_max_backward(&x, &gy);
         let want = rnn::concat_channels_backward(&[split, s[1] - split], &gx);
-        assert_close(&format!("pair grad a {s:?}"), &va.grad().unwrap(), &want[0], POOL_TOL);
-        assert_close(&format!("pair grad b {s:?}"), &vb.grad().unwrap(), &want[1], POOL_TOL);
+        assert_close(
+            &format!("pair grad a {s:?}"),
+            &va.grad().unwrap(),
+            &want[0],
+            POOL_TOL,
+        );
+        assert_close(
+            &format!("pair grad b {s:?}"),
+            &vb.grad().unwrap(),
+            &want[1],
+            POOL_TOL,
+        );
     }
 }
 
