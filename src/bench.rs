@@ -78,6 +78,8 @@ pub struct BenchReport {
     /// activations, gradients; excludes the driver's own allocations).
     pub peak_mem_bytes: u64,
     pub peak_mem_gb: f64,
+    /// Peak bytes behind live tensors (without buffers cached in the pool for reuse).
+    pub peak_live_gb: f64,
     /// Analytic forward + backward FLOPs of one step (convolutions and the fc).
     pub step_gflop: f64,
     pub tflops: f64,
@@ -125,6 +127,11 @@ impl fmt::Display for BenchReport {
             f,
             "  {:<28} {:>12.3}",
             "peak GPU memory (GB)", self.peak_mem_gb
+        )?;
+        writeln!(
+            f,
+            "  {:<28} {:>12.3}",
+            "  of it behind live tensors", self.peak_live_gb
         )?;
         writeln!(
             f,
@@ -288,6 +295,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         0,
     )?;
     model.set_recompute(cfg.recompute);
+    gpu.set_lean_pool(cfg.recompute);
     let sgd = SgdConfig {
         lr: 0.05,
         momentum: 0.9,
@@ -336,6 +344,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     step(cfg.steps)?;
     let ms_per_step = t.elapsed().as_secs_f64() * 1e3 / cfg.steps as f64;
     let (_, peak) = gpu.memory();
+    let (_, peak_live) = gpu.memory_in_use();
     let profiled_steps = if gpu.profiling_supported() {
         cfg.profile_steps
     } else {
@@ -372,6 +381,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         images_per_s: images as f64 * 1e3 / ms_per_step,
         peak_mem_bytes: peak,
         peak_mem_gb: peak as f64 / 1e9,
+        peak_live_gb: peak_live as f64 / 1e9,
         step_gflop: flops / 1e9,
         tflops: flops / (ms_per_step * 1e-3) / 1e12,
         profiled_steps,

@@ -42,6 +42,7 @@ pub struct Gpu {
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
     layouts: Mutex<HashMap<(usize, usize), Arc<wgpu::BindGroupLayout>>>,
     pool: Mutex<Pool>,
+    lean: std::sync::atomic::AtomicBool,
     rec: Mutex<Recorder>,
     error: Arc<Mutex<Option<String>>>,
 }
@@ -90,6 +91,7 @@ impl Gpu {
             pipelines: Mutex::new(HashMap::new()),
             layouts: Mutex::new(HashMap::new()),
             pool: Mutex::new(Pool::default()),
+            lean: std::sync::atomic::AtomicBool::new(false),
             rec: Mutex::new(rec),
             error,
         }))
@@ -127,8 +129,14 @@ impl Gpu {
             );
         }
         let size = pool::size_class(bytes);
-        if let Some(buf) = lock(&self.pool).take(size) {
-            return Ok(GpuBuffer::new(self.clone(), buf, size));
+        {
+            let mut pool = lock(&self.pool);
+            if let Some(buf) = pool.take(size) {
+                return Ok(GpuBuffer::new(self.clone(), buf, size));
+            }
+            if self.lean.load(std::sync::atomic::Ordering::Relaxed) {
+                pool.trim_for(size);
+            }
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -154,10 +162,23 @@ impl Gpu {
         lock(&self.pool).give(size, buf);
     }
 
-    /// Bytes of GPU memory held by the engine now and at its peak.
+    /// Bytes of GPU memory held by the engine (live tensors and the pool's cached buffers)
+    /// now and at its peak.
     pub fn memory(&self) -> (u64, u64) {
         let p = lock(&self.pool);
         (p.held(), p.peak())
+    }
+
+    /// With `on`, an allocation that misses the pool first returns cached buffers of other
+    /// sizes to the driver, keeping the memory held near the live peak (at the cost of
+    /// creating buffers during steady training).
+    pub fn set_lean_pool(&self, on: bool) {
+        self.lean.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Bytes behind live tensors now and at the peak (without the pool's cache).
+    pub fn memory_in_use(&self) -> (u64, u64) {
+        lock(&self.pool).in_use()
     }
 
     fn layout(&self, reads: usize, writes: usize) -> Arc<wgpu::BindGroupLayout> {

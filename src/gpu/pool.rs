@@ -14,25 +14,74 @@ pub fn size_class(bytes: u64) -> u64 {
     bytes.div_ceil(step) * step
 }
 
+/// Buffers by size class. `held` counts every buffer created (in use or cached for reuse),
+/// `in_use` those behind live tensors; the gap is what size classes cost.
 #[derive(Default)]
 pub struct Pool {
     free: HashMap<u64, Vec<wgpu::Buffer>>,
     held: u64,
     peak: u64,
+    in_use: u64,
+    peak_in_use: u64,
 }
 
 impl Pool {
     pub fn take(&mut self, size: u64) -> Option<wgpu::Buffer> {
-        self.free.get_mut(&size).and_then(Vec::pop)
+        let buf = self.free.get_mut(&size).and_then(Vec::pop)?;
+        self.use_bytes(size);
+        Some(buf)
     }
 
     pub fn give(&mut self, size: u64, buf: wgpu::Buffer) {
+        self.in_use -= size;
         self.free.entry(size).or_default().push(buf);
     }
 
     pub fn created(&mut self, size: u64) {
         self.held += size;
         self.peak = self.peak.max(self.held);
+        self.use_bytes(size);
+    }
+
+    fn use_bytes(&mut self, size: u64) {
+        self.in_use += size;
+        self.peak_in_use = self.peak_in_use.max(self.in_use);
+    }
+
+    /// On a miss for `size` bytes while at least that much sits cached in other classes,
+    /// drops cached buffers (largest classes first) until `size` bytes are freed, so that
+    /// the memory held tracks the live peak instead of the sum of each class's own peak.
+    pub fn trim_for(&mut self, size: u64) {
+        if self.held - self.in_use < size {
+            return;
+        }
+        let mut classes: Vec<u64> = self
+            .free
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(&c, _)| c)
+            .collect();
+        classes.sort_unstable_by(|a, b| b.cmp(a));
+        let mut freed = 0;
+        for c in classes {
+            let Some(list) = self.free.get_mut(&c) else {
+                continue;
+            };
+            while freed < size {
+                let Some(buf) = list.pop() else { break };
+                drop(buf);
+                freed += c;
+                self.held -= c;
+            }
+            if freed >= size {
+                break;
+            }
+        }
+    }
+
+    /// Bytes behind live tensors now and at the peak.
+    pub fn in_use(&self) -> (u64, u64) {
+        (self.in_use, self.peak_in_use)
     }
 
     pub fn held(&self) -> u64 {

@@ -210,6 +210,7 @@ impl<'a> Run<'a> {
         };
         let weights = cb_weights(&counts, cfg.cb_beta);
         model.set_recompute(opts.recompute);
+        gpu.set_lean_pool(opts.recompute);
         let trainer = Trainer::new(model, sgd, cfg.method, cfg.gamma, weights)?;
         let state = match resumed {
             Some((f, _, state)) => {
