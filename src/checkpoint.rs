@@ -151,9 +151,12 @@ pub fn load_model(
 fn infer_config(f: &TensorFile) -> Result<ModelConfig> {
     let (fc, _) = f.f32("fc.weight")?;
     let (c1, _) = f.f32("conv1.weight")?;
+    let (&[classes, _], &[_, in_ch, _, _]) = (fc, c1) else {
+        bail!("fc.weight must be [classes, 128] and conv1.weight [16, in_ch, 3, 3], got {fc:?} and {c1:?}");
+    };
     Ok(ModelConfig {
-        classes: fc[0],
-        in_ch: c1[1],
+        classes,
+        in_ch,
         lsk: f.tensors.contains_key("layer1.0.lsk.conv0.weight"),
         bilateral: true,
     })
