@@ -304,3 +304,52 @@ fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every method trains and evaluates (the single-branch baselines use the conventional
+/// branch alone, the others both), with and without block recomputation.
+#[test]
+fn every_method_runs_an_epoch() {
+    let dir = temp_dir("methods");
+    for (method, extra) in [
+        ("bbn", None),
+        ("ce", None),
+        ("focal", None),
+        ("cb-ce", Some("--recompute")),
+        ("dflcsce", Some("--recompute")),
+    ] {
+        let out = dir.join(method);
+        let mut args = vec![
+            "train",
+            "--method",
+            method,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--image-size",
+            "8",
+            "--synthetic-per-class",
+            "10",
+            "--test-per-class",
+            "3",
+            "--theta-per",
+            "epoch",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let text = ok(&lskbb(&args));
+        assert!(text.contains("epoch 1/1"), "{method}: {text}");
+        let s = json(&out.join("summary.json"));
+        assert_eq!(
+            s["config"]["method"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .replace('-', ""),
+            method.replace('-', "")
+        );
+        assert!(s["final_acc"].is_number(), "{method}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
