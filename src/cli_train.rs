@@ -10,7 +10,7 @@ use lskbb::data::{
 use lskbb::gpu::AdapterChoice;
 use lskbb::optim::LrSchedule;
 use lskbb::tensor_file::write_atomic;
-use lskbb::train::eval::{evaluate, probabilities};
+use lskbb::train::eval::{argmax, evaluate, probabilities};
 use lskbb::train::method::Method;
 use lskbb::train::metrics::Metrics;
 use lskbb::train::plot;
@@ -511,8 +511,4 @@ pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
         }
     }
     Ok(true)
-}
-
-fn argmax(v: &[f32]) -> usize {
-    (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }

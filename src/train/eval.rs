@@ -31,7 +31,8 @@ pub fn probabilities(model: &BbnResNet32, x: &[f32], shape: [usize; 4]) -> Resul
     Ok(p.to_f32()?.chunks(c).map(<[f32]>::to_vec).collect())
 }
 
-fn argmax(v: &[f32]) -> usize {
+/// Index of the first largest entry (the predicted class); NaN entries are never chosen.
+pub fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
         .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
