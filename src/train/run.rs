@@ -310,12 +310,14 @@ impl<'a> Run<'a> {
                 taken += 1;
                 let last_of_epoch = self.state.next_batch == per_epoch;
                 let interrupt = self.stop_requested(stop, taken);
-                if taken.is_multiple_of(self.opts.log_every.max(1) as u64)
+                let read_back = taken.is_multiple_of(self.opts.log_every.max(1) as u64)
                     || last_of_epoch
-                    || interrupt
-                {
+                    || interrupt;
+                let mut sums = [0.0; 3];
+                if read_back {
                     let (l, c, n) = self.trainer.stats.peek()?;
                     self.check_finite(l)?;
+                    sums = [l as f32, c as f32, n as f32];
                     let seconds = self.state.seconds + start.elapsed().as_secs_f64();
                     progress.update(
                         self.state.next_batch,
@@ -328,8 +330,8 @@ impl<'a> Run<'a> {
                     drop(batches);
                     drop(rebatches);
                     self.state.seconds += start.elapsed().as_secs_f64();
-                    let (l, c, n) = self.trainer.stats.peek()?;
-                    self.state.sums = [l as f32, c as f32, n as f32];
+                    // `interrupt` forces the read-back above: these are the current sums.
+                    self.state.sums = sums;
                     self.save_last()?;
                     progress.finish();
                     println!(
