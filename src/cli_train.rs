@@ -5,7 +5,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use lskbb::checkpoint::load_model;
 use lskbb::data::{
-    parse_imbalance, parse_magnification, BatchLoader, DataConfig, Dataset, DatasetKind, Split,
+    file_preprocessor, parse_imbalance, parse_magnification, BatchLoader, DataConfig, Dataset,
+    DatasetKind, Split,
 };
 use lskbb::gpu::AdapterChoice;
 use lskbb::optim::LrSchedule;
@@ -462,11 +463,10 @@ pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
     let gpu = Gpu::new(choice)?;
     let (model, f) = load_model(&gpu, &a.checkpoint)?;
     let mut data = checkpoint_data(&f, &a.checkpoint, &a.data, model.config.in_ch)?;
-    // Prediction needs no data root: the saved kind fixes the preprocessing.
-    if data.kind == DatasetKind::Auto {
-        data.kind = DatasetKind::ImageFolder;
-    }
+    // Prediction needs no data root: the saved kind fixes the preprocessing (without a
+    // kind, the generic ImageFolder pipeline).
     data.root = None;
+    let pre = file_preprocessor(&data)?;
     let classes: Vec<String> = match f.metadata.get("classes") {
         Some(c) => serde_json::from_str(c)
             .with_context(|| format!("{}: bad 'classes' metadata", a.checkpoint.display()))?,
@@ -474,14 +474,14 @@ pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
             .map(|k| format!("class_{k}"))
             .collect(),
     };
-    let side = data.image_size;
     let mut rows = Vec::new();
     for chunk in files.chunks(a.batch_size.max(1)) {
         let mut x = Vec::new();
         for file in chunk {
-            x.extend(lskbb::data::preprocess_file(file, &data)?);
+            x.extend(pre.prepare_file(file)?);
         }
-        let probs = probabilities(&model, &x, [chunk.len(), data.channels, side, side])?;
+        let shape = [chunk.len(), pre.channels(), pre.size(), pre.size()];
+        let probs = probabilities(&model, &x, shape)?;
         rows.extend(chunk.iter().cloned().zip(probs));
     }
     if a.json {

@@ -530,17 +530,19 @@ impl Dataset {
     }
 }
 
-/// Preprocesses one image file as evaluation images are (predict path), without opening the
-/// dataset. `Auto` means `root`'s detected kind, or the generic ImageFolder pipeline without
-/// a root; `Synthetic` resizes the whole image to S×S.
-pub fn preprocess_file(path: &Path, cfg: &DataConfig) -> Result<Vec<f32>> {
+/// The preprocessing of evaluation images (predict path), without opening the dataset.
+/// `Auto` means `root`'s detected kind, or the generic ImageFolder pipeline without a root;
+/// `Synthetic` resizes the whole image to S×S.
+pub fn file_preprocessor(cfg: &DataConfig) -> Result<Preprocessor> {
     let kind = match (cfg.kind, &cfg.root) {
         (DatasetKind::Auto, Some(root)) => layouts::detect(root)?,
         (DatasetKind::Auto, None) => DatasetKind::ImageFolder,
         (k, _) => k,
     };
-    let pre = Preprocessor::new(kind, cfg, 0)?;
-    let mut out = vec![0.0; pre.image_len()];
-    pre.prepare(&ImageSource::File(path.to_path_buf()), None, &mut out)?;
-    Ok(out)
+    Preprocessor::new(kind, cfg, 0)
+}
+
+/// Preprocesses one image file as evaluation images are (see [`file_preprocessor`]).
+pub fn preprocess_file(path: &Path, cfg: &DataConfig) -> Result<Vec<f32>> {
+    file_preprocessor(cfg)?.prepare_file(path)
 }

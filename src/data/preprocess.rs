@@ -235,6 +235,13 @@ impl Preprocessor {
         }
     }
 
+    /// The C·S·S normalised image of a file, prepared the evaluation way (centre crop).
+    pub fn prepare_file(&self, path: &Path) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; self.image_len()];
+        self.prepare(&ImageSource::File(path.to_path_buf()), None, &mut out)?;
+        Ok(out)
+    }
+
     /// Writes the C·S·S normalised image of `src` into `out`. With `aug` (training): random
     /// crop offset and a horizontal flip with probability ½; without: centre crop.
     pub fn prepare(&self, src: &ImageSource, aug: Option<&mut Rng>, out: &mut [f32]) -> Result<()> {
