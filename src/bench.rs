@@ -28,7 +28,7 @@ pub struct BenchConfig {
     pub profile_steps: usize,
     pub channels: usize,
     pub classes: usize,
-    /// Recompute each block's activations in backward (`BbnResNet32::set_recompute`).
+    /// Recompute each block's activations in backward (`Trainer::set_recompute`).
     pub recompute: bool,
 }
 
@@ -294,8 +294,6 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         },
         0,
     )?;
-    model.set_recompute(cfg.recompute);
-    gpu.set_lean_pool(cfg.recompute);
     let sgd = SgdConfig {
         lr: 0.05,
         momentum: 0.9,
@@ -303,6 +301,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         nesterov: false,
     };
     let mut trainer = Trainer::new(model, sgd, cfg.method, 2.0, vec![1.0; cfg.classes])?;
+    trainer.set_recompute(cfg.recompute)?;
     let shape = [cfg.batch, cfg.channels, cfg.image_size, cfg.image_size];
     let mut rng = Rng::new(1);
     let mut images = || -> Vec<f32> {

@@ -209,9 +209,8 @@ impl<'a> Run<'a> {
             nesterov: cfg.sgd.nesterov,
         };
         let weights = cb_weights(&counts, cfg.cb_beta);
-        model.set_recompute(opts.recompute);
-        gpu.set_lean_pool(opts.recompute);
         let trainer = Trainer::new(model, sgd, cfg.method, cfg.gamma, weights)?;
+        trainer.set_recompute(opts.recompute)?;
         let state = match resumed {
             Some((f, _, state)) => {
                 checkpoint::load_state_dict(&trainer.model.store, &f, "", true, &last)?;

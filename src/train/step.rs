@@ -76,6 +76,14 @@ impl Trainer {
         })
     }
 
+    /// Low-memory training: recompute each block in backward and keep the buffer pool's
+    /// cache near the live peak (`BbnResNet32::set_recompute`, `Gpu::set_lean_pool`).
+    pub fn set_recompute(&self, on: bool) -> Result<()> {
+        self.model.set_recompute(on);
+        self.opt.gpu()?.set_lean_pool(on);
+        Ok(())
+    }
+
     /// Records one step: forward of both branches (or the conventional one alone), the loss
     /// α·L(z, y_c) + (1−α)·L(z, y_r), backward, SGD.
     pub fn step(
