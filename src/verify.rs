@@ -281,14 +281,7 @@ fn model_step(gpu: &Arc<Gpu>, f: &TensorFile, path: &Path) -> Result<Vec<Row>> {
 fn dot_loss(y: &Var, gy: Tensor) -> Result<Var> {
     let prod = mul(y, &Var::constant(gy))?;
     let axes: Vec<usize> = (0..prod.shape().len()).collect();
-    let s = sum(&prod, &axes, false)?;
-    let t = s.value().reshape(&[1])?;
-    Ok(Var::from_op(
-        "reshape",
-        t,
-        &[&s],
-        Box::new(|g| Ok(vec![Some(g.reshape(&[])?)])),
-    ))
+    sum(&prod, &axes, false)
 }
 
 fn ops(gpu: &Arc<Gpu>, f: &TensorFile) -> Result<Vec<Row>> {

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{assert_close, up};
-use lskbb::ops::{elementwise as ew, reduce, select};
-use lskbb::reference::{dot, finite_diff_check, nn as rnn, Arr, Rng};
-use lskbb::{backward, Var};
+use common::{assert_close, backprop, up};
+use lskbb::ops::select;
+use lskbb::reference::{dot, finite_diff_check, nn as rnn, Rng};
+use lskbb::Var;
 
 /// One product and one add per output, and channel sums of at most 16 f32 products:
 /// a few ulps relative.
@@ -16,19 +16,6 @@ const SELECT_TOL: f64 = 1e-5;
 const FD_TOL: f64 = 1e-6;
 
 const CASES: &[[usize; 4]] = &[[2, 5, 3, 7], [1, 1, 4, 4], [1, 16, 1, 1], [3, 8, 5, 3]];
-
-/// Back-propagates Σ y·gy.
-fn backprop(y: &Var, gy: &Arr) {
-    let prod = ew::mul(y, &Var::constant(up(gy))).unwrap();
-    let s = reduce::sum(&prod, &[0, 1, 2, 3], false).unwrap();
-    let l = lskbb::Var::from_op(
-        "reshape",
-        s.value().reshape(&[1]).unwrap(),
-        &[&s],
-        Box::new(|g| Ok(vec![Some(g.reshape(&[]).unwrap())])),
-    );
-    backward(&l).unwrap();
-}
 
 #[test]
 fn lsk_select_matches_reference() {

@@ -3,11 +3,11 @@
 //! the f64 CPU reference, finite-difference checks of the reference, and the PyTorch goldens.
 
 mod common;
-use common::{assert_close, down, gpu, up};
-use lskbb::ops::{batchnorm, channels, chanpool, elementwise as ew, pool, reduce};
+use common::{assert_close, backprop, down, gpu, up};
+use lskbb::ops::{batchnorm, channels, chanpool, pool};
 use lskbb::reference::{dot, finite_diff_check, nn as rnn, Arr, Rng};
 use lskbb::tensor_file::TensorFile;
-use lskbb::{backward, Tensor, Var};
+use lskbb::{Tensor, Var};
 use std::path::Path;
 
 const GOLDEN: &str = concat!(
@@ -29,13 +29,6 @@ const BN_TOL: f64 = 5e-5;
 const FD_TOL: f64 = 1e-6;
 /// The CPU reference against PyTorch float64 values stored as f32: one f32 rounding.
 const GOLDEN_REF_TOL: f64 = 1e-6;
-
-/// d ⟨y, gy⟩ / d leaves: back-propagates gy from y through autograd.
-fn backprop(y: &Var, gy: &Arr) {
-    let prod = ew::mul(y, &Var::constant(up(gy))).unwrap();
-    let axes: Vec<usize> = (0..y.shape().len()).collect();
-    backward(&reduce::sum(&prod, &axes, false).unwrap()).unwrap();
-}
 
 fn vec_arr(v: &[f64]) -> Arr {
     Arr::new(&[v.len()], v.to_vec())

@@ -1,8 +1,9 @@
 //! Shared test helpers: one GPU per test binary, uploads of reference arrays, comparisons.
 #![allow(dead_code)]
 
+use lskbb::ops::{elementwise, reduce};
 use lskbb::reference::{max_rel_err, Arr};
-use lskbb::{AdapterChoice, Gpu, Tensor};
+use lskbb::{backward, AdapterChoice, Gpu, Tensor, Var};
 use std::sync::{Arc, OnceLock};
 
 /// The GPU every test in this binary uses (the best adapter present; lavapipe in CI).
@@ -32,4 +33,11 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Arr, tol: f64) {
         err <= tol,
         "{what}: max error {err:.3e} > tolerance {tol:.1e}"
     );
+}
+
+/// d ⟨y, gy⟩ / d leaves: back-propagates gy from y through autograd.
+pub fn backprop(y: &Var, gy: &Arr) {
+    let prod = elementwise::mul(y, &Var::constant(up(gy))).unwrap();
+    let axes: Vec<usize> = (0..y.shape().len()).collect();
+    backward(&reduce::sum(&prod, &axes, false).unwrap()).unwrap();
 }
