@@ -4,7 +4,7 @@
 
 use crate::data::rng::Rng;
 use crate::gpu::{Gpu, KernelTime};
-use crate::model::{BbnResNet32, ModelConfig};
+use crate::model::BbnResNet32;
 use crate::ops::sgd::SgdConfig;
 use crate::train::method::Method;
 use crate::train::step::{HostBatch, StepSettings, Trainer};
@@ -283,17 +283,9 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.steps == 0 {
         bail!("bench: at least one timed step is needed");
     }
-    let (lsk, bilateral) = (cfg.method.lsk(), cfg.method.bilateral());
-    let model = BbnResNet32::new(
-        gpu,
-        &ModelConfig {
-            classes: cfg.classes,
-            in_ch: cfg.channels,
-            lsk,
-            bilateral,
-        },
-        0,
-    )?;
+    let model_cfg = cfg.method.model_config(cfg.classes, cfg.channels);
+    let (lsk, bilateral) = (model_cfg.lsk, model_cfg.bilateral);
+    let model = BbnResNet32::new(gpu, &model_cfg, 0)?;
     let sgd = SgdConfig {
         lr: 0.05,
         momentum: 0.9,

@@ -1,5 +1,6 @@
 //! The training methods of `lskbb train --method`: the paper's LSKBB and its baselines.
 
+use crate::model::ModelConfig;
 use crate::ops::loss::LossKind;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -52,6 +53,16 @@ impl Method {
             self,
             Method::Lskbb | Method::Bbn | Method::Dflce | Method::Dflcsce
         )
+    }
+
+    /// The network this method trains for `classes` classes and `in_ch` input channels.
+    pub fn model_config(self, classes: usize, in_ch: usize) -> ModelConfig {
+        ModelConfig {
+            classes,
+            in_ch,
+            lsk: self.lsk(),
+            bilateral: self.bilateral(),
+        }
     }
 
     /// The loss at dynamic-loss weight θ (eq. 19-20); `cbw` are class-balanced weights.

@@ -12,7 +12,7 @@ use super::progress::Progress;
 use super::step::{HostBatch, StepSettings, Trainer};
 use crate::checkpoint;
 use crate::data::{BatchLoader, DataConfig, Dataset, SamplerKind, Split};
-use crate::model::{BbnResNet32, ModelConfig};
+use crate::model::BbnResNet32;
 use crate::ops::loss::cb_weights;
 use crate::ops::sgd::SgdConfig;
 use crate::optim::{parabolic, LrSchedule};
@@ -124,16 +124,6 @@ struct Run<'a> {
     state: RunState,
 }
 
-/// The model a config trains.
-pub fn model_config(cfg: &TrainConfig, classes: usize) -> ModelConfig {
-    ModelConfig {
-        classes,
-        in_ch: cfg.data.channels,
-        lsk: cfg.method.lsk(),
-        bilateral: cfg.method.bilateral(),
-    }
-}
-
 fn last_path(out: &Path) -> PathBuf {
     out.join("last.safetensors")
 }
@@ -182,7 +172,7 @@ impl<'a> Run<'a> {
             }
             None
         };
-        let cfg = match &resumed {
+        let mut cfg = match &resumed {
             Some((_, saved, _)) => saved.clone(),
             None => cfg,
         };
@@ -190,7 +180,6 @@ impl<'a> Run<'a> {
         std::fs::create_dir_all(&opts.out)
             .with_context(|| format!("creating the run folder {}", opts.out.display()))?;
         let ds = Arc::new(Dataset::open(&cfg.data)?);
-        let mut cfg = cfg;
         // Save the resolved kind so that eval/predict never re-detect it.
         cfg.data.kind = ds.kind;
         ds.write_split_json(&opts.out.join("split.json"))?;
@@ -201,7 +190,8 @@ impl<'a> Run<'a> {
                 ds.train.len()
             );
         }
-        let model = BbnResNet32::new(gpu, &model_config(&cfg, ds.num_classes()), cfg.seed)?;
+        let model_cfg = cfg.method.model_config(ds.num_classes(), cfg.data.channels);
+        let model = BbnResNet32::new(gpu, &model_cfg, cfg.seed)?;
         let sgd = SgdConfig {
             lr: cfg.schedule.lr(0),
             momentum: cfg.sgd.momentum,
