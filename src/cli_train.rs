@@ -9,7 +9,7 @@ use lskbb::data::{
     DatasetKind, Split,
 };
 use lskbb::gpu::AdapterChoice;
-use lskbb::optim::LrSchedule;
+use lskbb::optim::{default_warmup, LrSchedule};
 use lskbb::tensor_file::write_atomic;
 use lskbb::train::eval::{argmax, evaluate, probabilities};
 use lskbb::train::method::Method;
@@ -211,14 +211,9 @@ pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
     let mut data = a.data.config(a.seed)?;
     data.imbalance = parse_imbalance(&a.imbalance).context("--imbalance")?;
     data.long_tail_cap = a.long_tail_cap;
-    let warmup = a.warmup.unwrap_or(5.min(a.epochs / 10));
+    let warmup = a.warmup.unwrap_or(default_warmup(a.epochs));
     let schedule = match a.schedule {
-        Schedule::Step => LrSchedule::Step {
-            base: a.lr,
-            warmup,
-            milestones: vec![a.epochs * 3 / 5, a.epochs * 4 / 5],
-            gamma: 0.01,
-        },
+        Schedule::Step => LrSchedule::bbn_step(a.lr, a.epochs, warmup),
         Schedule::Cosine => LrSchedule::Cosine {
             base: a.lr,
             warmup,

@@ -75,6 +75,11 @@ impl Sgd {
     }
 }
 
+/// BBN's warm-up length: 5 epochs, or a tenth of a shorter run.
+pub fn default_warmup(epochs: usize) -> usize {
+    5.min(epochs / 10)
+}
+
 /// Learning-rate schedules, evaluated per epoch (0-based).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum LrSchedule {
@@ -95,12 +100,12 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
-    /// BBN's recipe scaled to `epochs`: 5 warm-up epochs (fewer for short runs), ×0.01 at
-    /// 60% and 80% of the run.
-    pub fn bbn(base: f32, epochs: usize) -> LrSchedule {
+    /// BBN's recipe scaled to `epochs`: linear warm-up over `warmup` epochs (BBN: 5, see
+    /// [`default_warmup`]), then ×0.01 at 60% and 80% of the run.
+    pub fn bbn_step(base: f32, epochs: usize, warmup: usize) -> LrSchedule {
         LrSchedule::Step {
             base,
-            warmup: 5.min(epochs / 10),
+            warmup,
             milestones: vec![epochs * 3 / 5, epochs * 4 / 5],
             gamma: 0.01,
         }
@@ -150,7 +155,7 @@ mod tests {
 
     #[test]
     fn bbn_schedule_warms_up_then_steps_at_120_and_160() {
-        let s = LrSchedule::bbn(0.05, 200);
+        let s = LrSchedule::bbn_step(0.05, 200, default_warmup(200));
         assert!((s.lr(0) - 0.01).abs() < 1e-7);
         assert!((s.lr(4) - 0.05).abs() < 1e-7);
         assert!((s.lr(119) - 0.05).abs() < 1e-7);
