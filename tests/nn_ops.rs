@@ -30,6 +30,18 @@ const FD_TOL: f64 = 1e-6;
 /// The CPU reference against PyTorch float64 values stored as f32: one f32 rounding.
 const GOLDEN_REF_TOL: f64 = 1e-6;
 
+/// The gradients of BN's x, gamma and beta against the reference's.
+fn assert_bn_grads(what: &str, got: [&Var; 3], want: [&Arr; 3]) {
+    for ((name, v), w) in ["x", "gamma", "beta"].iter().zip(got).zip(want) {
+        assert_close(
+            &format!("{what} grad {name}"),
+            &v.grad().unwrap(),
+            w,
+            BN_TOL,
+        );
+    }
+}
+
 fn vec_arr(v: &[f64]) -> Arr {
     Arr::new(&[v.len()], v.to_vec())
 }
@@ -99,24 +111,7 @@ fn batch_norm_training_matches_reference_and_updates_running_stats() {
         );
         backprop(&y, &gy);
         let (gx, gg, gb) = rnn::batch_norm_backward(&x, &gamma, &mean, &var, &gy, true, 1e-5);
-        assert_close(
-            &format!("bn grad x {s:?}"),
-            &vx.grad().unwrap(),
-            &gx,
-            BN_TOL,
-        );
-        assert_close(
-            &format!("bn grad gamma {s:?}"),
-            &vg.grad().unwrap(),
-            &gg,
-            BN_TOL,
-        );
-        assert_close(
-            &format!("bn grad beta {s:?}"),
-            &vb.grad().unwrap(),
-            &gb,
-            BN_TOL,
-        );
+        assert_bn_grads(&format!("bn {s:?}"), [&vx, &vg, &vb], [&gx, &gg, &gb]);
     }
 }
 
@@ -166,24 +161,7 @@ fn batch_norm_eval_uses_running_stats_and_leaves_them_alone() {
         backprop(&y, &gy);
         let (gx, gg, gb) =
             rnn::batch_norm_backward(&x, &gamma, &rm.data, &rv.data, &gy, false, 1e-5);
-        assert_close(
-            &format!("bn eval grad x {s:?}"),
-            &vx.grad().unwrap(),
-            &gx,
-            BN_TOL,
-        );
-        assert_close(
-            &format!("bn eval grad gamma {s:?}"),
-            &vg.grad().unwrap(),
-            &gg,
-            BN_TOL,
-        );
-        assert_close(
-            &format!("bn eval grad beta {s:?}"),
-            &vb.grad().unwrap(),
-            &gb,
-            BN_TOL,
-        );
+        assert_bn_grads(&format!("bn eval {s:?}"), [&vx, &vg, &vb], [&gx, &gg, &gb]);
     }
 }
 
