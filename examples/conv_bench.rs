@@ -1,7 +1,7 @@
-//! Times conv2d on the direct kernels against the implicit-GEMM kernels (same run, same
-//! adapter): forward, grad_x and grad_w of the model's convolution shapes; prints ms old
-//! (ConvAlgo::Direct) / new (ConvAlgo::Auto: GEMM when dense), the old/new ratio and the new
-//! kernels' GFLOP/s.
+//! Times conv2d on the direct kernels against the implicit-GEMM and tiled depthwise kernels
+//! (same run, same adapter): forward, grad_x and grad_w of the model's convolution shapes;
+//! prints ms old (ConvAlgo::Direct) / new (ConvAlgo::Auto: GEMM when dense, tiled when
+//! depthwise), the old/new ratio and the new kernels' GFLOP/s.
 //!
 //! `cargo run --release --example conv_bench` uses small shapes (lavapipe, a few seconds);
 //! `-- full` the model's training shapes (batch 32, 224 down to 56) for a real GPU.
@@ -34,6 +34,8 @@ const SMALL: &[Shape] = &[
     (4, 32, 56, 32, 1, 1, 0, 1, 1),
     (4, 2, 56, 2, 7, 1, 3, 1, 1),
     (4, 16, 56, 16, 5, 1, 2, 1, 16),
+    (4, 16, 56, 16, 7, 1, 9, 3, 16),
+    (16, 64, 8, 64, 7, 1, 9, 3, 64),
 ];
 
 const FULL: &[Shape] = &[
@@ -47,6 +49,7 @@ const FULL: &[Shape] = &[
     (32, 16, 224, 16, 5, 1, 2, 1, 16),
     (32, 16, 224, 16, 7, 1, 9, 3, 16),
     (32, 64, 56, 64, 5, 1, 2, 1, 64),
+    (128, 64, 8, 64, 7, 1, 9, 3, 64),
 ];
 
 /// Seconds per call of `f`, after one warm-up call (pipeline builds), waiting for the GPU.

@@ -7,6 +7,7 @@ use lskbb::ops::conv::{
     conv2d, conv2d_backward, conv2d_backward_with, conv2d_forward, conv2d_forward_with,
     Conv2dParams, ConvAlgo,
 };
+use lskbb::ops::depthwise::Depthwise;
 use lskbb::ops::{elementwise as ew, reduce};
 use lskbb::reference::conv as rconv;
 use lskbb::reference::{dot, finite_diff_check, max_rel_err, Arr, Rng};
@@ -168,6 +169,52 @@ fn conv2d_gemm_boundary_shapes_match_reference() {
     let mut rng = Rng(14);
     for c in GEMM_CASES {
         check_case(&mut rng, c, ConvAlgo::Gemm, GEMM_TOL);
+    }
+}
+
+/// Stride-1 depthwise shapes for the tiled kernels (tiles of at most 32 × 32 outputs, a source
+/// window of at most 2560 values, several whole small planes per workgroup), with whether
+/// they fit them: the LSK 5×5 pad 2 and 7×7 dilation 3 pad 9 on planes of several tiles with
+/// partial edge tiles, small planes several to a workgroup with the last workgroup part
+/// empty (on 4×5 planes the 7×7 dilation-3 tiles skip the two outer taps on each side), a
+/// non-square dilated kernel, padding wider than the kernel (grad_x offset < 0),
+/// no padding, a 1×1 kernel, a wide plane of one tile row, and kernels too large for the
+/// tiles (17×17: 289 taps; 9×9 dilation 5 on a 64-wide plane: no window row fits), which
+/// fall back to the direct kernels.
+const DEPTHWISE_CASES: &[(Case, bool)] = &[
+    (case(2, 3, (70, 45), 3, (5, 5), (1, 2, 1, 3), true), true),
+    (case(2, 2, (40, 37), 2, (7, 7), (1, 9, 3, 2), true), true),
+    (case(3, 5, (8, 8), 5, (7, 7), (1, 9, 3, 5), true), true),
+    (case(2, 3, (4, 5), 3, (7, 7), (1, 9, 3, 3), false), true),
+    (case(4, 7, (6, 7), 7, (5, 5), (1, 2, 1, 7), false), true),
+    (case(2, 3, (12, 19), 3, (3, 5), (1, 1, 2, 3), true), true),
+    (case(1, 4, (9, 10), 4, (3, 3), (1, 3, 1, 4), false), true),
+    (case(2, 3, (11, 9), 3, (5, 5), (1, 0, 1, 3), true), true),
+    (case(2, 6, (33, 34), 6, (1, 1), (1, 0, 1, 6), true), true),
+    (case(1, 2, (3, 100), 2, (3, 3), (1, 1, 1, 2), false), true),
+    (case(2, 2, (20, 20), 2, (17, 17), (1, 8, 1, 2), true), false),
+    (case(1, 2, (40, 64), 2, (9, 9), (1, 20, 5, 2), false), false),
+];
+
+#[test]
+fn depthwise_tiled_kernels_match_reference() {
+    let mut rng = Rng(15);
+    for (c, tiled) in DEPTHWISE_CASES {
+        let plan = Depthwise::plan(
+            c.n,
+            c.cin,
+            (c.h, c.w),
+            (
+                c.h + 2 * c.padding - (c.kh - 1) * c.dilation,
+                c.w + 2 * c.padding - (c.kw - 1) * c.dilation,
+            ),
+            (c.kh, c.kw),
+            c.padding,
+            c.dilation,
+        );
+        assert_eq!(plan.is_some(), *tiled, "tiles fit {plan:?}");
+        check_case(&mut rng, c, ConvAlgo::Auto, TOL);
+        check_case(&mut rng, c, ConvAlgo::Direct, TOL);
     }
 }
 

@@ -6,6 +6,7 @@ pub mod batchnorm;
 pub mod channels;
 pub mod chanpool;
 pub mod conv;
+pub mod depthwise;
 pub mod elementwise;
 pub mod linear;
 pub mod loss;

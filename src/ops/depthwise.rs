@@ -1,0 +1,259 @@
+//! Depthwise convolution at stride 1 (groups == Cin == Cout), tiled in workgroup memory
+//! (`shaders/depthwise.wgsl`): forward, grad_x and grad_w of the LSK module's 5×5 and
+//! 7×7-dilation-3 layers. `conv2d` runs these kernels under `ConvAlgo::Auto` whenever
+//! [`Depthwise::plan`] finds tiles that fit, and the direct kernels of `shaders/conv2d.wgsl`
+//! otherwise; `examples/conv_bench.rs` times the two against each other.
+
+use super::reduce::sum_to;
+use crate::gpu::{groups, Kernel};
+use crate::tensor::{DType, Tensor};
+use anyhow::Result;
+
+const SRC: &str = include_str!("../../shaders/depthwise.wgsl");
+const CONV: Kernel = Kernel {
+    name: "depthwise",
+    source: SRC,
+    entry: "conv",
+};
+const GRAD_W: Kernel = Kernel {
+    name: "depthwise",
+    source: SRC,
+    entry: "grad_w",
+};
+
+/// Workgroup arrays of the shader: staged source windows, weights or gy tiles, and
+/// grad_w's per-thread sums (one per thread of the 256).
+const WINDOW: usize = 2560;
+const AUX: usize = 1024;
+const THREADS: usize = 256;
+/// Outputs per tile: at most 32 wide, and 1024 in all (4 per thread).
+const TILE_W: usize = 32;
+const MAX_OUTS: usize = 1024;
+/// grad_w's partial sums [C, KH·KW, N·tiles] stay under 32 MiB.
+const SCRATCH: usize = 1 << 23;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    planes_total: u32,
+    c: u32,
+    ih: u32,
+    iw: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    dil: u32,
+    pad_y: i32,
+    pad_x: i32,
+    th: u32,
+    tw: u32,
+    ah: u32,
+    aw: u32,
+    planes: u32,
+    tiles_x: u32,
+    tiles: u32,
+    workgroups: u32,
+    flip: u32,
+    has_bias: u32,
+    slices: u32,
+    pad0: u32,
+    pad1: u32,
+}
+
+/// How one kernel covers an oh × ow plane: tiles of th × tw outputs, `planes` planes per
+/// workgroup when a tile is the whole plane (u32: the shader's parameters).
+#[derive(Clone, Copy, Debug)]
+struct Tiling {
+    th: u32,
+    tw: u32,
+    ah: u32,
+    aw: u32,
+    planes: u32,
+    tiles_x: u32,
+    tiles: u32,
+}
+
+/// The largest tile whose source window (spans `span` = (KH−1)·dil + 1 by (KW−1)·dil + 1)
+/// fits WINDOW, with `aux` workgroup values and `jobs` grad_w jobs per plane; None when not
+/// even one output row does.
+fn tiling(
+    (oh, ow): (usize, usize),
+    span: (usize, usize),
+    planes_total: usize,
+    aux: usize,
+    jobs: usize,
+) -> Option<Tiling> {
+    let tw = ow.min(TILE_W);
+    let aw = tw + span.1 - 1;
+    let th = (1..=oh.min(MAX_OUTS / tw))
+        .rev()
+        .find(|th| (th + span.0 - 1) * aw <= WINDOW)?;
+    let ah = th + span.0 - 1;
+    let planes = if th == oh && tw == ow {
+        (MAX_OUTS / (th * tw))
+            .min(WINDOW / (ah * aw))
+            .min(AUX / aux)
+            .min(THREADS / jobs)
+            .min(planes_total)
+    } else {
+        1
+    };
+    if planes == 0 || aux > AUX || jobs > THREADS {
+        return None;
+    }
+    let tiles_x = ow.div_ceil(tw);
+    let u = |v: usize| u32::try_from(v).ok();
+    Some(Tiling {
+        th: u(th)?,
+        tw: u(tw)?,
+        ah: u(ah)?,
+        aw: u(aw)?,
+        planes: u(planes)?,
+        tiles_x: u(tiles_x)?,
+        tiles: u(tiles_x * oh.div_ceil(th))?,
+    })
+}
+
+/// A planned stride-1 depthwise convolution of x [N, C, H, W] by w [C, 1, KH, KW] with
+/// padding `pad` and dilation `dil` (output [N, C, Ho, Wo]).
+#[derive(Clone, Copy, Debug)]
+pub struct Depthwise {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    kh: usize,
+    kw: usize,
+    pad: usize,
+    dil: usize,
+    fwd: Tiling,
+    gx: Tiling,
+    gw: Tiling,
+}
+
+impl Depthwise {
+    /// Tiles for all three kernels, or None where one does not fit (a kernel too wide or too
+    /// dilated for the workgroup arrays, or too many grad_w partial sums).
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan(
+        n: usize,
+        c: usize,
+        (h, w): (usize, usize),
+        (ho, wo): (usize, usize),
+        (kh, kw): (usize, usize),
+        pad: usize,
+        dil: usize,
+    ) -> Option<Depthwise> {
+        let span = ((kh - 1) * dil + 1, (kw - 1) * dil + 1);
+        let kk = kh * kw;
+        let fwd = tiling((ho, wo), span, n * c, kk, 1)?;
+        let gx = tiling((h, w), span, n * c, kk, 1)?;
+        // grad_w tiles gy like the forward tiles y (same th × tw: aux and jobs only bound
+        // the planes per workgroup), staging th·tw gy values per plane.
+        let gw = tiling((ho, wo), span, n * c, (fwd.th * fwd.tw) as usize, kk)?;
+        if c * kk * n * gw.tiles as usize > SCRATCH {
+            return None;
+        }
+        Some(Depthwise {
+            n,
+            c,
+            h,
+            w,
+            ho,
+            wo,
+            kh,
+            kw,
+            pad,
+            dil,
+            fwd,
+            gx,
+            gw,
+        })
+    }
+
+    fn params(&self, t: &Tiling, src: (usize, usize), dst: (usize, usize)) -> Params {
+        let u = |v: usize| v as u32;
+        Params {
+            planes_total: u(self.n * self.c),
+            c: u(self.c),
+            ih: u(src.0),
+            iw: u(src.1),
+            oh: u(dst.0),
+            ow: u(dst.1),
+            kh: u(self.kh),
+            kw: u(self.kw),
+            dil: u(self.dil),
+            pad_y: self.pad as i32,
+            pad_x: self.pad as i32,
+            th: t.th,
+            tw: t.tw,
+            ah: t.ah,
+            aw: t.aw,
+            planes: t.planes,
+            tiles_x: t.tiles_x,
+            tiles: t.tiles,
+            workgroups: u((self.n * self.c).div_ceil(t.planes as usize) * t.tiles as usize),
+            ..Default::default()
+        }
+    }
+
+    /// y = depthwise_conv(x, w) + b.
+    pub fn forward(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let y = Tensor::empty(x.gpu(), &[self.n, self.c, self.ho, self.wo], DType::F32)?;
+        let pr = Params {
+            has_bias: u32::from(b.is_some()),
+            ..self.params(&self.fwd, (self.h, self.w), (self.ho, self.wo))
+        };
+        x.gpu().dispatch(
+            &CONV,
+            bytemuck::bytes_of(&pr),
+            &[x.buf(), w.buf(), b.unwrap_or(w).buf()],
+            &[y.buf()],
+            groups(pr.workgroups as usize),
+        )?;
+        Ok(y)
+    }
+
+    /// gx: the correlation of gy with the flipped kernel, offset by (K−1)·dil − pad.
+    pub fn grad_x(&self, w: &Tensor, gy: &Tensor) -> Result<Tensor> {
+        let gx = Tensor::empty(gy.gpu(), &[self.n, self.c, self.h, self.w], DType::F32)?;
+        let offset = |k: usize| ((k - 1) * self.dil) as i32 - self.pad as i32;
+        let pr = Params {
+            flip: 1,
+            pad_y: offset(self.kh),
+            pad_x: offset(self.kw),
+            ..self.params(&self.gx, (self.ho, self.wo), (self.h, self.w))
+        };
+        gy.gpu().dispatch(
+            &CONV,
+            bytemuck::bytes_of(&pr),
+            &[gy.buf(), w.buf(), w.buf()],
+            &[gx.buf()],
+            groups(pr.workgroups as usize),
+        )?;
+        Ok(gx)
+    }
+
+    /// gw [C, 1, KH, KW]: per-tile partial sums of gy·x, then their sum over N and tiles.
+    pub fn grad_w(&self, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
+        let t = &self.gw;
+        let (taps, splits) = (self.c * self.kh * self.kw, self.n * t.tiles as usize);
+        let partial = Tensor::empty(x.gpu(), &[taps, splits], DType::F32)?;
+        let jobs = t.planes as usize * self.kh * self.kw;
+        let pr = Params {
+            slices: (THREADS / jobs).min(t.th as usize) as u32,
+            ..self.params(t, (self.h, self.w), (self.ho, self.wo))
+        };
+        x.gpu().dispatch(
+            &GRAD_W,
+            bytemuck::bytes_of(&pr),
+            &[x.buf(), gy.buf()],
+            &[partial.buf()],
+            groups(pr.workgroups as usize),
+        )?;
+        sum_to(&partial, &[taps, 1])?.reshape(&[self.c, 1, self.kh, self.kw])
+    }
+}
