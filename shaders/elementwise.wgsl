@@ -19,7 +19,7 @@ struct P {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
-// Unary: out = f(x); backward: gx = f'(x or y) * gy.
+// Unary: out = f(x); backward: gx = f'(y) * gy.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> gy: array<f32>;
@@ -71,7 +71,8 @@ fn unary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     out[i] = r;
 }
 
-// op 0: relu backward from its input x; op 1: sigmoid backward from its output y (passed as x).
+// op 0: relu backward from its output y (y > 0 exactly where x > 0); op 1: sigmoid backward
+// from its output y. Both are bound as x.
 @compute @workgroup_size(256)
 fn unary_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);

@@ -77,7 +77,7 @@ fn unary_ops_forward_and_backward_match_reference() {
             let y = ew::unary_forward(&tx, op, -1.5).unwrap();
             assert_close(&format!("{name} {shape:?}"), &y, &want, TOL);
             let gy = rng.arr(shape, 1.0);
-            let gx = ew::unary_backward(&tx, &y, &up(&gy), op, -1.5).unwrap();
+            let gx = ew::unary_backward(op.saved(&tx, &y), &up(&gy), op, -1.5).unwrap();
             assert_close(
                 &format!("{name} grad {shape:?}"),
                 &gx,

@@ -5,7 +5,7 @@ use super::reduce::sum_to;
 use crate::autograd::Var;
 use crate::gpu::{grid, Kernel};
 use crate::tensor::{DType, Tensor};
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 
 const SRC: &str = include_str!("../../shaders/elementwise.wgsl");
 const BINARY: Kernel = Kernel {
@@ -137,16 +137,42 @@ pub fn binary_backward(
     gy: &Tensor,
     op: BinaryOp,
 ) -> Result<(Tensor, Tensor)> {
+    binary_grads([a.shape(), b.shape()], [Some(a), Some(b), Some(y)], gy, op)
+}
+
+impl BinaryOp {
+    /// Which of (a, b, y) the backward reads besides gy: the operands of mul, b and y of
+    /// div; add and sub only need the shapes, so an autograd node keeps nothing alive.
+    fn saved(self) -> [bool; 3] {
+        match self {
+            BinaryOp::Add | BinaryOp::Sub => [false; 3],
+            BinaryOp::Mul => [true, true, false],
+            BinaryOp::Div => [false, true, true],
+        }
+    }
+}
+
+/// [`binary_backward`] from the input shapes and the tensors [`BinaryOp::saved`] names.
+fn binary_grads<'a>(
+    shapes: [&[usize]; 2],
+    [a, b, y]: [Option<&'a Tensor>; 3],
+    gy: &Tensor,
+    op: BinaryOp,
+) -> Result<(Tensor, Tensor)> {
+    let need = |t: Option<&'a Tensor>, what: &str| -> Result<&'a Tensor> {
+        t.ok_or_else(|| anyhow!("{op:?} backward: its forward did not keep {what}"))
+    };
     let (ga, gb) = match op {
         BinaryOp::Add => (gy.clone(), gy.clone()),
         BinaryOp::Sub => (gy.clone(), unary_forward(gy, UnaryOp::Scale, -1.0)?),
         BinaryOp::Mul => (
-            binary_forward(gy, b, BinaryOp::Mul)?,
-            binary_forward(gy, a, BinaryOp::Mul)?,
+            binary_forward(gy, need(b, "b")?, BinaryOp::Mul)?,
+            binary_forward(gy, need(a, "a")?, BinaryOp::Mul)?,
         ),
         BinaryOp::Div => {
             // d(a/b)/db = -(a/b)/b = -y/b
-            let t = binary_forward(gy, y, BinaryOp::Mul)?;
+            let b = need(b, "b")?;
+            let t = binary_forward(gy, need(y, "y")?, BinaryOp::Mul)?;
             let t = binary_forward(&t, b, BinaryOp::Div)?;
             (
                 binary_forward(gy, b, BinaryOp::Div)?,
@@ -154,7 +180,7 @@ pub fn binary_backward(
             )
         }
     };
-    Ok((sum_to(&ga, a.shape())?, sum_to(&gb, b.shape())?))
+    Ok((sum_to(&ga, shapes[0])?, sum_to(&gb, shapes[1])?))
 }
 
 /// out = f(x); `k` is the factor of `Scale`.
@@ -177,27 +203,40 @@ pub fn unary_forward(x: &Tensor, op: UnaryOp, k: f32) -> Result<Tensor> {
     Ok(y)
 }
 
-/// gx for y = f(x), from x (relu, log), y (sigmoid, exp) or nothing (scale).
-pub fn unary_backward(x: &Tensor, y: &Tensor, gy: &Tensor, op: UnaryOp, k: f32) -> Result<Tensor> {
-    let (from, code) = match op {
-        UnaryOp::Relu => (x, 0),
-        UnaryOp::Sigmoid => (y, 1),
-        UnaryOp::Exp => return binary_forward(gy, y, BinaryOp::Mul),
-        UnaryOp::Log => return binary_forward(gy, x, BinaryOp::Div),
+impl UnaryOp {
+    /// The tensor the backward reads: the input x for log, else the output y (relu's
+    /// derivative is y > 0, which holds exactly where x > 0; scale reads only the shape).
+    /// Keeping the output, which the next op usually keeps too, frees the input.
+    pub fn saved<'a>(self, x: &'a Tensor, y: &'a Tensor) -> &'a Tensor {
+        if self == UnaryOp::Log {
+            x
+        } else {
+            y
+        }
+    }
+}
+
+/// gx for y = f(x), from `saved` = [`UnaryOp::saved`] (x or y).
+pub fn unary_backward(saved: &Tensor, gy: &Tensor, op: UnaryOp, k: f32) -> Result<Tensor> {
+    let code = match op {
+        UnaryOp::Relu => 0,
+        UnaryOp::Sigmoid => 1,
+        UnaryOp::Exp => return binary_forward(gy, saved, BinaryOp::Mul),
+        UnaryOp::Log => return binary_forward(gy, saved, BinaryOp::Div),
         UnaryOp::Scale => return unary_forward(gy, UnaryOp::Scale, k),
     };
-    let gx = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
+    let gx = Tensor::empty(saved.gpu(), saved.shape(), DType::F32)?;
     let p = Params {
-        n: x.numel() as u32,
+        n: saved.numel() as u32,
         op: code,
         ..Default::default()
     };
-    x.gpu().dispatch(
+    saved.gpu().dispatch(
         &UNARY_BACKWARD,
         bytemuck::bytes_of(&p),
-        &[from.buf(), gy.buf()],
+        &[saved.buf(), gy.buf()],
         &[gx.buf()],
-        grid(x.numel()),
+        grid(saved.numel()),
     )?;
     Ok(gx)
 }
@@ -227,13 +266,20 @@ pub fn add_tensors(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 fn binary(a: &Var, b: &Var, op: BinaryOp, name: &'static str) -> Result<Var> {
     let y = binary_forward(a.value(), b.value(), op)?;
-    let (ta, tb, ty) = (a.value().clone(), b.value().clone(), y.clone());
+    let (keep, all) = (op.saved(), [a.value(), b.value(), &y]);
+    let kept: [Option<Tensor>; 3] = std::array::from_fn(|i| keep[i].then(|| all[i].clone()));
+    let shapes = [a.shape().to_vec(), b.shape().to_vec()];
     Ok(Var::from_op(
         name,
         y,
         &[a, b],
         Box::new(move |gy| {
-            let (ga, gb) = binary_backward(&ta, &tb, &ty, gy, op)?;
+            let (ga, gb) = binary_grads(
+                [&shapes[0], &shapes[1]],
+                [kept[0].as_ref(), kept[1].as_ref(), kept[2].as_ref()],
+                gy,
+                op,
+            )?;
             Ok(vec![Some(ga), Some(gb)])
         }),
     ))
@@ -257,12 +303,12 @@ pub fn div(a: &Var, b: &Var) -> Result<Var> {
 
 fn unary(x: &Var, op: UnaryOp, k: f32, name: &'static str) -> Result<Var> {
     let y = unary_forward(x.value(), op, k)?;
-    let (tx, ty) = (x.value().clone(), y.clone());
+    let saved = op.saved(x.value(), &y).clone();
     Ok(Var::from_op(
         name,
         y,
         &[x],
-        Box::new(move |gy| Ok(vec![Some(unary_backward(&tx, &ty, gy, op, k)?)])),
+        Box::new(move |gy| Ok(vec![Some(unary_backward(&saved, gy, op, k)?)])),
     ))
 }
 
