@@ -14,19 +14,25 @@ use std::rc::Rc;
 /// needs none).
 pub type BackwardFn = Box<dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>>>;
 
+/// A Var's place in the graph. Children keep their parents' nodes, not their values: an
+/// intermediate tensor lives only as long as a Var handle or a backward closure that needs it
+/// (as PyTorch's saved tensors), so the graph alone keeps no activation alive.
 struct Node {
     id: u64,
-    value: Tensor,
+    shape: Vec<usize>,
     requires_grad: bool,
     grad: RefCell<Option<Tensor>>,
-    parents: Vec<Var>,
+    parents: Vec<Rc<Node>>,
     backward: Option<BackwardFn>,
     op: &'static str,
 }
 
-/// A tensor in the autograd graph.
+/// A tensor in the autograd graph: its value and its node.
 #[derive(Clone)]
-pub struct Var(Rc<Node>);
+pub struct Var {
+    node: Rc<Node>,
+    value: Tensor,
+}
 
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(0) };
@@ -111,59 +117,65 @@ impl Var {
     }
 
     fn leaf(value: Tensor, requires_grad: bool) -> Var {
-        Var(Rc::new(Node {
-            id: next_id(),
+        Var {
+            node: Rc::new(Node {
+                id: next_id(),
+                shape: value.shape().to_vec(),
+                requires_grad,
+                grad: RefCell::new(None),
+                parents: Vec::new(),
+                backward: None,
+                op: "leaf",
+            }),
             value,
-            requires_grad,
-            grad: RefCell::new(None),
-            parents: Vec::new(),
-            backward: None,
-            op: "leaf",
-        }))
+        }
     }
 
     /// The result of op `op` on `parents`. The backward closure is kept only when recording
     /// is on and some parent needs a gradient.
     pub fn from_op(op: &'static str, value: Tensor, parents: &[&Var], backward: BackwardFn) -> Var {
         let needs = grad_enabled() && parents.iter().any(|p| p.requires_grad());
-        Var(Rc::new(Node {
-            id: next_id(),
+        Var {
+            node: Rc::new(Node {
+                id: next_id(),
+                shape: value.shape().to_vec(),
+                requires_grad: needs,
+                grad: RefCell::new(None),
+                parents: if needs {
+                    parents.iter().map(|p| p.node.clone()).collect()
+                } else {
+                    Vec::new()
+                },
+                backward: if needs { Some(backward) } else { None },
+                op,
+            }),
             value,
-            requires_grad: needs,
-            grad: RefCell::new(None),
-            parents: if needs {
-                parents.iter().map(|&p| p.clone()).collect()
-            } else {
-                Vec::new()
-            },
-            backward: if needs { Some(backward) } else { None },
-            op,
-        }))
+        }
     }
 
     pub fn value(&self) -> &Tensor {
-        &self.0.value
+        &self.value
     }
 
     pub fn shape(&self) -> &[usize] {
-        self.0.value.shape()
+        self.value.shape()
     }
 
     pub fn requires_grad(&self) -> bool {
-        self.0.requires_grad
+        self.node.requires_grad
     }
 
     /// The accumulated gradient of a leaf.
     pub fn grad(&self) -> Option<Tensor> {
-        self.0.grad.borrow().clone()
+        self.node.grad.borrow().clone()
     }
 
     pub fn set_grad(&self, g: Option<Tensor>) {
-        *self.0.grad.borrow_mut() = g;
+        *self.node.grad.borrow_mut() = g;
     }
 
     pub fn op(&self) -> &'static str {
-        self.0.op
+        self.node.op
     }
 }
 
@@ -185,59 +197,59 @@ pub fn backward(loss: &Var) -> Result<()> {
 /// Back-propagates `seed` = d L / d `root` (the shape of `root`) into the leaves.
 fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
     // Reverse topological order by an explicit depth-first search (no recursion limit).
-    let mut order: Vec<Var> = Vec::new();
+    let mut order: Vec<Rc<Node>> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![(root.clone(), false)];
+    let mut stack = vec![(root.node.clone(), false)];
     while let Some((v, done)) = stack.pop() {
         if done {
             order.push(v);
             continue;
         }
-        if !seen.insert(v.0.id) {
+        if !seen.insert(v.id) {
             continue;
         }
         stack.push((v.clone(), true));
-        for p in &v.0.parents {
-            if p.requires_grad() && !seen.contains(&p.0.id) {
+        for p in &v.parents {
+            if p.requires_grad && !seen.contains(&p.id) {
                 stack.push((p.clone(), false));
             }
         }
     }
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
-    grads.insert(root.0.id, seed);
+    grads.insert(root.node.id, seed);
     for v in order.iter().rev() {
-        let Some(g) = grads.remove(&v.0.id) else {
+        let Some(g) = grads.remove(&v.id) else {
             continue;
         };
-        match &v.0.backward {
+        match &v.backward {
             Some(f) => {
                 let pg = f(&g)?;
-                for (p, pg) in v.0.parents.iter().zip(pg) {
+                for (p, pg) in v.parents.iter().zip(pg) {
                     let Some(pg) = pg else { continue };
-                    if !p.requires_grad() {
+                    if !p.requires_grad {
                         continue;
                     }
-                    if pg.shape() != p.shape() {
+                    if pg.shape() != p.shape {
                         bail!(
                             "op {} produced a gradient of shape {:?} for an input of shape {:?}",
-                            v.op(),
+                            v.op,
                             pg.shape(),
-                            p.shape()
+                            p.shape
                         );
                     }
-                    match grads.remove(&p.0.id) {
+                    match grads.remove(&p.id) {
                         // Out of place: a backward may hand the same tensor to two parents.
                         Some(acc) => {
-                            grads.insert(p.0.id, add_tensors(&acc, &pg)?);
+                            grads.insert(p.id, add_tensors(&acc, &pg)?);
                         }
                         None => {
-                            grads.insert(p.0.id, pg);
+                            grads.insert(p.id, pg);
                         }
                     }
                 }
             }
             None => {
-                let mut slot = v.0.grad.borrow_mut();
+                let mut slot = v.grad.borrow_mut();
                 match slot.as_ref() {
                     Some(acc) => add_into(acc, &g)?,
                     None => *slot = Some(g.duplicate()?),
