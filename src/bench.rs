@@ -80,6 +80,9 @@ pub struct BenchReport {
     pub peak_mem_gb: f64,
     /// Peak bytes behind live tensors (without buffers cached in the pool for reuse).
     pub peak_live_gb: f64,
+    /// Times per timed step that the lean pool (with `--recompute`) returned cached buffers
+    /// to the driver, each a wait for the GPU.
+    pub pool_trims_per_step: f64,
     /// Analytic forward + backward FLOPs of one step (convolutions and the fc).
     pub step_gflop: f64,
     pub tflops: f64,
@@ -133,6 +136,13 @@ impl fmt::Display for BenchReport {
             "  {:<28} {:>12.3}",
             "  of it behind live tensors", self.peak_live_gb
         )?;
+        if self.recompute {
+            writeln!(
+                f,
+                "  {:<28} {:>12.1}",
+                "pool trims (GPU waits)/step", self.pool_trims_per_step
+            )?;
+        }
         writeln!(
             f,
             "  {:<28} {:>12.2}",
@@ -331,9 +341,10 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         gpu.finish()
     };
     step(cfg.warmup)?;
-    let t = Instant::now();
+    let (t, trims) = (Instant::now(), gpu.trims());
     step(cfg.steps)?;
     let ms_per_step = t.elapsed().as_secs_f64() * 1e3 / cfg.steps as f64;
+    let pool_trims_per_step = (gpu.trims() - trims) as f64 / cfg.steps as f64;
     let (_, peak) = gpu.memory();
     let (_, peak_live) = gpu.memory_in_use();
     let profiled_steps = if gpu.profiling_supported() {
@@ -373,6 +384,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         peak_mem_bytes: peak,
         peak_mem_gb: peak as f64 / 1e9,
         peak_live_gb: peak_live as f64 / 1e9,
+        pool_trims_per_step,
         step_gflop: flops / 1e9,
         tflops: flops / (ms_per_step * 1e-3) / 1e12,
         profiled_steps,

@@ -1,32 +1,48 @@
-//! The buffer pool: freed tensors' buffers are reused by size class, and in lean mode a miss
-//! first returns cached buffers of other classes (largest first) to the driver. Exact byte
-//! counts of the pool's bookkeeping, on a device of its own.
+//! The buffer pool: freed tensors' buffers are reused by size class; in lean mode a miss takes
+//! an idle buffer up to twice the size, else returns cached buffers (largest first) to the
+//! driver when the request is 1 MiB or more. Exact byte counts of the pool's bookkeeping, on a
+//! device of its own.
 
 use lskbb::{AdapterChoice, Gpu, Tensor};
 
+const MIB: usize = 1 << 20;
+
 #[test]
-fn pool_reuses_by_class_and_lean_mode_trims_the_cache() {
+fn pool_reuses_by_class_and_lean_mode_reuses_or_trims_the_cache() {
     let gpu = Gpu::new(&AdapterChoice::default()).expect("a GPU adapter");
-    let f32s = |bytes: usize| bytes / 4;
-    let t = Tensor::zeros(&gpu, &[f32s(4096)]).unwrap();
-    drop(t);
+    let make = |bytes: usize| Tensor::zeros(&gpu, &[bytes / 4]).unwrap();
+    let held = || gpu.memory().0 as usize;
+    drop(make(4 * MIB));
     // Same class again: reused, nothing new held.
-    let t = Tensor::zeros(&gpu, &[f32s(4096)]).unwrap();
-    assert_eq!(gpu.memory().0, 4096);
-    drop(t);
-    drop(Tensor::zeros(&gpu, &[f32s(8192)]).unwrap());
-    drop(Tensor::zeros(&gpu, &[f32s(16384)]).unwrap());
-    assert_eq!(gpu.memory().0, 4096 + 8192 + 16384);
+    let a = make(4 * MIB);
+    assert_eq!(held(), 4 * MIB);
+    drop(a);
+    drop(make(2 * MIB));
+    drop(make(16 * MIB));
+    assert_eq!(held(), 22 * MIB);
+    // Not lean: only the exact class is reused, so 3 MiB is created beside idle 4 and 16 MiB.
+    drop(make(3 * MIB));
+    assert_eq!(held(), 25 * MIB);
     assert_eq!(gpu.memory_in_use().0, 0);
+
     gpu.set_lean_pool(true);
-    // A miss for 12 KiB with 28 KiB cached: the 16 KiB buffer goes back first.
-    let t = Tensor::from_f32(&gpu, &vec![1.5; f32s(12288)], &[f32s(12288)]).unwrap();
-    assert_eq!(gpu.memory().0, 4096 + 8192 + 12288);
-    assert_eq!(gpu.memory_in_use().0, 12288);
-    assert!(t.to_f32().unwrap().iter().all(|&v| v == 1.5));
-    // Nothing cached is big enough to pay for a 64 KiB miss: the cache stays.
-    let u = Tensor::zeros(&gpu, &[f32s(65536)]).unwrap();
-    assert_eq!(gpu.memory().0, 4096 + 8192 + 12288 + 65536);
-    drop((t, u));
+    // The smallest idle buffer up to twice the size: 3.5 MiB gets the 4 MiB buffer.
+    let a = make(7 * MIB / 2);
+    assert_eq!(
+        (held(), gpu.memory_in_use().0 as usize),
+        (25 * MIB, 4 * MIB)
+    );
+    // Nothing idle within 5-10 MiB and 21 MiB idle: the 16 MiB buffer goes back first.
+    let b = Tensor::from_f32(&gpu, &vec![1.5; 5 * MIB / 4], &[5 * MIB / 4]).unwrap();
+    assert_eq!(held(), 14 * MIB);
+    assert_eq!(gpu.trims(), 1);
+    assert!(b.to_f32().unwrap().iter().all(|&v| v == 1.5));
+    // Too little idle (2 + 3 MiB) to pay for a 64 MiB miss: the cache stays.
+    let c = make(64 * MIB);
+    assert_eq!(held(), 78 * MIB);
+    // A miss under 1 MiB never trims (no wait for the GPU): the buffer is created.
+    let d = make(MIB / 2);
+    assert_eq!((held(), gpu.trims()), (78 * MIB + MIB / 2, 1));
+    drop((a, b, c, d));
     assert_eq!(gpu.memory_in_use().0, 0);
 }

@@ -28,6 +28,11 @@ pub struct Kernel {
     pub entry: &'static str,
 }
 
+/// A lean pool returns cached buffers to the driver (a wait for the GPU) only to make room
+/// for a buffer at least this large: small ones are created right away, and what they add
+/// up to stays small next to the activations.
+const LEAN_TRIM_MIN: u64 = 1 << 20;
+
 /// Workgroup size used by every one-dimensional kernel (`@workgroup_size(256)`).
 pub const WG: u32 = 256;
 
@@ -43,6 +48,7 @@ pub struct Gpu {
     layouts: Mutex<HashMap<(usize, usize), Arc<wgpu::BindGroupLayout>>>,
     pool: Mutex<Pool>,
     lean: std::sync::atomic::AtomicBool,
+    trims: std::sync::atomic::AtomicU64,
     rec: Mutex<Recorder>,
     error: Arc<Mutex<Option<String>>>,
 }
@@ -92,6 +98,7 @@ impl Gpu {
             layouts: Mutex::new(HashMap::new()),
             pool: Mutex::new(Pool::default()),
             lean: std::sync::atomic::AtomicBool::new(false),
+            trims: std::sync::atomic::AtomicU64::new(0),
             rec: Mutex::new(rec),
             error,
         }))
@@ -129,14 +136,16 @@ impl Gpu {
             );
         }
         let size = pool::size_class(bytes);
-        {
+        let lean = self.lean.load(std::sync::atomic::Ordering::Relaxed);
+        let trim = {
             let mut pool = lock(&self.pool);
-            if let Some(buf) = pool.take(size) {
-                return Ok(GpuBuffer::new(self.clone(), buf, size));
+            if let Some((buf, class)) = pool.take(size, lean) {
+                return Ok(GpuBuffer::new(self.clone(), buf, class));
             }
-            if self.lean.load(std::sync::atomic::Ordering::Relaxed) {
-                pool.trim_for(size);
-            }
+            lean && size >= LEAN_TRIM_MIN && pool.can_trim(size)
+        };
+        if trim {
+            self.trim_for(size)?;
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -158,6 +167,19 @@ impl Gpu {
         Ok(GpuBuffer::new(self.clone(), buf, size))
     }
 
+    /// Returns cached buffers to the driver until `size` bytes are free. The recorded
+    /// commands may still use those buffers, and the driver frees a buffer only once its last
+    /// use has run: so this submits the recording, drops the buffers and waits for the GPU,
+    /// after which the memory is really free (a dropped buffer otherwise lives on until the
+    /// step's single submission ends, and the memory held would only grow).
+    fn trim_for(&self, size: u64) -> Result<()> {
+        self.flush()?;
+        lock(&self.pool).trim_for(size);
+        self.trims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.wait()
+    }
+
     pub(crate) fn release(&self, buf: wgpu::Buffer, size: u64) {
         lock(&self.pool).give(size, buf);
     }
@@ -169,11 +191,17 @@ impl Gpu {
         (p.held(), p.peak())
     }
 
-    /// With `on`, an allocation that misses the pool first returns cached buffers of other
-    /// sizes to the driver, keeping the memory held near the live peak (at the cost of
-    /// creating buffers during steady training).
+    /// With `on`, an allocation that misses its size class takes an idle buffer up to twice
+    /// its size, or else (from LEAN_TRIM_MIN up) returns cached buffers of other sizes to the
+    /// driver: the memory held stays near the live peak, at the cost of creating buffers and
+    /// of a wait for the GPU per trim ([`Gpu::trims`]) during steady training.
     pub fn set_lean_pool(&self, on: bool) {
         self.lean.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times the lean pool has returned cached buffers to the driver.
+    pub fn trims(&self) -> u64 {
+        self.trims.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Bytes behind live tensors now and at the peak (without the pool's cache).
@@ -352,10 +380,17 @@ impl Gpu {
     /// Submits everything recorded so far and waits until the GPU has finished it.
     pub fn finish(&self) -> Result<()> {
         self.flush()?;
+        self.wait()?;
+        self.check()
+    }
+
+    /// Waits until the GPU has run every submission (and the driver has freed the buffers
+    /// those were the last users of).
+    fn wait(&self) -> Result<()> {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow!("waiting for the GPU on '{}': {e}", self.info.name))?;
-        self.check()
+            .map(drop)
+            .map_err(|e| anyhow!("waiting for the GPU on '{}': {e}", self.info.name))
     }
 
     /// Whether the adapter can time kernels ([`Gpu::set_profiling`]).

@@ -2,7 +2,7 @@
 //! new GPU buffers: a tensor's buffer goes back to the pool when its last handle drops.
 
 use super::Gpu;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Rounds `bytes` up to a size class: powers of two split into 8 steps, so at most 12.5%
@@ -18,7 +18,7 @@ pub fn size_class(bytes: u64) -> u64 {
 /// `in_use` those behind live tensors; the gap is what size classes cost.
 #[derive(Default)]
 pub struct Pool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    free: BTreeMap<u64, Vec<wgpu::Buffer>>,
     held: u64,
     peak: u64,
     in_use: u64,
@@ -26,10 +26,18 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn take(&mut self, size: u64) -> Option<wgpu::Buffer> {
-        let buf = self.free.get_mut(&size).and_then(Vec::pop)?;
-        self.use_bytes(size);
-        Some(buf)
+    /// A cached buffer of size class `size`, or with `larger`, of the smallest cached class
+    /// up to twice that (a lean pool reuses a bigger idle buffer rather than trim and create);
+    /// returns the buffer and its class.
+    pub fn take(&mut self, size: u64, larger: bool) -> Option<(wgpu::Buffer, u64)> {
+        let top = if larger { 2 * size } else { size };
+        let (&class, list) = self
+            .free
+            .range_mut(size..=top)
+            .find(|(_, list)| !list.is_empty())?;
+        let buf = list.pop()?;
+        self.use_bytes(class);
+        Some((buf, class))
     }
 
     pub fn give(&mut self, size: u64, buf: wgpu::Buffer) {
@@ -52,7 +60,7 @@ impl Pool {
     /// drops cached buffers (largest classes first) until `size` bytes are freed, so that
     /// the memory held tracks the live peak instead of the sum of each class's own peak.
     pub fn trim_for(&mut self, size: u64) {
-        if self.held - self.in_use < size {
+        if !self.can_trim(size) {
             return;
         }
         let mut classes: Vec<u64> = self
@@ -77,6 +85,11 @@ impl Pool {
                 break;
             }
         }
+    }
+
+    /// Whether at least `size` bytes sit cached.
+    pub fn can_trim(&self, size: u64) -> bool {
+        self.held - self.in_use >= size
     }
 
     /// Bytes behind live tensors now and at the peak.
