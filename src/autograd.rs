@@ -23,7 +23,9 @@ struct Node {
     requires_grad: bool,
     grad: RefCell<Option<Tensor>>,
     parents: Vec<Rc<Node>>,
-    backward: Option<BackwardFn>,
+    /// Taken when it runs: its saved tensors are freed as soon as the backward pass is done
+    /// with them (a graph back-propagates once, as PyTorch's without retain_graph).
+    backward: RefCell<Option<BackwardFn>>,
     op: &'static str,
 }
 
@@ -124,7 +126,7 @@ impl Var {
                 requires_grad,
                 grad: RefCell::new(None),
                 parents: Vec::new(),
-                backward: None,
+                backward: RefCell::new(None),
                 op: "leaf",
             }),
             value,
@@ -146,7 +148,7 @@ impl Var {
                 } else {
                     Vec::new()
                 },
-                backward: if needs { Some(backward) } else { None },
+                backward: RefCell::new(needs.then_some(backward)),
                 op,
             }),
             value,
@@ -221,39 +223,44 @@ fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
         let Some(g) = grads.remove(&v.id) else {
             continue;
         };
-        match &v.backward {
-            Some(f) => {
-                let pg = f(&g)?;
-                for (p, pg) in v.parents.iter().zip(pg) {
-                    let Some(pg) = pg else { continue };
-                    if !p.requires_grad {
-                        continue;
+        if !v.parents.is_empty() {
+            let Some(f) = v.backward.borrow_mut().take() else {
+                bail!(
+                    "backward through op {} a second time: the first backward freed the \
+                     tensors it saved",
+                    v.op
+                );
+            };
+            let pg = f(&g)?;
+            drop(f);
+            for (p, pg) in v.parents.iter().zip(pg) {
+                let Some(pg) = pg else { continue };
+                if !p.requires_grad {
+                    continue;
+                }
+                if pg.shape() != p.shape {
+                    bail!(
+                        "op {} produced a gradient of shape {:?} for an input of shape {:?}",
+                        v.op,
+                        pg.shape(),
+                        p.shape
+                    );
+                }
+                match grads.remove(&p.id) {
+                    // Out of place: a backward may hand the same tensor to two parents.
+                    Some(acc) => {
+                        grads.insert(p.id, add_tensors(&acc, &pg)?);
                     }
-                    if pg.shape() != p.shape {
-                        bail!(
-                            "op {} produced a gradient of shape {:?} for an input of shape {:?}",
-                            v.op,
-                            pg.shape(),
-                            p.shape
-                        );
-                    }
-                    match grads.remove(&p.id) {
-                        // Out of place: a backward may hand the same tensor to two parents.
-                        Some(acc) => {
-                            grads.insert(p.id, add_tensors(&acc, &pg)?);
-                        }
-                        None => {
-                            grads.insert(p.id, pg);
-                        }
+                    None => {
+                        grads.insert(p.id, pg);
                     }
                 }
             }
-            None => {
-                let mut slot = v.grad.borrow_mut();
-                match slot.as_ref() {
-                    Some(acc) => add_into(acc, &g)?,
-                    None => *slot = Some(g.duplicate()?),
-                }
+        } else {
+            let mut slot = v.grad.borrow_mut();
+            match slot.as_ref() {
+                Some(acc) => add_into(acc, &g)?,
+                None => *slot = Some(g.duplicate()?),
             }
         }
     }

@@ -206,3 +206,17 @@ fn gradients_accumulate_across_backward_calls() {
     }
     assert_eq!(x.grad().unwrap().to_f32().unwrap(), vec![4.0, -8.0, 12.0]);
 }
+
+/// A graph back-propagates once: its backward closures, and the tensors they saved, are
+/// freed as they run, so a second backward through the same ops is an error that names the
+/// op, not a silent wrong gradient.
+#[test]
+fn second_backward_through_a_graph_is_an_error() {
+    let g = gpu();
+    let x = Var::param(lskbb::Tensor::from_f32(&g, &[1.0, -2.0, 3.0], &[3]).unwrap());
+    let s = reduce::sum(&ew::mul(&x, &x).unwrap(), &[0], true).unwrap();
+    backward(&s).unwrap();
+    let e = backward(&s).unwrap_err().to_string();
+    assert!(e.contains("op sum a second time"), "{e}");
+    assert_eq!(x.grad().unwrap().to_f32().unwrap(), vec![2.0, -4.0, 6.0]);
+}
