@@ -1,10 +1,15 @@
-// BatchNorm2d over [N, C, H, W]: per-channel batch statistics, the normalisation, the
-// running-statistics update in place, and the backward (per-channel sums, then an elementwise
-// pass for dx). The per-channel reductions run in two stages so that large maps fill the
-// GPU: stats / grad_sums give each workgroup one contiguous chunk of one channel's N*H*W
-// values and write one result per (channel, chunk); stats_merge / grad_merge combine a
-// channel's chunks in one workgroup. With one chunk per channel the first stage writes the
-// final values. The order of every sum depends only on the shape (deterministic).
+// BatchNorm2d over [N, C, H, W]: per-channel batch statistics, the normalisation (optionally
+// fused with the ReLU that follows it), the running-statistics update in place, and the
+// backward (per-channel sums, then an elementwise pass for dx). The per-channel reductions run
+// in two stages so that large maps fill the GPU: stats / grad_sums give each workgroup one
+// contiguous chunk of one channel's N*H*W values and write one result per (channel, chunk);
+// stats_merge / grad_merge combine a channel's chunks in one workgroup. With one chunk per
+// channel stats writes the final values. The order of every sum depends only on the shape
+// (deterministic).
+//
+// With relu == 1 the forward writes y = max(bn(x), 0) and the backward reads that y to pass
+// dy only where y > 0 (exactly where the normalised value is positive): the ReLU costs no
+// pass and no tensor of its own.
 
 struct P {
     n: u32,         // N*C*H*W
@@ -16,7 +21,7 @@ struct P {
     training: u32,
     chunk: u32,     // values per chunk of a channel
     chunks: u32,    // chunks per channel
-    _p0: u32,
+    relu: u32,
     _p1: u32,
     _p2: u32,
 }
@@ -28,7 +33,7 @@ struct P {
 @group(0) @binding(2) var<storage, read_write> mean_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> var_out: array<f32>;
 
-// apply: y = (x - mean) / sqrt(var + eps) * gamma + beta.
+// apply: y = (x - mean) / sqrt(var + eps) * gamma + beta (then max(y, 0) with relu).
 @group(0) @binding(2) var<storage, read> mean: array<f32>;
 @group(0) @binding(3) var<storage, read> variance: array<f32>;
 @group(0) @binding(4) var<storage, read> gamma: array<f32>;
@@ -41,22 +46,34 @@ struct P {
 @group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
 
-// grad_sums: sums of dy and of dy * xhat per (channel, chunk).
+// grad_sums: sums of dy and of dy * xhat per (channel, chunk); reads x, mean, variance, dy and
+// the fused ReLU's output y_act (bound to dy without relu).
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ggamma_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> gbeta_out: array<f32>;
+@group(0) @binding(5) var<storage, read> y_act: array<f32>;
+@group(0) @binding(6) var<storage, read_write> ggamma_out: array<f32>;
+@group(0) @binding(7) var<storage, read_write> gbeta_out: array<f32>;
 
-// grad_x: reads x, mean, variance, dy, then gamma_b, ggamma, gbeta.
-@group(0) @binding(5) var<storage, read> gamma_b: array<f32>;
-@group(0) @binding(6) var<storage, read> ggamma: array<f32>;
-@group(0) @binding(7) var<storage, read> gbeta: array<f32>;
-@group(0) @binding(8) var<storage, read_write> gx: array<f32>;
-
-// stats_merge / grad_merge: [C, chunks] partial results in, per-channel results out.
+// stats_merge: [C, chunks] partial results in, per-channel results out.
 @group(0) @binding(1) var<storage, read> part_a: array<f32>;
 @group(0) @binding(2) var<storage, read> part_b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out_a: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out_b: array<f32>;
+
+// grad_merge: the chunks' sums (part_a: dy * xhat, part_b: dy), mean, variance and gamma in;
+// ggamma, gbeta and grad_x's per-channel coefficients out.
+@group(0) @binding(3) var<storage, read> m_mean: array<f32>;
+@group(0) @binding(4) var<storage, read> m_variance: array<f32>;
+@group(0) @binding(5) var<storage, read> m_gamma: array<f32>;
+@group(0) @binding(6) var<storage, read_write> m_ggamma: array<f32>;
+@group(0) @binding(7) var<storage, read_write> m_gbeta: array<f32>;
+@group(0) @binding(8) var<storage, read_write> m_coef: array<vec4<f32>>;
+
+// grad_x: coefficients, x, dy and y_act in, dx out.
+@group(0) @binding(1) var<storage, read> coef: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> gx_x: array<f32>;
+@group(0) @binding(3) var<storage, read> gx_dy: array<f32>;
+@group(0) @binding(4) var<storage, read> gx_y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> gx: array<f32>;
 
 var<workgroup> part: array<vec2<f32>, 256>;
 
@@ -142,7 +159,8 @@ fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let i = gid.x + gid.y * nwg.x * 256u;
     if i >= p.n { return; }
     let c = (i / p.hw) % p.c;
-    y[i] = (x[i] - mean[c]) * inverseSqrt(variance[c] + p.eps) * gamma[c] + beta[c];
+    let v = (x[i] - mean[c]) * inverseSqrt(variance[c] + p.eps) * gamma[c] + beta[c];
+    y[i] = select(v, max(v, 0.0), p.relu == 1u);
 }
 
 @compute @workgroup_size(256)
@@ -153,6 +171,12 @@ fn running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let m = p.momentum;
     running_mean[c] = (1.0 - m) * running_mean[c] + m * batch_mean[c];
     running_var[c] = (1.0 - m) * running_var[c] + m * batch_var[c] * n / (n - 1.0);
+}
+
+// dy of element k, zero where the fused ReLU cut the output.
+fn dy_at(k: u32) -> f32 {
+    let g = dy[k];
+    return select(g, 0.0, p.relu == 1u && y_act[k] <= 0.0);
 }
 
 @compute @workgroup_size(256)
@@ -168,7 +192,7 @@ fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     var s = vec2<f32>(0.0);
     for (var r = span.x + lid; r < end; r += 256u) {
         let k = at(c, r);
-        s += dy[k] * vec2<f32>(1.0, (x[k] - m) * is);
+        s += dy_at(k) * vec2<f32>(1.0, (x[k] - m) * is);
     }
     let t = wg_sum(lid, s);
     if lid == 0u {
@@ -177,7 +201,9 @@ fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     }
 }
 
-// Sums the chunks of channel c of both partial-sum arrays.
+// Sums the chunks of channel c (ggamma = sum dy * xhat, gbeta = sum dy) and derives grad_x's
+// coefficients (k, a, mean, s) for dx = k * (dy - a - (x - mean) * s): in training
+// k = gamma * istd, a = gbeta / n, s = istd * ggamma / n; in eval a = s = 0.
 @compute @workgroup_size(256)
 fn grad_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -190,22 +216,21 @@ fn grad_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
     let t = wg_sum(lid, s);
     if lid == 0u {
-        out_a[c] = t.x;
-        out_b[c] = t.y;
+        m_ggamma[c] = t.x;
+        m_gbeta[c] = t.y;
+        let is = inverseSqrt(m_variance[c] + p.eps);
+        let n = f32(p.count);
+        let train = p.training != 0u;
+        m_coef[c] = vec4<f32>(m_gamma[c] * is, select(0.0, t.y / n, train), m_mean[c],
+                              select(0.0, is * t.x / n, train));
     }
 }
 
-// Training: dx = gamma * istd * (dy - gbeta/n - xhat * ggamma/n); eval: dx = gamma * istd * dy.
 @compute @workgroup_size(256)
 fn grad_x(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if i >= p.n { return; }
-    let c = (i / p.hw) % p.c;
-    let is = inverseSqrt(variance[c] + p.eps);
-    var g = dy[i];
-    if p.training != 0u {
-        let n = f32(p.count);
-        g = g - gbeta[c] / n - (x[i] - mean[c]) * is * ggamma[c] / n;
-    }
-    gx[i] = gamma_b[c] * is * g;
+    let k = coef[(i / p.hw) % p.c];
+    let g = select(gx_dy[i], 0.0, p.relu == 1u && gx_y[i] <= 0.0);
+    gx[i] = k.x * (g - k.y - (gx_x[i] - k.z) * k.w);
 }

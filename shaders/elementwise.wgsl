@@ -14,7 +14,7 @@ struct P {
 
 @group(0) @binding(0) var<uniform> p: P;
 
-// Binary: y = a op b with broadcasting.
+// Binary: y = a op b with broadcasting (op 4: relu(a + b)).
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
@@ -49,7 +49,8 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         case 0u: { r = va + vb; }
         case 1u: { r = va - vb; }
         case 2u: { r = va * vb; }
-        default: { r = va / vb; }
+        case 3u: { r = va / vb; }
+        default: { r = max(va + vb, 0.0); }
     }
     y[i] = r;
 }

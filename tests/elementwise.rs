@@ -31,6 +31,7 @@ fn binary_ops_forward_and_backward_match_reference() {
             (BinaryOp::Sub, "sub"),
             (BinaryOp::Mul, "mul"),
             (BinaryOp::Div, "div"),
+            (BinaryOp::AddRelu, "add_relu"),
         ] {
             let a = rng.arr(sa, 2.0);
             // Divisors kept away from zero so the quotient is well conditioned.
@@ -44,6 +45,7 @@ fn binary_ops_forward_and_backward_match_reference() {
                 BinaryOp::Sub => x - y,
                 BinaryOp::Mul => x * y,
                 BinaryOp::Div => x / y,
+                BinaryOp::AddRelu => (x + y).max(0.0),
             });
             let (ta, tb) = (up(&a), up(&b));
             let y = ew::binary_forward(&ta, &tb, op).unwrap();

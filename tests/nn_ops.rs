@@ -115,6 +115,46 @@ fn batch_norm_training_matches_reference_and_updates_running_stats() {
     }
 }
 
+/// BatchNorm fused with the ReLU after it, in training and eval: y against relu of the
+/// reference, gradients against the reference's BN backward of gy cut where y = 0. The mask
+/// comes from the GPU's own y, so a value within rounding of 0 cannot flip it.
+#[test]
+fn batch_norm_relu_matches_reference_bn_then_relu() {
+    let mut rng = Rng(15);
+    for training in [true, false] {
+        for s in BN_CASES {
+            let (x, gamma, beta, rm, rv, gy) = bn_inputs(&mut rng, s);
+            let (trm, trv) = (up(&rm), up(&rv));
+            let (vx, vg, vb) = (
+                Var::param(up(&x)),
+                Var::param(up(&gamma)),
+                Var::param(up(&beta)),
+            );
+            let y = batchnorm::batch_norm_relu(&vx, &vg, &vb, &trm, &trv, training, MOMENTUM, EPS)
+                .unwrap();
+            let (bn, mean, var) = if training {
+                rnn::batch_norm_train(&x, &gamma, &beta, EPS as f64)
+            } else {
+                let y = rnn::batch_norm_apply(&x, &gamma, &beta, &rm.data, &rv.data, 1e-5);
+                (y, rm.data.clone(), rv.data.clone())
+            };
+            let what = format!("bn+relu training {training} {s:?}");
+            assert_close(
+                &format!("{what} y"),
+                y.value(),
+                &bn.map(|v| v.max(0.0)),
+                BN_TOL,
+            );
+            let kept = Arr::from_f32(s, &down(y.value()));
+            backprop(&y, &gy);
+            let cut = gy.zip(&kept, |g, y| if y > 0.0 { g } else { 0.0 });
+            let (gx, gg, gb) =
+                rnn::batch_norm_backward(&x, &gamma, &mean, &var, &cut, training, 1e-5);
+            assert_bn_grads(&what, [&vx, &vg, &vb], [&gx, &gg, &gb]);
+        }
+    }
+}
+
 /// Batch statistics of data far from zero (mean 100, spread 0.1) over several chunks: values
 /// within a chunk differ from its first value exactly in f32, so each chunk's variance is good
 /// to ~1e-6; merging adds the chunk means' rounding (~4e-6 each at 100) to deviations of

@@ -5,7 +5,7 @@ use super::init::Init;
 use super::params::{Counter, ParamStore};
 use crate::autograd::{recomputing, Var};
 use crate::gpu::Gpu;
-use crate::ops::batchnorm::batch_norm;
+use crate::ops::batchnorm::{batch_norm, batch_norm_relu};
 use crate::ops::conv::{conv2d, Conv2dParams};
 use crate::ops::linear::linear;
 use crate::tensor::Tensor;
@@ -121,13 +121,22 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Var, training: bool) -> Result<Var> {
+        self.run(x, training, batch_norm)
+    }
+
+    /// relu(bn(x)) in one op (`ops::batchnorm::batch_norm_relu`).
+    pub fn forward_relu(&self, x: &Var, training: bool) -> Result<Var> {
+        self.run(x, training, batch_norm_relu)
+    }
+
+    fn run(&self, x: &Var, training: bool, op: BatchNormOp) -> Result<Var> {
         // A checkpointed block's second run must not count the batch twice: momentum 0
         // leaves the running statistics as they are.
         let again = recomputing();
         if training && !again {
             self.batches.set(self.batches.get() + 1);
         }
-        batch_norm(
+        op(
             x,
             &self.weight,
             &self.bias,
@@ -139,6 +148,9 @@ impl BatchNorm2d {
         )
     }
 }
+
+/// `batch_norm` or `batch_norm_relu`.
+type BatchNormOp = fn(&Var, &Var, &Var, &Tensor, &Tensor, bool, f32, f32) -> Result<Var>;
 
 pub struct Linear {
     pub weight: Var,

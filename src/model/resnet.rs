@@ -9,7 +9,7 @@ use crate::autograd::{checkpoint, Var};
 use crate::gpu::Gpu;
 use crate::ops::channels::{concat_channels, shortcut_a};
 use crate::ops::conv::Conv2dParams;
-use crate::ops::elementwise::{add, relu, scale};
+use crate::ops::elementwise::{add_relu, scale};
 use crate::ops::pool::global_avg_pool;
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
@@ -122,7 +122,7 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Var, training: bool) -> Result<Var> {
-        let out = relu(&self.bn1.forward(&self.conv1.forward(x)?, training)?)?;
+        let out = self.bn1.forward_relu(&self.conv1.forward(x)?, training)?;
         let mut out = self.bn2.forward(&self.conv2.forward(&out)?, training)?;
         if let Some(lsk) = &self.lsk {
             out = lsk.forward(&out)?;
@@ -132,7 +132,7 @@ impl BasicBlock {
         } else {
             x.clone()
         };
-        relu(&add(&out, &sc)?)
+        add_relu(&out, &sc)
     }
 }
 
@@ -235,7 +235,7 @@ impl BbnResNet32 {
     /// The shared trunk: stem and the shared blocks of the three stages.
     pub fn features(&self, x: &Var, training: bool) -> Result<Var> {
         self.check_input(x)?;
-        let mut h = relu(&self.bn1.forward(&self.conv1.forward(x)?, training)?)?;
+        let mut h = self.bn1.forward_relu(&self.conv1.forward(x)?, training)?;
         for b in &self.blocks {
             h = self.block(b, &h, training)?;
         }

@@ -1,6 +1,7 @@
 //! BatchNorm2d with PyTorch semantics (`shaders/batchnorm.wgsl`): batch statistics over
 //! (N, H, W) in training with an in-place update of the running statistics, running
-//! statistics in eval, and the backward for x, gamma and beta.
+//! statistics in eval, and the backward for x, gamma and beta; optionally fused with the ReLU
+//! that follows it (`batch_norm_relu`: one pass and one tensor fewer in forward and backward).
 
 use super::reduce::split;
 use crate::autograd::{grad_enabled, Var};
@@ -58,7 +59,8 @@ struct Params {
     training: u32,
     chunk: u32,
     chunks: u32,
-    pad: [u32; 3],
+    relu: u32,
+    pad: [u32; 2],
 }
 
 fn check_channel_vec(t: &Tensor, c: usize, what: &str) -> Result<()> {
@@ -106,36 +108,34 @@ fn params(
         training: training as u32,
         chunk: chunk as u32,
         chunks: chunks as u32,
-        pad: [0; 3],
+        relu: 0,
+        pad: [0; 2],
     })
 }
 
-/// A per-channel reduction into `outs` (two [C] tensors): `part` writes one pair of results
-/// per (channel, chunk) and `merge` combines each channel's chunks; with one chunk per channel
-/// `part` writes `outs` directly.
-fn per_channel(
-    gpu: &Arc<Gpu>,
-    p: &Params,
-    part: &Kernel,
-    merge: &Kernel,
-    reads: &[&GpuBuffer],
-    outs: [&Tensor; 2],
-) -> Result<()> {
+/// The forward statistics [C] (mean, var): `stats` writes one pair per (channel, chunk) and
+/// `stats_merge` combines each channel's chunks; with one chunk per channel `stats` writes
+/// them directly.
+fn batch_stats(gpu: &Arc<Gpu>, p: &Params, x: &GpuBuffer) -> Result<(Tensor, Tensor)> {
     let (c, chunks) = (p.c as usize, p.chunks as usize);
     let pb = bytemuck::bytes_of(p);
+    let mean = Tensor::empty(gpu, &[c], DType::F32)?;
+    let var = Tensor::empty(gpu, &[c], DType::F32)?;
     if chunks == 1 {
-        return gpu.dispatch(part, pb, reads, &[outs[0].buf(), outs[1].buf()], groups(c));
+        gpu.dispatch(&STATS, pb, &[x], &[mean.buf(), var.buf()], groups(c))?;
+        return Ok((mean, var));
     }
     let a = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
     let b = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
-    gpu.dispatch(part, pb, reads, &[a.buf(), b.buf()], groups(c * chunks))?;
+    gpu.dispatch(&STATS, pb, &[x], &[a.buf(), b.buf()], groups(c * chunks))?;
     gpu.dispatch(
-        merge,
+        &STATS_MERGE,
         pb,
         &[a.buf(), b.buf()],
-        &[outs[0].buf(), outs[1].buf()],
+        &[mean.buf(), var.buf()],
         groups(c),
-    )
+    )?;
+    Ok((mean, var))
 }
 
 /// Normalises x. Training: with the batch mean and biased batch variance over (N, H, W),
@@ -153,7 +153,35 @@ pub fn batch_norm_forward(
     momentum: f32,
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let p = params(
+    let stats = [running_mean, running_var];
+    forward(x, gamma, beta, stats, (training, momentum, eps), false)
+}
+
+/// [`batch_norm_forward`] followed by ReLU in the same pass: y = max(batch_norm(x), 0).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_relu_forward(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    training: bool,
+    momentum: f32,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let stats = [running_mean, running_var];
+    forward(x, gamma, beta, stats, (training, momentum, eps), true)
+}
+
+fn forward(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    [running_mean, running_var]: [&Tensor; 2],
+    (training, momentum, eps): (bool, f32, f32),
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let mut p = params(
         x,
         &[
             (gamma, "gamma"),
@@ -165,18 +193,16 @@ pub fn batch_norm_forward(
         momentum,
         eps,
     )?;
+    p.relu = u32::from(relu);
     let gpu = x.gpu();
-    let c = p.c as usize;
     let (mean, var) = if training {
-        let mean = Tensor::empty(gpu, &[c], DType::F32)?;
-        let var = Tensor::empty(gpu, &[c], DType::F32)?;
-        per_channel(gpu, &p, &STATS, &STATS_MERGE, &[x.buf()], [&mean, &var])?;
+        let (mean, var) = batch_stats(gpu, &p, x.buf())?;
         gpu.dispatch(
             &RUNNING,
             bytemuck::bytes_of(&p),
             &[mean.buf(), var.buf()],
             &[running_mean.buf(), running_var.buf()],
-            grid(c),
+            grid(p.c as usize),
         )?;
         (mean, var)
     } else {
@@ -204,45 +230,84 @@ pub fn batch_norm_backward(
     training: bool,
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let p = params(
+    backward(x, gamma, [mean, var], gy, None, (training, eps))
+}
+
+/// Gradients of y = max(batch_norm(x), 0) given gy, with `y` that forward's output.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_relu_backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    y: &Tensor,
+    gy: &Tensor,
+    training: bool,
+    eps: f32,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    backward(x, gamma, [mean, var], gy, Some(y), (training, eps))
+}
+
+/// grad_sums (per channel and chunk), grad_merge (ggamma, gbeta and the coefficients of dx),
+/// grad_x; `y` is the fused ReLU's output, whose zeros cut gy.
+fn backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    [mean, var]: [&Tensor; 2],
+    gy: &Tensor,
+    y: Option<&Tensor>,
+    (training, eps): (bool, f32),
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let mut p = params(
         x,
         &[(gamma, "gamma"), (mean, "mean"), (var, "var")],
         training,
         0.0,
         eps,
     )?;
-    if gy.shape() != x.shape() {
-        bail!(
-            "batch_norm backward: grad_y of shape {:?} for x of shape {:?}",
-            gy.shape(),
-            x.shape()
-        );
+    for (t, what) in [(Some(gy), "grad_y"), (y, "the ReLU output y")] {
+        if let Some(t) = t.filter(|t| t.shape() != x.shape()) {
+            bail!(
+                "batch_norm backward: {what} of shape {:?} for x of shape {:?}",
+                t.shape(),
+                x.shape()
+            );
+        }
     }
-    let gpu = x.gpu();
-    let c = p.c as usize;
+    p.relu = u32::from(y.is_some());
+    let y = y.unwrap_or(gy);
+    let (gpu, pb) = (x.gpu(), bytemuck::bytes_of(&p));
+    let (c, chunks) = (p.c as usize, p.chunks as usize);
+    let part_g = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
+    let part_b = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
+    gpu.dispatch(
+        &GRAD_SUMS,
+        pb,
+        &[x.buf(), mean.buf(), var.buf(), gy.buf(), y.buf()],
+        &[part_g.buf(), part_b.buf()],
+        groups(c * chunks),
+    )?;
     let ggamma = Tensor::empty(gpu, &[c], DType::F32)?;
     let gbeta = Tensor::empty(gpu, &[c], DType::F32)?;
-    let gx = Tensor::empty(gpu, x.shape(), DType::F32)?;
-    per_channel(
-        gpu,
-        &p,
-        &GRAD_SUMS,
-        &GRAD_MERGE,
-        &[x.buf(), mean.buf(), var.buf(), gy.buf()],
-        [&ggamma, &gbeta],
-    )?;
+    let coef = Tensor::empty(gpu, &[c, 4], DType::F32)?;
     gpu.dispatch(
-        &GRAD_X,
-        bytemuck::bytes_of(&p),
+        &GRAD_MERGE,
+        pb,
         &[
-            x.buf(),
+            part_g.buf(),
+            part_b.buf(),
             mean.buf(),
             var.buf(),
-            gy.buf(),
             gamma.buf(),
-            ggamma.buf(),
-            gbeta.buf(),
         ],
+        &[ggamma.buf(), gbeta.buf(), coef.buf()],
+        groups(c),
+    )?;
+    let gx = Tensor::empty(gpu, x.shape(), DType::F32)?;
+    gpu.dispatch(
+        &GRAD_X,
+        pb,
+        &[coef.buf(), x.buf(), gy.buf(), y.buf()],
         &[gx.buf()],
         grid(x.numel()),
     )?;
@@ -262,16 +327,37 @@ pub fn batch_norm(
     momentum: f32,
     eps: f32,
 ) -> Result<Var> {
-    let (y, mean, var) = batch_norm_forward(
-        x.value(),
-        gamma.value(),
-        beta.value(),
-        running_mean,
-        running_var,
-        training,
-        momentum,
-        eps,
-    )?;
+    let stats = [running_mean, running_var];
+    autograd(x, gamma, beta, stats, (training, momentum, eps), false)
+}
+
+/// relu(batch_norm(x)) as one op: the forward's output is all the backward keeps besides
+/// x, so the normalised values before the ReLU never take memory.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_relu(
+    x: &Var,
+    gamma: &Var,
+    beta: &Var,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    training: bool,
+    momentum: f32,
+    eps: f32,
+) -> Result<Var> {
+    let stats = [running_mean, running_var];
+    autograd(x, gamma, beta, stats, (training, momentum, eps), true)
+}
+
+fn autograd(
+    x: &Var,
+    gamma: &Var,
+    beta: &Var,
+    stats: [&Tensor; 2],
+    (training, momentum, eps): (bool, f32, f32),
+    relu: bool,
+) -> Result<Var> {
+    let mode = (training, momentum, eps);
+    let (y, mean, var) = forward(x.value(), gamma.value(), beta.value(), stats, mode, relu)?;
     // Eval normalises with the running buffers, which a later training step updates in
     // place: a recorded backward keeps a snapshot of the values this forward used.
     let (mean, var) = if training || !grad_enabled() {
@@ -280,12 +366,17 @@ pub fn batch_norm(
         (mean.duplicate()?, var.duplicate()?)
     };
     let (tx, tg) = (x.value().clone(), gamma.value().clone());
+    let ty = relu.then(|| y.clone());
     Ok(Var::from_op(
-        "batch_norm",
+        if relu {
+            "batch_norm_relu"
+        } else {
+            "batch_norm"
+        },
         y,
         &[x, gamma, beta],
         Box::new(move |gy| {
-            let (gx, gg, gb) = batch_norm_backward(&tx, &tg, &mean, &var, gy, training, eps)?;
+            let (gx, gg, gb) = backward(&tx, &tg, [&mean, &var], gy, ty.as_ref(), (training, eps))?;
             Ok(vec![Some(gx), Some(gg), Some(gb)])
         }),
     ))

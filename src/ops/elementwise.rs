@@ -1,5 +1,6 @@
 //! Elementwise ops (`shaders/elementwise.wgsl`): add/sub/mul/div with broadcasting (per
-//! channel, per sample, scalar), relu, sigmoid, exp, log and scale, forward and backward.
+//! channel, per sample, scalar), relu(a + b) in one pass (a residual join), relu, sigmoid,
+//! exp, log and scale, forward and backward.
 
 use super::reduce::sum_to;
 use crate::autograd::Var;
@@ -47,6 +48,8 @@ pub enum BinaryOp {
     Sub = 1,
     Mul = 2,
     Div = 3,
+    /// relu(a + b).
+    AddRelu = 4,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +151,7 @@ impl BinaryOp {
             BinaryOp::Add | BinaryOp::Sub => [false; 3],
             BinaryOp::Mul => [true, true, false],
             BinaryOp::Div => [false, true, true],
+            BinaryOp::AddRelu => [false, false, true],
         }
     }
 }
@@ -178,6 +182,10 @@ fn binary_grads<'a>(
                 binary_forward(gy, b, BinaryOp::Div)?,
                 unary_forward(&t, UnaryOp::Scale, -1.0)?,
             )
+        }
+        BinaryOp::AddRelu => {
+            let g = unary_backward(need(y, "y")?, gy, UnaryOp::Relu, 0.0)?;
+            (g.clone(), g)
         }
     };
     Ok((sum_to(&ga, shapes[0])?, sum_to(&gb, shapes[1])?))
@@ -299,6 +307,11 @@ pub fn mul(a: &Var, b: &Var) -> Result<Var> {
 
 pub fn div(a: &Var, b: &Var) -> Result<Var> {
     binary(a, b, BinaryOp::Div, "div")
+}
+
+/// relu(a + b) as one op: one pass, and no tensor for the sum.
+pub fn add_relu(a: &Var, b: &Var) -> Result<Var> {
+    binary(a, b, BinaryOp::AddRelu, "add_relu")
 }
 
 fn unary(x: &Var, op: UnaryOp, k: f32, name: &'static str) -> Result<Var> {

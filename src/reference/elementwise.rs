@@ -88,6 +88,10 @@ pub fn binary_backward(a: &Arr, b: &Arr, gy: &Arr, op: &str) -> (Arr, Arr) {
         "sub" => (ab(&|_, _| 1.0), ab(&|_, _| -1.0)),
         "mul" => (ab(&|_, b| b), ab(&|a, _| a)),
         "div" => (ab(&|_, b| 1.0 / b), ab(&|a, b| -a / (b * b))),
+        "add_relu" => {
+            let step = |a: f64, b: f64| if a + b > 0.0 { 1.0 } else { 0.0 };
+            (ab(&step), ab(&step))
+        }
         _ => panic!("unknown binary op {op}"),
     };
     (sum_to(&ga, &a.shape), sum_to(&gb, &b.shape))
