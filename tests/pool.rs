@@ -1,7 +1,7 @@
 //! The buffer pool: freed tensors' buffers are reused by size class; in lean mode a miss takes
 //! an idle buffer up to twice the size, else returns cached buffers (largest first) to the
-//! driver when the request is 1 MiB or more. Exact byte counts of the pool's bookkeeping, on a
-//! device of its own.
+//! driver when the request is 1 MiB or more; and what the autograd graph keeps alive. Exact
+//! byte counts of the pool's bookkeeping, each test on a device of its own.
 
 use lskbb::{AdapterChoice, Gpu, Tensor};
 
@@ -45,4 +45,35 @@ fn pool_reuses_by_class_and_lean_mode_reuses_or_trims_the_cache() {
     assert_eq!((held(), gpu.trims()), (78 * MIB + MIB / 2, 1));
     drop((a, b, c, d));
     assert_eq!(gpu.memory_in_use().0, 0);
+}
+
+/// The autograd graph keeps no value alive by itself: after `c = relu(add(a, a))` with
+/// `a = mul(x, x)` and the handles of a and the sum dropped, only x (saved by mul) and c
+/// (saved by relu) stay; backward frees each op's saved tensors as it goes, leaving x, c
+/// (still held here) and x's gradient.
+#[test]
+fn graph_keeps_only_saved_tensors_and_backward_frees_them() {
+    use lskbb::ops::{elementwise as ew, reduce};
+    use lskbb::{backward, Var};
+    let gpu = Gpu::new(&AdapterChoice::default()).expect("a GPU adapter");
+    let live = || gpu.memory_in_use().0 as usize;
+    let x = Var::param(Tensor::from_f32(&gpu, &vec![0.5; MIB / 4], &[MIB / 4]).unwrap());
+    let c = {
+        let a = ew::mul(&x, &x).unwrap();
+        ew::relu(&ew::add(&a, &a).unwrap()).unwrap()
+    };
+    assert_eq!(live(), 2 * MIB);
+    let loss = reduce::sum(&c, &[0], true).unwrap();
+    backward(&loss).unwrap();
+    drop(loss);
+    assert_eq!(live(), 3 * MIB);
+    assert!(x
+        .grad()
+        .unwrap()
+        .to_f32()
+        .unwrap()
+        .iter()
+        .all(|&g| g == 2.0));
+    drop(c);
+    assert_eq!(live(), 2 * MIB);
 }

@@ -316,12 +316,16 @@ pub fn add_relu(a: &Var, b: &Var) -> Result<Var> {
 
 fn unary(x: &Var, op: UnaryOp, k: f32, name: &'static str) -> Result<Var> {
     let y = unary_forward(x.value(), op, k)?;
-    let saved = op.saved(x.value(), &y).clone();
+    // scale's backward reads gy alone.
+    let saved = (op != UnaryOp::Scale).then(|| op.saved(x.value(), &y).clone());
     Ok(Var::from_op(
         name,
         y,
         &[x],
-        Box::new(move |gy| Ok(vec![Some(unary_backward(&saved, gy, op, k)?)])),
+        Box::new(move |gy| {
+            let from = saved.as_ref().unwrap_or(gy);
+            Ok(vec![Some(unary_backward(from, gy, op, k)?)])
+        }),
     ))
 }
 
