@@ -82,17 +82,22 @@ fn bn_inputs(rng: &mut Rng, s: &[usize; 4]) -> (Arr, Arr, Arr, Arr, Arr, Arr) {
     (x, gamma, beta, rm, rv, gy)
 }
 
+/// x, gamma and beta as parameters on the GPU.
+fn bn_params(x: &Arr, gamma: &Arr, beta: &Arr) -> (Var, Var, Var) {
+    (
+        Var::param(up(x)),
+        Var::param(up(gamma)),
+        Var::param(up(beta)),
+    )
+}
+
 #[test]
 fn batch_norm_training_matches_reference_and_updates_running_stats() {
     let mut rng = Rng(11);
     for s in BN_CASES {
         let (x, gamma, beta, rm, rv, gy) = bn_inputs(&mut rng, s);
         let (trm, trv) = (up(&rm), up(&rv));
-        let (vx, vg, vb) = (
-            Var::param(up(&x)),
-            Var::param(up(&gamma)),
-            Var::param(up(&beta)),
-        );
+        let (vx, vg, vb) = bn_params(&x, &gamma, &beta);
         let y = batchnorm::batch_norm(&vx, &vg, &vb, &trm, &trv, true, MOMENTUM, EPS).unwrap();
         let (want, mean, var) = rnn::batch_norm_train(&x, &gamma, &beta, EPS as f64);
         assert_close(&format!("bn y {s:?}"), y.value(), &want, BN_TOL);
@@ -125,13 +130,9 @@ fn batch_norm_relu_matches_reference_bn_then_relu() {
         for s in BN_CASES {
             let (x, gamma, beta, rm, rv, gy) = bn_inputs(&mut rng, s);
             let (trm, trv) = (up(&rm), up(&rv));
-            let (vx, vg, vb) = (
-                Var::param(up(&x)),
-                Var::param(up(&gamma)),
-                Var::param(up(&beta)),
-            );
-            let y = batchnorm::batch_norm_relu(&vx, &vg, &vb, &trm, &trv, training, MOMENTUM, EPS)
-                .unwrap();
+            let (vx, vg, vb) = bn_params(&x, &gamma, &beta);
+            let mode = (training, MOMENTUM, EPS);
+            let y = batchnorm::batch_norm_with(&vx, &vg, &vb, [&trm, &trv], mode, true).unwrap();
             let (bn, mean, var) = if training {
                 rnn::batch_norm_train(&x, &gamma, &beta, EPS as f64)
             } else {
@@ -185,11 +186,7 @@ fn batch_norm_eval_uses_running_stats_and_leaves_them_alone() {
     for s in BN_CASES.iter().chain(&[[1, 3, 1, 1]]) {
         let (x, gamma, beta, rm, rv, gy) = bn_inputs(&mut rng, s);
         let (trm, trv) = (up(&rm), up(&rv));
-        let (vx, vg, vb) = (
-            Var::param(up(&x)),
-            Var::param(up(&gamma)),
-            Var::param(up(&beta)),
-        );
+        let (vx, vg, vb) = bn_params(&x, &gamma, &beta);
         let y = batchnorm::batch_norm(&vx, &vg, &vb, &trm, &trv, false, MOMENTUM, EPS).unwrap();
         let want = rnn::batch_norm_apply(&x, &gamma, &beta, &rm.data, &rv.data, EPS as f64);
         assert_close(&format!("bn eval y {s:?}"), y.value(), &want, BN_TOL);
@@ -274,11 +271,7 @@ fn batch_norm_matches_pytorch_golden() {
     let c = gamma.numel();
     let ones = up(&Arr::new(&[c], vec![1.0; c]));
     let zeros = up(&Arr::zeros(&[c]));
-    let (vx, vg, vb) = (
-        Var::param(up(&x)),
-        Var::param(up(&gamma)),
-        Var::param(up(&beta)),
-    );
+    let (vx, vg, vb) = bn_params(&x, &gamma, &beta);
     let yv = batchnorm::batch_norm(&vx, &vg, &vb, &zeros, &ones, true, MOMENTUM, 1e-5).unwrap();
     backprop(&yv, &gy);
     assert_close("golden bn.y", yv.value(), &a("y"), BN_TOL);

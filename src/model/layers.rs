@@ -5,7 +5,7 @@ use super::init::Init;
 use super::params::{Counter, ParamStore};
 use crate::autograd::{recomputing, Var};
 use crate::gpu::Gpu;
-use crate::ops::batchnorm::{batch_norm, batch_norm_relu};
+use crate::ops::batchnorm::batch_norm_with;
 use crate::ops::conv::{conv2d, Conv2dParams};
 use crate::ops::linear::linear;
 use crate::tensor::Tensor;
@@ -121,36 +121,32 @@ impl BatchNorm2d {
     }
 
     pub fn forward(&self, x: &Var, training: bool) -> Result<Var> {
-        self.run(x, training, batch_norm)
+        self.run(x, training, false)
     }
 
-    /// relu(bn(x)) in one op (`ops::batchnorm::batch_norm_relu`).
+    /// relu(bn(x)) in one op (`ops::batchnorm::batch_norm_with`).
     pub fn forward_relu(&self, x: &Var, training: bool) -> Result<Var> {
-        self.run(x, training, batch_norm_relu)
+        self.run(x, training, true)
     }
 
-    fn run(&self, x: &Var, training: bool, op: BatchNormOp) -> Result<Var> {
+    fn run(&self, x: &Var, training: bool, relu: bool) -> Result<Var> {
         // A checkpointed block's second run must not count the batch twice: momentum 0
         // leaves the running statistics as they are.
         let again = recomputing();
         if training && !again {
             self.batches.set(self.batches.get() + 1);
         }
-        op(
+        let momentum = if again { 0.0 } else { BN_MOMENTUM };
+        batch_norm_with(
             x,
             &self.weight,
             &self.bias,
-            &self.running_mean,
-            &self.running_var,
-            training,
-            if again { 0.0 } else { BN_MOMENTUM },
-            BN_EPS,
+            [&self.running_mean, &self.running_var],
+            (training, momentum, BN_EPS),
+            relu,
         )
     }
 }
-
-/// `batch_norm` or `batch_norm_relu`.
-type BatchNormOp = fn(&Var, &Var, &Var, &Tensor, &Tensor, bool, f32, f32) -> Result<Var>;
 
 pub struct Linear {
     pub weight: Var,

@@ -157,22 +157,6 @@ pub fn batch_norm_forward(
     forward(x, gamma, beta, stats, (training, momentum, eps), false)
 }
 
-/// [`batch_norm_forward`] followed by ReLU in the same pass: y = max(batch_norm(x), 0).
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm_relu_forward(
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    training: bool,
-    momentum: f32,
-    eps: f32,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let stats = [running_mean, running_var];
-    forward(x, gamma, beta, stats, (training, momentum, eps), true)
-}
-
 fn forward(
     x: &Tensor,
     gamma: &Tensor,
@@ -231,21 +215,6 @@ pub fn batch_norm_backward(
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     backward(x, gamma, [mean, var], gy, None, (training, eps))
-}
-
-/// Gradients of y = max(batch_norm(x), 0) given gy, with `y` that forward's output.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm_relu_backward(
-    x: &Tensor,
-    gamma: &Tensor,
-    mean: &Tensor,
-    var: &Tensor,
-    y: &Tensor,
-    gy: &Tensor,
-    training: bool,
-    eps: f32,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    backward(x, gamma, [mean, var], gy, Some(y), (training, eps))
 }
 
 /// grad_sums (per channel and chunk), grad_merge (ggamma, gbeta and the coefficients of dx),
@@ -328,36 +297,22 @@ pub fn batch_norm(
     eps: f32,
 ) -> Result<Var> {
     let stats = [running_mean, running_var];
-    autograd(x, gamma, beta, stats, (training, momentum, eps), false)
+    batch_norm_with(x, gamma, beta, stats, (training, momentum, eps), false)
 }
 
-/// relu(batch_norm(x)) as one op: the forward's output is all the backward keeps besides
-/// x, so the normalised values before the ReLU never take memory.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm_relu(
+/// [`batch_norm`] with `running` = [running_mean, running_var] and `mode` = (training,
+/// momentum, eps); with `relu`, relu(batch_norm(x)) as one op: the forward's output is all its
+/// backward keeps besides x, so the normalised values before the ReLU never take memory.
+pub fn batch_norm_with(
     x: &Var,
     gamma: &Var,
     beta: &Var,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    training: bool,
-    momentum: f32,
-    eps: f32,
-) -> Result<Var> {
-    let stats = [running_mean, running_var];
-    autograd(x, gamma, beta, stats, (training, momentum, eps), true)
-}
-
-fn autograd(
-    x: &Var,
-    gamma: &Var,
-    beta: &Var,
-    stats: [&Tensor; 2],
+    running: [&Tensor; 2],
     (training, momentum, eps): (bool, f32, f32),
     relu: bool,
 ) -> Result<Var> {
     let mode = (training, momentum, eps);
-    let (y, mean, var) = forward(x.value(), gamma.value(), beta.value(), stats, mode, relu)?;
+    let (y, mean, var) = forward(x.value(), gamma.value(), beta.value(), running, mode, relu)?;
     // Eval normalises with the running buffers, which a later training step updates in
     // place: a recorded backward keeps a snapshot of the values this forward used.
     let (mean, var) = if training || !grad_enabled() {

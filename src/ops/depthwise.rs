@@ -46,13 +46,7 @@ struct Params {
     dil: u32,
     pad_y: i32,
     pad_x: i32,
-    th: u32,
-    tw: u32,
-    ah: u32,
-    aw: u32,
-    planes: u32,
-    tiles_x: u32,
-    tiles: u32,
+    t: Tiling,
     workgroups: u32,
     flip: u32,
     has_bias: u32,
@@ -62,8 +56,9 @@ struct Params {
 }
 
 /// How one kernel covers an oh × ow plane: tiles of th × tw outputs, `planes` planes per
-/// workgroup when a tile is the whole plane (u32: the shader's parameters).
-#[derive(Clone, Copy, Debug)]
+/// workgroup when a tile is the whole plane (u32: the shader's parameters th .. tiles).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable, Default)]
 struct Tiling {
     th: u32,
     tw: u32,
@@ -188,13 +183,7 @@ impl Depthwise {
             dil: u(self.dil),
             pad_y: self.pad as i32,
             pad_x: self.pad as i32,
-            th: t.th,
-            tw: t.tw,
-            ah: t.ah,
-            aw: t.aw,
-            planes: t.planes,
-            tiles_x: t.tiles_x,
-            tiles: t.tiles,
+            t: *t,
             workgroups: u((self.n * self.c).div_ceil(t.planes as usize) * t.tiles as usize),
             ..Default::default()
         }
