@@ -9,9 +9,10 @@
 # Writes two files (the device tool returns at most 8): $OUT/bench.log with everything and
 # $OUT/results.json, every run's JSON report keyed by impl_size_bBATCH_method.
 # A failed or slow shape is logged and skipped; the script carries on.
-# With the device tool: run(command="bash bench/device.sh", carry=[".gl", "target/release/lskbb"],
-# timeout_s=540) after copying ../shared/reference to bench/ref and ../shared/golden to
-# bench/golden (BUDGET=seconds caps the whole script, default 450).
+# With the device tool: run(command="bash bench/device.sh", carry=[".gl", "target/release/lskbb",
+# "target/release/examples/conv_bench"], timeout_s=540) after copying ../shared/reference to
+# bench/ref and ../shared/golden to bench/golden (BUDGET=seconds caps the whole script, default
+# 450; CONV=0 skips the convolution kernel lab, INTEROP=0 the interop checks).
 set -u
 
 OUT=${OUT:-/tmp/lskbb-bench}
@@ -57,6 +58,13 @@ else
     log "no golden files in bench/golden/; verify skipped"
 fi
 
+# The kernel lab: each convolution shape of the model on the direct kernels against the
+# GEMM (dense) and tiled (depthwise) ones, side by side.
+LAB=target/release/examples/conv_bench
+if [ -x "$LAB" ] && [ "${CONV:-1}" = 1 ]; then
+    run 90 "$LAB" full
+fi
+
 # Interop both ways and extra golden files (bench/interop.py), verified right away.
 EXTRA="$OUT/extra"
 if [ -f bench/ckpt/lskbb.safetensors ] && [ "${INTEROP:-1}" = 1 ]; then
@@ -82,8 +90,16 @@ while read -r size batch lsk steps limit recompute; do
     if [ "$lsk" = 1 ]; then method=lskbb; flag=--lsk; else method=bbn; flag=--plain; fi
     tag="${size}_b${batch}_${method}"
     if [ "$recompute" = 1 ]; then
+        # The card's own count of memory in use, sampled every 100 ms: the engine's figure
+        # leaves out the driver's allocations.
+        SMI_LOG="$RUNS/smi_${tag}.txt"
+        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 \
+            >"$SMI_LOG" 2>/dev/null &
+        SMI=$!
         run "$limit" "$BIN" bench --image-size "$size" --batch-size "$batch" --method "$method" \
             --steps "$steps" --warmup 1 --profile-steps 0 --recompute --json "$RUNS/rust_${tag}_recompute.json"
+        kill "$SMI" 2>/dev/null
+        log "nvidia-smi peak memory.used during $tag --recompute: $(sort -n "$SMI_LOG" | tail -1) MiB"
         continue
     fi
     run "$limit" "$BIN" bench --image-size "$size" --batch-size "$batch" --method "$method" \
