@@ -1,4 +1,4 @@
-//! Kernel profiling (GPU timestamps) and the analytic FLOP count of `lskbb bench`.
+//! Kernel profiling (GPU timestamps), the analytic FLOP count and the report of `lskbb bench`.
 
 mod common;
 
@@ -43,4 +43,44 @@ fn resnet32_step_flops() {
     assert!((two / plain - 2.0).abs() < 1e-12);
     assert!((step_flops(32, 4, 3, 8, false, false) / plain - 4.0).abs() < 1e-12);
     assert!(step_flops(32, 1, 3, 8, true, false) > plain);
+}
+
+/// `lskbb bench` end to end on a tiny LSK step with recomputation: a timed step, the
+/// memory figures in order (live <= held), a trim count, and the JSON report with the fields
+/// the BENCHMARKS tables read. Run on a device of its own so
+/// that the pool's figures are this step's.
+#[test]
+fn bench_reports_a_recomputed_step() {
+    use lskbb::bench::{run_bench, BenchConfig};
+    let gpu = lskbb::Gpu::new(&lskbb::AdapterChoice::default()).expect("a GPU adapter");
+    let cfg = BenchConfig {
+        image_size: 8,
+        batch: 2,
+        steps: 1,
+        warmup: 1,
+        profile_steps: 0,
+        channels: 1,
+        classes: 3,
+        recompute: true,
+        ..BenchConfig::default()
+    };
+    let r = run_bench(&gpu, &cfg).unwrap();
+    assert!(r.ms_per_step > 0.0 && r.images_per_s > 0.0, "{r:?}");
+    assert!(
+        r.peak_live_gb > 0.0 && r.peak_live_gb <= r.peak_mem_gb,
+        "{r:?}"
+    );
+    assert!(r.pool_trims_per_step >= 0.0, "{r:?}");
+    let json = r.to_json().unwrap();
+    for key in [
+        "ms_per_step",
+        "peak_mem_gb",
+        "peak_live_gb",
+        "pool_trims_per_step",
+    ] {
+        assert!(
+            json.contains(&format!("\"{key}\"")),
+            "{key} missing from {json}"
+        );
+    }
 }
