@@ -19,6 +19,11 @@ struct P {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 
+// Mul backward for same-shape operands: ga = gy * b, gb = gy * a in one pass.
+@group(0) @binding(3) var<storage, read> mul_gy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ga: array<f32>;
+@group(0) @binding(5) var<storage, read_write> gb: array<f32>;
+
 // Unary: out = f(x); backward: gx = f'(y) * gy.
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -53,6 +58,15 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
         default: { r = max(va + vb, 0.0); }
     }
     y[i] = r;
+}
+
+@compute @workgroup_size(256)
+fn mul_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    let g = mul_gy[i];
+    ga[i] = g * b[i];
+    gb[i] = g * a[i];
 }
 
 @compute @workgroup_size(256)

@@ -12,7 +12,8 @@ use lskbb::{backward, Var};
 /// reductions of up to ~3000 terms in float32 stay within 1e-5.
 const TOL: f64 = 1e-5;
 
-/// (a shape, b shape): same shape, per-channel, per-sample, scalar, odd sizes, rank 2.
+/// (a shape, b shape): same shape (mul then has a one-pass backward), per-channel, per-sample,
+/// scalar, odd sizes, rank 2.
 const BINARY_CASES: &[(&[usize], &[usize])] = &[
     (&[2, 3, 5, 7], &[2, 3, 5, 7]),
     (&[2, 3, 5, 7], &[3, 1, 1]),

@@ -14,6 +14,11 @@ const BINARY: Kernel = Kernel {
     source: SRC,
     entry: "binary",
 };
+const MUL_BACKWARD: Kernel = Kernel {
+    name: "elementwise",
+    source: SRC,
+    entry: "mul_backward",
+};
 const UNARY: Kernel = Kernel {
     name: "elementwise",
     source: SRC,
@@ -169,10 +174,16 @@ fn binary_grads<'a>(
     let (ga, gb) = match op {
         BinaryOp::Add => (gy.clone(), gy.clone()),
         BinaryOp::Sub => (gy.clone(), unary_forward(gy, UnaryOp::Scale, -1.0)?),
-        BinaryOp::Mul => (
-            binary_forward(gy, need(b, "b")?, BinaryOp::Mul)?,
-            binary_forward(gy, need(a, "a")?, BinaryOp::Mul)?,
-        ),
+        BinaryOp::Mul => {
+            let (a, b) = (need(a, "a")?, need(b, "b")?);
+            if a.shape() == gy.shape() && b.shape() == gy.shape() {
+                return mul_backward(a, b, gy);
+            }
+            (
+                binary_forward(gy, b, BinaryOp::Mul)?,
+                binary_forward(gy, a, BinaryOp::Mul)?,
+            )
+        }
         BinaryOp::Div => {
             // d(a/b)/db = -(a/b)/b = -y/b
             let b = need(b, "b")?;
@@ -189,6 +200,24 @@ fn binary_grads<'a>(
         }
     };
     Ok((sum_to(&ga, shapes[0])?, sum_to(&gb, shapes[1])?))
+}
+
+/// (gy·b, gy·a) for same-shape a, b and gy, in one pass over gy.
+fn mul_backward(a: &Tensor, b: &Tensor, gy: &Tensor) -> Result<(Tensor, Tensor)> {
+    let ga = Tensor::empty(gy.gpu(), gy.shape(), DType::F32)?;
+    let gb = Tensor::empty(gy.gpu(), gy.shape(), DType::F32)?;
+    let p = Params {
+        n: gy.numel() as u32,
+        ..Default::default()
+    };
+    gy.gpu().dispatch(
+        &MUL_BACKWARD,
+        bytemuck::bytes_of(&p),
+        &[a.buf(), b.buf(), gy.buf()],
+        &[ga.buf(), gb.buf()],
+        grid(gy.numel()),
+    )?;
+    Ok((ga, gb))
 }
 
 /// out = f(x); `k` is the factor of `Scale`.
