@@ -40,11 +40,12 @@ struct P {
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 
-// running: rm = (1-m) rm + m mean, rv = (1-m) rv + m var * count/(count-1), in place.
-@group(0) @binding(1) var<storage, read> batch_mean: array<f32>;
-@group(0) @binding(2) var<storage, read> batch_var: array<f32>;
-@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
+// stats (one chunk per channel) and stats_merge also update the running statistics in place
+// (see `update_running`): bound after their own outputs.
+@group(0) @binding(4) var<storage, read_write> stats_rm: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats_rv: array<f32>;
+@group(0) @binding(5) var<storage, read_write> merge_rm: array<f32>;
+@group(0) @binding(6) var<storage, read_write> merge_rv: array<f32>;
 
 // grad_sums: sums of dy and of dy * xhat per (channel, chunk); reads x, mean, variance, dy and
 // the fused ReLU's output y_act (bound to dy without relu).
@@ -126,9 +127,24 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     let t = wg_sum(lid, s);
     let n = f32(span.y);
     if lid == 0u {
-        mean_out[g] = k + t.x / n;
-        var_out[g] = max(t.y - t.x * t.x / n, 0.0) / n;
+        let m = k + t.x / n;
+        let v = max(t.y - t.x * t.x / n, 0.0) / n;
+        mean_out[g] = m;
+        var_out[g] = v;
+        if p.chunks == 1u {
+            let r = update_running(vec2<f32>(stats_rm[c], stats_rv[c]), m, v);
+            stats_rm[c] = r.x;
+            stats_rv[c] = r.y;
+        }
     }
+}
+
+// The running statistics (rm, rv) after a batch with mean m and biased variance v:
+// rm = (1-mom) rm + mom m, rv = (1-mom) rv + mom v count/(count-1) (PyTorch: unbiased).
+fn update_running(r: vec2<f32>, m: f32, v: f32) -> vec2<f32> {
+    let n = f32(p.count);
+    let mom = p.momentum;
+    return vec2<f32>((1.0 - mom) * r.x + mom * m, (1.0 - mom) * r.y + mom * v * n / (n - 1.0));
 }
 
 // Combines the chunks' (count n_j, mean m_j, variance v_j) of channel c: mean = sum n_j m_j / n,
@@ -151,6 +167,9 @@ fn stats_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     if lid == 0u {
         out_a[c] = m;
         out_b[c] = v;
+        let r = update_running(vec2<f32>(merge_rm[c], merge_rv[c]), m, v);
+        merge_rm[c] = r.x;
+        merge_rv[c] = r.y;
     }
 }
 
@@ -161,16 +180,6 @@ fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let c = (i / p.hw) % p.c;
     let v = (x[i] - mean[c]) * inverseSqrt(variance[c] + p.eps) * gamma[c] + beta[c];
     y[i] = select(v, max(v, 0.0), p.relu == 1u);
-}
-
-@compute @workgroup_size(256)
-fn running(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c = gid.x + gid.y * nwg.x * 256u;
-    if c >= p.c { return; }
-    let n = f32(p.count);
-    let m = p.momentum;
-    running_mean[c] = (1.0 - m) * running_mean[c] + m * batch_mean[c];
-    running_var[c] = (1.0 - m) * running_var[c] + m * batch_var[c] * n / (n - 1.0);
 }
 
 // dy of element k, zero where the fused ReLU cut the output.

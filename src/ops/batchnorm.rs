@@ -26,11 +26,6 @@ const APPLY: Kernel = Kernel {
     source: SRC,
     entry: "apply",
 };
-const RUNNING: Kernel = Kernel {
-    name: "batchnorm",
-    source: SRC,
-    entry: "running",
-};
 const GRAD_SUMS: Kernel = Kernel {
     name: "batchnorm",
     source: SRC,
@@ -113,26 +108,35 @@ fn params(
     })
 }
 
-/// The forward statistics [C] (mean, var): `stats` writes one pair per (channel, chunk) and
-/// `stats_merge` combines each channel's chunks; with one chunk per channel `stats` writes
-/// them directly.
-fn batch_stats(gpu: &Arc<Gpu>, p: &Params, x: &GpuBuffer) -> Result<(Tensor, Tensor)> {
+/// The forward statistics [C] (mean, var), updating `running` (mean, var) in place:
+/// `stats` writes one pair per (channel, chunk) and `stats_merge` combines each channel's
+/// chunks; with one chunk per channel `stats` writes them directly. Whichever writes the
+/// final values also updates the running statistics.
+fn batch_stats(
+    gpu: &Arc<Gpu>,
+    p: &Params,
+    x: &GpuBuffer,
+    [rm, rv]: [&Tensor; 2],
+) -> Result<(Tensor, Tensor)> {
     let (c, chunks) = (p.c as usize, p.chunks as usize);
     let pb = bytemuck::bytes_of(p);
     let mean = Tensor::empty(gpu, &[c], DType::F32)?;
     let var = Tensor::empty(gpu, &[c], DType::F32)?;
+    let (rm, rv) = (rm.buf(), rv.buf());
     if chunks == 1 {
-        gpu.dispatch(&STATS, pb, &[x], &[mean.buf(), var.buf()], groups(c))?;
+        let outs = [mean.buf(), var.buf(), rm, rv];
+        gpu.dispatch(&STATS, pb, &[x], &outs, groups(c))?;
         return Ok((mean, var));
     }
     let a = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
     let b = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
-    gpu.dispatch(&STATS, pb, &[x], &[a.buf(), b.buf()], groups(c * chunks))?;
+    let outs = [a.buf(), b.buf(), rm, rv];
+    gpu.dispatch(&STATS, pb, &[x], &outs, groups(c * chunks))?;
     gpu.dispatch(
         &STATS_MERGE,
         pb,
         &[a.buf(), b.buf()],
-        &[mean.buf(), var.buf()],
+        &[mean.buf(), var.buf(), rm, rv],
         groups(c),
     )?;
     Ok((mean, var))
@@ -180,15 +184,7 @@ fn forward(
     p.relu = u32::from(relu);
     let gpu = x.gpu();
     let (mean, var) = if training {
-        let (mean, var) = batch_stats(gpu, &p, x.buf())?;
-        gpu.dispatch(
-            &RUNNING,
-            bytemuck::bytes_of(&p),
-            &[mean.buf(), var.buf()],
-            &[running_mean.buf(), running_var.buf()],
-            grid(p.c as usize),
-        )?;
-        (mean, var)
+        batch_stats(gpu, &p, x.buf(), [running_mean, running_var])?
     } else {
         (running_mean.clone(), running_var.clone())
     };
