@@ -368,7 +368,30 @@ pub fn conv2d_forward_with(
     p: Conv2dParams,
     algo: ConvAlgo,
 ) -> Result<Tensor> {
+    let (g, (path, _)) = prepare(x, w, p, algo)?;
+    forward(&g, p, path, x, w, b)
+}
+
+/// The validated sizes of a convolution and the kernels of its forward and grad_x (`.0`) and
+/// grad_w (`.1`) passes.
+fn prepare(
+    x: &Tensor,
+    w: &Tensor,
+    p: Conv2dParams,
+    algo: ConvAlgo,
+) -> Result<(Geometry, (Path, Path))> {
     let g = geometry(x, w, p)?;
+    Ok((g, paths(&g, p, algo)?))
+}
+
+fn forward(
+    g: &Geometry,
+    p: Conv2dParams,
+    path: Path,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<Tensor> {
     if let Some(b) = b {
         if b.dtype() != DType::F32 || b.shape() != [g.cout] {
             bail!(
@@ -382,7 +405,6 @@ pub fn conv2d_forward_with(
     }
     let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
     let reads = [x.buf(), w.buf(), b.unwrap_or(w).buf()];
-    let path = paths(&g, p, algo)?.0;
     if let Path::Depthwise(dw) = path {
         return dw.forward(x, w, b);
     }
@@ -390,7 +412,7 @@ pub fn conv2d_forward_with(
         let (gm, gn, gk) = (g.n * g.ho * g.wo, g.cout, g.cin * g.kh * g.kw);
         let (bm, bn) = tile_shape(gn);
         let total = gm.div_ceil(bm) * gn.div_ceil(bn);
-        let pr = gemm_params(&g, p, (gm, gn, gk), (bm, bn), total, b.is_some());
+        let pr = gemm_params(g, p, (gm, gn, gk), (bm, bn), total, b.is_some());
         let k = &FORWARD_GEMM;
         x.gpu().dispatch(
             k,
@@ -403,7 +425,7 @@ pub fn conv2d_forward_with(
     }
     let (k, tiles) = pick(g.cout / p.groups, &FORWARD, &FORWARD_DIRECT);
     let total = g.n * p.groups * tiles * g.ho * g.wo;
-    let pr = params(&g, p, tiles, total, b.is_some());
+    let pr = params(g, p, tiles, total, b.is_some());
     x.gpu()
         .dispatch(k, bytemuck::bytes_of(&pr), &reads, &[y.buf()], grid(total))?;
     Ok(y)
@@ -622,8 +644,7 @@ pub fn conv2d_backward_with(
     p: Conv2dParams,
     algo: ConvAlgo,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let g = geometry(x, w, p)?;
-    let (path_x, path_w) = paths(&g, p, algo)?;
+    let (g, (path_x, path_w)) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
     let gb = if has_bias {
         Some(grad_b(&g, gy)?)
@@ -645,9 +666,9 @@ pub fn conv2d_grad_x_with(
     p: Conv2dParams,
     algo: ConvAlgo,
 ) -> Result<Tensor> {
-    let g = geometry(x, w, p)?;
+    let (g, (path, _)) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    grad_x(&g, p, w, gy, paths(&g, p, algo)?.0)
+    grad_x(&g, p, w, gy, path)
 }
 
 /// grad_w alone of y = conv2d(x, w) + b, on the kernels chosen by `algo`.
@@ -658,17 +679,16 @@ pub fn conv2d_grad_w_with(
     p: Conv2dParams,
     algo: ConvAlgo,
 ) -> Result<Tensor> {
-    let g = geometry(x, w, p)?;
+    let (g, (_, path)) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    grad_w(&g, p, x, gy, paths(&g, p, algo)?.1)
+    grad_w(&g, p, x, gy, path)
 }
 
 /// Autograd convolution; the backward computes only the gradients its parents need (no gx
 /// for an input image).
 pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
-    let y = conv2d_forward(x.value(), w.value(), b.map(Var::value), p)?;
-    let g = geometry(x.value(), w.value(), p)?;
-    let (path_x, path_w) = paths(&g, p, ConvAlgo::Auto)?;
+    let (g, (path_x, path_w)) = prepare(x.value(), w.value(), p, ConvAlgo::Auto)?;
+    let y = forward(&g, p, path_x, x.value(), w.value(), b.map(Var::value))?;
     let (tx, tw) = (x.value().clone(), w.value().clone());
     let (need_x, need_w) = (x.requires_grad(), w.requires_grad());
     let need_b = b.map(Var::requires_grad);
