@@ -63,13 +63,13 @@ impl Pool {
         if !self.can_trim(size) {
             return;
         }
-        let mut classes: Vec<u64> = self
+        let classes: Vec<u64> = self
             .free
             .iter()
+            .rev()
             .filter(|(_, v)| !v.is_empty())
             .map(|(&c, _)| c)
             .collect();
-        classes.sort_unstable_by(|a, b| b.cmp(a));
         let mut freed = 0;
         for c in classes {
             let Some(list) = self.free.get_mut(&c) else {
