@@ -195,7 +195,7 @@ fn binary_grads<'a>(
             )
         }
         BinaryOp::AddRelu => {
-            let g = unary_backward(need(y, "y")?, gy, UnaryOp::Relu, 0.0)?;
+            let g = unary_backward(y, gy, UnaryOp::Relu, 0.0)?;
             (g.clone(), g)
         }
     };
@@ -241,39 +241,41 @@ pub fn unary_forward(x: &Tensor, op: UnaryOp, k: f32) -> Result<Tensor> {
 }
 
 impl UnaryOp {
-    /// The tensor the backward reads: the input x for log, else the output y (relu's
-    /// derivative is y > 0, which holds exactly where x > 0; scale reads only the shape).
+    /// The tensor the backward reads besides gy: the input x for log, nothing for scale,
+    /// else the output y (relu's derivative is y > 0, which holds exactly where x > 0).
     /// Keeping the output, which the next op usually keeps too, frees the input.
-    pub fn saved<'a>(self, x: &'a Tensor, y: &'a Tensor) -> &'a Tensor {
-        if self == UnaryOp::Log {
-            x
-        } else {
-            y
+    pub fn saved<'a>(self, x: &'a Tensor, y: &'a Tensor) -> Option<&'a Tensor> {
+        match self {
+            UnaryOp::Log => Some(x),
+            UnaryOp::Scale => None,
+            _ => Some(y),
         }
     }
 }
 
-/// gx for y = f(x), from `saved` = [`UnaryOp::saved`] (x or y).
-pub fn unary_backward(saved: &Tensor, gy: &Tensor, op: UnaryOp, k: f32) -> Result<Tensor> {
+/// gx for y = f(x), from `saved` = [`UnaryOp::saved`].
+pub fn unary_backward(saved: Option<&Tensor>, gy: &Tensor, op: UnaryOp, k: f32) -> Result<Tensor> {
+    let need = || saved.ok_or_else(|| anyhow!("{op:?} backward: its forward kept nothing"));
     let code = match op {
+        UnaryOp::Scale => return unary_forward(gy, UnaryOp::Scale, k),
+        UnaryOp::Exp => return binary_forward(gy, need()?, BinaryOp::Mul),
+        UnaryOp::Log => return binary_forward(gy, need()?, BinaryOp::Div),
         UnaryOp::Relu => 0,
         UnaryOp::Sigmoid => 1,
-        UnaryOp::Exp => return binary_forward(gy, saved, BinaryOp::Mul),
-        UnaryOp::Log => return binary_forward(gy, saved, BinaryOp::Div),
-        UnaryOp::Scale => return unary_forward(gy, UnaryOp::Scale, k),
     };
-    let gx = Tensor::empty(saved.gpu(), saved.shape(), DType::F32)?;
+    let saved = need()?;
+    let gx = Tensor::empty(gy.gpu(), gy.shape(), DType::F32)?;
     let p = Params {
-        n: saved.numel() as u32,
+        n: gy.numel() as u32,
         op: code,
         ..Default::default()
     };
-    saved.gpu().dispatch(
+    gy.gpu().dispatch(
         &UNARY_BACKWARD,
         bytemuck::bytes_of(&p),
         &[saved.buf(), gy.buf()],
         &[gx.buf()],
-        grid(saved.numel()),
+        grid(gy.numel()),
     )?;
     Ok(gx)
 }
@@ -345,16 +347,12 @@ pub fn add_relu(a: &Var, b: &Var) -> Result<Var> {
 
 fn unary(x: &Var, op: UnaryOp, k: f32, name: &'static str) -> Result<Var> {
     let y = unary_forward(x.value(), op, k)?;
-    // scale's backward reads gy alone.
-    let saved = (op != UnaryOp::Scale).then(|| op.saved(x.value(), &y).clone());
+    let saved = op.saved(x.value(), &y).cloned();
     Ok(Var::from_op(
         name,
         y,
         &[x],
-        Box::new(move |gy| {
-            let from = saved.as_ref().unwrap_or(gy);
-            Ok(vec![Some(unary_backward(from, gy, op, k)?)])
-        }),
+        Box::new(move |gy| Ok(vec![Some(unary_backward(saved.as_ref(), gy, op, k)?)])),
     ))
 }
 
