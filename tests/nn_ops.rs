@@ -1,13 +1,14 @@
-//! BatchNorm2d, channel mean/max pooling, global average pooling and the channel ops
-//! (concat, slice, option-A shortcut): GPU forward and backward (through autograd) against
-//! the f64 CPU reference, finite-difference checks of the reference, and the PyTorch goldens.
+//! BatchNorm2d, channel mean/max pooling, global average pooling, the channel ops (concat,
+//! slice, option-A shortcut) and the batch ops (stack, slice): GPU forward and backward
+//! (through autograd) against the f64 CPU reference, finite-difference checks of the
+//! reference, and the PyTorch goldens.
 
 mod common;
 use common::{assert_close, backprop, down, gpu, up};
-use lskbb::ops::{batchnorm, channels, chanpool, pool};
+use lskbb::ops::{batch, batchnorm, channels, chanpool, elementwise, pool, reduce};
 use lskbb::reference::{dot, finite_diff_check, nn as rnn, Arr, Rng};
 use lskbb::tensor_file::TensorFile;
-use lskbb::{Tensor, Var};
+use lskbb::{backward, Tensor, Var};
 use std::path::Path;
 
 const GOLDEN: &str = concat!(
@@ -131,7 +132,12 @@ fn batch_norm_relu_matches_reference_bn_then_relu() {
             let (x, gamma, beta, rm, rv, gy) = bn_inputs(&mut rng, s);
             let (trm, trv) = (up(&rm), up(&rv));
             let (vx, vg, vb) = bn_params(&x, &gamma, &beta);
-            let mode = (training, MOMENTUM, EPS);
+            let mode = batchnorm::BnMode {
+                training,
+                momentum: MOMENTUM,
+                eps: EPS,
+                groups: 1,
+            };
             let y = batchnorm::batch_norm_with(&vx, &vg, &vb, [&trm, &trv], mode, true).unwrap();
             let (bn, mean, var) = if training {
                 rnn::batch_norm_train(&x, &gamma, &beta, EPS as f64)
@@ -153,6 +159,93 @@ fn batch_norm_relu_matches_reference_bn_then_relu() {
                 rnn::batch_norm_backward(&x, &gamma, &mean, &var, &cut, training, 1e-5);
             assert_bn_grads(&what, [&vx, &vg, &vb], [&gx, &gg, &gb]);
         }
+    }
+}
+
+/// Samples [g·nb, (g+1)·nb) of a [N, ...] reference array.
+fn batch_part(a: &Arr, g: usize, nb: usize) -> Arr {
+    let per = a.numel() / a.shape[0];
+    let mut shape = a.shape.clone();
+    shape[0] = nb;
+    Arr::new(&shape, a.data[g * nb * per..(g + 1) * nb * per].to_vec())
+}
+
+/// Stacked batches (`BnMode::groups`, the BBN branches through the shared trunk), with and
+/// without the fused ReLU: each group is normalised with its own statistics, the running
+/// statistics take the groups in order, and gamma and beta collect every group's gradient.
+/// The reference is one separate batch norm per group, as BBN runs the trunk once per branch.
+#[test]
+fn batch_norm_of_stacked_batches_matches_one_batch_norm_per_batch() {
+    let mut rng = Rng(16);
+    for (i, (groups, s)) in [(2, [2, 3, 5, 7]), (2, [1, 2, 1, 2]), (3, [1, 4, 3, 3])]
+        .into_iter()
+        .chain(BN_CASES[4..].iter().map(|s| (2, *s)))
+        .enumerate()
+    {
+        let relu = i % 2 == 1;
+        let nb = s[0];
+        let stacked = [groups * nb, s[1], s[2], s[3]];
+        let (x, gamma, beta, rm, rv, gy) = bn_inputs(&mut rng, &stacked);
+        let (trm, trv) = (up(&rm), up(&rv));
+        let (vx, vg, vb) = bn_params(&x, &gamma, &beta);
+        let mode = batchnorm::BnMode {
+            training: true,
+            momentum: MOMENTUM,
+            eps: EPS,
+            groups,
+        };
+        let y = batchnorm::batch_norm_with(&vx, &vg, &vb, [&trm, &trv], mode, relu).unwrap();
+        let (mut want_rm, mut want_rv) = (rm.data.clone(), rv.data.clone());
+        let mut parts = Vec::new();
+        for g in 0..groups {
+            let xg = batch_part(&x, g, nb);
+            let (yg, mean, var) = rnn::batch_norm_train(&xg, &gamma, &beta, EPS as f64);
+            (want_rm, want_rv) = rnn::running_update(&xg, &want_rm, &want_rv, MOMENTUM as f64);
+            parts.push((xg, yg, mean, var));
+        }
+        let act = |v: f64| if relu { v.max(0.0) } else { v };
+        let want_y: Vec<f64> = parts
+            .iter()
+            .flat_map(|p| p.1.data.iter().map(|&v| act(v)))
+            .collect();
+        let what = format!("stacked bn, {groups} x {s:?}, relu {relu}");
+        assert_close(
+            &format!("{what} y"),
+            y.value(),
+            &Arr::new(&stacked, want_y),
+            BN_TOL,
+        );
+        assert_close(
+            &format!("{what} running_mean"),
+            &trm,
+            &vec_arr(&want_rm),
+            BN_TOL,
+        );
+        assert_close(
+            &format!("{what} running_var"),
+            &trv,
+            &vec_arr(&want_rv),
+            BN_TOL,
+        );
+        let kept = Arr::from_f32(&stacked, &down(y.value()));
+        backprop(&y, &gy);
+        let (mut gx, mut gg, mut gb) = (Vec::new(), Arr::zeros(&[s[1]]), Arr::zeros(&[s[1]]));
+        for (g, (xg, _, mean, var)) in parts.iter().enumerate() {
+            let cut = batch_part(&gy, g, nb).zip(&batch_part(&kept, g, nb), |d, y| {
+                if relu && y <= 0.0 {
+                    0.0
+                } else {
+                    d
+                }
+            });
+            let (gxg, ggg, gbg) =
+                rnn::batch_norm_backward(xg, &gamma, mean, var, &cut, true, EPS as f64);
+            gx.extend(gxg.data);
+            gg = gg.zip(&ggg, |a, b| a + b);
+            gb = gb.zip(&gbg, |a, b| a + b);
+        }
+        let gx = Arr::new(&stacked, gx);
+        assert_bn_grads(&what, [&vx, &vg, &vb], [&gx, &gg, &gb]);
     }
 }
 
@@ -216,6 +309,21 @@ fn batch_norm_rejects_single_values_and_bad_shapes() {
     assert!(run(&t(&[2, 4, 3, 3]), &gamma, true).is_err());
     assert!(run(&t(&[2, 3, 3]), &gamma, true).is_err());
     assert!(run(&t(&[2, 3, 3, 3]), &t(&[3, 1]), true).is_err());
+    let stacked = |n: usize, groups: usize| {
+        let mode = batchnorm::BnMode {
+            training: true,
+            momentum: MOMENTUM,
+            eps: EPS,
+            groups,
+        };
+        let (x, vg, vb) = (t(&[n, 3, 2, 2]), Var::param(t(&[3])), Var::param(t(&[3])));
+        batchnorm::batch_norm_with(&Var::constant(x), &vg, &vb, [&rm, &rv], mode, false)
+    };
+    for (n, groups) in [(3, 2), (2, 0)] {
+        let err = stacked(n, groups).err().expect("bad stacking accepted");
+        assert!(format!("{err}").contains("stacked batches"), "{err}");
+    }
+    assert!(stacked(4, 2).is_ok());
 }
 
 #[test]
@@ -484,6 +592,68 @@ fn concat_and_slice_channels_match_reference() {
             assert_close(&what, &vx.grad().unwrap(), &wg, EXACT);
         }
     }
+}
+
+/// Stacking along N and slicing samples back out (the BBN trunk's two batches): the values
+/// are the inputs' data end to end; a slice's gradient is gy at its samples and zero
+/// elsewhere, and slices that cover the whole batch add back up to the stacked gradient.
+#[test]
+fn stack_and_slice_batch_move_whole_samples() {
+    let mut rng = Rng(33);
+    let cases: &[&[&[usize]]] = &[
+        &[&[2, 3, 5, 7], &[2, 3, 5, 7]],
+        &[&[1, 2, 1, 1], &[3, 2, 1, 1], &[2, 2, 1, 1]],
+        &[&[3, 7], &[1, 7]],
+    ];
+    for shapes in cases {
+        let xs: Vec<Arr> = shapes.iter().map(|s| rng.arr(s, 2.0)).collect();
+        let vs: Vec<Var> = xs.iter().map(|x| Var::param(up(x))).collect();
+        let y = batch::stack_batch(&vs.iter().collect::<Vec<_>>()).unwrap();
+        let mut shape = shapes[0].to_vec();
+        shape[0] = shapes.iter().map(|s| s[0]).sum();
+        let want = Arr::new(&shape, xs.iter().flat_map(|x| x.data.clone()).collect());
+        assert_close(&format!("stack {shapes:?}"), y.value(), &want, EXACT);
+        let gy = rng.arr(&shape, 1.0);
+        backprop(&y, &gy);
+        let mut off = 0;
+        for (i, x) in xs.iter().enumerate() {
+            let part = Arr::new(&x.shape, gy.data[off..off + x.numel()].to_vec());
+            off += x.numel();
+            let what = format!("stack grad {i} {shapes:?}");
+            assert_close(&what, &vs[i].grad().unwrap(), &part, EXACT);
+        }
+        // Every input's samples sliced back out of the stack, all feeding one loss.
+        let vx = Var::param(up(&want));
+        let (mut start, mut parts) = (0, Vec::new());
+        for (i, x) in xs.iter().enumerate() {
+            let s = batch::slice_batch(&vx, start, x.shape[0]).unwrap();
+            assert_close(&format!("slice {i} {shapes:?}"), s.value(), x, EXACT);
+            parts.push(elementwise::scale(&s, (i + 1) as f32).unwrap());
+            start += x.shape[0];
+        }
+        let weights: Vec<f64> = xs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, x)| std::iter::repeat_n((i + 1) as f64, x.numel()))
+            .collect();
+        let total = parts
+            .iter()
+            .map(|p| reduce::sum(p, &(0..p.shape().len()).collect::<Vec<_>>(), false).unwrap())
+            .reduce(|a, b| elementwise::add(&a, &b).unwrap())
+            .unwrap();
+        backward(&total).unwrap();
+        let wg = Arr::new(&shape, weights);
+        assert_close(
+            &format!("slice grads {shapes:?}"),
+            &vx.grad().unwrap(),
+            &wg,
+            EXACT,
+        );
+    }
+    let g = gpu();
+    let x = Tensor::zeros(&g, &[2, 3]).unwrap();
+    assert!(batch::slice_batch_forward(&x, 1, 2).is_err());
+    assert!(batch::stack_batch_forward(&[&x, &Tensor::zeros(&g, &[2, 4]).unwrap()]).is_err());
 }
 
 #[test]

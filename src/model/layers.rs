@@ -5,7 +5,7 @@ use super::init::Init;
 use super::params::{Counter, ParamStore};
 use crate::autograd::{recomputing, Var};
 use crate::gpu::Gpu;
-use crate::ops::batchnorm::batch_norm_with;
+use crate::ops::batchnorm::{batch_norm_with, BnMode};
 use crate::ops::conv::{conv2d, Conv2dParams};
 use crate::ops::linear::linear;
 use crate::tensor::Tensor;
@@ -78,6 +78,15 @@ impl Conv2d {
     }
 }
 
+/// How a forward pass runs: in training (batch statistics) or eval, over how many independent
+/// batches stacked along N. The BBN branches share the trunk's weights but not its batch
+/// statistics, so their stacked batches are normalised each on its own ([`BnMode::groups`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Pass {
+    pub training: bool,
+    pub batches: usize,
+}
+
 /// BatchNorm2d with PyTorch's defaults: momentum 0.1, eps 1e-5, unbiased running variance.
 pub struct BatchNorm2d {
     pub weight: Var,
@@ -120,31 +129,30 @@ impl BatchNorm2d {
         })
     }
 
-    pub fn forward(&self, x: &Var, training: bool) -> Result<Var> {
-        self.run(x, training, false)
+    pub fn forward(&self, x: &Var, pass: Pass) -> Result<Var> {
+        self.run(x, pass, false)
     }
 
     /// relu(bn(x)) in one op (`ops::batchnorm::batch_norm_with`).
-    pub fn forward_relu(&self, x: &Var, training: bool) -> Result<Var> {
-        self.run(x, training, true)
+    pub fn forward_relu(&self, x: &Var, pass: Pass) -> Result<Var> {
+        self.run(x, pass, true)
     }
 
-    fn run(&self, x: &Var, training: bool, relu: bool) -> Result<Var> {
+    fn run(&self, x: &Var, pass: Pass, relu: bool) -> Result<Var> {
         // A checkpointed block's second run must not count the batch twice: momentum 0
         // leaves the running statistics as they are.
         let again = recomputing();
-        if training && !again {
-            self.batches.set(self.batches.get() + 1);
+        if pass.training && !again {
+            self.batches.set(self.batches.get() + pass.batches as i64);
         }
-        let momentum = if again { 0.0 } else { BN_MOMENTUM };
-        batch_norm_with(
-            x,
-            &self.weight,
-            &self.bias,
-            [&self.running_mean, &self.running_var],
-            (training, momentum, BN_EPS),
-            relu,
-        )
+        let mode = BnMode {
+            training: pass.training,
+            momentum: if again { 0.0 } else { BN_MOMENTUM },
+            eps: BN_EPS,
+            groups: pass.batches,
+        };
+        let running = [&self.running_mean, &self.running_var];
+        batch_norm_with(x, &self.weight, &self.bias, running, mode, relu)
     }
 }
 

@@ -2,11 +2,12 @@
 //! basic block when asked, as a bilateral-branch network (SPEC.md "Model").
 
 use super::init::Init;
-use super::layers::{BatchNorm2d, Conv2d, ConvSpec, InitKind, Linear};
+use super::layers::{BatchNorm2d, Conv2d, ConvSpec, InitKind, Linear, Pass};
 use super::lsk::LskBlock;
 use super::params::ParamStore;
 use crate::autograd::{checkpoint, Var};
 use crate::gpu::Gpu;
+use crate::ops::batch::{slice_batch, stack_batch};
 use crate::ops::channels::{concat_channels, shortcut_a};
 use crate::ops::conv::Conv2dParams;
 use crate::ops::elementwise::{add_relu, scale};
@@ -121,9 +122,9 @@ impl BasicBlock {
         })
     }
 
-    fn forward(&self, x: &Var, training: bool) -> Result<Var> {
-        let out = self.bn1.forward_relu(&self.conv1.forward(x)?, training)?;
-        let mut out = self.bn2.forward(&self.conv2.forward(&out)?, training)?;
+    fn forward(&self, x: &Var, pass: Pass) -> Result<Var> {
+        let out = self.bn1.forward_relu(&self.conv1.forward(x)?, pass)?;
+        let mut out = self.bn2.forward(&self.conv2.forward(&out)?, pass)?;
         if let Some(lsk) = &self.lsk {
             out = lsk.forward(&out)?;
         }
@@ -210,15 +211,15 @@ impl BbnResNet32 {
     }
 
     /// One block, checkpointed when recomputation is on.
-    fn block(&self, b: &Rc<BasicBlock>, x: &Var, training: bool) -> Result<Var> {
-        if !(self.recompute.get() && training) {
-            return b.forward(x, training);
+    fn block(&self, b: &Rc<BasicBlock>, x: &Var, pass: Pass) -> Result<Var> {
+        if !(self.recompute.get() && pass.training) {
+            return b.forward(x, pass);
         }
         let b = b.clone();
         checkpoint(
             "basic_block",
             &[x],
-            Rc::new(move |xs: &[Var]| b.forward(&xs[0], training)),
+            Rc::new(move |xs: &[Var]| b.forward(&xs[0], pass)),
         )
     }
 
@@ -232,29 +233,45 @@ impl BbnResNet32 {
         }
     }
 
-    /// The shared trunk: stem and the shared blocks of the three stages.
-    pub fn features(&self, x: &Var, training: bool) -> Result<Var> {
+    /// The shared trunk: stem and the shared blocks of the three stages, over `pass.batches`
+    /// batches stacked along N.
+    pub fn features(&self, x: &Var, pass: Pass) -> Result<Var> {
         self.check_input(x)?;
-        let mut h = self.bn1.forward_relu(&self.conv1.forward(x)?, training)?;
+        let mut h = self.bn1.forward_relu(&self.conv1.forward(x)?, pass)?;
         for b in &self.blocks {
-            h = self.block(b, &h, training)?;
+            h = self.block(b, &h, pass)?;
         }
         Ok(h)
     }
 
     /// Bilateral training forward: z = fc(2·cat(α·f_c, (1−α)·f_r)) (BBN's combiner), with
     /// x_c from the uniform sampler and x_r from the reversed one.
+    ///
+    /// BBN runs the shared trunk once per branch. Here both batches go through it stacked
+    /// as one, each with its own BatchNorm statistics: the same values and gradients, with half
+    /// the kernel launches, twice the work per launch, and no second gradient to add for
+    /// every trunk weight.
     pub fn forward(&self, x_c: &Var, x_r: &Var, alpha: f32, training: bool) -> Result<Var> {
-        let f_c = global_avg_pool(
-            &self
-                .cb_block
-                .forward(&self.features(x_c, training)?, training)?,
-        )?;
-        let f_r = global_avg_pool(
-            &self
-                .rb_block
-                .forward(&self.features(x_r, training)?, training)?,
-        )?;
+        if x_c.shape() != x_r.shape() {
+            bail!(
+                "bilateral forward: the branches' batches must have the same shape, got x_c \
+                 {:?} and x_r {:?}",
+                x_c.shape(),
+                x_r.shape()
+            );
+        }
+        let n = x_c.shape()[0];
+        let both = Pass {
+            training,
+            batches: 2,
+        };
+        let f = self.features(&stack_batch(&[x_c, x_r])?, both)?;
+        let one = Pass {
+            training,
+            batches: 1,
+        };
+        let f_c = global_avg_pool(&self.cb_block.forward(&slice_batch(&f, 0, n)?, one)?)?;
+        let f_r = global_avg_pool(&self.rb_block.forward(&slice_batch(&f, n, n)?, one)?)?;
         let mixed = concat_channels(&[
             &scale(&f_c, 2.0 * alpha)?,
             &scale(&f_r, 2.0 * (1.0 - alpha))?,
@@ -265,11 +282,11 @@ impl BbnResNet32 {
     /// Single-branch forward (the baselines): the bilateral combiner at α = 1,
     /// z = fc(cat(2·f_c, 0)).
     pub fn forward_single(&self, x: &Var, training: bool) -> Result<Var> {
-        let f_c = global_avg_pool(
-            &self
-                .cb_block
-                .forward(&self.features(x, training)?, training)?,
-        )?;
+        let pass = Pass {
+            training,
+            batches: 1,
+        };
+        let f_c = global_avg_pool(&self.cb_block.forward(&self.features(x, pass)?, pass)?)?;
         let zeros = Var::constant(Tensor::zeros(f_c.value().gpu(), f_c.shape())?);
         self.fc
             .forward(&concat_channels(&[&scale(&f_c, 2.0)?, &zeros])?)
@@ -281,9 +298,13 @@ impl BbnResNet32 {
         if !self.config.bilateral {
             return self.forward_single(x, false);
         }
-        let f = self.features(x, false)?;
-        let f_c = global_avg_pool(&self.cb_block.forward(&f, false)?)?;
-        let f_r = global_avg_pool(&self.rb_block.forward(&f, false)?)?;
+        let eval = Pass {
+            training: false,
+            batches: 1,
+        };
+        let f = self.features(x, eval)?;
+        let f_c = global_avg_pool(&self.cb_block.forward(&f, eval)?)?;
+        let f_r = global_avg_pool(&self.rb_block.forward(&f, eval)?)?;
         self.fc.forward(&concat_channels(&[&f_c, &f_r])?)
     }
 }

@@ -2,6 +2,8 @@
 //! (N, H, W) in training with an in-place update of the running statistics, running
 //! statistics in eval, and the backward for x, gamma and beta; optionally fused with the ReLU
 //! that follows it (`batch_norm_relu`: one pass and one tensor fewer in forward and backward).
+//! [`BnMode::groups`] normalises several stacked batches in one pass, each with its own
+//! statistics.
 
 use super::reduce::split;
 use crate::autograd::{grad_enabled, Var};
@@ -55,63 +57,86 @@ struct Params {
     chunk: u32,
     chunks: u32,
     relu: u32,
-    pad: [u32; 2],
+    groups: u32,
+    nb: u32,
 }
 
-fn check_channel_vec(t: &Tensor, c: usize, what: &str) -> Result<()> {
-    if t.shape() != [c] || t.dtype() != DType::F32 {
-        bail!(
-            "batch_norm: {what} must be an f32 tensor of shape [{c}], got {:?} {:?}",
-            t.dtype(),
-            t.shape()
-        );
-    }
-    Ok(())
+/// How a batch norm runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BnMode {
+    /// Normalise with the batch statistics and update the running ones (else use the
+    /// running statistics).
+    pub training: bool,
+    /// Weight of the batch in the running statistics' update.
+    pub momentum: f32,
+    pub eps: f32,
+    /// Independent batches stacked along N (BBN's two branches through their shared trunk).
+    /// In training each gets its own statistics, and the running statistics take them in
+    /// order: exactly what `groups` calls on the separate batches would do. Eval ignores it.
+    pub groups: usize,
 }
 
-/// Validates the inputs; returns the parameter block (momentum, eps, mode filled in).
+/// Validates the inputs; returns the parameter block (mode and chunking filled in).
+/// `channel_vecs` must be [C]; `stat_vecs` (the batch statistics) one value per statistic.
 fn params(
     x: &Tensor,
-    tensors: &[(&Tensor, &str)],
-    training: bool,
-    momentum: f32,
-    eps: f32,
+    channel_vecs: &[(&Tensor, &str)],
+    stat_vecs: &[(&Tensor, &str)],
+    mode: BnMode,
 ) -> Result<Params> {
     let [n, c, h, w] = nchw(x, "batch_norm input x")?;
     if x.dtype() != DType::F32 {
         bail!("batch_norm: x must be f32, got {:?}", x.dtype());
     }
-    for &(t, what) in tensors {
-        check_channel_vec(t, c, what)?;
-    }
-    let count = n * h * w;
-    if training && count < 2 {
+    let groups = if mode.training { mode.groups } else { 1 };
+    if groups == 0 || n % groups != 0 {
         bail!(
-            "batch_norm in training needs more than one value per channel, got input of \
-             shape {:?} (N*H*W = {count})",
+            "batch_norm: {} stacked batches cannot split an input of shape {:?} along N",
+            mode.groups,
             x.shape()
         );
     }
-    let (chunk, chunks) = split(x.gpu(), count, c);
+    let stat_len = groups * c;
+    let vecs = channel_vecs.iter().map(|&(t, what)| (t, what, c));
+    for (t, what, len) in vecs.chain(stat_vecs.iter().map(|&(t, what)| (t, what, stat_len))) {
+        if t.shape() != [len] || t.dtype() != DType::F32 {
+            bail!(
+                "batch_norm: {what} must be an f32 tensor of shape [{len}], got {:?} {:?}",
+                t.dtype(),
+                t.shape()
+            );
+        }
+    }
+    let nb = n / groups;
+    let count = nb * h * w;
+    if mode.training && count < 2 {
+        bail!(
+            "batch_norm in training needs more than one value per channel and batch, got \
+             input of shape {:?} in {groups} batch(es) ({count} values each)",
+            x.shape()
+        );
+    }
+    let (chunk, chunks) = split(x.gpu(), count, stat_len);
     Ok(Params {
         n: x.numel() as u32,
         c: c as u32,
         hw: (h * w) as u32,
         count: count as u32,
-        eps,
-        momentum,
-        training: training as u32,
+        eps: mode.eps,
+        momentum: mode.momentum,
+        training: mode.training as u32,
         chunk: chunk as u32,
         chunks: chunks as u32,
         relu: 0,
-        pad: [0; 2],
+        groups: groups as u32,
+        nb: nb as u32,
     })
 }
 
-/// The forward statistics [C] (mean, var), updating `running` (mean, var) in place:
-/// `stats` writes one pair per (channel, chunk) and `stats_merge` combines each channel's
-/// chunks; with one chunk per channel `stats` writes them directly. Whichever writes the
-/// final values also updates the running statistics.
+/// The forward statistics [groups·C] (mean, var), updating `running` (mean, var) in place:
+/// `stats` writes one pair per (statistic, chunk) and `stats_merge` combines each channel's
+/// chunks, group after group; with one chunk and one group `stats` writes them directly.
+/// Whichever writes the final values also updates the running statistics.
 fn batch_stats(
     gpu: &Arc<Gpu>,
     p: &Params,
@@ -119,19 +144,20 @@ fn batch_stats(
     [rm, rv]: [&Tensor; 2],
 ) -> Result<(Tensor, Tensor)> {
     let (c, chunks) = (p.c as usize, p.chunks as usize);
+    let stats = c * p.groups as usize;
     let pb = bytemuck::bytes_of(p);
-    let mean = Tensor::empty(gpu, &[c], DType::F32)?;
-    let var = Tensor::empty(gpu, &[c], DType::F32)?;
+    let mean = Tensor::empty(gpu, &[stats], DType::F32)?;
+    let var = Tensor::empty(gpu, &[stats], DType::F32)?;
     let (rm, rv) = (rm.buf(), rv.buf());
-    if chunks == 1 {
+    if chunks == 1 && p.groups == 1 {
         let outs = [mean.buf(), var.buf(), rm, rv];
         gpu.dispatch(&STATS, pb, &[x], &outs, groups(c))?;
         return Ok((mean, var));
     }
-    let a = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
-    let b = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
+    let a = Tensor::empty(gpu, &[stats, chunks], DType::F32)?;
+    let b = Tensor::empty(gpu, &[stats, chunks], DType::F32)?;
     let outs = [a.buf(), b.buf(), rm, rv];
-    gpu.dispatch(&STATS, pb, &[x], &outs, groups(c * chunks))?;
+    gpu.dispatch(&STATS, pb, &[x], &outs, groups(stats * chunks))?;
     gpu.dispatch(
         &STATS_MERGE,
         pb,
@@ -158,7 +184,13 @@ pub fn batch_norm_forward(
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let stats = [running_mean, running_var];
-    forward(x, gamma, beta, stats, (training, momentum, eps), false)
+    let mode = BnMode {
+        training,
+        momentum,
+        eps,
+        groups: 1,
+    };
+    forward(x, gamma, beta, stats, mode, false)
 }
 
 fn forward(
@@ -166,7 +198,7 @@ fn forward(
     gamma: &Tensor,
     beta: &Tensor,
     [running_mean, running_var]: [&Tensor; 2],
-    (training, momentum, eps): (bool, f32, f32),
+    mode: BnMode,
     relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let mut p = params(
@@ -177,13 +209,12 @@ fn forward(
             (running_mean, "running_mean"),
             (running_var, "running_var"),
         ],
-        training,
-        momentum,
-        eps,
+        &[],
+        mode,
     )?;
     p.relu = u32::from(relu);
     let gpu = x.gpu();
-    let (mean, var) = if training {
+    let (mean, var) = if mode.training {
         batch_stats(gpu, &p, x.buf(), [running_mean, running_var])?
     } else {
         (running_mean.clone(), running_var.clone())
@@ -210,25 +241,30 @@ pub fn batch_norm_backward(
     training: bool,
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    backward(x, gamma, [mean, var], gy, None, (training, eps))
+    let mode = BnMode {
+        training,
+        momentum: 0.0,
+        eps,
+        groups: 1,
+    };
+    backward(x, gamma, [mean, var], gy, None, mode)
 }
 
-/// grad_sums (per channel and chunk), grad_merge (ggamma, gbeta and the coefficients of dx),
-/// grad_x; `y` is the fused ReLU's output, whose zeros cut gy.
+/// grad_sums (per statistic and chunk), grad_merge (ggamma, gbeta and the coefficients of
+/// dx), grad_x; `y` is the fused ReLU's output, whose zeros cut gy.
 fn backward(
     x: &Tensor,
     gamma: &Tensor,
     [mean, var]: [&Tensor; 2],
     gy: &Tensor,
     y: Option<&Tensor>,
-    (training, eps): (bool, f32),
+    mode: BnMode,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let mut p = params(
         x,
-        &[(gamma, "gamma"), (mean, "mean"), (var, "var")],
-        training,
-        0.0,
-        eps,
+        &[(gamma, "gamma")],
+        &[(mean, "mean"), (var, "var")],
+        mode,
     )?;
     for (t, what) in [(Some(gy), "grad_y"), (y, "the ReLU output y")] {
         if let Some(t) = t.filter(|t| t.shape() != x.shape()) {
@@ -243,18 +279,19 @@ fn backward(
     let y = y.unwrap_or(gy);
     let (gpu, pb) = (x.gpu(), bytemuck::bytes_of(&p));
     let (c, chunks) = (p.c as usize, p.chunks as usize);
-    let part_g = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
-    let part_b = Tensor::empty(gpu, &[c, chunks], DType::F32)?;
+    let stats = c * p.groups as usize;
+    let part_g = Tensor::empty(gpu, &[stats, chunks], DType::F32)?;
+    let part_b = Tensor::empty(gpu, &[stats, chunks], DType::F32)?;
     gpu.dispatch(
         &GRAD_SUMS,
         pb,
         &[x.buf(), mean.buf(), var.buf(), gy.buf(), y.buf()],
         &[part_g.buf(), part_b.buf()],
-        groups(c * chunks),
+        groups(stats * chunks),
     )?;
     let ggamma = Tensor::empty(gpu, &[c], DType::F32)?;
     let gbeta = Tensor::empty(gpu, &[c], DType::F32)?;
-    let coef = Tensor::empty(gpu, &[c, 4], DType::F32)?;
+    let coef = Tensor::empty(gpu, &[stats, 4], DType::F32)?;
     gpu.dispatch(
         &GRAD_MERGE,
         pb,
@@ -293,25 +330,30 @@ pub fn batch_norm(
     eps: f32,
 ) -> Result<Var> {
     let stats = [running_mean, running_var];
-    batch_norm_with(x, gamma, beta, stats, (training, momentum, eps), false)
+    let mode = BnMode {
+        training,
+        momentum,
+        eps,
+        groups: 1,
+    };
+    batch_norm_with(x, gamma, beta, stats, mode, false)
 }
 
-/// [`batch_norm`] with `running` = [running_mean, running_var] and `mode` = (training,
-/// momentum, eps); with `relu`, relu(batch_norm(x)) as one op: the forward's output is all its
+/// [`batch_norm`] with `running` = [running_mean, running_var] and stacked batches (see
+/// [`BnMode`]); with `relu`, relu(batch_norm(x)) as one op: the forward's output is all its
 /// backward keeps besides x, so the normalised values before the ReLU never take memory.
 pub fn batch_norm_with(
     x: &Var,
     gamma: &Var,
     beta: &Var,
     running: [&Tensor; 2],
-    (training, momentum, eps): (bool, f32, f32),
+    mode: BnMode,
     relu: bool,
 ) -> Result<Var> {
-    let mode = (training, momentum, eps);
     let (y, mean, var) = forward(x.value(), gamma.value(), beta.value(), running, mode, relu)?;
     // Eval normalises with the running buffers, which a later training step updates in
     // place: a recorded backward keeps a snapshot of the values this forward used.
-    let (mean, var) = if training || !grad_enabled() {
+    let (mean, var) = if mode.training || !grad_enabled() {
         (mean, var)
     } else {
         (mean.duplicate()?, var.duplicate()?)
@@ -327,7 +369,7 @@ pub fn batch_norm_with(
         y,
         &[x, gamma, beta],
         Box::new(move |gy| {
-            let (gx, gg, gb) = backward(&tx, &tg, [&mean, &var], gy, ty.as_ref(), (training, eps))?;
+            let (gx, gg, gb) = backward(&tx, &tg, [&mean, &var], gy, ty.as_ref(), mode)?;
             Ok(vec![Some(gx), Some(gg), Some(gb)])
         }),
     ))

@@ -2,6 +2,7 @@
 //! plain tensors and the autograd wrapper over [`crate::autograd::Var`], next to its WGSL
 //! source in `shaders/`.
 
+pub mod batch;
 pub mod batchnorm;
 pub mod channels;
 pub mod chanpool;
