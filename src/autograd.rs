@@ -22,6 +22,9 @@ struct Node {
     shape: Vec<usize>,
     requires_grad: bool,
     grad: RefCell<Option<Tensor>>,
+    /// Where a parameter's gradient is written when it first arrives (a view into its
+    /// parameter block's gradient buffer, see `ParamStore`); a fresh copy for other leaves.
+    grad_home: Option<Tensor>,
     parents: Vec<Rc<Node>>,
     /// Taken when it runs: its saved tensors are freed as soon as the backward pass is done
     /// with them (a graph back-propagates once, as PyTorch's without retain_graph).
@@ -93,7 +96,7 @@ pub fn checkpoint(op: &'static str, inputs: &[&Var], f: CheckpointFn) -> Result<
         Box::new(move |g| {
             let fresh: Vec<Var> = saved
                 .iter()
-                .map(|(t, rg)| Var::leaf(t.clone(), *rg))
+                .map(|(t, rg)| Var::leaf(t.clone(), *rg, None))
                 .collect();
             let before = RECOMPUTING.with(|r| r.replace(true));
             let y = f(&fresh);
@@ -110,21 +113,35 @@ pub fn checkpoint(op: &'static str, inputs: &[&Var], f: CheckpointFn) -> Result<
 impl Var {
     /// A leaf that collects a gradient (a parameter).
     pub fn param(value: Tensor) -> Var {
-        Var::leaf(value, true)
+        Var::leaf(value, true, None)
+    }
+
+    /// A parameter whose gradient is written into `grad_home` (same shape), which keeps it
+    /// between steps: a later backward overwrites it once the gradient was cleared.
+    pub fn param_with_grad_home(value: Tensor, grad_home: Tensor) -> Result<Var> {
+        if grad_home.shape() != value.shape() {
+            bail!(
+                "a parameter of shape {:?} with a gradient buffer of shape {:?}",
+                value.shape(),
+                grad_home.shape()
+            );
+        }
+        Ok(Var::leaf(value, true, Some(grad_home)))
     }
 
     /// A leaf without gradient (an input).
     pub fn constant(value: Tensor) -> Var {
-        Var::leaf(value, false)
+        Var::leaf(value, false, None)
     }
 
-    fn leaf(value: Tensor, requires_grad: bool) -> Var {
+    fn leaf(value: Tensor, requires_grad: bool, grad_home: Option<Tensor>) -> Var {
         Var {
             node: Rc::new(Node {
                 id: next_id(),
                 shape: value.shape().to_vec(),
                 requires_grad,
                 grad: RefCell::new(None),
+                grad_home,
                 parents: Vec::new(),
                 backward: RefCell::new(None),
                 op: "leaf",
@@ -143,6 +160,7 @@ impl Var {
                 shape: value.shape().to_vec(),
                 requires_grad: needs,
                 grad: RefCell::new(None),
+                grad_home: None,
                 parents: if needs {
                     parents.iter().map(|p| p.node.clone()).collect()
                 } else {
@@ -170,6 +188,15 @@ impl Var {
     /// The accumulated gradient of a leaf.
     pub fn grad(&self) -> Option<Tensor> {
         self.node.grad.borrow().clone()
+    }
+
+    /// Whether the gradient is in the buffer given by [`Var::param_with_grad_home`] (it is
+    /// after a backward, unless [`Var::set_grad`] put another tensor there).
+    pub fn grad_at_home(&self) -> bool {
+        match (&*self.node.grad.borrow(), &self.node.grad_home) {
+            (Some(g), Some(home)) => g.same_buffer(home),
+            _ => false,
+        }
     }
 
     pub fn set_grad(&self, g: Option<Tensor>) {
@@ -258,9 +285,13 @@ fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
             }
         } else {
             let mut slot = v.grad.borrow_mut();
-            match slot.as_ref() {
-                Some(acc) => add_into(acc, &g)?,
-                None => *slot = Some(g.duplicate()?),
+            match (slot.as_ref(), &v.grad_home) {
+                (Some(acc), _) => add_into(acc, &g)?,
+                (None, Some(home)) => {
+                    home.assign(&g)?;
+                    *slot = Some(home.clone());
+                }
+                (None, None) => *slot = Some(g.duplicate()?),
             }
         }
     }

@@ -1,5 +1,6 @@
-//! SGD with momentum, weight decay and optional Nesterov over a model's parameters (the update
-//! itself is one fused WGSL kernel per parameter, `ops::sgd`), and learning-rate schedules.
+//! SGD with momentum, weight decay and optional Nesterov over a model's parameters (one fused
+//! WGSL kernel, `ops::sgd`, per parameter block, see `model::params::ParamBlock`), and
+//! learning-rate schedules.
 
 use crate::model::ParamStore;
 use crate::ops::sgd::{sgd_step, SgdConfig};
@@ -10,34 +11,65 @@ use serde::{Deserialize, Serialize};
 
 pub struct Sgd {
     pub cfg: SgdConfig,
-    /// One momentum buffer per parameter, in the store's order. Zero-initialised: with no
-    /// dampening, PyTorch's first step (buf = g) equals momentum·0 + g.
+    /// One momentum buffer per parameter block, laid out as the block's values.
+    /// Zero-initialised: with no dampening, PyTorch's first step (buf = g) equals
+    /// momentum·0 + g.
+    blocks: Vec<Tensor>,
+    /// Each parameter's momentum buffer (a view of its block's), in the store's order.
     bufs: Vec<Tensor>,
 }
 
 impl Sgd {
     pub fn new(store: &ParamStore, cfg: SgdConfig) -> Result<Sgd> {
-        let bufs = store
-            .params
-            .iter()
-            .map(|(_, p)| Tensor::zeros(p.value().gpu(), p.shape()))
+        let mut bufs: Vec<Option<Tensor>> = vec![None; store.params.len()];
+        let mut blocks = Vec::new();
+        for block in &store.blocks {
+            let buf = Tensor::zeros(block.values.gpu(), block.values.shape())?;
+            for &(i, start) in &block.members {
+                bufs[i] = Some(buf.view(start, store.params[i].1.shape())?);
+            }
+            blocks.push(buf);
+        }
+        let bufs = bufs
+            .into_iter()
+            .zip(&store.params)
+            .map(|(b, (name, _))| {
+                b.ok_or_else(|| anyhow::anyhow!("parameter {name} is in no parameter block"))
+            })
             .collect::<Result<_>>()?;
-        Ok(Sgd { cfg, bufs })
+        Ok(Sgd { cfg, blocks, bufs })
     }
 
     /// The GPU the buffers live on.
     pub fn gpu(&self) -> Result<&std::sync::Arc<crate::Gpu>> {
-        self.bufs
+        self.blocks
             .first()
             .map(Tensor::gpu)
             .ok_or_else(|| anyhow::anyhow!("optimizer over a model without parameters"))
     }
 
-    /// One update of every parameter that has a gradient.
+    /// One update of every parameter that has a gradient: one dispatch for each block whose
+    /// parameters all have their gradient in the block's gradient buffer (every step of
+    /// training), else one per parameter (some parameters without a gradient, which
+    /// PyTorch leaves alone: no weight decay, no momentum). Between and after the
+    /// parameters, a block's values, gradients and momentum are zeros and stay zeros.
     pub fn step(&mut self, store: &ParamStore) -> Result<()> {
-        for ((_, p), buf) in store.params.iter().zip(&self.bufs) {
-            if let Some(g) = p.grad() {
-                sgd_step(p.value(), &g, buf, &self.cfg)?;
+        for (block, buf) in store.blocks.iter().zip(&self.blocks) {
+            let params = || block.members.iter().map(|&(i, _)| (i, &store.params[i].1));
+            if params().all(|(_, p)| p.grad_at_home()) {
+                let whole = |t: &Tensor| t.view(0, &[block.used]);
+                sgd_step(
+                    &whole(&block.values)?,
+                    &whole(&block.grads)?,
+                    &whole(buf)?,
+                    &self.cfg,
+                )?;
+                continue;
+            }
+            for (i, p) in params() {
+                if let Some(g) = p.grad() {
+                    sgd_step(p.value(), &g, &self.bufs[i], &self.cfg)?;
+                }
             }
         }
         Ok(())

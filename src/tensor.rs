@@ -102,6 +102,30 @@ impl Tensor {
         })
     }
 
+    /// Elements [start, start + numel(shape)) of this tensor as an f32 tensor of `shape` that
+    /// shares its buffer (writes through either show in both). `start` must fall on the
+    /// adapter's view alignment ([`Gpu::view_alignment`], in bytes).
+    pub fn view(&self, start: usize, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if start + n > self.numel() {
+            bail!(
+                "a view of elements {start}..{} of a tensor of shape {:?}",
+                start + n,
+                self.shape
+            );
+        }
+        Ok(Tensor {
+            buf: GpuBuffer::view(&self.buf, 4 * start as u64, 4 * n.max(1) as u64)?,
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
+    /// Whether both tensors are the same buffer (or the same view).
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
+    }
+
     /// A copy in a new buffer (recorded on the GPU).
     pub fn duplicate(&self) -> Result<Tensor> {
         let t = Tensor::empty(self.gpu(), &self.shape, self.dtype)?;

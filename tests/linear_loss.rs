@@ -3,6 +3,7 @@
 
 mod common;
 use common::{assert_close, down, gpu, up};
+use lskbb::model::ParamStore;
 use lskbb::ops::elementwise as ew;
 use lskbb::ops::linear::{self, linear_backward, linear_forward, matmul_forward};
 use lskbb::ops::loss::{cb_weights, loss, loss_forward, LossKind};
@@ -11,6 +12,7 @@ use lskbb::ops::sgd::{sgd_step, SgdConfig};
 use lskbb::ops::softmax::{
     self, gather_backward, gather_forward, softmax_backward, softmax_forward,
 };
+use lskbb::optim::Sgd;
 use lskbb::reference::losses as rl;
 use lskbb::reference::{dot, finite_diff_check, max_rel_err, Arr, Rng};
 use lskbb::tensor_file::TensorFile;
@@ -522,6 +524,84 @@ fn sgd_matches_reference_over_three_steps() {
     };
     assert!(sgd_step(&p, &bad, &p, &cfg).is_err());
     assert!(sgd_step(&p, &p, &bad, &cfg).is_err());
+}
+
+/// The optimiser over a model's parameter blocks: parameters packed into blocks (one larger
+/// than the first block opens its own), updated one dispatch per block when every gradient
+/// is in its block, else one per parameter: a parameter without a gradient is left alone
+/// (PyTorch), and a gradient set from elsewhere is used. Every parameter and momentum
+/// buffer against the reference after each step; the padding between parameters stays zero.
+#[test]
+fn sgd_over_parameter_blocks_matches_reference_per_parameter() {
+    let g = gpu();
+    let mut rng = Rng(23);
+    let shapes: [&[usize]; 4] = [&[3], &[7, 3, 3], &[300_000], &[5]];
+    let mut store = ParamStore::default();
+    let mut want: Vec<Arr> = Vec::new();
+    for (i, shape) in shapes.iter().enumerate() {
+        let p = rng.arr(shape, 1.0);
+        store
+            .param(&g, format!("p{i}"), &p.to_f32(), shape)
+            .unwrap();
+        want.push(p);
+    }
+    assert_eq!(
+        store.blocks.len(),
+        2,
+        "the 300000-element parameter opens a second block"
+    );
+    let cfg = SgdConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        nesterov: false,
+    };
+    let mut opt = Sgd::new(&store, cfg).unwrap();
+    let mut bufs: Vec<Arr> = shapes.iter().map(|s| Arr::zeros(s)).collect();
+    // Step 0: every parameter; step 1: p0 has no gradient; step 2: p1's gradient is set
+    // by hand, so block 0 goes parameter by parameter twice.
+    for step in 0..3 {
+        store.zero_grad();
+        let grads: Vec<Arr> = shapes.iter().map(|s| rng.arr(s, 1.0)).collect();
+        let used: Vec<usize> = (0..shapes.len()).filter(|&i| step != 1 || i != 0).collect();
+        let terms: Vec<Var> = used
+            .iter()
+            .map(|&i| {
+                let prod = ew::mul(&store.params[i].1, &Var::constant(up(&grads[i]))).unwrap();
+                reduce::sum(&prod, &(0..shapes[i].len()).collect::<Vec<_>>(), false).unwrap()
+            })
+            .collect();
+        let total = terms[1..]
+            .iter()
+            .fold(terms[0].clone(), |a, b| ew::add(&a, b).unwrap());
+        backward(&total).unwrap();
+        if step == 2 {
+            store.params[1].1.set_grad(Some(up(&grads[1])));
+        }
+        opt.step(&store).unwrap();
+        for &i in &used {
+            rl::sgd_step(&mut want[i], &grads[i], &mut bufs[i], &cfg);
+        }
+        let state = opt.state(&store).unwrap();
+        for (i, (name, p)) in store.params.iter().enumerate() {
+            let what = format!("sgd block step {step} {name}");
+            assert_close(&what, p.value(), &want[i], TOL_SGD);
+            let (shape, buf) = state.f32(&format!("optim.{name}.momentum_buffer")).unwrap();
+            let err = max_rel_err(buf, &bufs[i]);
+            assert!(err <= TOL_SGD, "{what} momentum: {err:e}, shape {shape:?}");
+        }
+        let values = down(&store.blocks[0].values);
+        let filled: Vec<(usize, usize)> = store.blocks[0]
+            .members
+            .iter()
+            .map(|&(i, start)| (start, start + want[i].numel()))
+            .collect();
+        for (k, v) in values.iter().enumerate() {
+            if !filled.iter().any(|&(a, b)| (a..b).contains(&k)) {
+                assert_eq!(*v, 0.0, "padding element {k} of block 0 after step {step}");
+            }
+        }
+    }
 }
 
 #[test]

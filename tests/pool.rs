@@ -77,3 +77,42 @@ fn graph_keeps_only_saved_tensors_and_backward_frees_them() {
     drop(c);
     assert_eq!(live(), 2 * MIB);
 }
+
+/// Views (parameter blocks): a view shares its parent's memory both ways, holds the parent
+/// in use after the parent's handle drops, takes no pool bytes of its own, and is refused
+/// off the adapter's alignment or past the parent's end.
+#[test]
+fn views_share_their_buffer_and_keep_it_in_use() {
+    let gpu = Gpu::new(&AdapterChoice::default()).expect("a GPU adapter");
+    let align = (gpu.view_alignment() / 4) as usize;
+    let parent = Tensor::zeros(&gpu, &[4 * align]).unwrap();
+    let view = parent.view(align, &[2, 3]).unwrap();
+    view.write_f32(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    let all = parent.to_f32().unwrap();
+    assert_eq!(&all[align..align + 6], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    assert!(all[..align]
+        .iter()
+        .chain(&all[align + 6..])
+        .all(|&v| v == 0.0));
+    // Cleared through the view: only its six elements.
+    parent.write_f32(&vec![9.0; 4 * align]).unwrap();
+    gpu.zero(view.buf());
+    let all = parent.to_f32().unwrap();
+    assert_eq!(all.iter().filter(|&&v| v == 0.0).count(), 6);
+    assert_eq!(view.to_f32().unwrap(), vec![0.0; 6]);
+    let held = gpu.memory_in_use().0;
+    drop(parent);
+    assert_eq!(
+        gpu.memory_in_use().0,
+        held,
+        "the view keeps its parent in use"
+    );
+    let second = view.view(0, &[6]).unwrap();
+    drop(view);
+    assert_eq!(gpu.memory_in_use().0, held);
+    drop(second);
+    assert_eq!(gpu.memory_in_use().0, 0);
+    let t = Tensor::zeros(&gpu, &[4 * align]).unwrap();
+    assert!(t.view(3 * align, &[align + 1]).is_err(), "past the end");
+    assert_eq!(t.view(1, &[2]).is_err(), align > 1, "off the alignment");
+}

@@ -124,6 +124,12 @@ impl Gpu {
         }
     }
 
+    /// The alignment of a view's start in its buffer ([`GpuBuffer::view`]): the adapter's
+    /// storage-binding offset alignment (256 bytes on most GPUs).
+    pub fn view_alignment(&self) -> u64 {
+        u64::from(self.limits.min_storage_buffer_offset_alignment).max(4)
+    }
+
     /// A storage buffer of at least `bytes` bytes from the pool (contents undefined).
     pub(crate) fn alloc(self: &Arc<Self>, bytes: u64) -> Result<Arc<GpuBuffer>> {
         let bytes = bytes.max(4);
@@ -334,7 +340,7 @@ impl Gpu {
         for (i, b) in reads.iter().chain(writes.iter()).enumerate() {
             entries.push(wgpu::BindGroupEntry {
                 binding: 1 + i as u32,
-                resource: b.buffer().as_entire_binding(),
+                resource: b.binding(),
             });
         }
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -354,16 +360,20 @@ impl Gpu {
 
     /// Records a fill of `buf` with zeros.
     pub fn zero(&self, buf: &GpuBuffer) {
-        lock(&self.rec).push(Command::Clear(buf.buffer().clone()));
+        lock(&self.rec).push(Command::Clear {
+            buf: buf.buffer().clone(),
+            offset: buf.offset(),
+            bytes: buf.size(),
+        });
     }
 
     /// Records a copy of `bytes` bytes between two buffers.
     pub fn copy(&self, src: &GpuBuffer, src_off: u64, dst: &GpuBuffer, dst_off: u64, bytes: u64) {
         lock(&self.rec).push(Command::Copy {
             src: src.buffer().clone(),
-            src_off,
+            src_off: src.offset() + src_off,
             dst: dst.buffer().clone(),
-            dst_off,
+            dst_off: dst.offset() + dst_off,
             bytes,
         });
     }
@@ -439,7 +449,7 @@ impl Gpu {
             padded = [data, &[0u8; 3][..4 - data.len() % 4]].concat();
             &padded
         };
-        self.queue.write_buffer(buf.buffer(), 0, bytes);
+        self.queue.write_buffer(buf.buffer(), buf.offset(), bytes);
         Ok(())
     }
 
@@ -459,7 +469,7 @@ impl Gpu {
             let mut rec = lock(&self.rec);
             rec.push(Command::Copy {
                 src: buf.buffer().clone(),
-                src_off: 0,
+                src_off: buf.offset(),
                 dst: staging.clone(),
                 dst_off: 0,
                 bytes: padded,

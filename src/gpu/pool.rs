@@ -2,6 +2,7 @@
 //! new GPU buffers: a tensor's buffer goes back to the pool when its last handle drops.
 
 use super::Gpu;
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -106,11 +107,17 @@ impl Pool {
     }
 }
 
-/// A pooled GPU buffer; returns to its pool on drop.
+/// A pooled GPU buffer; returns to its pool on drop. Or a view of a range of one
+/// ([`GpuBuffer::view`]): parameters live as views of a few large buffers, so that the
+/// optimiser can update all of them in one dispatch.
 pub struct GpuBuffer {
     gpu: Arc<Gpu>,
     buf: Option<wgpu::Buffer>,
     size: u64,
+    /// Where a view starts in `buf`; 0 for a whole buffer.
+    offset: u64,
+    /// The buffer a view looks into, kept alive (and in use) as long as the view is.
+    parent: Option<Arc<GpuBuffer>>,
 }
 
 impl GpuBuffer {
@@ -119,7 +126,32 @@ impl GpuBuffer {
             gpu,
             buf: Some(buf),
             size,
+            offset: 0,
+            parent: None,
         })
+    }
+
+    /// Bytes [offset, offset + size) of `parent`. Kernels see a view as a buffer of its own,
+    /// so `offset` must be a multiple of the adapter's storage-binding offset alignment
+    /// ([`crate::Gpu::view_alignment`]) and `size` of 4.
+    pub fn view(parent: &Arc<GpuBuffer>, offset: u64, size: u64) -> Result<Arc<GpuBuffer>> {
+        let align = parent.gpu.view_alignment();
+        let aligned = offset.is_multiple_of(align) && size.is_multiple_of(4);
+        if !aligned || size == 0 || offset + size > parent.size {
+            bail!(
+                "a view of bytes {offset}..{} of a {}-byte buffer (offsets must be multiples \
+                 of {align}, sizes of 4)",
+                offset + size,
+                parent.size
+            );
+        }
+        Ok(Arc::new(GpuBuffer {
+            gpu: parent.gpu.clone(),
+            buf: Some(parent.buffer().clone()),
+            size,
+            offset: parent.offset + offset,
+            parent: Some(parent.clone()),
+        }))
     }
 
     pub fn buffer(&self) -> &wgpu::Buffer {
@@ -127,8 +159,26 @@ impl GpuBuffer {
         self.buf.as_ref().expect("buffer present until drop")
     }
 
+    /// Bytes of the buffer (its size class) or of the view.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Where this buffer's bytes start in [`GpuBuffer::buffer`].
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// This buffer bound to a kernel: the whole buffer, or exactly the view's range.
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        if self.parent.is_none() {
+            return self.buffer().as_entire_binding();
+        }
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.buffer(),
+            offset: self.offset,
+            size: wgpu::BufferSize::new(self.size),
+        })
     }
 
     pub fn gpu(&self) -> &Arc<Gpu> {
@@ -139,7 +189,9 @@ impl GpuBuffer {
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
         if let Some(b) = self.buf.take() {
-            self.gpu.release(b, self.size);
+            if self.parent.is_none() {
+                self.gpu.release(b, self.size);
+            }
         }
     }
 }

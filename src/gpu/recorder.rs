@@ -26,7 +26,11 @@ pub enum Command {
         /// Kernel source name and entry point, the key of the profile.
         label: (&'static str, &'static str),
     },
-    Clear(wgpu::Buffer),
+    Clear {
+        buf: wgpu::Buffer,
+        offset: u64,
+        bytes: u64,
+    },
     Copy {
         src: wgpu::Buffer,
         src_off: u64,
@@ -239,7 +243,9 @@ impl Recorder {
                         }
                     }
                 }
-                Command::Clear(b) => enc.clear_buffer(&b, 0, None),
+                Command::Clear { buf, offset, bytes } => {
+                    enc.clear_buffer(&buf, offset, Some(bytes))
+                }
                 Command::Copy {
                     src,
                     src_off,

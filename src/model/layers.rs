@@ -53,16 +53,10 @@ impl Conv2d {
             InitKind::KaimingNormal => init.kaiming_normal(n, fan_in),
             InitKind::TorchDefault => init.torch_default(n, fan_in),
         };
-        let weight = store.param(
-            format!("{name}.weight"),
-            Var::param(Tensor::from_f32(gpu, &w, &shape)?),
-        );
+        let weight = store.param(gpu, format!("{name}.weight"), &w, &shape)?;
         let bias = if s.bias {
             let b = init.torch_default(s.cout, fan_in);
-            Some(store.param(
-                format!("{name}.bias"),
-                Var::param(Tensor::from_f32(gpu, &b, &[s.cout])?),
-            ))
+            Some(store.param(gpu, format!("{name}.bias"), &b, &[s.cout])?)
         } else {
             None
         };
@@ -106,14 +100,8 @@ impl BatchNorm2d {
         name: &str,
         c: usize,
     ) -> Result<BatchNorm2d> {
-        let weight = store.param(
-            format!("{name}.weight"),
-            Var::param(Tensor::from_f32(gpu, &vec![1.0; c], &[c])?),
-        );
-        let bias = store.param(
-            format!("{name}.bias"),
-            Var::param(Tensor::zeros(gpu, &[c])?),
-        );
+        let weight = store.param(gpu, format!("{name}.weight"), &vec![1.0; c], &[c])?;
+        let bias = store.param(gpu, format!("{name}.bias"), &vec![0.0; c], &[c])?;
         let running_mean = store.buffer(format!("{name}.running_mean"), Tensor::zeros(gpu, &[c])?);
         let running_var = store.buffer(
             format!("{name}.running_var"),
@@ -174,14 +162,8 @@ impl Linear {
         let w = init.kaiming_normal(fout * fin, fin);
         let b = init.torch_default(fout, fin);
         Ok(Linear {
-            weight: store.param(
-                format!("{name}.weight"),
-                Var::param(Tensor::from_f32(gpu, &w, &[fout, fin])?),
-            ),
-            bias: store.param(
-                format!("{name}.bias"),
-                Var::param(Tensor::from_f32(gpu, &b, &[fout])?),
-            ),
+            weight: store.param(gpu, format!("{name}.weight"), &w, &[fout, fin])?,
+            bias: store.param(gpu, format!("{name}.bias"), &b, &[fout])?,
         })
     }
 

@@ -2,24 +2,78 @@
 //! with PyTorch's names, so checkpoints move between lskbb and PyTorch both ways.
 
 use crate::autograd::Var;
+use crate::gpu::Gpu;
 use crate::tensor::Tensor;
+use anyhow::Result;
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A BatchNorm's `num_batches_tracked` (an int64 scalar in PyTorch).
 pub type Counter = Rc<Cell<i64>>;
+
+/// Elements of the first parameter block; each further block is twice the last (or as big as
+/// the parameter that opens it), so a model's parameters take a few blocks and at most about
+/// half of the last one is unused.
+const FIRST_BLOCK: usize = 1 << 18;
+
+/// Parameters packed one after another into one buffer, with their gradients at the same
+/// places in a second one: the optimiser updates a whole block in one dispatch.
+pub struct ParamBlock {
+    /// Every parameter's values, as a flat f32 tensor (zeros between and after them).
+    pub values: Tensor,
+    /// Every parameter's gradient, where backward writes it ([`Var::param_with_grad_home`]).
+    pub grads: Tensor,
+    /// (index in [`ParamStore::params`], first element) of the block's parameters.
+    pub members: Vec<(usize, usize)>,
+    /// Elements in use, up to the end of the last parameter.
+    pub used: usize,
+}
 
 #[derive(Default)]
 pub struct ParamStore {
     pub params: Vec<(String, Var)>,
     pub buffers: Vec<(String, Tensor)>,
     pub counters: Vec<(String, Counter)>,
+    pub blocks: Vec<ParamBlock>,
 }
 
 impl ParamStore {
-    pub fn param(&mut self, name: String, v: Var) -> Var {
+    /// A new parameter with initial values `data`, placed in the last block (or a new one).
+    pub fn param(
+        &mut self,
+        gpu: &Arc<Gpu>,
+        name: String,
+        data: &[f32],
+        shape: &[usize],
+    ) -> Result<Var> {
+        let n = data.len();
+        // Each parameter starts on the adapter's view alignment.
+        let align = (gpu.view_alignment() / 4) as usize;
+        let fits = |b: &ParamBlock| b.used.next_multiple_of(align) + n <= b.values.numel();
+        if !self.blocks.last().is_some_and(fits) {
+            let last = self
+                .blocks
+                .last()
+                .map_or(FIRST_BLOCK / 2, |b| b.values.numel());
+            let cap = (2 * last).max(n.next_multiple_of(align));
+            self.blocks.push(ParamBlock {
+                values: Tensor::zeros(gpu, &[cap])?,
+                grads: Tensor::zeros(gpu, &[cap])?,
+                members: Vec::new(),
+                used: 0,
+            });
+        }
+        let index = self.params.len();
+        let block = self.blocks.last_mut().expect("a block was just ensured");
+        let start = block.used.next_multiple_of(align);
+        let value = block.values.view(start, shape)?;
+        value.write_f32(data)?;
+        let v = Var::param_with_grad_home(value, block.grads.view(start, shape)?)?;
+        block.members.push((index, start));
+        block.used = start + n;
         self.params.push((name, v.clone()));
-        v
+        Ok(v)
     }
 
     pub fn buffer(&mut self, name: String, t: Tensor) -> Tensor {
