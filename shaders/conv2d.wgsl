@@ -1,6 +1,6 @@
 // 2-D convolution with PyTorch semantics: x [N, Cin, H, W], weights [Cout, Cin/groups, KH, KW],
-// zero padding, stride, dilation and groups. Forward, grad_x and grad_w; grad_b is a plain
-// per-channel sum (reduce.wgsl).
+// zero padding, stride, dilation and groups. Forward, grad_x and grad_w; grad_b comes out of
+// the grad_w GEMM (dense layers) or is a plain per-channel sum (reduce.wgsl).
 //
 // Dense convolutions (groups == 1) run as implicit GEMMs (*_gemm): each workgroup computes a
 // BM x BN output tile (at most 4096: 256 threads with a 4x4 register block each; narrow tiles
@@ -11,7 +11,9 @@
 //   grad_x:  one GEMM per stride phase: M = its input pixels, N = Cin, K = Cout times the taps
 //            that reach the phase (A = gy gathered, B = w)
 //   grad_w:  M = Cout, N = Cin·KH·KW, K = N·Ho·Wo split in chunks of kc (split-K) into a
-//            scratch [splits, Cout, Cin·KH·KW] summed by grad_w_reduce.
+//            scratch [splits, Cout, Cin·KH·KW] summed by grad_w_reduce. With a bias, B gets
+//            one more column of ones, so the bias gradient (the sum of gy over N·Ho·Wo)
+//            comes out of the same GEMM as row ends [splits, Cout, Cin·KH·KW + 1].
 // The other kernels are direct: grouped and depthwise convolutions, and grad_w of narrow dense
 // layers (the direct grad_w kernels also split N·Ho·Wo into chunks for grad_w_reduce). Their
 // tiled variants give each thread (forward, grad_x) or workgroup (grad_w) 4 channels of one
@@ -339,10 +341,12 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 
 // ---- Implicit-GEMM kernels for dense convolutions ----
 
-// grad_w_gemm's partial sums [splits, Cout, Cin·KH·KW] (binding 3) and their reduction.
+// grad_w_gemm's partial sums [splits, Cout, Cin·KH·KW (+ 1 with a bias)] (binding 3) and
+// their reduction into gw (and gb).
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(1) var<storage, read> partial_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gw_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gb_out: array<f32>;   // bound to gw_out without bias
 
 const BK: u32 = 8u;
 // Marks a row or column that must read zero: pushes the image coordinate far out of range.
@@ -581,7 +585,9 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     if e >= p.total { return; }
     let bm4 = p.bm / 4u;
     let bn4 = p.bn / 4u;
-    let ntn = (p.gn + p.bn - 1u) / p.bn;
+    // With a bias, B has one more column of ones: its sums are the bias gradient.
+    let gnb = p.gn + p.has_bias;
+    let ntn = (gnb + p.bn - 1u) / p.bn;
     let ntiles = ((p.gm + p.bm - 1u) / p.bm) * ntn;
     let split = e / ntiles;
     let m0 = ((e % ntiles) / ntn) * p.bm;
@@ -596,7 +602,8 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let dy = (tap / p.kw) * p.dil;
         let dx = (tap % p.kw) * p.dil;
         let off = (j / khw) * p.h * p.w + dy * p.w + dx;
-        ctab[i] = vec4<i32>(i32(off), select(FAR, i32(dy), j < p.gn), i32(dx), 0);
+        ctab[i] = vec4<i32>(i32(off), select(FAR, i32(dy), j < p.gn), i32(dx),
+                            i32(j == p.gn && p.has_bias == 1u));
     }
     // Weights are contiguous along N: neighbouring threads take neighbouring columns. BN fits
     // Cin·KH·KW (any multiple of 4), so only BM·BN / 16 threads multiply; all of them load.
@@ -624,7 +631,11 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         for (var nl = lid / BK; nl < p.bn; nl += 256u / BK) {
             let c = ctab[nl];
             var v = 0.0;
-            if in_image(t.z + c.y, t.w + c.z) { v = xin[u32(t.y + c.x)]; }
+            if c.w == 1 {
+                if t.x >= 0 { v = 1.0; }
+            } else if in_image(t.z + c.y, t.w + c.z) {
+                v = xin[u32(t.y + c.x)];
+            }
             put_b(r, nl, bm4, bn4, v);
         }
         workgroupBarrier();
@@ -636,17 +647,18 @@ fn grad_w_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let co = m0 + tm * 4u + i;
         if !busy || co >= p.gm { break; }
         let acc = acc_row(i);
-        let pb = (split * p.gm + co) * p.gn;
+        let pb = (split * p.gm + co) * gnb;
         for (var j = 0u; j < 4u; j++) {
             let c = n0 + tn * 4u + j;
-            if c < p.gn { partial[pb + c] = acc[j]; }
+            if c < gnb { partial[pb + c] = acc[j]; }
         }
     }
 }
 
 // gw = the sum over splits of grad_w_gemm's partial sums, in a fixed order (deterministic).
 // Each workgroup sums 16 outputs, 16 threads per output each taking every 16th split, so that
-// no thread walks a long chain of dependent loads.
+// no thread walks a long chain of dependent loads. With a bias, each row of gn + 1 sums ends
+// with the bias gradient, which goes to gb.
 @compute @workgroup_size(256)
 fn grad_w_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -663,5 +675,13 @@ fn grad_w_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         if lid < w { part[lid] += part[lid + w]; }
         workgroupBarrier();
     }
-    if lid < 16u && i < p.total { gw_out[i] = part[lid]; }
+    if lid < 16u && i < p.total {
+        if p.has_bias == 0u {
+            gw_out[i] = part[lid];
+        } else if i % (p.gn + 1u) < p.gn {
+            gw_out[i - i / (p.gn + 1u)] = part[lid];
+        } else {
+            gb_out[i / (p.gn + 1u)] = part[lid];
+        }
+    }
 }

@@ -12,7 +12,8 @@
 //            (gx[i] = Σ_k gy[i + pad − k·dil]·w[k] is a correlation with the flipped kernel);
 //   grad_w:  the tile is one of gy (Ho × Wo), src = x; each workgroup writes its KH·KW partial
 //            sums per plane to partial[c, tap, n·tiles + tile], then summed over the last axis
-//            (reduce.wgsl's sum_to) in a fixed order.
+//            (reduce.wgsl's sum_to) in a fixed order. With a bias, the tile's sum of gy per
+//            plane (the bias gradient's part) goes to row bias_row + c of the same partials.
 
 struct P {
     planes_total: u32,  // N·C
@@ -37,7 +38,7 @@ struct P {
     flip: u32,          // grad_x: read the weights in reverse tap order
     has_bias: u32,
     slices: u32,        // grad_w: row slices per (plane, tap) job
-    _p0: u32,
+    bias_row: u32,      // grad_w: the partials' row of channel 0's bias
     _p1: u32,
 }
 
@@ -143,7 +144,8 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 // grad_w: job j = (plane, tap) sums gy·x over the tile, split into p.slices interleaved row
 // slices; thread q takes slice q / jobs of job q % jobs (adjacent threads: adjacent taps, the
-// same gy value), so jobs · slices <= 256.
+// same gy value), so jobs · slices <= 256. With a bias, each plane has one more job, after
+// its taps: the sum of gy alone.
 @compute @workgroup_size(256)
 fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -164,18 +166,23 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     }
     workgroupBarrier();
     let kk = p.kh * p.kw;
-    let jobs = p.planes * kk;
+    let per_plane = kk + p.has_bias;
+    let jobs = p.planes * per_plane;
     let area = p.ah * p.aw;
     if lid < jobs * p.slices {
         let j = lid % jobs;
         let s = lid / jobs;
-        let pl = j / kk;
-        let t = j % kk;
+        let pl = j / per_plane;
+        let t = j % per_plane;
         let tap = pl * area + (t / p.kw) * p.dil * p.aw + (t % p.kw) * p.dil;
         var acc = 0.0;
         for (var r = s; r < p.th; r += p.slices) {
             var gi = pl * outs + r * p.tw;
             var xi = tap + r * p.aw;
+            if t == kk {
+                for (var cx = 0u; cx < p.tw; cx++) { acc += aux[gi + cx]; }
+                continue;
+            }
             for (var cx = 0u; cx < p.tw; cx++) {
                 acc += aux[gi] * window[xi];
                 gi += 1u;
@@ -186,13 +193,15 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     }
     workgroupBarrier();
     if lid < jobs {
-        let plane = tl.plane0 + lid / kk;
+        let plane = tl.plane0 + lid / per_plane;
         if plane < p.planes_total {
             var sum = 0.0;
             for (var s = 0u; s < p.slices; s++) { sum += part[s * jobs + lid]; }
             let splits = (p.planes_total / p.c) * p.tiles;
             let split = (plane / p.c) * p.tiles + tl.tile;
-            partial[((plane % p.c) * kk + lid % kk) * splits + split] = sum;
+            let t = lid % per_plane;
+            let row = select((plane % p.c) * kk + t, p.bias_row + plane % p.c, t == kk);
+            partial[row * splits + split] = sum;
         }
     }
 }

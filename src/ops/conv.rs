@@ -528,54 +528,88 @@ fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor, path: Path) ->
     Ok(gx)
 }
 
-fn grad_w(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor, path: Path) -> Result<Tensor> {
-    if let Path::Depthwise(dw) = path {
-        return dw.grad_w(x, gy);
+/// gw, and with `bias` gb: from the same kernels where they can (the GEMM's extra column of
+/// ones, the depthwise tiles' sums of gy), else by a separate sum of gy.
+fn grad_wb(
+    g: &Geometry,
+    p: Conv2dParams,
+    x: &Tensor,
+    gy: &Tensor,
+    path: Path,
+    bias: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    match path {
+        Path::Depthwise(dw) => dw.grad_wb(x, gy, bias),
+        Path::Gemm => grad_wb_gemm(g, p, x, gy, bias),
+        Path::Direct => Ok((
+            grad_w_direct(g, p, x, gy)?,
+            bias.then(|| grad_b(g, gy)).transpose()?,
+        )),
     }
+}
+
+/// The implicit-GEMM grad_w (split-K, then grad_w_reduce), with the bias as one more column.
+fn grad_wb_gemm(
+    g: &Geometry,
+    p: Conv2dParams,
+    x: &Tensor,
+    gy: &Tensor,
+    bias: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let gw = Tensor::empty(gy.gpu(), &[g.cout, g.cin, g.kh, g.kw], DType::F32)?;
+    let gb = bias
+        .then(|| Tensor::empty(gy.gpu(), &[g.cout], DType::F32))
+        .transpose()?;
+    let (gm, gn, gk) = (g.cout, g.cin * g.kh * g.kw, g.n * g.ho * g.wo);
+    // Columns of B: Cin·KH·KW, and the bias gradient's column of ones.
+    let cols = gn + usize::from(bias);
+    // BN: the columns split evenly into tiles of at most TILE_AREA / BM (the shader lets the
+    // threads past BM·BN / 16 only load), so that e.g. 144 columns are not padded to 256.
+    let bm = gm.next_power_of_two().clamp(16, 64);
+    let bn = cols
+        .div_ceil(cols.div_ceil(TILE_AREA / bm))
+        .next_multiple_of(4);
+    let tiles = gm.div_ceil(bm) * cols.div_ceil(bn);
+    let splits = TARGET_GROUPS
+        .div_ceil(tiles)
+        .min(gk.div_ceil(MIN_CHUNK))
+        .min(SCRATCH / (gm * cols))
+        .max(1);
+    let kc = gk.div_ceil(splits).next_multiple_of(BK);
+    let splits = gk.div_ceil(kc);
+    let partial = Tensor::empty(gy.gpu(), &[splits, gm * cols], DType::F32)?;
+    let total = splits * tiles;
+    let pr = Params {
+        kc: kc as u32,
+        ..gemm_params(g, p, (gm, gn, gk), (bm, bn), total, bias)
+    };
+    gy.gpu().dispatch(
+        &GRAD_W_GEMM,
+        bytemuck::bytes_of(&pr),
+        &[gy.buf(), x.buf()],
+        &[partial.buf()],
+        groups(total),
+    )?;
+    let pr = Params {
+        splits: splits as u32,
+        gn: gn as u32,
+        ..params(g, p, 0, gm * cols, bias)
+    };
+    gy.gpu().dispatch(
+        &GRAD_W_REDUCE,
+        bytemuck::bytes_of(&pr),
+        &[partial.buf()],
+        &[gw.buf(), gb.as_ref().unwrap_or(&gw).buf()],
+        groups((gm * cols).div_ceil(16)),
+    )?;
+    Ok((gw, gb))
+}
+
+/// The direct grad_w kernels: one workgroup per (weight task, chunk of N·Ho·Wo); several
+/// chunks go through a scratch and grad_w_reduce, so that no workgroup walks all of N·Ho·Wo.
+fn grad_w_direct(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
     let shape = [g.cout, g.cin / p.groups, g.kh, g.kw];
     let gw = Tensor::empty(gy.gpu(), &shape, DType::F32)?;
-    if let Path::Gemm = path {
-        let (gm, gn, gk) = (g.cout, g.cin * g.kh * g.kw, g.n * g.ho * g.wo);
-        // BN: Cin·KH·KW split evenly into tiles of at most TILE_AREA / BM (the shader lets
-        // the threads past BM·BN / 16 only load), so that e.g. 144 columns are not padded to 256.
-        let bm = gm.next_power_of_two().clamp(16, 64);
-        let bn = gn.div_ceil(gn.div_ceil(TILE_AREA / bm)).next_multiple_of(4);
-        let tiles = gm.div_ceil(bm) * gn.div_ceil(bn);
-        let splits = TARGET_GROUPS
-            .div_ceil(tiles)
-            .min(gk.div_ceil(MIN_CHUNK))
-            .min(SCRATCH / (gm * gn))
-            .max(1);
-        let kc = gk.div_ceil(splits).next_multiple_of(BK);
-        let splits = gk.div_ceil(kc);
-        let partial = Tensor::empty(gy.gpu(), &[splits, gm * gn], DType::F32)?;
-        let total = splits * tiles;
-        let pr = Params {
-            kc: kc as u32,
-            ..gemm_params(g, p, (gm, gn, gk), (bm, bn), total, false)
-        };
-        gy.gpu().dispatch(
-            &GRAD_W_GEMM,
-            bytemuck::bytes_of(&pr),
-            &[gy.buf(), x.buf()],
-            &[partial.buf()],
-            groups(total),
-        )?;
-        let pr = Params {
-            splits: splits as u32,
-            ..params(g, p, 0, gm * gn, false)
-        };
-        gy.gpu().dispatch(
-            &GRAD_W_REDUCE,
-            bytemuck::bytes_of(&pr),
-            &[partial.buf()],
-            &[gw.buf()],
-            groups((gm * gn).div_ceil(16)),
-        )?;
-        return Ok(gw);
-    }
-    // Direct kernels: one workgroup per (weight task, chunk of N·Ho·Wo); several chunks go
-    // through a scratch and grad_w_reduce, so that no workgroup walks all of N·Ho·Wo.
     let (k, tiles) = pick(g.cout / p.groups, &GRAD_W, &GRAD_W_DIRECT);
     let tasks = p.groups * tiles * shape[1..].iter().product::<usize>();
     let len = g.n * g.ho * g.wo;
@@ -612,7 +646,7 @@ fn grad_w(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor, path: Path) ->
             &GRAD_W_REDUCE,
             bytemuck::bytes_of(&pr),
             &[partial.buf()],
-            &[gw.buf()],
+            &[gw.buf(), gw.buf()],
             groups(gw.numel().div_ceil(16)),
         )?;
     }
@@ -646,16 +680,8 @@ pub fn conv2d_backward_with(
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let (g, (path_x, path_w)) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    let gb = if has_bias {
-        Some(grad_b(&g, gy)?)
-    } else {
-        None
-    };
-    Ok((
-        grad_x(&g, p, w, gy, path_x)?,
-        grad_w(&g, p, x, gy, path_w)?,
-        gb,
-    ))
+    let (gw, gb) = grad_wb(&g, p, x, gy, path_w, has_bias)?;
+    Ok((grad_x(&g, p, w, gy, path_x)?, gw, gb))
 }
 
 /// grad_x alone of y = conv2d(x, w) + b, on the kernels chosen by `algo` (x gives the shape).
@@ -681,7 +707,7 @@ pub fn conv2d_grad_w_with(
 ) -> Result<Tensor> {
     let (g, (_, path)) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    grad_w(&g, p, x, gy, path)
+    Ok(grad_wb(&g, p, x, gy, path, false)?.0)
 }
 
 /// Autograd convolution; the backward computes only the gradients its parents need (no gx
@@ -700,12 +726,17 @@ pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var>
         &parents,
         Box::new(move |gy| {
             check_gy(&g, gy)?;
-            let mut out = vec![
-                need_x.then(|| grad_x(&g, p, &tw, gy, path_x)).transpose()?,
-                need_w.then(|| grad_w(&g, p, &tx, gy, path_w)).transpose()?,
-            ];
-            if let Some(nb) = need_b {
-                out.push(nb.then(|| grad_b(&g, gy)).transpose()?);
+            let gx = need_x.then(|| grad_x(&g, p, &tw, gy, path_x)).transpose()?;
+            let want_b = need_b == Some(true);
+            let (gw, gb) = if need_w {
+                let (gw, gb) = grad_wb(&g, p, &tx, gy, path_w, want_b)?;
+                (Some(gw), gb)
+            } else {
+                (None, want_b.then(|| grad_b(&g, gy)).transpose()?)
+            };
+            let mut out = vec![gx, gw];
+            if need_b.is_some() {
+                out.push(gb);
             }
             Ok(out)
         }),

@@ -29,8 +29,11 @@ const THREADS: usize = 256;
 /// Outputs per tile: at most 32 wide, and 1024 in all (4 per thread).
 const TILE_W: usize = 32;
 const MAX_OUTS: usize = 1024;
-/// grad_w's partial sums [C, KH·KW, N·tiles] stay under 32 MiB.
+/// grad_w's partial sums [C·KH·KW (+ bias rows), N·tiles] stay under 32 MiB.
 const SCRATCH: usize = 1 << 23;
+/// Rows of grad_w's partial sums that the bias rows' start is rounded to, enough for any
+/// adapter's view alignment (at most 256 bytes).
+const ALIGN_ROWS: usize = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
@@ -51,7 +54,7 @@ struct Params {
     flip: u32,
     has_bias: u32,
     slices: u32,
-    pad0: u32,
+    bias_row: u32,
     pad1: u32,
 }
 
@@ -147,9 +150,10 @@ impl Depthwise {
         let fwd = tiling((ho, wo), span, n * c, kk, 1)?;
         let gx = tiling((h, w), span, n * c, kk, 1)?;
         // grad_w tiles gy like the forward tiles y (same th × tw: aux and jobs only bound
-        // the planes per workgroup), staging th·tw gy values per plane.
-        let gw = tiling((ho, wo), span, n * c, (fwd.th * fwd.tw) as usize, kk)?;
-        if c * kk * n * gw.tiles as usize > SCRATCH {
+        // the planes per workgroup), staging th·tw gy values per plane, with one job per tap
+        // and one for the bias.
+        let gw = tiling((ho, wo), span, n * c, (fwd.th * fwd.tw) as usize, kk + 1)?;
+        if (c * kk).next_multiple_of(ALIGN_ROWS) + c > SCRATCH / (n * gw.tiles as usize) {
             return None;
         }
         Some(Depthwise {
@@ -226,14 +230,21 @@ impl Depthwise {
         Ok(gx)
     }
 
-    /// gw [C, 1, KH, KW]: per-tile partial sums of gy·x, then their sum over N and tiles.
-    pub fn grad_w(&self, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
+    /// gw [C, 1, KH, KW], and with `bias` gb [C]: per-tile partial sums of gy·x (and of gy),
+    /// then one sum over N and tiles of them all. The bias rows start at the first row past
+    /// the taps' that a view can start at, so gw and gb are views of that one sum.
+    pub fn grad_wb(&self, x: &Tensor, gy: &Tensor, bias: bool) -> Result<(Tensor, Option<Tensor>)> {
         let t = &self.gw;
-        let (taps, splits) = (self.c * self.kh * self.kw, self.n * t.tiles as usize);
-        let partial = Tensor::empty(x.gpu(), &[taps, splits], DType::F32)?;
-        let jobs = t.planes as usize * self.kh * self.kw;
+        let (kk, splits) = (self.kh * self.kw, self.n * t.tiles as usize);
+        let align = (x.gpu().view_alignment() / 4) as usize;
+        let bias_row = (self.c * kk).next_multiple_of(align);
+        let rows = if bias { bias_row + self.c } else { self.c * kk };
+        let partial = Tensor::empty(x.gpu(), &[rows, splits], DType::F32)?;
+        let jobs = t.planes as usize * (kk + usize::from(bias));
         let pr = Params {
             slices: (THREADS / jobs).min(t.th as usize) as u32,
+            has_bias: u32::from(bias),
+            bias_row: bias_row as u32,
             ..self.params(t, (self.h, self.w), (self.ho, self.wo))
         };
         x.gpu().dispatch(
@@ -243,6 +254,9 @@ impl Depthwise {
             &[partial.buf()],
             groups(pr.workgroups as usize),
         )?;
-        sum_to(&partial, &[taps, 1])?.reshape(&[self.c, 1, self.kh, self.kw])
+        let sums = sum_to(&partial, &[rows, 1])?;
+        let gw = sums.view(0, &[self.c, 1, self.kh, self.kw])?;
+        let gb = bias.then(|| sums.view(bias_row, &[self.c])).transpose()?;
+        Ok((gw, gb))
     }
 }
