@@ -3,6 +3,7 @@
 //! in reverse topological order and accumulates gradients into the leaves that want them.
 //! Inside [`no_grad`] nothing is recorded, so inference keeps no activations alive.
 
+use crate::ops::batch::{slice_batch_forward, stack_batch_forward};
 use crate::ops::elementwise::{add_into, add_tensors};
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
@@ -72,19 +73,30 @@ pub fn recomputing() -> bool {
     RECOMPUTING.with(Cell::get)
 }
 
-/// A function of Vars that [`checkpoint`] can run twice.
-pub type CheckpointFn = Rc<dyn Fn(&[Var]) -> Result<Var>>;
+/// A function of Vars that [`checkpoint`] can run twice, given its inputs and the number of
+/// independent batches they stack along N.
+pub type CheckpointFn = Rc<dyn Fn(&[Var], usize) -> Result<Var>>;
 
 /// Gradient checkpointing: runs `f(inputs)` without recording, so none of its intermediate
 /// activations stay alive; its backward runs `f` again with recording (and [`recomputing`]
 /// set) and back-propagates through that copy. Only the inputs are kept between forward and
 /// backward, at the price of one more forward pass of `f`.
-pub fn checkpoint(op: &'static str, inputs: &[&Var], f: CheckpointFn) -> Result<Var> {
+///
+/// When the inputs stack `batches` independent batches along N (`f` treats each on its own,
+/// as a block over the BBN branches with per-branch batch statistics), the backward
+/// recomputes and back-propagates one batch at a time, so only one batch's graph of `f` is
+/// ever alive.
+pub fn checkpoint(
+    op: &'static str,
+    inputs: &[&Var],
+    batches: usize,
+    f: CheckpointFn,
+) -> Result<Var> {
     let owned: Vec<Var> = inputs.iter().map(|&v| v.clone()).collect();
     if !grad_enabled() {
-        return f(&owned);
+        return f(&owned, batches);
     }
-    let out = no_grad(|| f(&owned))?;
+    let out = no_grad(|| f(&owned, batches))?;
     let saved: Vec<(Tensor, bool)> = owned
         .iter()
         .map(|v| (v.value().clone(), v.requires_grad()))
@@ -94,18 +106,38 @@ pub fn checkpoint(op: &'static str, inputs: &[&Var], f: CheckpointFn) -> Result<
         out.value().clone(),
         inputs,
         Box::new(move |g| {
-            let fresh: Vec<Var> = saved
-                .iter()
-                .map(|(t, rg)| Var::leaf(t.clone(), *rg, None))
-                .collect();
-            let before = RECOMPUTING.with(|r| r.replace(true));
-            let y = f(&fresh);
-            RECOMPUTING.with(|r| r.set(before));
-            let y = y?;
-            if y.requires_grad() {
-                backward_seeded(&y, g.clone())?;
+            let part = |t: &Tensor, k: usize| -> Result<Tensor> {
+                if batches == 1 {
+                    return Ok(t.clone());
+                }
+                let n = t.shape()[0] / batches;
+                slice_batch_forward(t, k * n, n)
+            };
+            let mut grads: Vec<Vec<Tensor>> = vec![Vec::new(); saved.len()];
+            for k in 0..batches {
+                let fresh: Vec<Var> = saved
+                    .iter()
+                    .map(|(t, rg)| Ok(Var::leaf(part(t, k)?, *rg, None)))
+                    .collect::<Result<_>>()?;
+                let before = RECOMPUTING.with(|r| r.replace(true));
+                let y = f(&fresh, 1);
+                RECOMPUTING.with(|r| r.set(before));
+                let y = y?;
+                if y.requires_grad() {
+                    backward_seeded(&y, part(g, k)?)?;
+                }
+                for (acc, v) in grads.iter_mut().zip(&fresh) {
+                    acc.extend(v.grad());
+                }
             }
-            Ok(fresh.iter().map(Var::grad).collect())
+            grads
+                .into_iter()
+                .map(|parts| match parts.len() {
+                    0 => Ok(None),
+                    1 => Ok(parts.into_iter().next()),
+                    _ => stack_batch_forward(&parts.iter().collect::<Vec<_>>()).map(Some),
+                })
+                .collect()
         }),
     ))
 }

@@ -216,10 +216,12 @@ impl BbnResNet32 {
             return b.forward(x, pass);
         }
         let b = b.clone();
+        let training = pass.training;
         checkpoint(
             "basic_block",
             &[x],
-            Rc::new(move |xs: &[Var]| b.forward(&xs[0], pass)),
+            pass.batches,
+            Rc::new(move |xs: &[Var], batches| b.forward(&xs[0], Pass { training, batches })),
         )
     }
 
