@@ -149,6 +149,9 @@ pub struct BbnResNet32 {
     fc: Linear,
     /// Checkpoint every block in training (see [`BbnResNet32::set_recompute`]).
     recompute: Cell<bool>,
+    /// Run both branches through the trunk as one stacked batch where it fits (see
+    /// [`BbnResNet32::forward`]).
+    stack: Cell<bool>,
 }
 
 impl BbnResNet32 {
@@ -200,6 +203,7 @@ impl BbnResNet32 {
             rb_block,
             fc,
             recompute: Cell::new(false),
+            stack: Cell::new(true),
         })
     }
 
@@ -208,6 +212,25 @@ impl BbnResNet32 {
     /// fifth of the activation memory for one more forward pass of the blocks.
     pub fn set_recompute(&self, on: bool) {
         self.recompute.set(on);
+    }
+
+    /// With `on` (the default), the bilateral forward stacks both branches' batches through
+    /// the shared trunk when they fit; off, each branch runs the trunk on its own (as BBN).
+    /// Both give the same values and gradients.
+    pub fn set_stack_branches(&self, on: bool) {
+        self.stack.set(on);
+    }
+
+    /// Whether the trunk's largest activation for x_c and x_r stacked (the stem's and stage
+    /// 1's 16 channels at full resolution) fits one storage buffer of this GPU.
+    fn stack_fits(&self, x_c: &Var, x_r: &Var) -> bool {
+        match *x_c.shape() {
+            [n, _, h, w] if x_r.shape() == x_c.shape() => {
+                let bytes = (2 * n * 16 * h * w * 4) as u64;
+                bytes <= x_c.value().gpu().limits.max_storage_buffer_binding_size
+            }
+            _ => false,
+        }
     }
 
     /// One block, checkpointed when recomputation is on.
@@ -252,28 +275,26 @@ impl BbnResNet32 {
     /// BBN runs the shared trunk once per branch. Here both batches go through it stacked
     /// as one, each with its own BatchNorm statistics: the same values and gradients, with half
     /// the kernel launches, twice the work per launch, and no second gradient to add for
-    /// every trunk weight.
+    /// every trunk weight. Batches of different shapes, or stacked activations larger than
+    /// the GPU's largest storage buffer, take the trunk one branch at a time.
     pub fn forward(&self, x_c: &Var, x_r: &Var, alpha: f32, training: bool) -> Result<Var> {
-        if x_c.shape() != x_r.shape() {
-            bail!(
-                "bilateral forward: the branches' batches must have the same shape, got x_c \
-                 {:?} and x_r {:?}",
-                x_c.shape(),
-                x_r.shape()
-            );
-        }
-        let n = x_c.shape()[0];
-        let both = Pass {
-            training,
-            batches: 2,
-        };
-        let f = self.features(&stack_batch(&[x_c, x_r])?, both)?;
         let one = Pass {
             training,
             batches: 1,
         };
-        let f_c = global_avg_pool(&self.cb_block.forward(&slice_batch(&f, 0, n)?, one)?)?;
-        let f_r = global_avg_pool(&self.rb_block.forward(&slice_batch(&f, n, n)?, one)?)?;
+        let (f_c, f_r) = if self.stack.get() && self.stack_fits(x_c, x_r) {
+            let n = x_c.shape()[0];
+            let both = Pass {
+                training,
+                batches: 2,
+            };
+            let f = self.features(&stack_batch(&[x_c, x_r])?, both)?;
+            (slice_batch(&f, 0, n)?, slice_batch(&f, n, n)?)
+        } else {
+            (self.features(x_c, one)?, self.features(x_r, one)?)
+        };
+        let f_c = global_avg_pool(&self.cb_block.forward(&f_c, one)?)?;
+        let f_r = global_avg_pool(&self.rb_block.forward(&f_r, one)?)?;
         let mixed = concat_channels(&[
             &scale(&f_c, 2.0 * alpha)?,
             &scale(&f_r, 2.0 * (1.0 - alpha))?,
