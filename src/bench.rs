@@ -3,7 +3,7 @@
 //! kernel family with timestamp queries, and reports the analytic FLOP rate.
 
 use crate::data::rng::Rng;
-use crate::gpu::{Gpu, KernelTime};
+use crate::gpu::{Gpu, KernelTime, TunedChoice};
 use crate::model::BbnResNet32;
 use crate::ops::sgd::SgdConfig;
 use crate::train::method::Method;
@@ -30,6 +30,9 @@ pub struct BenchConfig {
     pub classes: usize,
     /// Recompute each block's activations in backward (`Trainer::set_recompute`).
     pub recompute: bool,
+    /// Time the candidate kernels of each conv pass on first use and keep the fastest
+    /// (`Gpu::set_autotune`); the tuning happens in the warm-up steps.
+    pub autotune: bool,
 }
 
 impl Default for BenchConfig {
@@ -44,6 +47,7 @@ impl Default for BenchConfig {
             channels: 3,
             classes: 8,
             recompute: false,
+            autotune: false,
         }
     }
 }
@@ -92,6 +96,9 @@ pub struct BenchReport {
     pub kernel_ms_per_step: f64,
     pub dispatches_per_step: f64,
     pub kernels: Vec<KernelRow>,
+    pub autotune: bool,
+    /// The kernels autotuning chose, with every candidate's time.
+    pub tuned: Vec<TunedChoice>,
 }
 
 impl BenchReport {
@@ -149,10 +156,21 @@ impl fmt::Display for BenchReport {
             "GFLOP/step (analytic)", self.step_gflop
         )?;
         writeln!(f, "  {:<28} {:>12.4}", "TFLOP/s", self.tflops)?;
+        if !self.tuned.is_empty() {
+            writeln!(f, "\nautotuned kernels: chosen <- GPU ms of each candidate")?;
+            for t in &self.tuned {
+                let times: Vec<String> = t
+                    .candidates
+                    .iter()
+                    .map(|(name, ms)| format!("{name} {ms:.3}"))
+                    .collect();
+                writeln!(f, "  {}: {} <- {}", t.key, t.chosen, times.join(", "))?;
+            }
+        }
         if self.profiled_steps == 0 {
             return writeln!(
                 f,
-                "  (no per-kernel GPU times: the adapter has no timestamps)"
+                "  (no per-kernel GPU times: --profile-steps 0, or the adapter has no timestamps)"
             );
         }
         writeln!(
@@ -304,6 +322,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     };
     let mut trainer = Trainer::new(model, sgd, cfg.method, 2.0, vec![1.0; cfg.classes])?;
     trainer.set_recompute(cfg.recompute)?;
+    gpu.set_autotune(cfg.autotune);
     let shape = [cfg.batch, cfg.channels, cfg.image_size, cfg.image_size];
     let mut rng = Rng::new(1);
     let mut images = || -> Vec<f32> {
@@ -391,5 +410,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         kernel_ms_per_step: kernels.iter().map(|k| k.ms_per_step).sum(),
         dispatches_per_step: kernels.iter().map(|k| k.dispatches_per_step).sum(),
         kernels,
+        autotune: cfg.autotune,
+        tuned: gpu.tuned_choices(),
     })
 }

@@ -161,6 +161,11 @@ pub struct TrainArgs {
     /// (to fit 224×224 training in a 6 GB card) for one more forward pass per step.
     #[arg(long)]
     recompute: bool,
+    /// Time each conv pass's candidate kernels on this GPU on first use and run the fastest
+    /// from then on (as cuDNN's benchmark mode): faster, but a run may then round differently
+    /// from another one, so a resumed run is no longer bit-for-bit an uninterrupted one.
+    #[arg(long)]
+    autotune: bool,
     /// Stop as Ctrl-C does after N steps (for time-boxed jobs).
     #[arg(long, value_name = "N")]
     stop_after_steps: Option<u64>,
@@ -263,6 +268,7 @@ pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
         stop_after_steps: a.stop_after_steps,
         progress: std::io::stderr().is_terminal(),
         recompute: a.recompute,
+        autotune: a.autotune,
     };
     ctrlc::set_handler(|| {
         if STOP.swap(true, Ordering::SeqCst) {

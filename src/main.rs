@@ -91,6 +91,9 @@ struct BenchArgs {
     /// Recompute each block's activations in backward (less memory, one more forward).
     #[arg(long)]
     recompute: bool,
+    /// Time each conv pass's candidate kernels on first use and run the fastest after.
+    #[arg(long)]
+    autotune: bool,
     /// Also write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -163,6 +166,7 @@ fn bench(choice: &AdapterChoice, a: BenchArgs) -> Result<()> {
         warmup: a.warmup,
         profile_steps: a.profile_steps,
         recompute: a.recompute,
+        autotune: a.autotune,
         ..Default::default()
     };
     let report = lskbb::bench::run_bench(&Gpu::new(choice)?, &cfg)?;

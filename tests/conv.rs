@@ -12,7 +12,7 @@ use lskbb::ops::{elementwise as ew, reduce};
 use lskbb::reference::conv as rconv;
 use lskbb::reference::{dot, finite_diff_check, max_rel_err, Arr, Rng};
 use lskbb::tensor_file::TensorFile;
-use lskbb::{backward, Tensor, Var};
+use lskbb::{backward, AdapterChoice, Gpu, Tensor, Var};
 use std::path::Path;
 
 /// Every output is an f32 sum of at most K·K·Cin/groups ≤ 196 products (forward, grad_x) or
@@ -288,6 +288,54 @@ fn autograd_conv2d_matches_backward_and_skips_unneeded_grads() {
         &exact(&gw),
         0.0,
     );
+}
+
+/// Autotuning (on a GPU of its own, so other tests keep the default kernels): every pass of a
+/// dense and of a tiled depthwise convolution is tuned once among its candidates, a second
+/// call reuses the choice, and the results match the reference whichever kernels won.
+#[test]
+fn autotuned_convolutions_tune_each_pass_once_and_match_reference() {
+    let gpu = Gpu::new(&AdapterChoice::default()).expect("a GPU adapter");
+    gpu.set_autotune(true);
+    let mut rng = Rng(17);
+    let to_gpu = |a: &Arr| Tensor::from_f32(&gpu, &a.to_f32(), &a.shape).unwrap();
+    for c in [
+        case(2, 4, (9, 8), 6, (3, 3), (1, 1, 1, 1), true),
+        case(2, 5, (12, 11), 5, (7, 7), (1, 9, 3, 5), true),
+    ] {
+        let p = params(&c);
+        let x = rng.arr(&[c.n, c.cin, c.h, c.w], 1.0);
+        let w = rng.arr(&[c.cout, c.cin / c.groups, c.kh, c.kw], 0.5);
+        let b = rng.arr(&[c.cout], 0.5);
+        let (s, pd, d, g) = (c.stride, c.padding, c.dilation, c.groups);
+        let want = rconv::conv2d(&x, &w, Some(&b), s, pd, d, g);
+        let gy = rng.arr(&want.shape, 1.0);
+        let (wx, ww, wb) = rconv::conv2d_backward(&x, &w, &gy, s, pd, d, g);
+        let before = gpu.tuned_choices().len();
+        for round in 0..2 {
+            let (tx, tw, tb) = (to_gpu(&x), to_gpu(&w), to_gpu(&b));
+            let y = conv2d_forward(&tx, &tw, Some(&tb), p).unwrap();
+            let (gx, gw, gb) = conv2d_backward(&tx, &tw, true, &to_gpu(&gy), p).unwrap();
+            let what = format!("autotuned {:?} round {round}", w.shape);
+            for (name, got, want) in [("y", &y, &want), ("grad_x", &gx, &wx), ("grad_w", &gw, &ww)]
+            {
+                let err = max_rel_err(&got.to_f32().unwrap(), want);
+                assert!(err <= TOL, "{what} {name}: {err:e}");
+            }
+            let err = max_rel_err(&gb.unwrap().to_f32().unwrap(), &wb);
+            assert!(err <= TOL, "{what} grad_b: {err:e}");
+            // forward, grad_x and grad_w+b: three decisions, made in the first round only.
+            assert_eq!(gpu.tuned_choices().len(), before + 3, "{what}");
+        }
+    }
+    for t in gpu.tuned_choices() {
+        assert_eq!(t.candidates.len(), 2, "{t:?}");
+        assert!(
+            t.candidates.iter().any(|(name, _)| *name == t.chosen),
+            "{t:?}"
+        );
+        assert!(t.candidates.iter().all(|&(_, ms)| ms > 0.0), "{t:?}");
+    }
 }
 
 #[test]

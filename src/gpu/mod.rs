@@ -4,10 +4,12 @@
 mod adapter;
 mod pool;
 mod recorder;
+mod tune;
 
 pub use adapter::{list_adapters, AdapterChoice, AdapterSummary};
 pub use pool::GpuBuffer;
 pub use recorder::KernelTime;
+pub use tune::TunedChoice;
 
 use anyhow::{anyhow, bail, Context, Result};
 use pool::Pool;
@@ -50,6 +52,7 @@ pub struct Gpu {
     lean: std::sync::atomic::AtomicBool,
     trims: std::sync::atomic::AtomicU64,
     rec: Mutex<Recorder>,
+    tuning: Mutex<tune::Tuning>,
     error: Arc<Mutex<Option<String>>>,
 }
 
@@ -100,6 +103,7 @@ impl Gpu {
             lean: std::sync::atomic::AtomicBool::new(false),
             trims: std::sync::atomic::AtomicU64::new(0),
             rec: Mutex::new(rec),
+            tuning: Mutex::new(tune::Tuning::default()),
             error,
         }))
     }

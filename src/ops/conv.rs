@@ -135,7 +135,9 @@ impl Default for Conv2dParams {
 pub enum ConvAlgo {
     /// Implicit GEMM for dense convolutions (groups == 1; grad_w only with Cout >= 8 and
     /// Cin·KH·KW >= 32), the tiled depthwise kernels (`ops::depthwise`) for stride-1
-    /// depthwise convolutions whose tiles fit, direct kernels otherwise.
+    /// depthwise convolutions whose tiles fit, direct kernels otherwise. With autotuning on
+    /// ([`crate::Gpu::set_autotune`]), each pass of a dense or tiled-depthwise convolution
+    /// instead runs whichever of these and the direct kernels was fastest on first use.
     #[default]
     Auto,
     /// The direct kernels (one output element, or 4 channels of one, per thread).
@@ -300,9 +302,21 @@ enum Path {
     Depthwise(Depthwise),
 }
 
-/// The kernels of forward and grad_x (`.0`) and of grad_w (`.1`).
-fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<(Path, Path)> {
+/// The kernels that can run a convolution's passes, the default first: `x` for forward and
+/// grad_x, `w` for grad_w. With autotuning on ([`Gpu::set_autotune`]) each pass runs the
+/// fastest of its candidates on this GPU.
+#[derive(Clone, Debug)]
+struct Kernels {
+    x: Vec<Path>,
+    w: Vec<Path>,
+}
+
+fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
     let dense = p.groups == 1;
+    let one = |path: Path| Kernels {
+        x: vec![path],
+        w: vec![path],
+    };
     match algo {
         ConvAlgo::Auto => {
             if p.groups == g.cin && g.cin == g.cout && p.stride == 1 {
@@ -316,18 +330,111 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<(Path, Path)> 
                     p.dilation,
                 );
                 if let Some(dw) = dw {
-                    return Ok((Path::Depthwise(dw), Path::Depthwise(dw)));
+                    let both = vec![Path::Depthwise(dw), Path::Direct];
+                    return Ok(Kernels {
+                        x: both.clone(),
+                        w: both,
+                    });
                 }
             }
-            let gemm_w =
-                dense && g.cout >= GRAD_W_GEMM_MIN.0 && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN.1;
-            let pick = |gemm: bool| if gemm { Path::Gemm } else { Path::Direct };
-            Ok((pick(dense), pick(gemm_w)))
+            if !dense {
+                return Ok(one(Path::Direct));
+            }
+            let gemm_w = g.cout >= GRAD_W_GEMM_MIN.0 && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN.1;
+            Ok(Kernels {
+                x: vec![Path::Gemm, Path::Direct],
+                w: if gemm_w {
+                    vec![Path::Gemm, Path::Direct]
+                } else {
+                    vec![Path::Direct, Path::Gemm]
+                },
+            })
         }
-        ConvAlgo::Direct => Ok((Path::Direct, Path::Direct)),
-        ConvAlgo::Gemm if dense => Ok((Path::Gemm, Path::Gemm)),
+        ConvAlgo::Direct => Ok(one(Path::Direct)),
+        ConvAlgo::Gemm if dense => Ok(one(Path::Gemm)),
         ConvAlgo::Gemm => bail!("conv2d: the GEMM kernels need groups == 1, got {p:?}"),
     }
+}
+
+impl Path {
+    fn name(&self) -> &'static str {
+        match self {
+            Path::Direct => "direct",
+            Path::Gemm => "gemm",
+            Path::Depthwise(_) => "depthwise-tiled",
+        }
+    }
+}
+
+fn names(paths: &[Path]) -> Vec<&'static str> {
+    paths.iter().map(Path::name).collect()
+}
+
+/// The autotuning key of one pass of a convolution of this shape.
+fn tune_key(pass: &str, g: &Geometry, p: Conv2dParams) -> String {
+    format!(
+        "conv2d {pass} x [{}, {}, {}, {}] w [{}, {}, {}, {}] {p:?}",
+        g.n,
+        g.cin,
+        g.h,
+        g.w,
+        g.cout,
+        g.cin / p.groups,
+        g.kh,
+        g.kw
+    )
+}
+
+/// Forward on the chosen (or tuned) kernels.
+fn forward_on(
+    g: &Geometry,
+    p: Conv2dParams,
+    ks: &Kernels,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+) -> Result<Tensor> {
+    let run = |i: usize| forward(g, p, ks.x[i], x, w, b);
+    let i = x.gpu().choose(
+        || tune_key("forward", g, p),
+        &names(&ks.x),
+        |i| run(i).map(drop),
+    )?;
+    run(i)
+}
+
+/// grad_x on the chosen (or tuned) kernels.
+fn grad_x_on(
+    g: &Geometry,
+    p: Conv2dParams,
+    ks: &Kernels,
+    w: &Tensor,
+    gy: &Tensor,
+) -> Result<Tensor> {
+    let run = |i: usize| grad_x(g, p, w, gy, ks.x[i]);
+    let i = gy.gpu().choose(
+        || tune_key("grad_x", g, p),
+        &names(&ks.x),
+        |i| run(i).map(drop),
+    )?;
+    run(i)
+}
+
+/// grad_w (and grad_b) on the chosen (or tuned) kernels.
+fn grad_wb_on(
+    g: &Geometry,
+    p: Conv2dParams,
+    ks: &Kernels,
+    x: &Tensor,
+    gy: &Tensor,
+    bias: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let run = |i: usize| grad_wb(g, p, x, gy, ks.w[i], bias);
+    let pass = if bias { "grad_w+b" } else { "grad_w" };
+    let i = gy
+        .gpu()
+        .choose(|| tune_key(pass, g, p), &names(&ks.w), |i| run(i).map(drop))?;
+    run(i)
 }
 
 /// Parameters of a GEMM kernel with an M×N output, reduction length K and a BM×BN tile.
@@ -368,18 +475,12 @@ pub fn conv2d_forward_with(
     p: Conv2dParams,
     algo: ConvAlgo,
 ) -> Result<Tensor> {
-    let (g, (path, _)) = prepare(x, w, p, algo)?;
-    forward(&g, p, path, x, w, b)
+    let (g, ks) = prepare(x, w, p, algo)?;
+    forward_on(&g, p, &ks, x, w, b)
 }
 
-/// The validated sizes of a convolution and the kernels of its forward and grad_x (`.0`) and
-/// grad_w (`.1`) passes.
-fn prepare(
-    x: &Tensor,
-    w: &Tensor,
-    p: Conv2dParams,
-    algo: ConvAlgo,
-) -> Result<(Geometry, (Path, Path))> {
+/// The validated sizes of a convolution and the kernels that can run its passes.
+fn prepare(x: &Tensor, w: &Tensor, p: Conv2dParams, algo: ConvAlgo) -> Result<(Geometry, Kernels)> {
     let g = geometry(x, w, p)?;
     Ok((g, paths(&g, p, algo)?))
 }
@@ -678,10 +779,10 @@ pub fn conv2d_backward_with(
     p: Conv2dParams,
     algo: ConvAlgo,
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
-    let (g, (path_x, path_w)) = prepare(x, w, p, algo)?;
+    let (g, ks) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    let (gw, gb) = grad_wb(&g, p, x, gy, path_w, has_bias)?;
-    Ok((grad_x(&g, p, w, gy, path_x)?, gw, gb))
+    let (gw, gb) = grad_wb_on(&g, p, &ks, x, gy, has_bias)?;
+    Ok((grad_x_on(&g, p, &ks, w, gy)?, gw, gb))
 }
 
 /// grad_x alone of y = conv2d(x, w) + b, on the kernels chosen by `algo` (x gives the shape).
@@ -692,9 +793,9 @@ pub fn conv2d_grad_x_with(
     p: Conv2dParams,
     algo: ConvAlgo,
 ) -> Result<Tensor> {
-    let (g, (path, _)) = prepare(x, w, p, algo)?;
+    let (g, ks) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    grad_x(&g, p, w, gy, path)
+    grad_x_on(&g, p, &ks, w, gy)
 }
 
 /// grad_w alone of y = conv2d(x, w) + b, on the kernels chosen by `algo`.
@@ -705,16 +806,16 @@ pub fn conv2d_grad_w_with(
     p: Conv2dParams,
     algo: ConvAlgo,
 ) -> Result<Tensor> {
-    let (g, (_, path)) = prepare(x, w, p, algo)?;
+    let (g, ks) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    Ok(grad_wb(&g, p, x, gy, path, false)?.0)
+    Ok(grad_wb_on(&g, p, &ks, x, gy, false)?.0)
 }
 
 /// Autograd convolution; the backward computes only the gradients its parents need (no gx
 /// for an input image).
 pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
-    let (g, (path_x, path_w)) = prepare(x.value(), w.value(), p, ConvAlgo::Auto)?;
-    let y = forward(&g, p, path_x, x.value(), w.value(), b.map(Var::value))?;
+    let (g, ks) = prepare(x.value(), w.value(), p, ConvAlgo::Auto)?;
+    let y = forward_on(&g, p, &ks, x.value(), w.value(), b.map(Var::value))?;
     let (tx, tw) = (x.value().clone(), w.value().clone());
     let (need_x, need_w) = (x.requires_grad(), w.requires_grad());
     let need_b = b.map(Var::requires_grad);
@@ -726,10 +827,10 @@ pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var>
         &parents,
         Box::new(move |gy| {
             check_gy(&g, gy)?;
-            let gx = need_x.then(|| grad_x(&g, p, &tw, gy, path_x)).transpose()?;
+            let gx = need_x.then(|| grad_x_on(&g, p, &ks, &tw, gy)).transpose()?;
             let want_b = need_b == Some(true);
             let (gw, gb) = if need_w {
-                let (gw, gb) = grad_wb(&g, p, &tx, gy, path_w, want_b)?;
+                let (gw, gb) = grad_wb_on(&g, p, &ks, &tx, gy, want_b)?;
                 (Some(gw), gb)
             } else {
                 (None, want_b.then(|| grad_b(&g, gy)).transpose()?)
