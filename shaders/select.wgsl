@@ -1,6 +1,7 @@
-// LSK selection (Li et al. 2023, eq. of the spatial selection): attn = a1·s[:, 0] + a2·s[:, 1]
-// with a1, a2 [N, C, H, W] and the selection maps s [N, 2, H, W] broadcast over channels,
-// fused so that neither the products nor the channel slices of s are materialised.
+// LSK selection (Li et al. 2023, eq. of the spatial selection): attn = a1·σ(z₀) + a2·σ(z₁)
+// with a1, a2 [N, C, H, W] and the selection logits z [N, 2, H, W] (conv_squeeze's output),
+// the sigmoid maps broadcast over channels. Fused so that neither the sigmoid maps, the
+// products nor the channel slices are materialised.
 
 struct P {
     n: u32,     // N*C*H*W
@@ -12,50 +13,46 @@ struct P {
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> a1: array<f32>;
 @group(0) @binding(2) var<storage, read> a2: array<f32>;
-@group(0) @binding(3) var<storage, read> s: array<f32>;
+@group(0) @binding(3) var<storage, read> z: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> g1: array<f32>;
 @group(0) @binding(6) var<storage, read_write> g2: array<f32>;
+@group(0) @binding(7) var<storage, read_write> gz: array<f32>;
 
-// Offset of s[n, 0, pixel] for element i of an [N, C, H, W] tensor.
-fn sel(i: u32) -> u32 {
-    let per = p.c * p.hw;
-    return 2u * (i / per) * p.hw + i % p.hw;
+fn sigmoid(v: f32) -> f32 {
+    return 1.0 / (1.0 + exp(-v));
 }
 
 @compute @workgroup_size(256)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
     if i >= p.n { return; }
-    let k = sel(i);
-    y[i] = a1[i] * s[k] + a2[i] * s[k + p.hw];
+    // z[n, 0, pixel] for element i.
+    let k = 2u * (i / (p.c * p.hw)) * p.hw + i % p.hw;
+    y[i] = a1[i] * sigmoid(z[k]) + a2[i] * sigmoid(z[k + p.hw]);
 }
 
-// d a1 = dy·s0, d a2 = dy·s1 (one thread per element).
+// One thread per pixel walks its channels: d a1 = dy·s₀, d a2 = dy·s₁, and
+// d z_j = (Σ_c dy·a_j)·s_j·(1 − s_j) with s_j = σ(z_j).
 @compute @workgroup_size(256)
-fn backward_inputs(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
-    if i >= p.n { return; }
-    let k = sel(i);
-    g1[i] = dy[i] * s[k];
-    g2[i] = dy[i] * s[k + p.hw];
-}
-
-// d s0 = Σ_c dy·a1, d s1 = Σ_c dy·a2 (one thread per pixel; g1 holds d s here).
-@compute @workgroup_size(256)
-fn backward_select(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let q = gid.x + gid.y * nwg.x * 256u;
     if q >= p.np { return; }
     let ni = q / p.hw;
-    let px = q % p.hw;
+    let k = 2u * ni * p.hw + q % p.hw;
+    let s0 = sigmoid(z[k]);
+    let s1 = sigmoid(z[k + p.hw]);
     var t1 = 0.0;
     var t2 = 0.0;
     for (var c = 0u; c < p.c; c++) {
-        let i = (ni * p.c + c) * p.hw + px;
-        t1 += dy[i] * a1[i];
-        t2 += dy[i] * a2[i];
+        let i = (ni * p.c + c) * p.hw + q % p.hw;
+        let d = dy[i];
+        t1 += d * a1[i];
+        t2 += d * a2[i];
+        g1[i] = d * s0;
+        g2[i] = d * s1;
     }
-    g1[2u * ni * p.hw + px] = t1;
-    g1[(2u * ni + 1u) * p.hw + px] = t2;
+    gz[k] = t1 * s0 * (1.0 - s0);
+    gz[k + p.hw] = t2 * s1 * (1.0 - s1);
 }

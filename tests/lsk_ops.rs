@@ -1,16 +1,18 @@
-//! The fused LSK selection attn = a1·s₀ + a2·s₁ against the f64 reference: forward and the
-//! three gradients on odd shapes (batch 1, one channel, more channels than pixels), and
+//! The fused LSK selection attn = a1·σ(z₀) + a2·σ(z₁) against the f64 reference (its
+//! selection on the sigmoid maps, and the sigmoid's derivative for the logits): forward and
+//! the three gradients on odd shapes (batch 1, one channel, more channels than pixels), and
 //! finite differences of the reference itself.
 
 mod common;
 
 use common::{assert_close, backprop, up};
 use lskbb::ops::select;
+use lskbb::reference::elementwise::sigmoid;
 use lskbb::reference::{dot, finite_diff_check, nn as rnn, Rng};
 use lskbb::Var;
 
-/// One product and one add per output, and channel sums of at most 16 f32 products:
-/// a few ulps relative.
+/// One product and one add per output, f32 sigmoids (exp and a division: a few ulps), and
+/// channel sums of at most 16 f32 products: a few ulps relative.
 const SELECT_TOL: f64 = 1e-5;
 /// Central differences of a function that is bilinear in its inputs: exact up to rounding.
 const FD_TOL: f64 = 1e-6;
@@ -22,14 +24,11 @@ fn lsk_select_matches_reference() {
     let mut rng = Rng(31);
     for s in CASES {
         let (a1, a2) = (rng.arr(s, 1.5), rng.arr(s, 1.5));
-        let sel = rng.arr(&[s[0], 2, s[2], s[3]], 1.0);
+        let z = rng.arr(&[s[0], 2, s[2], s[3]], 2.0);
+        let sel = z.map(sigmoid);
         let gy = rng.arr(s, 1.0);
-        let (v1, v2, vs) = (
-            Var::param(up(&a1)),
-            Var::param(up(&a2)),
-            Var::param(up(&sel)),
-        );
-        let y = select::lsk_select(&v1, &v2, &vs).unwrap();
+        let (v1, v2, vz) = (Var::param(up(&a1)), Var::param(up(&a2)), Var::param(up(&z)));
+        let y = select::lsk_select(&v1, &v2, &vz).unwrap();
         assert_close(
             &format!("select y {s:?}"),
             y.value(),
@@ -38,6 +37,7 @@ fn lsk_select_matches_reference() {
         );
         backprop(&y, &gy);
         let (g1, g2, gs) = rnn::lsk_select_backward(&a1, &a2, &sel, &gy);
+        let gz = gs.zip(&sel, |g, s| g * s * (1.0 - s));
         assert_close(
             &format!("select d a1 {s:?}"),
             &v1.grad().unwrap(),
@@ -51,9 +51,9 @@ fn lsk_select_matches_reference() {
             SELECT_TOL,
         );
         assert_close(
-            &format!("select d s {s:?}"),
-            &vs.grad().unwrap(),
-            &gs,
+            &format!("select d z {s:?}"),
+            &vz.grad().unwrap(),
+            &gz,
             SELECT_TOL,
         );
     }

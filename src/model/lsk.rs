@@ -7,7 +7,7 @@ use crate::autograd::Var;
 use crate::gpu::Gpu;
 use crate::ops::chanpool::channel_mean_max_pair;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::elementwise::{mul, sigmoid};
+use crate::ops::elementwise::mul;
 use crate::ops::select::lsk_select;
 use anyhow::Result;
 use std::sync::Arc;
@@ -65,10 +65,10 @@ impl LskBlock {
         let a2 = self.conv_spatial.forward(&a1)?;
         let a1 = self.conv1.forward(&a1)?;
         let a2 = self.conv2.forward(&a2)?;
-        // agg = [mean; max] over cat(a1, a2); attn = a1·s₀ + a2·s₁ (fused, see ops::select).
+        // agg = [mean; max] over cat(a1, a2); attn = a1·σ(z₀) + a2·σ(z₁) with z the squeezed
+        // logits (the sigmoid fused in, see ops::select).
         let agg = channel_mean_max_pair(&a1, &a2)?;
-        let sig = sigmoid(&self.conv_squeeze.forward(&agg)?)?;
-        let attn = lsk_select(&a1, &a2, &sig)?;
+        let attn = lsk_select(&a1, &a2, &self.conv_squeeze.forward(&agg)?)?;
         mul(x, &self.conv.forward(&attn)?)
     }
 }

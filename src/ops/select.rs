@@ -1,8 +1,9 @@
-//! The LSK module's spatial selection (`shaders/select.wgsl`): attn = a1·s₀ + a2·s₁, with
-//! a1, a2 [N, C, H, W] and the sigmoid selection maps s [N, 2, H, W] broadcast over channels.
-//! One fused kernel forward and two backward (element-wise input gradients, per-pixel channel
-//! sums for s) replace two slices, two broadcast products, a sum and their backward
-//! reductions, and keep none of the products alive.
+//! The LSK module's spatial selection (`shaders/select.wgsl`): attn = a1·σ(z₀) + a2·σ(z₁),
+//! with a1, a2 [N, C, H, W] and the selection logits z [N, 2, H, W] (the conv_squeeze output),
+//! whose sigmoid maps broadcast over channels. One fused kernel forward and one backward (a
+//! thread per pixel: the input gradients of its channels and the logits' gradient) replace a
+//! sigmoid, two slices, two broadcast products, a sum and their backward passes, and keep
+//! neither the sigmoid maps nor the products alive.
 
 use crate::autograd::Var;
 use crate::gpu::{grid, Kernel};
@@ -15,15 +16,10 @@ const FORWARD: Kernel = Kernel {
     source: SRC,
     entry: "forward",
 };
-const BACKWARD_INPUTS: Kernel = Kernel {
+const BACKWARD: Kernel = Kernel {
     name: "select",
     source: SRC,
-    entry: "backward_inputs",
-};
-const BACKWARD_SELECT: Kernel = Kernel {
-    name: "select",
-    source: SRC,
-    entry: "backward_select",
+    entry: "backward",
 };
 
 #[repr(C)]
@@ -35,17 +31,17 @@ struct Params {
     np: u32,
 }
 
-fn params(a1: &Tensor, a2: &Tensor, s: &Tensor) -> Result<Params> {
+fn params(a1: &Tensor, a2: &Tensor, z: &Tensor) -> Result<Params> {
     let [n, c, h, w] = nchw(a1, "lsk_select a1")?;
-    if a2.shape() != a1.shape() || s.shape() != [n, 2, h, w] {
+    if a2.shape() != a1.shape() || z.shape() != [n, 2, h, w] {
         bail!(
-            "lsk_select: expected a1, a2 of one shape [N, C, H, W] and s [N, 2, H, W], got {:?}, {:?}, {:?}",
+            "lsk_select: expected a1, a2 of one shape [N, C, H, W] and logits z [N, 2, H, W], got {:?}, {:?}, {:?}",
             a1.shape(),
             a2.shape(),
-            s.shape()
+            z.shape()
         );
     }
-    if [a1, a2, s].iter().any(|t| t.dtype() != DType::F32) {
+    if [a1, a2, z].iter().any(|t| t.dtype() != DType::F32) {
         bail!("lsk_select: inputs must be f32");
     }
     Ok(Params {
@@ -56,28 +52,28 @@ fn params(a1: &Tensor, a2: &Tensor, s: &Tensor) -> Result<Params> {
     })
 }
 
-/// attn = a1·s[:, 0:1] + a2·s[:, 1:2].
-pub fn lsk_select_forward(a1: &Tensor, a2: &Tensor, s: &Tensor) -> Result<Tensor> {
-    let p = params(a1, a2, s)?;
+/// attn = a1·σ(z[:, 0:1]) + a2·σ(z[:, 1:2]).
+pub fn lsk_select_forward(a1: &Tensor, a2: &Tensor, z: &Tensor) -> Result<Tensor> {
+    let p = params(a1, a2, z)?;
     let y = Tensor::empty(a1.gpu(), a1.shape(), DType::F32)?;
     a1.gpu().dispatch(
         &FORWARD,
         bytemuck::bytes_of(&p),
-        &[a1.buf(), a2.buf(), s.buf()],
+        &[a1.buf(), a2.buf(), z.buf()],
         &[y.buf()],
         grid(p.n as usize),
     )?;
     Ok(y)
 }
 
-/// (d a1, d a2, d s) from d attn.
+/// (d a1, d a2, d z) from d attn.
 pub fn lsk_select_backward(
     a1: &Tensor,
     a2: &Tensor,
-    s: &Tensor,
+    z: &Tensor,
     gy: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let p = params(a1, a2, s)?;
+    let p = params(a1, a2, z)?;
     if gy.shape() != a1.shape() {
         bail!(
             "lsk_select backward: expected grad of shape {:?}, got {:?}",
@@ -88,37 +84,29 @@ pub fn lsk_select_backward(
     let gpu = a1.gpu();
     let g1 = Tensor::empty(gpu, a1.shape(), DType::F32)?;
     let g2 = Tensor::empty(gpu, a2.shape(), DType::F32)?;
-    let gs = Tensor::empty(gpu, s.shape(), DType::F32)?;
-    let pb = bytemuck::bytes_of(&p);
+    let gz = Tensor::empty(gpu, z.shape(), DType::F32)?;
     gpu.dispatch(
-        &BACKWARD_INPUTS,
-        pb,
-        &[a1.buf(), a2.buf(), s.buf(), gy.buf()],
-        &[g1.buf(), g2.buf()],
-        grid(p.n as usize),
-    )?;
-    // The per-pixel sums write d s through the first output binding.
-    gpu.dispatch(
-        &BACKWARD_SELECT,
-        pb,
-        &[a1.buf(), a2.buf(), s.buf(), gy.buf()],
-        &[gs.buf(), g2.buf()],
+        &BACKWARD,
+        bytemuck::bytes_of(&p),
+        &[a1.buf(), a2.buf(), z.buf(), gy.buf()],
+        &[g1.buf(), g2.buf(), gz.buf()],
         grid(p.np as usize),
     )?;
-    Ok((g1, g2, gs))
+    Ok((g1, g2, gz))
 }
 
-/// attn = a1·s₀ + a2·s₁ (the LSK module's selection of its two kernel branches).
-pub fn lsk_select(a1: &Var, a2: &Var, s: &Var) -> Result<Var> {
-    let y = lsk_select_forward(a1.value(), a2.value(), s.value())?;
-    let (t1, t2, ts) = (a1.value().clone(), a2.value().clone(), s.value().clone());
+/// attn = a1·σ(z₀) + a2·σ(z₁) (the LSK module's selection of its two kernel branches by the
+/// sigmoid of the squeezed attention logits z).
+pub fn lsk_select(a1: &Var, a2: &Var, z: &Var) -> Result<Var> {
+    let y = lsk_select_forward(a1.value(), a2.value(), z.value())?;
+    let (t1, t2, tz) = (a1.value().clone(), a2.value().clone(), z.value().clone());
     Ok(Var::from_op(
         "lsk_select",
         y,
-        &[a1, a2, s],
+        &[a1, a2, z],
         Box::new(move |gy| {
-            let (g1, g2, gs) = lsk_select_backward(&t1, &t2, &ts, gy)?;
-            Ok(vec![Some(g1), Some(g2), Some(gs)])
+            let (g1, g2, gz) = lsk_select_backward(&t1, &t2, &tz, gy)?;
+            Ok(vec![Some(g1), Some(g2), Some(gz)])
         }),
     ))
 }
