@@ -1,7 +1,9 @@
 //! Times conv2d on the direct kernels against the implicit-GEMM and tiled depthwise kernels
 //! (same run, same adapter): forward, grad_x and grad_w of the model's convolution shapes;
 //! prints ms old (ConvAlgo::Direct) / new (ConvAlgo::Auto: GEMM when dense, tiled when
-//! depthwise), the old/new ratio and the new kernels' GFLOP/s.
+//! depthwise), the old/new ratio and the new kernels' GFLOP/s. Dense stride-1 layers with
+//! 3×3 or 1×1 kernels also get a line for the windowed kernels (ConvAlgo::Window): forward
+//! and grad_x in ms, their speed-up over Auto, and GFLOP/s.
 //!
 //! `cargo run --release --example conv_bench` uses small shapes (lavapipe, a few seconds);
 //! `-- full` the model's training shapes (batch 32, 224 down to 56) for a real GPU.
@@ -99,6 +101,7 @@ fn main() -> Result<()> {
         let gx = |algo| time(&gpu, reps, || conv2d_grad_x_with(&x, &w, &gy, p, algo));
         let gw = |algo| time(&gpu, reps, || conv2d_grad_w_with(&x, &w, &gy, p, algo));
         let mut line = format!("{n},{cin},{hw},{cout},{k},{stride},{padding},{dilation},{groups}");
+        let mut auto = Vec::new();
         for f in [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx, &gw] {
             let (old, new) = (f(ConvAlgo::Direct)?, f(ConvAlgo::Auto)?);
             line += &format!(
@@ -108,8 +111,25 @@ fn main() -> Result<()> {
                 old / new,
                 flops / new / 1e9
             );
+            auto.push(new);
         }
         println!("{line}");
+        if groups == 1 && stride == 1 && (k - 1) * dilation < 3 {
+            let mut line = format!("{:<24}", "  window");
+            for (f, base) in [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx]
+                .iter()
+                .zip(&auto)
+            {
+                let t = f(ConvAlgo::Window)?;
+                line += &format!(
+                    " {:>15.3} {:>4.2}x {:>6.1}",
+                    t * 1e3,
+                    base / t,
+                    flops / t / 1e9
+                );
+            }
+            println!("{line}");
+        }
     }
     Ok(())
 }

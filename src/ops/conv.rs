@@ -34,6 +34,7 @@
 //! gathers hit the cache anyway; on a GPU the tile turns 25-49 global loads per output into
 //! workgroup-memory reads.
 
+use super::conv_window::WindowConv;
 use super::depthwise::Depthwise;
 use super::reduce::sum_to;
 use crate::autograd::Var;
@@ -144,6 +145,9 @@ pub enum ConvAlgo {
     Direct,
     /// The tiled implicit-GEMM kernels; only for groups == 1.
     Gemm,
+    /// The windowed direct kernels (`ops::conv_window`) for forward and grad_x, GEMM for
+    /// grad_w; only for groups == 1, stride 1 and kernels reaching at most 3 pixels.
+    Window,
 }
 
 /// The validated sizes of one convolution.
@@ -300,6 +304,7 @@ enum Path {
     Direct,
     Gemm,
     Depthwise(Depthwise),
+    Window(WindowConv),
 }
 
 /// The kernels that can run a convolution's passes, the default first: `x` for forward and
@@ -341,8 +346,10 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
                 return Ok(one(Path::Direct));
             }
             let gemm_w = g.cout >= GRAD_W_GEMM_MIN.0 && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN.1;
+            let mut x = vec![Path::Gemm, Path::Direct];
+            x.extend(window(g, p).map(Path::Window));
             Ok(Kernels {
-                x: vec![Path::Gemm, Path::Direct],
+                x,
                 w: if gemm_w {
                     vec![Path::Gemm, Path::Direct]
                 } else {
@@ -353,7 +360,35 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
         ConvAlgo::Direct => Ok(one(Path::Direct)),
         ConvAlgo::Gemm if dense => Ok(one(Path::Gemm)),
         ConvAlgo::Gemm => bail!("conv2d: the GEMM kernels need groups == 1, got {p:?}"),
+        ConvAlgo::Window => match window(g, p) {
+            Some(wc) => Ok(Kernels {
+                x: vec![Path::Window(wc)],
+                w: vec![Path::Gemm],
+            }),
+            None => bail!(
+                "conv2d: the windowed kernels need groups == 1, stride 1 and a kernel \
+                 reaching at most 3 pixels, got {p:?} with a {}x{} kernel",
+                g.kh,
+                g.kw
+            ),
+        },
     }
+}
+
+/// The windowed kernels' plan for a dense stride-1 convolution, where they apply.
+fn window(g: &Geometry, p: Conv2dParams) -> Option<WindowConv> {
+    if p.groups != 1 || p.stride != 1 {
+        return None;
+    }
+    WindowConv::plan(
+        g.n,
+        (g.cin, g.cout),
+        (g.h, g.w),
+        (g.ho, g.wo),
+        (g.kh, g.kw),
+        p.padding,
+        p.dilation,
+    )
 }
 
 impl Path {
@@ -362,6 +397,7 @@ impl Path {
             Path::Direct => "direct",
             Path::Gemm => "gemm",
             Path::Depthwise(_) => "depthwise-tiled",
+            Path::Window(_) => "window",
         }
     }
 }
@@ -504,11 +540,13 @@ fn forward(
             );
         }
     }
+    match path {
+        Path::Depthwise(dw) => return dw.forward(x, w, b),
+        Path::Window(wc) => return wc.forward(x, w, b),
+        Path::Gemm | Path::Direct => {}
+    }
     let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
     let reads = [x.buf(), w.buf(), b.unwrap_or(w).buf()];
-    if let Path::Depthwise(dw) = path {
-        return dw.forward(x, w, b);
-    }
     if let Path::Gemm = path {
         let (gm, gn, gk) = (g.n * g.ho * g.wo, g.cout, g.cin * g.kh * g.kw);
         let (bm, bn) = tile_shape(gn);
@@ -582,8 +620,10 @@ fn phases(len: usize, k: usize, p: Conv2dParams) -> Vec<Phase> {
 }
 
 fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor, path: Path) -> Result<Tensor> {
-    if let Path::Depthwise(dw) = path {
-        return dw.grad_x(w, gy);
+    match path {
+        Path::Depthwise(dw) => return dw.grad_x(w, gy),
+        Path::Window(wc) => return wc.grad_x(w, gy),
+        Path::Gemm | Path::Direct => {}
     }
     let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
     let reads = [gy.buf(), w.buf()];
@@ -641,7 +681,8 @@ fn grad_wb(
 ) -> Result<(Tensor, Option<Tensor>)> {
     match path {
         Path::Depthwise(dw) => dw.grad_wb(x, gy, bias),
-        Path::Gemm => grad_wb_gemm(g, p, x, gy, bias),
+        // The windowed kernels have no grad_w of their own.
+        Path::Gemm | Path::Window(_) => grad_wb_gemm(g, p, x, gy, bias),
         Path::Direct => Ok((
             grad_w_direct(g, p, x, gy)?,
             bias.then(|| grad_b(g, gy)).transpose()?,
