@@ -74,18 +74,21 @@ if [ -f bench/ckpt/lskbb.safetensors ] && [ "${INTEROP:-1}" = 1 ]; then
     run 30 "$BIN" predict --checkpoint "$EXTRA/torch_model.safetensors" --image-size 16 --channels 1 "$RUNS/probe.png"
 fi
 
-# size batch lsk rust-steps rust-timeout recompute: the issue's table, slowest shapes last;
-# recompute=1 rows run lskbb alone with --recompute (the PyTorch row is the same baseline).
+# size batch lsk rust-steps rust-timeout recompute autotune: the issue's table, slowest shapes
+# last; recompute=1 rows run lskbb alone with --recompute, autotune=1 rows lskbb alone with
+# --autotune (tuned in the warm-up step; the PyTorch row is the same baseline).
 SHAPES="
-224 32 1 2 25 0
-224 32 0 2 20 0
-224 32 1 2 25 1
-32 128 1 3 15 0
-32 128 0 3 15 0
-224 64 1 2 30 0
-224 64 0 2 25 0
+224 32 1 2 25 0 0
+224 32 0 2 20 0 0
+224 32 1 2 25 1 0
+32 128 1 3 15 0 0
+32 128 0 3 15 0 0
+224 32 1 2 60 0 1
+32 128 1 3 40 0 1
+224 64 1 2 30 0 0
+224 64 0 2 25 0 0
 "
-while read -r size batch lsk steps limit recompute; do
+while read -r size batch lsk steps limit recompute autotune; do
     [ -z "$size" ] && continue
     if [ "$lsk" = 1 ]; then method=lskbb; flag=--lsk; else method=bbn; flag=--plain; fi
     tag="${size}_b${batch}_${method}"
@@ -100,6 +103,11 @@ while read -r size batch lsk steps limit recompute; do
             --steps "$steps" --warmup 1 --profile-steps 0 --recompute --json "$RUNS/rust_${tag}_recompute.json"
         kill "$SMI" 2>/dev/null
         log "nvidia-smi peak memory.used during $tag --recompute: $(sort -n "$SMI_LOG" | tail -1) MiB"
+        continue
+    fi
+    if [ "$autotune" = 1 ]; then
+        run "$limit" "$BIN" bench --image-size "$size" --batch-size "$batch" --method "$method" \
+            --steps "$steps" --warmup 1 --profile-steps 1 --autotune --json "$RUNS/rust_${tag}_autotune.json"
         continue
     fi
     run "$limit" "$BIN" bench --image-size "$size" --batch-size "$batch" --method "$method" \
