@@ -2,13 +2,15 @@
 // windowed direct kernels. Each workgroup computes a TH × TW tile of output pixels of one
 // image for CO output channels: it stages the tile's source window of CI channels at a time
 // in workgroup memory (zero padding written in) with their weights, and each thread keeps the
-// CO sums of one pixel. A source value is loaded from global memory once per tile, not once
-// per tap as in the implicit GEMM's im2col gather, and the taps need no bounds checks.
+// CO sums of two pixels, rows ty and ty + TH/2 of one column (each weight read from
+// workgroup memory serves both). A source value is loaded from global memory once per tile,
+// not once per tap as in the implicit GEMM's im2col gather, and the taps need no bounds
+// checks.
 //   forward: src = x [N, Cin, H, W], dst = y, weights w[co][ci][tap], row offset pad;
 //   grad_x:  src = gy [N, Cout, Ho, Wo], dst = gx, weights w[ci][co][K−1−tap] (the flipped,
 //            transposed kernel), row offset (K−1)·dil − pad.
 
-const TH: u32 = 8u;
+const TH: u32 = 16u;
 const TW: u32 = 32u;
 const CI: u32 = 4u;
 const CO: u32 = 16u;
@@ -42,8 +44,8 @@ struct P {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;   // bound to wt without bias
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
-// (TH + 2) × (TW + 2) values per channel at most.
-var<workgroup> win: array<f32, 1360>;
+// CI channels of (TH + 2) × (TW + 2) values at most.
+var<workgroup> win: array<f32, 2448>;
 // [ci][tap][co / 4]: the weights of the staged channels, 4 output channels per vec4.
 var<workgroup> wts: array<vec4<f32>, 144>;
 
@@ -63,10 +65,16 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let aw = TW + (p.kw - 1u) * p.dil;
     let area = ah * aw;
     let kk = p.kh * p.kw;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    // Output channels 4q..4q+3 of the upper pixel (a) and of the lower one (b).
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
+    let lower = (TH / 2u) * aw;
     for (var c0 = 0u; c0 < p.cin; c0 += CI) {
         for (var i = lid; i < CI * area; i += 256u) {
             let c = c0 + i / area;
@@ -100,31 +108,46 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             for (var ky = 0u; ky < p.kh; ky++) {
                 let row = ci * area + (ty + ky * p.dil) * aw + tx;
                 for (var kx = 0u; kx < p.kw; kx++) {
-                    let xv = win[row + kx * p.dil];
+                    let xa = win[row + kx * p.dil];
+                    let xb = win[row + lower + kx * p.dil];
                     let wb = (ci * kk + ky * p.kw + kx) * 4u;
-                    acc0 += xv * wts[wb];
-                    acc1 += xv * wts[wb + 1u];
-                    acc2 += xv * wts[wb + 2u];
-                    acc3 += xv * wts[wb + 3u];
+                    let w0 = wts[wb];
+                    let w1 = wts[wb + 1u];
+                    let w2 = wts[wb + 2u];
+                    let w3 = wts[wb + 3u];
+                    a0 += xa * w0;
+                    a1 += xa * w1;
+                    a2 += xa * w2;
+                    a3 += xa * w3;
+                    b0 += xb * w0;
+                    b1 += xb * w1;
+                    b2 += xb * w2;
+                    b3 += xb * w3;
                 }
             }
         }
         workgroupBarrier();
     }
-    let oy = oy0 + ty;
     let ox = ox0 + tx;
-    if oy >= p.oh || ox >= p.ow { return; }
-    for (var j = 0u; j < CO; j++) {
-        let co = cg * CO + j;
-        if co >= p.cout { break; }
-        var v: f32;
-        switch j / 4u {
-            case 0u: { v = acc0[j % 4u]; }
-            case 1u: { v = acc1[j % 4u]; }
-            case 2u: { v = acc2[j % 4u]; }
-            default: { v = acc3[j % 4u]; }
+    for (var half = 0u; half < 2u; half++) {
+        let oy = oy0 + ty + half * (TH / 2u);
+        if oy >= p.oh || ox >= p.ow { return; }
+        for (var j = 0u; j < CO; j++) {
+            let co = cg * CO + j;
+            if co >= p.cout { break; }
+            var v: f32;
+            switch j / 4u + 4u * half {
+                case 0u: { v = a0[j % 4u]; }
+                case 1u: { v = a1[j % 4u]; }
+                case 2u: { v = a2[j % 4u]; }
+                case 3u: { v = a3[j % 4u]; }
+                case 4u: { v = b0[j % 4u]; }
+                case 5u: { v = b1[j % 4u]; }
+                case 6u: { v = b2[j % 4u]; }
+                default: { v = b3[j % 4u]; }
+            }
+            if p.has_bias == 1u { v += bias[co]; }
+            dst[((n * p.cout + co) * p.oh + oy) * p.ow + ox] = v;
         }
-        if p.has_bias == 1u { v += bias[co]; }
-        dst[((n * p.cout + co) * p.oh + oy) * p.ow + ox] = v;
     }
 }

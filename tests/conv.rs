@@ -197,12 +197,13 @@ const DEPTHWISE_CASES: &[(Case, bool)] = &[
 ];
 
 /// The windowed kernels (dense, stride 1, kernels reaching <= 3 pixels): tiles cut at the
-/// plane's edges (13×37 is 2 tiles of 8×32 down and across), Cin not a multiple of the 4
+/// plane's edges (19×37 is 2 tiles of 16×32 down and across, each thread's second row past
+/// the edge in the lower ones), Cin not a multiple of the 4
 /// staged channels, Cout over one group of 16 (17, 33), 1×1, 3×1, 2×2 with dilation 2,
 /// no padding, and padding past the kernel's reach (grad_x's window offset goes negative);
 /// grad_w runs on the GEMM.
 const WINDOW_CASES: &[Case] = &[
-    case(2, 5, (13, 37), 17, (3, 3), (1, 1, 1, 1), true),
+    case(2, 5, (19, 37), 17, (3, 3), (1, 1, 1, 1), true),
     case(1, 16, (9, 33), 16, (3, 3), (1, 0, 1, 1), false),
     case(3, 4, (8, 8), 33, (1, 1), (1, 0, 1, 1), true),
     case(1, 6, (10, 7), 3, (3, 1), (1, 1, 1, 1), true),

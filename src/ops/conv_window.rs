@@ -1,7 +1,7 @@
 //! Dense stride-1 convolutions with 3×3 or 1×1 kernels as windowed direct kernels
-//! (`shaders/conv_window.wgsl`): forward and grad_x. A workgroup stages an 8×32 output
+//! (`shaders/conv_window.wgsl`): forward and grad_x. A workgroup stages a 16×32 output
 //! tile's source window, 4 channels at a time, in workgroup memory, and each thread sums 16
-//! output channels of one pixel. `conv2d` offers them to autotuning beside the implicit GEMM
+//! output channels of two pixels. `conv2d` offers them to autotuning beside the implicit GEMM
 //! (`ConvAlgo::Window` forces them), which on a GPU spends much of its time gathering the
 //! im2col operand that these kernels read once per tile.
 
@@ -18,7 +18,7 @@ const CONV: Kernel = Kernel {
 
 /// The shader's tile (TH × TW outputs), channels staged per step (CI) and output channels
 /// per thread (CO); its workgroup arrays hold windows up to 2 taps wider than the tile.
-const TH: usize = 8;
+const TH: usize = 16;
 const TW: usize = 32;
 const CO: usize = 16;
 const MAX_SPAN: usize = 3;
