@@ -84,3 +84,41 @@ fn bench_reports_a_recomputed_step() {
         );
     }
 }
+
+/// `--autotune` through a whole recomputed LSK step (tuning also inside the checkpointed
+/// blocks' backward): every conv pass of the model is tuned, the choice is one of the timed
+/// candidates, and the JSON report lists them.
+#[test]
+fn bench_autotunes_every_conv_pass() {
+    use lskbb::bench::{run_bench, BenchConfig};
+    let gpu = lskbb::Gpu::new(&lskbb::AdapterChoice::default()).expect("a GPU adapter");
+    let cfg = BenchConfig {
+        image_size: 8,
+        batch: 2,
+        steps: 1,
+        warmup: 1,
+        profile_steps: 0,
+        channels: 1,
+        classes: 3,
+        recompute: true,
+        autotune: true,
+        ..BenchConfig::default()
+    };
+    let r = run_bench(&gpu, &cfg).unwrap();
+    for pass in ["forward", "grad_x", "grad_w"] {
+        assert!(
+            r.tuned
+                .iter()
+                .any(|t| t.key.starts_with(&format!("conv2d {pass}"))),
+            "no {pass} tuned: {:?}",
+            r.tuned
+        );
+    }
+    for t in &r.tuned {
+        assert!(
+            t.candidates.iter().any(|(name, _)| *name == t.chosen),
+            "{t:?}"
+        );
+    }
+    assert!(r.to_json().unwrap().contains("\"tuned\""));
+}
