@@ -162,8 +162,8 @@ pub struct TrainArgs {
     #[arg(long)]
     recompute: bool,
     /// Time each conv pass's candidate kernels on this GPU on first use and run the fastest
-    /// from then on (as cuDNN's benchmark mode): faster, but a run may then round differently
-    /// from another one, so a resumed run is no longer bit-for-bit an uninterrupted one.
+    /// from then on (as cuDNN's benchmark mode): faster, but two runs may round differently.
+    /// The checkpoint keeps the choices; --resume goes on with the same kernels.
     #[arg(long)]
     autotune: bool,
     /// Stop as Ctrl-C does after N steps (for time-boxed jobs).

@@ -14,6 +14,7 @@ use lskbb::reference::{dot, finite_diff_check, max_rel_err, Arr, Rng};
 use lskbb::tensor_file::TensorFile;
 use lskbb::{backward, AdapterChoice, Gpu, Tensor, Var};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Every output is an f32 sum of at most K·K·Cin/groups ≤ 196 products (forward, grad_x) or
 /// N·Ho·Wo ≤ 4620 products (grad_w, grad_b) of values ≤ 1 in magnitude; f32 rounding
@@ -367,6 +368,47 @@ fn autotuned_convolutions_tune_each_pass_once_and_match_reference() {
             assert_eq!(gpu.tuned_choices().len(), before + 3, "{what}");
         }
     }
+    // A second device with the first one's choices restored and autotuning off (a resumed
+    // run) times nothing and runs the same kernels: bit-identical results.
+    let again = Gpu::new(&AdapterChoice::default()).expect("a GPU adapter");
+    again.preset_tuning(gpu.tuning_state());
+    let c = case(2, 4, (9, 8), 6, (3, 3), (1, 1, 1, 1), true);
+    let p = params(&c);
+    let x = rng.arr(&[c.n, c.cin, c.h, c.w], 1.0);
+    let w = rng.arr(&[c.cout, c.cin, c.kh, c.kw], 0.5);
+    let gy = rng.arr(&[c.n, c.cout, c.h, c.w], 1.0);
+    let b = rng.arr(&[c.cout], 0.5);
+    let run = |g: &Arc<Gpu>| {
+        let t = |a: &Arr| Tensor::from_f32(g, &a.to_f32(), &a.shape).unwrap();
+        let y = conv2d_forward(&t(&x), &t(&w), Some(&t(&b)), p).unwrap();
+        let (gx, gw, gb) = conv2d_backward(&t(&x), &t(&w), true, &t(&gy), p).unwrap();
+        [y, gx, gw, gb.unwrap()].map(|t| t.to_f32().unwrap())
+    };
+    assert!(
+        run(&gpu) == run(&again),
+        "restored choices give other results"
+    );
+    assert!(
+        again.tuned_choices().is_empty(),
+        "nothing timed with choices restored"
+    );
+    // A restored name is run by position among the candidates, untimed; other keys get the
+    // default (autotuning is off here).
+    again.preset_tuning([("op k".to_string(), "b".to_string())].into());
+    let mut timed = 0;
+    let mut choose = |key: &str| {
+        again.choose(
+            || key.to_string(),
+            &["a", "b"],
+            |_| {
+                timed += 1;
+                Ok(())
+            },
+        )
+    };
+    assert_eq!(choose("op k").unwrap(), 1);
+    assert_eq!(choose("op other").unwrap(), 0);
+    assert_eq!(timed, 0);
     for t in gpu.tuned_choices() {
         assert!(t.candidates.len() >= 2, "{t:?}");
         assert!(

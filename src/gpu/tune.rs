@@ -1,11 +1,12 @@
 //! Kernel autotuning, as cuDNN's benchmark mode: where an op has several correct kernels, the
 //! first call with a new shape times each of them on this GPU and every later call runs the
 //! fastest. Off by default: the choice depends on timings, so two runs may pick different
-//! kernels and round differently (not bit-for-bit reproducible).
+//! kernels and round differently. A run saves its choices ([`Gpu::tuning_state`]) and a
+//! resumed one restores them ([`Gpu::preset_tuning`]), so it continues on the same kernels.
 
 use super::{lock, Gpu};
 use anyhow::Result;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 /// What autotuning has chosen so far.
@@ -14,6 +15,9 @@ pub struct Tuning {
     on: bool,
     /// Per key: the chosen candidate, and every candidate's name and measured time in ns.
     chosen: HashMap<String, (usize, Vec<(String, f64)>)>,
+    /// Choices restored from an earlier run (key to candidate name), used whenever their
+    /// key comes up, with autotuning on or off.
+    preset: HashMap<String, String>,
 }
 
 /// One autotuning decision, for reports.
@@ -31,7 +35,23 @@ impl Gpu {
         lock(&self.tuning).on = on;
     }
 
-    /// The choices made so far, by key.
+    /// Every choice made or restored so far, key to candidate name, for saving with a run.
+    pub fn tuning_state(&self) -> BTreeMap<String, String> {
+        let t = lock(&self.tuning);
+        let mut out: BTreeMap<String, String> = t.preset.clone().into_iter().collect();
+        for (key, (i, times)) in &t.chosen {
+            out.insert(key.clone(), times[*i].0.clone());
+        }
+        out
+    }
+
+    /// Restores choices saved by [`Gpu::tuning_state`]: their keys run the named candidate
+    /// from now on, without timing, whether autotuning is on or not.
+    pub fn preset_tuning(&self, choices: BTreeMap<String, String>) {
+        lock(&self.tuning).preset.extend(choices);
+    }
+
+    /// The choices timed so far, by key.
     pub fn tuned_choices(&self) -> Vec<TunedChoice> {
         let mut out: Vec<TunedChoice> = lock(&self.tuning)
             .chosen
@@ -47,8 +67,8 @@ impl Gpu {
     }
 
     /// Which of the candidates (by name) to run for `key` (the op and its shape): the one
-    /// chosen before, else with autotuning off the first (the op's own default), else the
-    /// fastest, each recorded by `run(i)` on the real inputs and timed here.
+    /// chosen or restored before, else with autotuning off the first (the op's own default),
+    /// else the fastest, each recorded by `run(i)` on the real inputs and timed here.
     pub fn choose(
         &self,
         key: impl FnOnce() -> String,
@@ -56,12 +76,26 @@ impl Gpu {
         mut run: impl FnMut(usize) -> Result<()>,
     ) -> Result<usize> {
         let n = names.len();
-        if n < 2 || !lock(&self.tuning).on {
-            return Ok(0);
-        }
+        let on = {
+            let t = lock(&self.tuning);
+            if n < 2 || (!t.on && t.preset.is_empty()) {
+                return Ok(0);
+            }
+            t.on
+        };
         let key = key();
-        if let Some((i, _)) = lock(&self.tuning).chosen.get(&key) {
-            return Ok(*i);
+        {
+            let t = lock(&self.tuning);
+            if let Some((i, _)) = t.chosen.get(&key) {
+                return Ok(*i);
+            }
+            let preset = t.preset.get(&key);
+            if let Some(i) = preset.and_then(|name| names.iter().position(|c| c == name)) {
+                return Ok(i);
+            }
+        }
+        if !on {
+            return Ok(0);
         }
         // Twice each, keeping the faster run: the first may pay for compiling the pipeline.
         let mut ns = Vec::with_capacity(n);

@@ -207,6 +207,13 @@ impl<'a> Run<'a> {
         let state = match resumed {
             Some((f, _, state)) => {
                 checkpoint::load_state_dict(&trainer.model.store, &f, "", true, &last)?;
+                // The kernels autotuning chose before the interruption, so that the run goes
+                // on rounding as it did.
+                if let Some(t) = f.metadata.get("tuning") {
+                    let choices = serde_json::from_str(t)
+                        .with_context(|| format!("{}: bad 'tuning' metadata", last.display()))?;
+                    gpu.preset_tuning(choices);
+                }
                 let opt_path = checkpoint::optim_path(&last);
                 let o = TensorFile::load(&opt_path)?;
                 trainer
@@ -432,6 +439,10 @@ impl<'a> Run<'a> {
         m.insert("run".into(), serde_json::to_string(&self.state)?);
         m.insert("classes".into(), serde_json::to_string(&self.ds.classes)?);
         m.insert("adapter".into(), self.gpu.describe());
+        let tuning = self.gpu.tuning_state();
+        if !tuning.is_empty() {
+            m.insert("tuning".into(), serde_json::to_string(&tuning)?);
+        }
         Ok(m)
     }
 
