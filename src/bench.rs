@@ -75,6 +75,9 @@ pub struct BenchReport {
     pub warmup: usize,
     pub steps: usize,
     pub ms_per_step: f64,
+    /// CPU time of the recording thread per step (autograd, kernel recording, submission),
+    /// where the OS reports it (Linux); the GPU runs a step while the next one is recorded.
+    pub host_ms_per_step: Option<f64>,
     /// Images through the network per second, counting each branch's image (2·B per step
     /// for the bilateral methods).
     pub images_per_s: f64,
@@ -132,6 +135,9 @@ impl fmt::Display for BenchReport {
             self.warmup
         )?;
         writeln!(f, "  {:<28} {:>12.2}", "ms/step", self.ms_per_step)?;
+        if let Some(host) = self.host_ms_per_step {
+            writeln!(f, "  {:<28} {:>12.2}", "  host CPU ms/step", host)?;
+        }
         writeln!(f, "  {:<28} {:>12.1}", "images/s", self.images_per_s)?;
         writeln!(
             f,
@@ -195,6 +201,16 @@ impl fmt::Display for BenchReport {
         }
         Ok(())
     }
+}
+
+/// CPU time this thread has run, in ns (Linux: /proc/thread-self/schedstat), or None.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Output side of a convolution along one axis.
@@ -360,9 +376,12 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         gpu.finish()
     };
     step(cfg.warmup)?;
-    let (t, trims) = (Instant::now(), gpu.trims());
+    let (t, trims, cpu) = (Instant::now(), gpu.trims(), thread_cpu_ns());
     step(cfg.steps)?;
     let ms_per_step = t.elapsed().as_secs_f64() * 1e3 / cfg.steps as f64;
+    let host_ms_per_step = cpu
+        .zip(thread_cpu_ns())
+        .map(|(a, b)| (b - a) as f64 / 1e6 / cfg.steps as f64);
     let pool_trims_per_step = (gpu.trims() - trims) as f64 / cfg.steps as f64;
     let (_, peak) = gpu.memory();
     let (_, peak_live) = gpu.memory_in_use();
@@ -399,6 +418,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         warmup: cfg.warmup,
         steps: cfg.steps,
         ms_per_step,
+        host_ms_per_step,
         images_per_s: images as f64 * 1e3 / ms_per_step,
         peak_mem_bytes: peak,
         peak_mem_gb: peak as f64 / 1e9,

@@ -77,6 +77,7 @@ fn bench_reports_a_recomputed_step() {
         "peak_mem_gb",
         "peak_live_gb",
         "pool_trims_per_step",
+        "host_ms_per_step",
     ] {
         assert!(
             json.contains(&format!("\"{key}\"")),
