@@ -409,6 +409,26 @@ fn autotuned_convolutions_tune_each_pass_once_and_match_reference() {
     assert_eq!(choose("op k").unwrap(), 1);
     assert_eq!(choose("op other").unwrap(), 0);
     assert_eq!(timed, 0);
+    // Every grad_w candidate, forced through a restored choice, against the reference (the
+    // split-K variants differ only in how K is cut).
+    let (s, pd, d, gr) = (c.stride, c.padding, c.dilation, c.groups);
+    let (_, ww, wb) = rconv::conv2d_backward(&x, &w, &gy, s, pd, d, gr);
+    let key = format!("conv2d grad_w+b x [2, 4, 9, 8] w [6, 4, 3, 3] {p:?}");
+    assert!(
+        gpu.tuned_choices().iter().any(|t| t.key == key),
+        "no key {key}"
+    );
+    for name in ["gemm", "direct", "gemm-splits-512", "gemm-splits-8192"] {
+        let forced = Gpu::new(&AdapterChoice::default()).expect("a GPU adapter");
+        forced.preset_tuning([(key.clone(), name.to_string())].into());
+        let t = |a: &Arr| Tensor::from_f32(&forced, &a.to_f32(), &a.shape).unwrap();
+        let (_, gw, gb) = conv2d_backward(&t(&x), &t(&w), true, &t(&gy), p).unwrap();
+        for (what, got, want) in [("grad_w", gw, &ww), ("grad_b", gb.unwrap(), &wb)] {
+            let err = max_rel_err(&got.to_f32().unwrap(), want);
+            assert!(err <= TOL, "{name} {what}: {err:e}");
+        }
+        assert_eq!(forced.tuning_state().get(&key), Some(&name.to_string()));
+    }
     for t in gpu.tuned_choices() {
         assert!(t.candidates.len() >= 2, "{t:?}");
         assert!(

@@ -273,6 +273,9 @@ const BK: usize = 8;
 /// grad_w split-K: aim for this many workgroups (several waves on a large GPU), with at
 /// least MIN_CHUNK values of K each and at most SCRATCH partial sums in all.
 const TARGET_GROUPS: usize = 2048;
+/// The other split-K workgroup targets that autotuning tries for grad_w: fewer, longer splits
+/// (less scratch to merge) and more, shorter ones (more parallel work for a big GPU).
+const TUNED_TARGET_GROUPS: [usize; 2] = [512, 8192];
 const MIN_CHUNK: usize = 256;
 const SCRATCH: usize = 1 << 23;
 /// Direct grad_w kernels (grouped, depthwise): workgroups to aim for and the least N·Ho·Wo
@@ -303,6 +306,8 @@ const GRAD_W_GEMM_MIN: (usize, usize) = (8, 32);
 enum Path {
     Direct,
     Gemm,
+    /// grad_w's GEMM aiming at this many split-K workgroups instead of TARGET_GROUPS.
+    GemmSplit(usize),
     Depthwise(Depthwise),
     Window(WindowConv),
 }
@@ -348,14 +353,13 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
             let gemm_w = g.cout >= GRAD_W_GEMM_MIN.0 && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN.1;
             let mut x = vec![Path::Gemm, Path::Direct];
             x.extend(window(g, p).map(Path::Window));
-            Ok(Kernels {
-                x,
-                w: if gemm_w {
-                    vec![Path::Gemm, Path::Direct]
-                } else {
-                    vec![Path::Direct, Path::Gemm]
-                },
-            })
+            let mut w = if gemm_w {
+                vec![Path::Gemm, Path::Direct]
+            } else {
+                vec![Path::Direct, Path::Gemm]
+            };
+            w.extend(TUNED_TARGET_GROUPS.map(Path::GemmSplit));
+            Ok(Kernels { x, w })
         }
         ConvAlgo::Direct => Ok(one(Path::Direct)),
         ConvAlgo::Gemm if dense => Ok(one(Path::Gemm)),
@@ -396,6 +400,9 @@ impl Path {
         match self {
             Path::Direct => "direct",
             Path::Gemm => "gemm",
+            Path::GemmSplit(512) => "gemm-splits-512",
+            Path::GemmSplit(8192) => "gemm-splits-8192",
+            Path::GemmSplit(_) => "gemm-splits",
             Path::Depthwise(_) => "depthwise-tiled",
             Path::Window(_) => "window",
         }
@@ -543,11 +550,11 @@ fn forward(
     match path {
         Path::Depthwise(dw) => return dw.forward(x, w, b),
         Path::Window(wc) => return wc.forward(x, w, b),
-        Path::Gemm | Path::Direct => {}
+        Path::Gemm | Path::GemmSplit(_) | Path::Direct => {}
     }
     let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
     let reads = [x.buf(), w.buf(), b.unwrap_or(w).buf()];
-    if let Path::Gemm = path {
+    if let Path::Gemm | Path::GemmSplit(_) = path {
         let (gm, gn, gk) = (g.n * g.ho * g.wo, g.cout, g.cin * g.kh * g.kw);
         let (bm, bn) = tile_shape(gn);
         let total = gm.div_ceil(bm) * gn.div_ceil(bn);
@@ -623,7 +630,7 @@ fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor, path: Path) ->
     match path {
         Path::Depthwise(dw) => return dw.grad_x(w, gy),
         Path::Window(wc) => return wc.grad_x(w, gy),
-        Path::Gemm | Path::Direct => {}
+        Path::Gemm | Path::GemmSplit(_) | Path::Direct => {}
     }
     let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
     let reads = [gy.buf(), w.buf()];
@@ -682,7 +689,8 @@ fn grad_wb(
     match path {
         Path::Depthwise(dw) => dw.grad_wb(x, gy, bias),
         // The windowed kernels have no grad_w of their own.
-        Path::Gemm | Path::Window(_) => grad_wb_gemm(g, p, x, gy, bias),
+        Path::Gemm | Path::Window(_) => grad_wb_gemm(g, p, x, gy, bias, TARGET_GROUPS),
+        Path::GemmSplit(target) => grad_wb_gemm(g, p, x, gy, bias, target),
         Path::Direct => Ok((
             grad_w_direct(g, p, x, gy)?,
             bias.then(|| grad_b(g, gy)).transpose()?,
@@ -690,13 +698,15 @@ fn grad_wb(
     }
 }
 
-/// The implicit-GEMM grad_w (split-K, then grad_w_reduce), with the bias as one more column.
+/// The implicit-GEMM grad_w (split-K into about `target` workgroups, then grad_w_reduce),
+/// with the bias as one more column.
 fn grad_wb_gemm(
     g: &Geometry,
     p: Conv2dParams,
     x: &Tensor,
     gy: &Tensor,
     bias: bool,
+    target: usize,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let gw = Tensor::empty(gy.gpu(), &[g.cout, g.cin, g.kh, g.kw], DType::F32)?;
     let gb = bias
@@ -712,7 +722,7 @@ fn grad_wb_gemm(
         .div_ceil(cols.div_ceil(TILE_AREA / bm))
         .next_multiple_of(4);
     let tiles = gm.div_ceil(bm) * cols.div_ceil(bn);
-    let splits = TARGET_GROUPS
+    let splits = target
         .div_ceil(tiles)
         .min(gk.div_ceil(MIN_CHUNK))
         .min(SCRATCH / (gm * cols))
