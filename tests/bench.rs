@@ -51,20 +51,9 @@ fn resnet32_step_flops() {
 /// that the pool's figures are this step's.
 #[test]
 fn bench_reports_a_recomputed_step() {
-    use lskbb::bench::{run_bench, BenchConfig};
+    use lskbb::bench::run_bench;
     let gpu = lskbb::Gpu::new(&lskbb::AdapterChoice::default()).expect("a GPU adapter");
-    let cfg = BenchConfig {
-        image_size: 8,
-        batch: 2,
-        steps: 1,
-        warmup: 1,
-        profile_steps: 0,
-        channels: 1,
-        classes: 3,
-        recompute: true,
-        ..BenchConfig::default()
-    };
-    let r = run_bench(&gpu, &cfg).unwrap();
+    let r = run_bench(&gpu, &tiny_recomputed_step()).unwrap();
     assert!(r.ms_per_step > 0.0 && r.images_per_s > 0.0, "{r:?}");
     assert!(
         r.peak_live_gb > 0.0 && r.peak_live_gb <= r.peak_mem_gb,
@@ -94,16 +83,8 @@ fn bench_autotunes_every_conv_pass() {
     use lskbb::bench::{run_bench, BenchConfig};
     let gpu = lskbb::Gpu::new(&lskbb::AdapterChoice::default()).expect("a GPU adapter");
     let cfg = BenchConfig {
-        image_size: 8,
-        batch: 2,
-        steps: 1,
-        warmup: 1,
-        profile_steps: 0,
-        channels: 1,
-        classes: 3,
-        recompute: true,
         autotune: true,
-        ..BenchConfig::default()
+        ..tiny_recomputed_step()
     };
     let r = run_bench(&gpu, &cfg).unwrap();
     for pass in ["forward", "grad_x", "grad_w"] {
@@ -122,4 +103,19 @@ fn bench_autotunes_every_conv_pass() {
         );
     }
     assert!(r.to_json().unwrap().contains("\"tuned\""));
+}
+
+/// One timed step of the LSK model at 8×8, batch 2, with recomputation.
+fn tiny_recomputed_step() -> lskbb::bench::BenchConfig {
+    lskbb::bench::BenchConfig {
+        image_size: 8,
+        batch: 2,
+        steps: 1,
+        warmup: 1,
+        profile_steps: 0,
+        channels: 1,
+        classes: 3,
+        recompute: true,
+        ..lskbb::bench::BenchConfig::default()
+    }
 }

@@ -76,6 +76,18 @@ pub struct BnMode {
     pub groups: usize,
 }
 
+impl BnMode {
+    /// One batch (no stacking).
+    pub fn single(training: bool, momentum: f32, eps: f32) -> BnMode {
+        BnMode {
+            training,
+            momentum,
+            eps,
+            groups: 1,
+        }
+    }
+}
+
 /// Validates the inputs; returns the parameter block (mode and chunking filled in).
 /// `channel_vecs` must be [C]; `stat_vecs` (the batch statistics) one value per statistic.
 fn params(
@@ -184,13 +196,14 @@ pub fn batch_norm_forward(
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let stats = [running_mean, running_var];
-    let mode = BnMode {
-        training,
-        momentum,
-        eps,
-        groups: 1,
-    };
-    forward(x, gamma, beta, stats, mode, false)
+    forward(
+        x,
+        gamma,
+        beta,
+        stats,
+        BnMode::single(training, momentum, eps),
+        false,
+    )
 }
 
 fn forward(
@@ -241,13 +254,14 @@ pub fn batch_norm_backward(
     training: bool,
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let mode = BnMode {
-        training,
-        momentum: 0.0,
-        eps,
-        groups: 1,
-    };
-    backward(x, gamma, [mean, var], gy, None, mode)
+    backward(
+        x,
+        gamma,
+        [mean, var],
+        gy,
+        None,
+        BnMode::single(training, 0.0, eps),
+    )
 }
 
 /// grad_sums (per statistic and chunk), grad_merge (ggamma, gbeta and the coefficients of
@@ -330,13 +344,14 @@ pub fn batch_norm(
     eps: f32,
 ) -> Result<Var> {
     let stats = [running_mean, running_var];
-    let mode = BnMode {
-        training,
-        momentum,
-        eps,
-        groups: 1,
-    };
-    batch_norm_with(x, gamma, beta, stats, mode, false)
+    batch_norm_with(
+        x,
+        gamma,
+        beta,
+        stats,
+        BnMode::single(training, momentum, eps),
+        false,
+    )
 }
 
 /// [`batch_norm`] with `running` = [running_mean, running_var] and stacked batches (see

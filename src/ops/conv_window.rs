@@ -139,14 +139,7 @@ impl WindowConv {
                 (self.pad as i32, self.pad as i32),
             )
         };
-        x.gpu().dispatch(
-            &CONV,
-            bytemuck::bytes_of(&pr),
-            &[x.buf(), w.buf(), b.unwrap_or(w).buf()],
-            &[y.buf()],
-            groups(pr.workgroups as usize),
-        )?;
-        Ok(y)
+        run(&pr, x, w, b, y)
     }
 
     /// gx: the convolution of gy with the transposed kernel flipped, offset by
@@ -162,13 +155,18 @@ impl WindowConv {
                 (offset(self.kh), offset(self.kw)),
             )
         };
-        gy.gpu().dispatch(
-            &CONV,
-            bytemuck::bytes_of(&pr),
-            &[gy.buf(), w.buf(), w.buf()],
-            &[gx.buf()],
-            groups(pr.workgroups as usize),
-        )?;
-        Ok(gx)
+        run(&pr, gy, w, None, gx)
     }
+}
+
+/// One dispatch of the kernel from `src` into `dst` (bias bound to w when there is none).
+fn run(pr: &Params, src: &Tensor, w: &Tensor, b: Option<&Tensor>, dst: Tensor) -> Result<Tensor> {
+    src.gpu().dispatch(
+        &CONV,
+        bytemuck::bytes_of(pr),
+        &[src.buf(), w.buf(), b.unwrap_or(w).buf()],
+        &[dst.buf()],
+        groups(pr.workgroups as usize),
+    )?;
+    Ok(dst)
 }
