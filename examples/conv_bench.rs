@@ -3,7 +3,7 @@
 //! prints ms old (ConvAlgo::Direct) / new (ConvAlgo::Auto: GEMM when dense, tiled when
 //! depthwise), the old/new ratio and the new kernels' GFLOP/s. Dense stride-1 layers with
 //! 3×3 or 1×1 kernels also get a line for the windowed kernels (ConvAlgo::Window): forward
-//! and grad_x in ms, their speed-up over Auto, and GFLOP/s.
+//! and grad_x (and grad_w for 3×3) in ms, their speed-up over Auto, and GFLOP/s.
 //!
 //! `cargo run --release --example conv_bench` uses small shapes (lavapipe, a few seconds);
 //! `-- full` the model's training shapes (batch 32, 224 down to 56) for a real GPU.
@@ -116,10 +116,10 @@ fn main() -> Result<()> {
         println!("{line}");
         if groups == 1 && stride == 1 && (k - 1) * dilation < 3 {
             let mut line = format!("{:<24}", "  window");
-            for (f, base) in [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx]
-                .iter()
-                .zip(&auto)
-            {
+            // grad_w has a windowed kernel for 3×3 only (ConvAlgo::Window runs GEMM else).
+            let passes = if k == 3 && dilation == 1 { 3 } else { 2 };
+            let all = [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx, &gw];
+            for (f, base) in all.iter().zip(&auto).take(passes) {
                 let t = f(ConvAlgo::Window)?;
                 line += &format!(
                     " {:>15.3} {:>4.2}x {:>6.1}",

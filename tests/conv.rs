@@ -202,7 +202,7 @@ const DEPTHWISE_CASES: &[(Case, bool)] = &[
 /// the edge in the lower ones), Cin not a multiple of the 4
 /// staged channels, Cout over one group of 16 (17, 33), 1×1, 3×1, 2×2 with dilation 2,
 /// no padding, and padding past the kernel's reach (grad_x's window offset goes negative);
-/// grad_w runs on the GEMM.
+/// grad_w runs on the windowed kernel for 3×3 and on the GEMM otherwise.
 const WINDOW_CASES: &[Case] = &[
     case(2, 5, (19, 37), 17, (3, 3), (1, 1, 1, 1), true),
     case(1, 16, (9, 33), 16, (3, 3), (1, 0, 1, 1), false),
@@ -218,6 +218,10 @@ fn window_kernels_match_reference_and_refuse_wide_kernels() {
     for c in WINDOW_CASES {
         check_case(&mut rng, c, ConvAlgo::Window, TOL);
     }
+    // grad_w with several (image, tile) pairs per workgroup: 65 channels each way make 5×17
+    // channel groups, so 45 pairs go 2 to a chunk; sums of 4800 terms, as GEMM_TOL.
+    let many = case(3, 65, (40, 40), 65, (3, 3), (1, 1, 1, 1), false);
+    check_case(&mut rng, &many, ConvAlgo::Window, GEMM_TOL);
     let g = gpu();
     let z = |shape: &[usize]| Tensor::zeros(&g, shape).unwrap();
     let p = Conv2dParams {

@@ -145,8 +145,9 @@ pub enum ConvAlgo {
     Direct,
     /// The tiled implicit-GEMM kernels; only for groups == 1.
     Gemm,
-    /// The windowed direct kernels (`ops::conv_window`) for forward and grad_x, GEMM for
-    /// grad_w; only for groups == 1, stride 1 and kernels reaching at most 3 pixels.
+    /// The windowed direct kernels (`ops::conv_window`) for forward and grad_x, and for
+    /// grad_w of 3×3 kernels (GEMM for the others); only for groups == 1, stride 1 and
+    /// kernels reaching at most 3 pixels.
     Window,
 }
 
@@ -359,6 +360,11 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
                 vec![Path::Direct, Path::Gemm]
             };
             w.extend(TUNED_TARGET_GROUPS.map(Path::GemmSplit));
+            w.extend(
+                window(g, p)
+                    .filter(WindowConv::has_grad_w)
+                    .map(Path::Window),
+            );
             Ok(Kernels { x, w })
         }
         ConvAlgo::Direct => Ok(one(Path::Direct)),
@@ -367,7 +373,11 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
         ConvAlgo::Window => match window(g, p) {
             Some(wc) => Ok(Kernels {
                 x: vec![Path::Window(wc)],
-                w: vec![Path::Gemm],
+                w: vec![if wc.has_grad_w() {
+                    Path::Window(wc)
+                } else {
+                    Path::Gemm
+                }],
             }),
             None => bail!(
                 "conv2d: the windowed kernels need groups == 1, stride 1 and a kernel \
@@ -688,7 +698,10 @@ fn grad_wb(
 ) -> Result<(Tensor, Option<Tensor>)> {
     match path {
         Path::Depthwise(dw) => dw.grad_wb(x, gy, bias),
-        // The windowed kernels have no grad_w of their own.
+        Path::Window(wc) if wc.has_grad_w() => {
+            Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?))
+        }
+        // The windowed kernels have no grad_w of their own for other kernel sizes.
         Path::Gemm | Path::Window(_) => grad_wb_gemm(g, p, x, gy, bias, TARGET_GROUPS),
         Path::GemmSplit(target) => grad_wb_gemm(g, p, x, gy, bias, target),
         Path::Direct => Ok((

@@ -1,10 +1,12 @@
 //! Dense stride-1 convolutions with 3×3 or 1×1 kernels as windowed direct kernels
-//! (`shaders/conv_window.wgsl`): forward and grad_x. A workgroup stages a 16×32 output
-//! tile's source window, 4 channels at a time, in workgroup memory, and each thread sums 16
-//! output channels of two pixels. `conv2d` offers them to autotuning beside the implicit GEMM
+//! (`shaders/conv_window.wgsl`): forward and grad_x, and grad_w of 3×3 kernels. A workgroup
+//! stages a 16×32 output tile's source window, 4 channels at a time, in workgroup memory,
+//! and each thread sums 16 output channels of two pixels; grad_w stages 8×16 tiles of gy and
+//! x and sums over chunks of them. `conv2d` offers them to autotuning beside the implicit GEMM
 //! (`ConvAlgo::Window` forces them), which on a GPU spends much of its time gathering the
 //! im2col operand that these kernels read once per tile.
 
+use super::reduce::sum_to;
 use crate::gpu::{groups, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::Result;
@@ -15,6 +17,18 @@ const CONV: Kernel = Kernel {
     source: SRC,
     entry: "conv",
 };
+const GRAD_W: Kernel = Kernel {
+    name: "conv_window",
+    source: SRC,
+    entry: "grad_w",
+};
+/// grad_w's tile (GH × GWD outputs) and the workgroups it aims at; its chunks' partial sums
+/// stay under 32 MiB.
+const GH: usize = 8;
+const GWD: usize = 16;
+const CI: usize = 4;
+const GRAD_W_GROUPS: usize = 2048;
+const SCRATCH: usize = 1 << 23;
 
 /// The shader's tile (TH × TW outputs), channels staged per step (CI) and output channels
 /// per thread (CO); its workgroup arrays hold windows up to 2 taps wider than the tile.
@@ -45,7 +59,10 @@ struct Params {
     flip: u32,
     has_bias: u32,
     wcin: u32,
+    cigroups: u32,
+    chunk: u32,
     pad0: u32,
+    pad1: u32,
 }
 
 /// A planned convolution of x [N, Cin, H, W] by w [Cout, Cin, KH, KW] at stride 1 with
@@ -156,6 +173,58 @@ impl WindowConv {
             )
         };
         run(&pr, gy, w, None, gx)
+    }
+
+    /// Whether [`WindowConv::grad_w`] applies: 3×3 kernels without dilation.
+    pub fn has_grad_w(&self) -> bool {
+        (self.kh, self.kw, self.dil) == (3, 3, 1)
+    }
+
+    /// gw [Cout, Cin, 3, 3]: each workgroup sums a chunk of (image, tile) pairs into
+    /// partial sums [chunks, Cout, Cin, 3, 3], then one reduction over the chunks.
+    pub fn grad_w(&self, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
+        let u = |v: usize| v as u32;
+        let (tiles_x, numel) = (self.wo.div_ceil(GWD), self.cout * self.cin * 9);
+        let tiles = tiles_x * self.ho.div_ceil(GH);
+        let (cgroups, cigroups) = (self.cout.div_ceil(CO), self.cin.div_ceil(CI));
+        let pairs = self.n * tiles;
+        let chunks = GRAD_W_GROUPS
+            .div_ceil(cgroups * cigroups)
+            .min(pairs)
+            .min(SCRATCH / numel)
+            .max(1);
+        let chunk = pairs.div_ceil(chunks);
+        let chunks = pairs.div_ceil(chunk);
+        let partial = Tensor::empty(x.gpu(), &[chunks, numel], DType::F32)?;
+        let pr = Params {
+            n: u(self.n),
+            cin: u(self.cin),
+            h: u(self.h),
+            w: u(self.w),
+            cout: u(self.cout),
+            oh: u(self.ho),
+            ow: u(self.wo),
+            kh: 3,
+            kw: 3,
+            dil: 1,
+            pad_y: self.pad as i32,
+            pad_x: self.pad as i32,
+            tiles_x: u(tiles_x),
+            tiles: u(tiles),
+            cgroups: u(cgroups),
+            cigroups: u(cigroups),
+            chunk: u(chunk),
+            workgroups: u(chunks * cgroups * cigroups),
+            ..Default::default()
+        };
+        x.gpu().dispatch(
+            &GRAD_W,
+            bytemuck::bytes_of(&pr),
+            &[x.buf(), gy.buf()],
+            &[partial.buf()],
+            groups(pr.workgroups as usize),
+        )?;
+        sum_to(&partial, &[1, numel])?.reshape(&[self.cout, self.cin, 3, 3])
     }
 }
 
