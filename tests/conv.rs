@@ -434,7 +434,7 @@ fn autotuned_convolutions_tune_each_pass_once_and_match_reference() {
         gpu.tuned_choices().iter().any(|t| t.key == key),
         "no key {key}"
     );
-    for name in ["gemm", "direct", "gemm-splits-512", "gemm-splits-8192"] {
+    for name in ["gemm", "direct", "gemm-splits-512", "gemm-splits-8192", "window"] {
         let forced = Gpu::new(&AdapterChoice::default()).expect("a GPU adapter");
         forced.preset_tuning([(key.clone(), name.to_string())].into());
         let t = |a: &Arr| Tensor::from_f32(&forced, &a.to_f32(), &a.shape).unwrap();
