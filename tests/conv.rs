@@ -434,7 +434,13 @@ fn autotuned_convolutions_tune_each_pass_once_and_match_reference() {
         gpu.tuned_choices().iter().any(|t| t.key == key),
         "no key {key}"
     );
-    for name in ["gemm", "direct", "gemm-splits-512", "gemm-splits-8192", "window"] {
+    for name in [
+        "gemm",
+        "direct",
+        "gemm-splits-512",
+        "gemm-splits-8192",
+        "window",
+    ] {
         let forced = Gpu::new(&AdapterChoice::default()).expect("a GPU adapter");
         forced.preset_tuning([(key.clone(), name.to_string())].into());
         let t = |a: &Arr| Tensor::from_f32(&forced, &a.to_f32(), &a.shape).unwrap();
@@ -455,7 +461,12 @@ fn autotuned_convolutions_tune_each_pass_once_and_match_reference() {
             t.candidates.iter().any(|(name, _)| *name == t.chosen),
             "{t:?}"
         );
-        assert!(t.candidates.iter().all(|&(_, ms)| ms > 0.0), "{t:?}");
+        assert!(
+            t.candidates
+                .iter()
+                .all(|&(_, ms)| ms.is_finite() && ms >= 0.0),
+            "{t:?}"
+        );
     }
 }
 
