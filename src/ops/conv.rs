@@ -37,6 +37,7 @@
 use super::conv_window::WindowConv;
 use super::depthwise::Depthwise;
 use super::reduce::sum_to;
+use super::SCRATCH;
 use crate::autograd::Var;
 use crate::gpu::{grid, groups, Kernel, WG};
 use crate::tensor::{nchw, DType, Tensor};
@@ -278,7 +279,6 @@ const TARGET_GROUPS: usize = 2048;
 /// (less scratch to merge) and more, shorter ones (more parallel work for a big GPU).
 const TUNED_TARGET_GROUPS: [usize; 2] = [512, 8192];
 const MIN_CHUNK: usize = 256;
-const SCRATCH: usize = 1 << 23;
 /// Direct grad_w kernels (grouped, depthwise): workgroups to aim for and the least N·Ho·Wo
 /// values per workgroup.
 const DIRECT_GROUPS: usize = 4096;

@@ -7,6 +7,7 @@
 //! im2col operand that these kernels read once per tile.
 
 use super::reduce::sum_to;
+use super::SCRATCH;
 use crate::gpu::{groups, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::Result;
@@ -22,20 +23,17 @@ const GRAD_W: Kernel = Kernel {
     source: SRC,
     entry: "grad_w",
 };
-/// grad_w's tile (GH × GWD outputs) and the workgroups it aims at; its chunks' partial sums
-/// stay under 32 MiB.
-const GH: usize = 8;
-const GWD: usize = 16;
-const CI: usize = 4;
-const GRAD_W_GROUPS: usize = 2048;
-const SCRATCH: usize = 1 << 23;
-
 /// The shader's tile (TH × TW outputs), channels staged per step (CI) and output channels
 /// per thread (CO); its workgroup arrays hold windows up to 2 taps wider than the tile.
 const TH: usize = 16;
 const TW: usize = 32;
+const CI: usize = 4;
 const CO: usize = 16;
 const MAX_SPAN: usize = 3;
+/// grad_w's tile (GH × GWD outputs) and the workgroups it aims at.
+const GH: usize = 8;
+const GWD: usize = 16;
+const GRAD_W_GROUPS: usize = 2048;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]

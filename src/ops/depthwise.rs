@@ -5,6 +5,7 @@
 //! otherwise; `examples/conv_bench.rs` times the two against each other.
 
 use super::reduce::sum_to;
+use super::SCRATCH;
 use crate::gpu::{groups, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::Result;
@@ -29,8 +30,6 @@ const THREADS: usize = 256;
 /// Outputs per tile: at most 32 wide, and 1024 in all (4 per thread).
 const TILE_W: usize = 32;
 const MAX_OUTS: usize = 1024;
-/// grad_w's partial sums [C·KH·KW (+ bias rows), N·tiles] stay under 32 MiB.
-const SCRATCH: usize = 1 << 23;
 /// Rows of grad_w's partial sums that the bias rows' start is rounded to, enough for any
 /// adapter's view alignment (at most 256 bytes).
 const ALIGN_ROWS: usize = 64;

@@ -18,3 +18,7 @@ pub mod reduce;
 pub mod select;
 pub mod sgd;
 pub mod softmax;
+
+/// The most f32 partial sums one split reduction keeps in scratch (32 MiB): the split-K and
+/// chunked weight gradients of `conv`, `depthwise` and `conv_window` size their splits by it.
+pub(crate) const SCRATCH: usize = 1 << 23;
