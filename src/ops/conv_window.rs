@@ -194,26 +194,19 @@ impl WindowConv {
         let chunk = pairs.div_ceil(chunks);
         let chunks = pairs.div_ceil(chunk);
         let partial = Tensor::empty(x.gpu(), &[chunks, numel], DType::F32)?;
+        // The forward's geometry, with grad_w's tiles, channel groups and chunks.
+        let pad = self.pad as i32;
         let pr = Params {
-            n: u(self.n),
-            cin: u(self.cin),
-            h: u(self.h),
-            w: u(self.w),
-            cout: u(self.cout),
-            oh: u(self.ho),
-            ow: u(self.wo),
-            kh: 3,
-            kw: 3,
-            dil: 1,
-            pad_y: self.pad as i32,
-            pad_x: self.pad as i32,
             tiles_x: u(tiles_x),
             tiles: u(tiles),
-            cgroups: u(cgroups),
             cigroups: u(cigroups),
             chunk: u(chunk),
             workgroups: u(chunks * cgroups * cigroups),
-            ..Default::default()
+            ..self.params(
+                (self.cin, (self.h, self.w)),
+                (self.cout, (self.ho, self.wo)),
+                (pad, pad),
+            )
         };
         x.gpu().dispatch(
             &GRAD_W,
