@@ -698,11 +698,8 @@ fn grad_wb(
 ) -> Result<(Tensor, Option<Tensor>)> {
     match path {
         Path::Depthwise(dw) => dw.grad_wb(x, gy, bias),
-        Path::Window(wc) if wc.has_grad_w() => {
-            Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?))
-        }
-        // The windowed kernels have no grad_w of their own for other kernel sizes.
-        Path::Gemm | Path::Window(_) => grad_wb_gemm(g, p, x, gy, bias, TARGET_GROUPS),
+        Path::Window(wc) => Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?)),
+        Path::Gemm => grad_wb_gemm(g, p, x, gy, bias, TARGET_GROUPS),
         Path::GemmSplit(target) => grad_wb_gemm(g, p, x, gy, bias, target),
         Path::Direct => Ok((
             grad_w_direct(g, p, x, gy)?,

@@ -10,7 +10,7 @@ use super::reduce::sum_to;
 use super::SCRATCH;
 use crate::gpu::{groups, Kernel};
 use crate::tensor::{DType, Tensor};
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 const SRC: &str = include_str!("../../shaders/conv_window.wgsl");
 const CONV: Kernel = Kernel {
@@ -181,6 +181,15 @@ impl WindowConv {
     /// gw [Cout, Cin, 3, 3]: each workgroup sums a chunk of (image, tile) pairs into
     /// partial sums [chunks, Cout, Cin, 3, 3], then one reduction over the chunks.
     pub fn grad_w(&self, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
+        if !self.has_grad_w() {
+            bail!(
+                "conv2d: the windowed grad_w takes 3x3 kernels without dilation, got {}x{} \
+                 with dilation {}",
+                self.kh,
+                self.kw,
+                self.dil
+            );
+        }
         let u = |v: usize| v as u32;
         let (tiles_x, numel) = (self.wo.div_ceil(GWD), self.cout * self.cin * 9);
         let tiles = tiles_x * self.ho.div_ceil(GH);
