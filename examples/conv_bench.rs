@@ -98,7 +98,11 @@ fn main() -> Result<()> {
         let gy = fill(y.shape(), 3)?;
         let flops = 2.0 * (y.shape().iter().product::<usize>() * cin / groups * k * k) as f64;
         let fwd = |algo| time(&gpu, reps, || conv2d_forward_with(&x, &w, None, p, algo));
-        let gx = |algo| time(&gpu, reps, || conv2d_grad_x_with(&x, &w, &gy, p, algo));
+        let gx = |algo| {
+            time(&gpu, reps, || {
+                conv2d_grad_x_with(&x, &w, &gy, None, p, algo)
+            })
+        };
         let gw = |algo| time(&gpu, reps, || conv2d_grad_w_with(&x, &w, &gy, p, algo));
         let mut line = format!("{n},{cin},{hw},{cout},{k},{stride},{padding},{dilation},{groups}");
         let mut auto = Vec::new();

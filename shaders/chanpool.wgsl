@@ -1,13 +1,18 @@
 // LSK spatial selection pooling: y[:, 0] = mean and y[:, 1] = max over the channels of
 // cat(a, b) along channels, [N, Ca + Cb, H, W] -> [N, 2, H, W], without building the
 // concatenation (Cb = 0: over a alone). First maximum on ties, as PyTorch. One thread per
-// pixel.
+// pixel. The backward adds ga_in and gb_in (what a and b got from their other consumers, the
+// LSK selection) to ga and gb when asked, in the same store.
 
 struct P {
     n: u32,     // N*H*W
     ca: u32,
     cb: u32,
     hw: u32,
+    add_a: u32, // backward: add ga_in to ga (else ga_in is bound to a and not read)
+    add_b: u32, // and gb_in to gb
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -15,8 +20,10 @@ struct P {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> ga: array<f32>;
-@group(0) @binding(5) var<storage, read_write> gb: array<f32>;
+@group(0) @binding(4) var<storage, read> ga_in: array<f32>;
+@group(0) @binding(5) var<storage, read> gb_in: array<f32>;
+@group(0) @binding(6) var<storage, read_write> ga: array<f32>;
+@group(0) @binding(7) var<storage, read_write> gb: array<f32>;
 
 // Channel k of cat(a, b) at pixel s of sample ni.
 fn at(ni: u32, k: u32, s: u32) -> f32 {
@@ -64,9 +71,15 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let gm = dy[2u * ni * p.hw + s] / f32(c);
     let gmax = dy[(2u * ni + 1u) * p.hw + s];
     for (var k = 0u; k < p.ca; k++) {
-        ga[(ni * p.ca + k) * p.hw + s] = select(gm, gm + gmax, k == arg);
+        let at = (ni * p.ca + k) * p.hw + s;
+        var g = select(gm, gm + gmax, k == arg);
+        if p.add_a == 1u { g += ga_in[at]; }
+        ga[at] = g;
     }
     for (var k = 0u; k < p.cb; k++) {
-        gb[(ni * p.cb + k) * p.hw + s] = select(gm, gm + gmax, k + p.ca == arg);
+        let at = (ni * p.cb + k) * p.hw + s;
+        var g = select(gm, gm + gmax, k + p.ca == arg);
+        if p.add_b == 1u { g += gb_in[at]; }
+        gb[at] = g;
     }
 }

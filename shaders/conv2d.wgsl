@@ -9,7 +9,8 @@
 // shape works.
 //   forward: M = N·Ho·Wo output pixels, N = Cout, K = Cin·KH·KW (A = im2col(x), B = w^T)
 //   grad_x:  one GEMM per stride phase: M = its input pixels, N = Cin, K = Cout times the taps
-//            that reach the phase (A = gy gathered, B = w)
+//            that reach the phase (A = gy gathered, B = w); every grad_x kernel can add the
+//            gradient x already had from its other consumers in its store (accumulate)
 //   grad_w:  M = Cout, N = Cin·KH·KW, K = N·Ho·Wo split in chunks of kc (split-K) into a
 //            scratch [splits, Cout, Cin·KH·KW] summed by grad_w_reduce. With a bias, B gets
 //            one more column of ones, so the bias gradient (the sum of gy over N·Ho·Wo)
@@ -30,7 +31,7 @@ struct P {
     splits: u32, ny: u32, nx: u32, fy: u32,             // grad_x_gemm's stride phase (see there)
     fx: u32, qy0: u32, qx0: u32, ky0: u32,              // qy0, qx0: i32 bits
     kx0: u32, nky: u32, nkx: u32, st: u32,
-    dq: u32, _p0: u32, _p1: u32, _p2: u32,
+    dq: u32, accumulate: u32, _p1: u32, _p2: u32,   // accumulate: grad_x adds gx_in
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -41,9 +42,12 @@ struct P {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-// grad_x: gx = conv_transpose(gy, wt).
+// grad_x: gx = conv_transpose(gy, wt), plus gx_in with accumulate == 1 (the gradient that
+// the input's other consumers gave it, summed here instead of by one more pass; gx_in is
+// bound to wt otherwise).
 @group(0) @binding(1) var<storage, read> gy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(3) var<storage, read> gx_in: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gx: array<f32>;
 
 // grad_w: gw = correlation of gy with x (gy at binding 1, x at binding 2).
 @group(0) @binding(2) var<storage, read> xin: array<f32>;
@@ -136,6 +140,14 @@ fn forward_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 
 // The output index along one axis that kernel tap k reaches from input index i, or -1 when
 // the tap falls between strided outputs or outside the output.
+fn put_gx(i: u32, v: f32) {
+    if p.accumulate == 1u {
+        gx[i] = v + gx_in[i];
+    } else {
+        gx[i] = v;
+    }
+}
+
 fn tap_out(i: u32, k: u32, out: u32) -> i32 {
     let t = i32(i + p.pad) - i32(k * p.dil);
     // Stride 1 (all depthwise layers of the model) needs no integer division.
@@ -174,7 +186,7 @@ fn grad_x(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     let plane = p.h * p.w;
     let xb = s.n * p.cin * plane + s.row * p.w + s.col;
     for (var j = 0u; j < 4u; j++) {
-        if s.c0 + j < end { gx[xb + (s.c0 + j) * plane] = acc[j]; }
+        if s.c0 + j < end { put_gx(xb + (s.c0 + j) * plane, acc[j]); }
     }
 }
 
@@ -206,7 +218,7 @@ fn grad_x_direct(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
             }
         }
     }
-    gx[((s.n * p.cin + s.c0) * p.h + s.row) * p.w + s.col] = acc;
+    put_gx(((s.n * p.cin + s.c0) * p.h + s.row) * p.w + s.col, acc);
 }
 
 // Output pixel q of N·Ho·Wo as (ox, oy, n), and the pixel 256 further on without integer
@@ -560,7 +572,7 @@ fn grad_x_gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         let xb = (mo / plane) * p.cin * p.h * p.w + pix;
         for (var j = 0u; j < 4u; j++) {
             let c = n0 + tn * 4u + j;
-            if c < p.gn { gx[xb + c * p.h * p.w] = acc[j]; }
+            if c < p.gn { put_gx(xb + c * p.h * p.w, acc[j]); }
         }
     }
 }

@@ -8,7 +8,8 @@
 // checks.
 //   forward: src = x [N, Cin, H, W], dst = y, weights w[co][ci][tap], row offset pad;
 //   grad_x:  src = gy [N, Cout, Ho, Wo], dst = gx, weights w[ci][co][K−1−tap] (the flipped,
-//            transposed kernel), row offset (K−1)·dil − pad.
+//            transposed kernel), row offset (K−1)·dil − pad; with accumulate, plus the
+//            gradient gx already had from x's other consumers.
 //   grad_w (3×3, dilation 1): a workgroup walks a chunk of (image, 8×16 tile) pairs for 16
 //            output and 4 input channels, staging each tile's gy and x window; each thread
 //            sums gy·x for one (output channel quad, input channel) and all 9 taps over
@@ -42,14 +43,15 @@ struct P {
     wcin: u32,      // the weight tensor's second dimension (Cin of the forward)
     cigroups: u32,  // grad_w: groups of CI input channels
     chunk: u32,     // grad_w: (image, tile) pairs per workgroup
-    _p0: u32,
+    accumulate: u32,  // grad_x: add gx_in (the gradient from the input's other consumers)
     _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;   // bound to wt without bias
+// bias: the forward's bias, or grad_x's gx_in; bound to wt when neither is used.
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
 // grad_w: x at binding 1 (src), gy, then the chunks' partial sums.
@@ -158,8 +160,10 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 case 6u: { v = b2[j % 4u]; }
                 default: { v = b3[j % 4u]; }
             }
+            let at_dst = ((n * p.cout + co) * p.oh + oy) * p.ow + ox;
             if p.has_bias == 1u { v += bias[co]; }
-            dst[((n * p.cout + co) * p.oh + oy) * p.ow + ox] = v;
+            if p.accumulate == 1u { v += bias[at_dst]; }
+            dst[at_dst] = v;
         }
     }
 }

@@ -9,7 +9,8 @@
 //
 //   forward: dst = y (Ho × Wo), src = x, row offset pad, weights as stored;
 //   grad_x:  dst = gx (H × W), src = gy, row offset (K-1)·dil − pad, weights flipped
-//            (gx[i] = Σ_k gy[i + pad − k·dil]·w[k] is a correlation with the flipped kernel);
+//            (gx[i] = Σ_k gy[i + pad − k·dil]·w[k] is a correlation with the flipped kernel),
+//            plus with accumulate the gradient x already had from its other consumers;
 //   grad_w:  the tile is one of gy (Ho × Wo), src = x; each workgroup writes its KH·KW partial
 //            sums per plane to partial[c, tap, n·tiles + tile], then summed over the last axis
 //            (reduce.wgsl's sum_to) in a fixed order. With a bias, the tile's sum of gy per
@@ -39,7 +40,7 @@ struct P {
     has_bias: u32,
     slices: u32,        // grad_w: row slices per (plane, tap) job
     bias_row: u32,      // grad_w: the partials' row of channel 0's bias
-    _p1: u32,
+    accumulate: u32,    // grad_x: add gx_in (the gradient from the input's other consumers)
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -47,7 +48,8 @@ struct P {
 // forward and grad_x.
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;   // bound to wt without bias
+// bias: the forward's bias, or grad_x's gx_in; bound to wt when neither is used.
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dst: array<f32>;
 
 // grad_w: x at binding 1 (src), then gy and the partial sums.
@@ -137,8 +139,10 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
             row += row_step;
         }
+        let at_dst = (plane * p.oh + oy) * p.ow + ox;
         if p.has_bias == 1u { acc += bias[plane % p.c]; }
-        dst[(plane * p.oh + oy) * p.ow + ox] = acc;
+        if p.accumulate == 1u { acc += bias[at_dst]; }
+        dst[at_dst] = acc;
     }
 }
 

@@ -15,6 +15,19 @@ use std::rc::Rc;
 /// needs none).
 pub type BackwardFn = Box<dyn Fn(&Tensor) -> Result<Vec<Option<Tensor>>>>;
 
+/// A backward that can also sum in what its parents' gradients hold so far (from their
+/// other consumers, whose backwards ran first): `acc[i]` holds parent i's; a closure that
+/// takes it (`acc[i].take()`) returns parent i's gradient with it included. Kernels that
+/// store each element of a gradient once add it there, which saves the separate sum's launch
+/// and its pass over three tensors.
+pub type AccumulatingBackwardFn =
+    Box<dyn Fn(&Tensor, &mut [Option<Tensor>]) -> Result<Vec<Option<Tensor>>>>;
+
+enum Backward {
+    Plain(BackwardFn),
+    Accumulating(AccumulatingBackwardFn),
+}
+
 /// A Var's place in the graph. Children keep their parents' nodes, not their values: an
 /// intermediate tensor lives only as long as a Var handle or a backward closure that needs it
 /// (as PyTorch's saved tensors), so the graph alone keeps no activation alive.
@@ -29,7 +42,7 @@ struct Node {
     parents: Vec<Rc<Node>>,
     /// Taken when it runs: its saved tensors are freed as soon as the backward pass is done
     /// with them (a graph back-propagates once, as PyTorch's without retain_graph).
-    backward: RefCell<Option<BackwardFn>>,
+    backward: RefCell<Option<Backward>>,
     op: &'static str,
 }
 
@@ -185,6 +198,20 @@ impl Var {
     /// The result of op `op` on `parents`. The backward closure is kept only when recording
     /// is on and some parent needs a gradient.
     pub fn from_op(op: &'static str, value: Tensor, parents: &[&Var], backward: BackwardFn) -> Var {
+        Var::with_backward(op, value, parents, Backward::Plain(backward))
+    }
+
+    /// [`Var::from_op`] with a backward that sums in the parents' gradients so far.
+    pub fn from_op_accumulating(
+        op: &'static str,
+        value: Tensor,
+        parents: &[&Var],
+        backward: AccumulatingBackwardFn,
+    ) -> Var {
+        Var::with_backward(op, value, parents, Backward::Accumulating(backward))
+    }
+
+    fn with_backward(op: &'static str, value: Tensor, parents: &[&Var], backward: Backward) -> Var {
         let needs = grad_enabled() && parents.iter().any(|p| p.requires_grad());
         Var {
             node: Rc::new(Node {
@@ -255,6 +282,17 @@ pub fn backward(loss: &Var) -> Result<()> {
     backward_seeded(loss, one)
 }
 
+/// Adds `g` into the gradient held for node `id`.
+fn accumulate(grads: &mut HashMap<u64, Tensor>, id: u64, g: Tensor) -> Result<()> {
+    let sum = match grads.remove(&id) {
+        // Out of place: a backward may hand the same tensor to two parents.
+        Some(acc) => add_tensors(&acc, &g)?,
+        None => g,
+    };
+    grads.insert(id, sum);
+    Ok(())
+}
+
 /// Back-propagates `seed` = d L / d `root` (the shape of `root`) into the leaves.
 fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
     // Reverse topological order by an explicit depth-first search (no recursion limit).
@@ -290,9 +328,23 @@ fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
                     v.op
                 );
             };
-            let pg = f(&g)?;
+            let (pg, left) = match &f {
+                Backward::Plain(f) => (f(&g)?, vec![None; v.parents.len()]),
+                Backward::Accumulating(f) => {
+                    // A parent listed twice gets what it holds at its first place.
+                    let mut acc: Vec<Option<Tensor>> =
+                        v.parents.iter().map(|p| grads.remove(&p.id)).collect();
+                    let pg = f(&g, &mut acc)?;
+                    (pg, acc)
+                }
+            };
             drop(f);
-            for (p, pg) in v.parents.iter().zip(pg) {
+            // A closure may leave out trailing parents; what they held so far stays.
+            let pg = pg.into_iter().chain(std::iter::repeat(None));
+            for ((p, pg), left) in v.parents.iter().zip(pg).zip(left) {
+                if let Some(left) = left {
+                    accumulate(&mut grads, p.id, left)?;
+                }
                 let Some(pg) = pg else { continue };
                 if !p.requires_grad {
                     continue;
@@ -305,15 +357,7 @@ fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
                         p.shape
                     );
                 }
-                match grads.remove(&p.id) {
-                    // Out of place: a backward may hand the same tensor to two parents.
-                    Some(acc) => {
-                        grads.insert(p.id, add_tensors(&acc, &pg)?);
-                    }
-                    None => {
-                        grads.insert(p.id, pg);
-                    }
-                }
+                accumulate(&mut grads, p.id, pg)?;
             }
         } else {
             let mut slot = v.grad.borrow_mut();

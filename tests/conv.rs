@@ -5,7 +5,7 @@ mod common;
 use common::{assert_close, down, gpu, up};
 use lskbb::ops::conv::{
     conv2d, conv2d_backward, conv2d_backward_with, conv2d_forward, conv2d_forward_with,
-    Conv2dParams, ConvAlgo,
+    conv2d_grad_x_with, Conv2dParams, ConvAlgo,
 };
 use lskbb::ops::depthwise::Depthwise;
 use lskbb::ops::{elementwise as ew, reduce};
@@ -101,7 +101,8 @@ fn params(c: &Case) -> Conv2dParams {
     }
 }
 
-/// Runs `c` on the kernels of `algo` against the f64 reference: y, grad_x, grad_w, grad_b.
+/// Runs `c` on the kernels of `algo` against the f64 reference: y, grad_x, grad_w, grad_b,
+/// and grad_x with a gradient from elsewhere added in its store.
 fn check_case(rng: &mut Rng, c: &Case, algo: ConvAlgo, tol: f64) {
     let p = params(c);
     let x = rng.arr(&[c.n, c.cin, c.h, c.w], 1.0);
@@ -123,6 +124,10 @@ fn check_case(rng: &mut Rng, c: &Case, algo: ConvAlgo, tol: f64) {
     if let Some(gb) = gb {
         assert_close(&format!("grad_b {name}"), &gb, &wb, tol);
     }
+    let acc = rng.arr(&x.shape, 1.0);
+    let gx = conv2d_grad_x_with(&tx, &tw, &up(&gy), Some(&up(&acc)), p, algo).unwrap();
+    let want = wx.zip(&acc, |a, b| a + b);
+    assert_close(&format!("grad_x + acc {name}"), &gx, &want, tol);
 }
 
 /// Every case on the default kernels (GEMM when dense), and the dense ones on the direct
@@ -319,6 +324,26 @@ fn autograd_conv2d_matches_backward_and_skips_unneeded_grads() {
         &vb.grad().unwrap(),
         &exact(gb.as_ref().unwrap()),
         0.0,
+    );
+
+    // A residual z = conv2d(x, w1) + x: the add's backward runs first (it is downstream of
+    // the convolution), and conv2d's grad_x kernel adds its gradient of x in its store.
+    let same = Conv2dParams {
+        padding: 1,
+        ..Default::default()
+    };
+    let w1 = up(&rng.arr(&[4, 4, 3, 3], 0.5));
+    let gz = up(&rng.arr(&x.shape, 1.0));
+    let (gx1, _, _) = conv2d_backward(&tx, &w1, false, &gz, same).unwrap();
+    let vx = Var::param(tx.clone());
+    let z = ew::add(&conv2d(&vx, &Var::param(w1), None, same).unwrap(), &vx).unwrap();
+    backward(&dot_loss(&z, &gz)).unwrap();
+    let want = exact(&gx1).zip(&exact(&gz), |a, b| a + b);
+    assert_close(
+        "autograd grad_x of a residual",
+        &vx.grad().unwrap(),
+        &want,
+        1e-6,
     );
 
     // An input image (constant) gets no gradient; the weight's is unchanged.
@@ -593,4 +618,13 @@ fn conv2d_rejects_bad_shapes_with_clear_errors() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("gy") && e.contains("[1, 2, 2, 2]"), "{e}");
+    let e = err(conv2d_grad_x_with(
+        &z(&[1, 2, 4, 4]),
+        &z(&[2, 2, 3, 3]),
+        &z(&[1, 2, 2, 2]),
+        Some(&z(&[1, 2, 2, 2])),
+        d,
+        ConvAlgo::Auto,
+    ));
+    assert!(e.contains("x's shape [1, 2, 4, 4]"), "{e}");
 }

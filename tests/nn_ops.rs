@@ -436,7 +436,8 @@ fn channel_mean_max_matches_reference_with_ties() {
     }
     let x = Arr::new(&[1, 3, 1, 1], vec![2.0, 2.0, 1.0]);
     let gy = Arr::new(&[1, 2, 1, 1], vec![3.0, 1.0]);
-    let (gx, _) = chanpool::channel_mean_max_backward(&up(&x), None, &up(&gy)).unwrap();
+    let (gx, _) =
+        chanpool::channel_mean_max_backward(&up(&x), None, &up(&gy), [None, None]).unwrap();
     assert_eq!(
         down(&gx),
         vec![2.0, 1.0, 1.0],
@@ -483,7 +484,51 @@ fn channel_mean_max_pair_matches_reference_on_the_concatenation() {
             &want[1],
             POOL_TOL,
         );
+        // Gradients of a and b from elsewhere, added in the kernel's store: to both, or to b
+        // alone.
+        let (acc_a, acc_b) = (rng.arr(&a.shape, 1.0), rng.arr(&b.shape, 1.0));
+        let plus = |g: &Arr, acc: &Arr| g.zip(acc, |x, y| x + y);
+        let (ta, tb, tg) = (up(&a), up(&b), up(&gy));
+        let both = [Some(&up(&acc_a)), Some(&up(&acc_b))];
+        let (ga, gb) = chanpool::channel_mean_max_backward(&ta, Some(&tb), &tg, both).unwrap();
+        assert_close(
+            &format!("pair grad a + acc {s:?}"),
+            &ga,
+            &plus(&want[0], &acc_a),
+            POOL_TOL,
+        );
+        let gb = gb.unwrap();
+        assert_close(
+            &format!("pair grad b + acc {s:?}"),
+            &gb,
+            &plus(&want[1], &acc_b),
+            POOL_TOL,
+        );
+        let b_only = [None, Some(&up(&acc_b))];
+        let (ga, gb) = chanpool::channel_mean_max_backward(&ta, Some(&tb), &tg, b_only).unwrap();
+        assert_close(
+            &format!("pair grad a, no acc {s:?}"),
+            &ga,
+            &want[0],
+            POOL_TOL,
+        );
+        let gb = gb.unwrap();
+        assert_close(
+            &format!("pair grad b + acc only {s:?}"),
+            &gb,
+            &plus(&want[1], &acc_b),
+            POOL_TOL,
+        );
     }
+    let x = up(&Arr::zeros(&[1, 3, 2, 2]));
+    let err = chanpool::channel_mean_max_backward(
+        &x,
+        Some(&x),
+        &up(&Arr::zeros(&[1, 2, 2, 2])),
+        [Some(&up(&Arr::zeros(&[1, 2, 2, 2]))), None],
+    )
+    .unwrap_err();
+    assert!(format!("{err}").contains("input a"), "{err}");
 }
 
 #[test]
@@ -499,7 +544,7 @@ fn channel_mean_max_matches_pytorch_golden() {
     let tx = up(&x);
     let y = chanpool::channel_mean_max_forward(&tx, None).unwrap();
     assert_close("golden chanpool.y", &y, &a("y"), POOL_TOL);
-    let (g, _) = chanpool::channel_mean_max_backward(&tx, None, &up(&gy)).unwrap();
+    let (g, _) = chanpool::channel_mean_max_backward(&tx, None, &up(&gy), [None, None]).unwrap();
     assert_close("golden chanpool.grad_x", &g, &a("grad_x"), POOL_TOL);
 }
 

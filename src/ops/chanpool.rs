@@ -1,6 +1,7 @@
 //! LSK spatial selection pooling (`shaders/chanpool.wgsl`): cat(mean over channels, max over
 //! channels) with keepdim, [N, C, H, W] -> [N, 2, H, W]; the pair form pools over the
-//! channels of cat(a, b) without building the concatenation.
+//! channels of cat(a, b) without building the concatenation, and its backward sums in the
+//! gradients a and b already hold.
 
 use crate::autograd::Var;
 use crate::gpu::{grid, Kernel};
@@ -26,6 +27,9 @@ struct Params {
     ca: u32,
     cb: u32,
     hw: u32,
+    add_a: u32,
+    add_b: u32,
+    pad: [u32; 2],
 }
 
 fn params(a: &Tensor, b: Option<&Tensor>) -> Result<([usize; 4], Params)> {
@@ -56,6 +60,7 @@ fn params(a: &Tensor, b: Option<&Tensor>) -> Result<([usize; 4], Params)> {
         ca: ca as u32,
         cb: cb as u32,
         hw: (h * w) as u32,
+        ..Default::default()
     };
     Ok((d, p))
 }
@@ -75,11 +80,12 @@ pub fn channel_mean_max_forward(a: &Tensor, b: Option<&Tensor>) -> Result<Tensor
 }
 
 /// (ga, gb): gy[:, 0] / C on every channel plus gy[:, 1] on the first channel holding the
-/// maximum.
+/// maximum; plus `acc_a` and `acc_b` (gradients of a and b from elsewhere) where given.
 pub fn channel_mean_max_backward(
     a: &Tensor,
     b: Option<&Tensor>,
     gy: &Tensor,
+    [acc_a, acc_b]: [Option<&Tensor>; 2],
 ) -> Result<(Tensor, Option<Tensor>)> {
     let ([n, _, h, w], p) = params(a, b)?;
     if gy.shape() != [n, 2, h, w] {
@@ -89,14 +95,37 @@ pub fn channel_mean_max_backward(
             gy.shape()
         );
     }
+    for (name, acc, input) in [("a", acc_a, Some(a)), ("b", acc_b, b)] {
+        if let Some(acc) = acc {
+            if input.map(Tensor::shape) != Some(acc.shape()) || acc.dtype() != DType::F32 {
+                bail!(
+                    "channel_mean_max backward: the gradient to add for input {name} has shape \
+                     {:?}, expected the input's {:?}",
+                    acc.shape(),
+                    input.map(Tensor::shape)
+                );
+            }
+        }
+    }
     let ga = Tensor::empty(a.gpu(), a.shape(), DType::F32)?;
     let gb = b
         .map(|b| Tensor::empty(b.gpu(), b.shape(), DType::F32))
         .transpose()?;
+    let p = Params {
+        add_a: u32::from(acc_a.is_some()),
+        add_b: u32::from(acc_b.is_some()),
+        ..p
+    };
     a.gpu().dispatch(
         &BACKWARD,
         bytemuck::bytes_of(&p),
-        &[a.buf(), b.unwrap_or(a).buf(), gy.buf()],
+        &[
+            a.buf(),
+            b.unwrap_or(a).buf(),
+            gy.buf(),
+            acc_a.unwrap_or(a).buf(),
+            acc_b.unwrap_or(a).buf(),
+        ],
         // Without b the kernel writes no channel of its second output.
         &[ga.buf(), gb.as_ref().unwrap_or(&ga).buf()],
         grid(p.n as usize),
@@ -112,20 +141,27 @@ pub fn channel_mean_max(x: &Var) -> Result<Var> {
         "channel_mean_max",
         y,
         &[x],
-        Box::new(move |gy| Ok(vec![Some(channel_mean_max_backward(&tx, None, gy)?.0)])),
+        Box::new(move |gy| {
+            let (gx, _) = channel_mean_max_backward(&tx, None, gy, [None, None])?;
+            Ok(vec![Some(gx)])
+        }),
     ))
 }
 
 /// channel_mean_max(cat(a, b)) without the concatenation (the LSK module's aggregation).
+/// Its backward runs after the LSK selection's (which also reads a and b) and adds the
+/// selection's gradients into its own.
 pub fn channel_mean_max_pair(a: &Var, b: &Var) -> Result<Var> {
     let y = channel_mean_max_forward(a.value(), Some(b.value()))?;
     let (ta, tb) = (a.value().clone(), b.value().clone());
-    Ok(Var::from_op(
+    Ok(Var::from_op_accumulating(
         "channel_mean_max_pair",
         y,
         &[a, b],
-        Box::new(move |gy| {
-            let (ga, gb) = channel_mean_max_backward(&ta, Some(&tb), gy)?;
+        Box::new(move |gy, acc| {
+            let [acc_a, acc_b] = [acc[0].take(), acc[1].take()];
+            let (ga, gb) =
+                channel_mean_max_backward(&ta, Some(&tb), gy, [acc_a.as_ref(), acc_b.as_ref()])?;
             Ok(vec![Some(ga), gb])
         }),
     ))

@@ -107,7 +107,7 @@ struct Params {
     nkx: u32,
     st: u32,
     dq: u32,
-    pad0: u32,
+    accumulate: u32,
     pad1: u32,
     pad2: u32,
 }
@@ -456,15 +456,27 @@ fn forward_on(
     run(i)
 }
 
-/// grad_x on the chosen (or tuned) kernels.
+/// grad_x (plus `acc`) on the chosen (or tuned) kernels.
 fn grad_x_on(
     g: &Geometry,
     p: Conv2dParams,
     ks: &Kernels,
     w: &Tensor,
     gy: &Tensor,
+    acc: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let run = |i: usize| grad_x(g, p, w, gy, ks.x[i]);
+    if let Some(acc) = acc {
+        let want = [g.n, g.cin, g.h, g.w];
+        if acc.dtype() != DType::F32 || acc.shape() != want {
+            bail!(
+                "conv2d grad_x: the gradient to add to it must be an f32 tensor of x's shape \
+                 {want:?}, got {:?} {:?}",
+                acc.dtype(),
+                acc.shape()
+            );
+        }
+    }
+    let run = |i: usize| grad_x(g, p, w, gy, ks.x[i], acc);
     let i = gy.gpu().choose(
         || tune_key("grad_x", g, p),
         &names(&ks.x),
@@ -636,18 +648,31 @@ fn phases(len: usize, k: usize, p: Conv2dParams) -> Vec<Phase> {
         .collect()
 }
 
-fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor, path: Path) -> Result<Tensor> {
+/// gx, plus `acc` when given (a gradient of x from its other consumers, summed in the
+/// kernels' last store instead of by one more pass over both).
+fn grad_x(
+    g: &Geometry,
+    p: Conv2dParams,
+    w: &Tensor,
+    gy: &Tensor,
+    path: Path,
+    acc: Option<&Tensor>,
+) -> Result<Tensor> {
     match path {
-        Path::Depthwise(dw) => return dw.grad_x(w, gy),
-        Path::Window(wc) => return wc.grad_x(w, gy),
+        Path::Depthwise(dw) => return dw.grad_x(w, gy, acc),
+        Path::Window(wc) => return wc.grad_x(w, gy, acc),
         Path::Gemm | Path::GemmSplit(_) | Path::Direct => {}
     }
     let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
-    let reads = [gy.buf(), w.buf()];
+    let reads = [gy.buf(), w.buf(), acc.unwrap_or(w).buf()];
+    let accumulate = u32::from(acc.is_some());
     if let Path::Direct = path {
         let (k, tiles) = pick(g.cin / p.groups, &GRAD_X, &GRAD_X_DIRECT);
         let total = g.n * p.groups * tiles * g.h * g.w;
-        let pr = params(g, p, tiles, total, false);
+        let pr = Params {
+            accumulate,
+            ..params(g, p, tiles, total, false)
+        };
         gy.gpu()
             .dispatch(k, bytemuck::bytes_of(&pr), &reads, &[gx.buf()], grid(total))?;
         return Ok(gx);
@@ -672,6 +697,7 @@ fn grad_x(g: &Geometry, p: Conv2dParams, w: &Tensor, gy: &Tensor, path: Path) ->
                 nkx: u(px.taps),
                 st: u(p.stride / div),
                 dq: u(p.dilation / div),
+                accumulate,
                 ..gemm_params(g, p, (gm, gn, gk), (bm, bn), total, false)
             };
             gy.gpu().dispatch(
@@ -843,20 +869,22 @@ pub fn conv2d_backward_with(
     let (g, ks) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
     let (gw, gb) = grad_wb_on(&g, p, &ks, x, gy, has_bias)?;
-    Ok((grad_x_on(&g, p, &ks, w, gy)?, gw, gb))
+    Ok((grad_x_on(&g, p, &ks, w, gy, None)?, gw, gb))
 }
 
-/// grad_x alone of y = conv2d(x, w) + b, on the kernels chosen by `algo` (x gives the shape).
+/// grad_x alone of y = conv2d(x, w) + b, plus `acc` (of x's shape) when given, on the
+/// kernels chosen by `algo` (x gives the shape).
 pub fn conv2d_grad_x_with(
     x: &Tensor,
     w: &Tensor,
     gy: &Tensor,
+    acc: Option<&Tensor>,
     p: Conv2dParams,
     algo: ConvAlgo,
 ) -> Result<Tensor> {
     let (g, ks) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    grad_x_on(&g, p, &ks, w, gy)
+    grad_x_on(&g, p, &ks, w, gy, acc)
 }
 
 /// grad_w alone of y = conv2d(x, w) + b, on the kernels chosen by `algo`.
@@ -873,7 +901,7 @@ pub fn conv2d_grad_w_with(
 }
 
 /// Autograd convolution; the backward computes only the gradients its parents need (no gx
-/// for an input image).
+/// for an input image), and sums x's gradient from other consumers into gx.
 pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var> {
     let (g, ks) = prepare(x.value(), w.value(), p, ConvAlgo::Auto)?;
     let y = forward_on(&g, p, &ks, x.value(), w.value(), b.map(Var::value))?;
@@ -882,13 +910,17 @@ pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var>
     let need_b = b.map(Var::requires_grad);
     let mut parents = vec![x, w];
     parents.extend(b);
-    Ok(Var::from_op(
+    Ok(Var::from_op_accumulating(
         "conv2d",
         y,
         &parents,
-        Box::new(move |gy| {
+        Box::new(move |gy, acc| {
             check_gy(&g, gy)?;
-            let gx = need_x.then(|| grad_x_on(&g, p, &ks, &tw, gy)).transpose()?;
+            // x's gradient from its other consumers (the shortcut, the LSK product) is added
+            // in grad_x's store.
+            let gx = need_x
+                .then(|| grad_x_on(&g, p, &ks, &tw, gy, acc[0].take().as_ref()))
+                .transpose()?;
             let want_b = need_b == Some(true);
             let (gw, gb) = if need_w {
                 let (gw, gb) = grad_wb_on(&g, p, &ks, &tx, gy, want_b)?;

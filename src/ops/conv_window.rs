@@ -59,7 +59,7 @@ struct Params {
     wcin: u32,
     cigroups: u32,
     chunk: u32,
-    pad0: u32,
+    accumulate: u32,
     pad1: u32,
 }
 
@@ -158,19 +158,20 @@ impl WindowConv {
     }
 
     /// gx: the convolution of gy with the transposed kernel flipped, offset by
-    /// (K−1)·dil − pad.
-    pub fn grad_x(&self, w: &Tensor, gy: &Tensor) -> Result<Tensor> {
+    /// (K−1)·dil − pad; plus `acc` (of x's shape, checked by the caller) when given.
+    pub fn grad_x(&self, w: &Tensor, gy: &Tensor, acc: Option<&Tensor>) -> Result<Tensor> {
         let gx = Tensor::empty(gy.gpu(), &[self.n, self.cin, self.h, self.w], DType::F32)?;
         let offset = |k: usize| ((k - 1) * self.dil) as i32 - self.pad as i32;
         let pr = Params {
             flip: 1,
+            accumulate: u32::from(acc.is_some()),
             ..self.params(
                 (self.cout, (self.ho, self.wo)),
                 (self.cin, (self.h, self.w)),
                 (offset(self.kh), offset(self.kw)),
             )
         };
-        run(&pr, gy, w, None, gx)
+        run(&pr, gy, w, acc, gx)
     }
 
     /// Whether [`WindowConv::grad_w`] applies: 3×3 kernels without dilation.
@@ -228,12 +229,19 @@ impl WindowConv {
     }
 }
 
-/// One dispatch of the kernel from `src` into `dst` (bias bound to w when there is none).
-fn run(pr: &Params, src: &Tensor, w: &Tensor, b: Option<&Tensor>, dst: Tensor) -> Result<Tensor> {
+/// One dispatch of the kernel from `src` into `dst`; `extra` is the forward's bias or
+/// grad_x's gradient to add (w is bound in its place when there is none).
+fn run(
+    pr: &Params,
+    src: &Tensor,
+    w: &Tensor,
+    extra: Option<&Tensor>,
+    dst: Tensor,
+) -> Result<Tensor> {
     src.gpu().dispatch(
         &CONV,
         bytemuck::bytes_of(pr),
-        &[src.buf(), w.buf(), b.unwrap_or(w).buf()],
+        &[src.buf(), w.buf(), extra.unwrap_or(w).buf()],
         &[dst.buf()],
         groups(pr.workgroups as usize),
     )?;

@@ -54,7 +54,7 @@ struct Params {
     has_bias: u32,
     slices: u32,
     bias_row: u32,
-    pad1: u32,
+    accumulate: u32,
 }
 
 /// How one kernel covers an oh × ow plane: tiles of th × tw outputs, `planes` planes per
@@ -209,12 +209,14 @@ impl Depthwise {
         Ok(y)
     }
 
-    /// gx: the correlation of gy with the flipped kernel, offset by (K−1)·dil − pad.
-    pub fn grad_x(&self, w: &Tensor, gy: &Tensor) -> Result<Tensor> {
+    /// gx: the correlation of gy with the flipped kernel, offset by (K−1)·dil − pad; plus
+    /// `acc` (of x's shape, checked by the caller) when given, in the same pass.
+    pub fn grad_x(&self, w: &Tensor, gy: &Tensor, acc: Option<&Tensor>) -> Result<Tensor> {
         let gx = Tensor::empty(gy.gpu(), &[self.n, self.c, self.h, self.w], DType::F32)?;
         let offset = |k: usize| ((k - 1) * self.dil) as i32 - self.pad as i32;
         let pr = Params {
             flip: 1,
+            accumulate: u32::from(acc.is_some()),
             pad_y: offset(self.kh),
             pad_x: offset(self.kw),
             ..self.params(&self.gx, (self.ho, self.wo), (self.h, self.w))
@@ -222,7 +224,7 @@ impl Depthwise {
         gy.gpu().dispatch(
             &CONV,
             bytemuck::bytes_of(&pr),
-            &[gy.buf(), w.buf(), w.buf()],
+            &[gy.buf(), w.buf(), acc.unwrap_or(w).buf()],
             &[gx.buf()],
             groups(pr.workgroups as usize),
         )?;
