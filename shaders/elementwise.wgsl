@@ -30,6 +30,17 @@ struct P {
 @group(0) @binding(2) var<storage, read> gy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gx: array<f32>;
 
+// The LSK block's residual join y = relu(a·b + c) (same shapes): forward reads a, b and
+// join_c, writes join_y; backward reads a, b, the output as join_out and its gradient
+// join_gy, and writes with m = gy·[y > 0]: ga = m·b, gb = m·a, gc = m.
+@group(0) @binding(3) var<storage, read> join_c: array<f32>;
+@group(0) @binding(4) var<storage, read_write> join_y: array<f32>;
+@group(0) @binding(3) var<storage, read> join_out: array<f32>;
+@group(0) @binding(4) var<storage, read> join_gy: array<f32>;
+@group(0) @binding(5) var<storage, read_write> join_ga: array<f32>;
+@group(0) @binding(6) var<storage, read_write> join_gb: array<f32>;
+@group(0) @binding(7) var<storage, read_write> join_gc: array<f32>;
+
 // Accumulate: acc += g.
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(2) var<storage, read_write> acc: array<f32>;
@@ -67,6 +78,23 @@ fn mul_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let g = mul_gy[i];
     ga[i] = g * b[i];
     gb[i] = g * a[i];
+}
+
+@compute @workgroup_size(256)
+fn mul_add_relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    join_y[i] = max(a[i] * b[i] + join_c[i], 0.0);
+}
+
+@compute @workgroup_size(256)
+fn mul_add_relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    let m = select(0.0, join_gy[i], join_out[i] > 0.0);
+    join_ga[i] = m * b[i];
+    join_gb[i] = m * a[i];
+    join_gc[i] = m;
 }
 
 @compute @workgroup_size(256)

@@ -60,6 +60,38 @@ fn binary_ops_forward_and_backward_match_reference() {
     }
 }
 
+/// relu(a·b + c) through autograd, on odd shapes (the LSK block's join), with about half the
+/// outputs clipped; a shape mismatch is an error naming the input.
+#[test]
+fn mul_add_relu_forward_and_backward_match_reference() {
+    let mut rng = Rng(5);
+    for shape in [&[2, 3, 5, 7][..], &[1, 1, 1, 1], &[3, 17, 4, 9], &[5, 11]] {
+        let (a, b, c) = (
+            rng.arr(shape, 2.0),
+            rng.arr(shape, 2.0),
+            rng.arr(shape, 2.0),
+        );
+        let (va, vb, vc) = (Var::param(up(&a)), Var::param(up(&b)), Var::param(up(&c)));
+        let y = ew::mul_add_relu(&va, &vb, &vc).unwrap();
+        assert_close(
+            &format!("mul_add_relu {shape:?}"),
+            y.value(),
+            &refew::mul_add_relu(&a, &b, &c),
+            TOL,
+        );
+        let gy = rng.arr(shape, 1.0);
+        common::backprop(&y, &gy);
+        let (wa, wb, wc) = refew::mul_add_relu_backward(&a, &b, &c, &gy);
+        for (name, v, want) in [("a", &va, wa), ("b", &vb, wb), ("c", &vc, wc)] {
+            let what = format!("mul_add_relu grad {name} {shape:?}");
+            assert_close(&what, &v.grad().unwrap(), &want, TOL);
+        }
+    }
+    let (t, u) = (up(&rng.arr(&[2, 3], 1.0)), up(&rng.arr(&[3], 1.0)));
+    let err = ew::mul_add_relu_forward(&t, &t, &u).unwrap_err();
+    assert!(format!("{err}").contains("input c has shape [3]"), "{err}");
+}
+
 #[test]
 fn unary_ops_forward_and_backward_match_reference() {
     let mut rng = Rng(2);

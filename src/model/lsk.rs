@@ -7,7 +7,6 @@ use crate::autograd::Var;
 use crate::gpu::Gpu;
 use crate::ops::chanpool::channel_mean_max_pair;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::elementwise::mul;
 use crate::ops::select::lsk_select;
 use anyhow::Result;
 use std::sync::Arc;
@@ -60,7 +59,10 @@ impl LskBlock {
         })
     }
 
-    pub fn forward(&self, x: &Var) -> Result<Var> {
+    /// The module's attention map: LSK(x) = x · attention(x). The basic block multiplies it
+    /// in its residual join (`ops::elementwise::mul_add_relu`), so the product is never a
+    /// tensor of its own.
+    pub fn attention(&self, x: &Var) -> Result<Var> {
         let a1 = self.conv0.forward(x)?;
         let a2 = self.conv_spatial.forward(&a1)?;
         let a1 = self.conv1.forward(&a1)?;
@@ -69,6 +71,6 @@ impl LskBlock {
         // logits (the sigmoid fused in, see ops::select).
         let agg = channel_mean_max_pair(&a1, &a2)?;
         let attn = lsk_select(&a1, &a2, &self.conv_squeeze.forward(&agg)?)?;
-        mul(x, &self.conv.forward(&attn)?)
+        self.conv.forward(&attn)
     }
 }

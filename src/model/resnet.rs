@@ -10,7 +10,7 @@ use crate::gpu::Gpu;
 use crate::ops::batch::{slice_batch, stack_batch};
 use crate::ops::channels::{concat_channels, shortcut_a};
 use crate::ops::conv::Conv2dParams;
-use crate::ops::elementwise::{add_relu, scale};
+use crate::ops::elementwise::{add_relu, mul_add_relu, scale};
 use crate::ops::pool::global_avg_pool;
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
@@ -124,16 +124,17 @@ impl BasicBlock {
 
     fn forward(&self, x: &Var, pass: Pass) -> Result<Var> {
         let out = self.bn1.forward_relu(&self.conv1.forward(x)?, pass)?;
-        let mut out = self.bn2.forward(&self.conv2.forward(&out)?, pass)?;
-        if let Some(lsk) = &self.lsk {
-            out = lsk.forward(&out)?;
-        }
+        let out = self.bn2.forward(&self.conv2.forward(&out)?, pass)?;
         let sc = if self.stride != 1 || self.pad_ch > 0 {
             shortcut_a(x, self.stride, self.pad_ch)?
         } else {
             x.clone()
         };
-        add_relu(&out, &sc)
+        match &self.lsk {
+            // relu(lsk(out) + sc) with lsk(out) = out · attention(out), in one kernel.
+            Some(lsk) => mul_add_relu(&out, &lsk.attention(&out)?, &sc),
+            None => add_relu(&out, &sc),
+        }
     }
 }
 

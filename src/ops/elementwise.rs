@@ -1,6 +1,7 @@
 //! Elementwise ops (`shaders/elementwise.wgsl`): add/sub/mul/div with broadcasting (per
-//! channel, per sample, scalar), relu(a + b) in one pass (a residual join), relu, sigmoid,
-//! exp, log and scale, forward and backward.
+//! channel, per sample, scalar), relu(a + b) and relu(a·b + c) in one pass (the residual
+//! joins of a basic block, the second with the LSK module's product), relu, sigmoid, exp, log
+//! and scale, forward and backward.
 
 use super::reduce::sum_to;
 use crate::autograd::Var;
@@ -18,6 +19,16 @@ const MUL_BACKWARD: Kernel = Kernel {
     name: "elementwise",
     source: SRC,
     entry: "mul_backward",
+};
+const MUL_ADD_RELU: Kernel = Kernel {
+    name: "elementwise",
+    source: SRC,
+    entry: "mul_add_relu",
+};
+const MUL_ADD_RELU_BACKWARD: Kernel = Kernel {
+    name: "elementwise",
+    source: SRC,
+    entry: "mul_add_relu_backward",
 };
 const UNARY: Kernel = Kernel {
     name: "elementwise",
@@ -343,6 +354,81 @@ pub fn div(a: &Var, b: &Var) -> Result<Var> {
 /// relu(a + b) as one op: one pass, and no tensor for the sum.
 pub fn add_relu(a: &Var, b: &Var) -> Result<Var> {
     binary(a, b, BinaryOp::AddRelu, "add_relu")
+}
+
+/// The operands of relu(a·b + c): f32 tensors of one shape.
+fn check_join(a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
+    for (t, what) in [(a, "a"), (b, "b"), (c, "c")] {
+        check_f32(t, &format!("mul_add_relu input {what}"))?;
+        if t.shape() != a.shape() {
+            bail!(
+                "mul_add_relu: input {what} has shape {:?}, expected a's {:?} (no broadcasting)",
+                t.shape(),
+                a.shape()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// y = relu(a·b + c), same shapes, in one pass.
+pub fn mul_add_relu_forward(a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Tensor> {
+    check_join(a, b, c)?;
+    let y = Tensor::empty(a.gpu(), a.shape(), DType::F32)?;
+    let p = Params {
+        n: y.numel() as u32,
+        ..Default::default()
+    };
+    a.gpu().dispatch(
+        &MUL_ADD_RELU,
+        bytemuck::bytes_of(&p),
+        &[a.buf(), b.buf(), c.buf()],
+        &[y.buf()],
+        grid(y.numel()),
+    )?;
+    Ok(y)
+}
+
+/// (ga, gb, gc) of y = relu(a·b + c) from its output y and gy, in one pass:
+/// m = gy·[y > 0], ga = m·b, gb = m·a, gc = m.
+pub fn mul_add_relu_backward(
+    a: &Tensor,
+    b: &Tensor,
+    y: &Tensor,
+    gy: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    check_join(a, b, y)?;
+    check_join(a, b, gy)?;
+    let g = || Tensor::empty(gy.gpu(), gy.shape(), DType::F32);
+    let (ga, gb, gc) = (g()?, g()?, g()?);
+    let p = Params {
+        n: gy.numel() as u32,
+        ..Default::default()
+    };
+    gy.gpu().dispatch(
+        &MUL_ADD_RELU_BACKWARD,
+        bytemuck::bytes_of(&p),
+        &[a.buf(), b.buf(), y.buf(), gy.buf()],
+        &[ga.buf(), gb.buf(), gc.buf()],
+        grid(gy.numel()),
+    )?;
+    Ok((ga, gb, gc))
+}
+
+/// relu(a·b + c) as one op (the end of an LSK basic block: the module's x·attention joined
+/// with the shortcut): one pass each way, and neither the product nor the sum as a tensor.
+pub fn mul_add_relu(a: &Var, b: &Var, c: &Var) -> Result<Var> {
+    let y = mul_add_relu_forward(a.value(), b.value(), c.value())?;
+    let (ta, tb, ty) = (a.value().clone(), b.value().clone(), y.clone());
+    Ok(Var::from_op(
+        "mul_add_relu",
+        y,
+        &[a, b, c],
+        Box::new(move |gy| {
+            let (ga, gb, gc) = mul_add_relu_backward(&ta, &tb, &ty, gy)?;
+            Ok(vec![Some(ga), Some(gb), Some(gc)])
+        }),
+    ))
 }
 
 fn unary(x: &Var, op: UnaryOp, k: f32, name: &'static str) -> Result<Var> {

@@ -97,6 +97,18 @@ pub fn binary_backward(a: &Arr, b: &Arr, gy: &Arr, op: &str) -> (Arr, Arr) {
     (sum_to(&ga, &a.shape), sum_to(&gb, &b.shape))
 }
 
+/// relu(a·b + c) for same-shape a, b, c.
+pub fn mul_add_relu(a: &Arr, b: &Arr, c: &Arr) -> Arr {
+    a.zip(b, |x, y| x * y).zip(c, |p, z| (p + z).max(0.0))
+}
+
+/// (ga, gb, gc) of relu(a·b + c) at gy: m = gy where a·b + c > 0, else 0; (m·b, m·a, m).
+pub fn mul_add_relu_backward(a: &Arr, b: &Arr, c: &Arr, gy: &Arr) -> (Arr, Arr, Arr) {
+    let pre = a.zip(b, |x, y| x * y).zip(c, |p, z| p + z);
+    let m = pre.zip(gy, |v, g| if v > 0.0 { g } else { 0.0 });
+    (m.zip(b, |g, y| g * y), m.zip(a, |g, x| g * x), m)
+}
+
 pub fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
 }
