@@ -126,6 +126,12 @@ impl Tensor {
         Arc::ptr_eq(&self.buf, &other.buf)
     }
 
+    /// Whether both tensors live in one GPU buffer (views of it included): a kernel cannot
+    /// write one of them while it reads the other.
+    pub fn shares_memory(&self, other: &Tensor) -> bool {
+        self.buf.buffer() == other.buf.buffer()
+    }
+
     /// A copy in a new buffer (recorded on the GPU).
     pub fn duplicate(&self) -> Result<Tensor> {
         let t = Tensor::empty(self.gpu(), &self.shape, self.dtype)?;

@@ -260,10 +260,11 @@ fn batch_norm_statistics_stay_accurate_far_from_zero() {
     let mut rng = Rng(14);
     let s = [3, 2, 67, 67];
     let x = rng.arr(&s, 0.1).map(|v| (100.0 + v) as f32 as f64);
-    let ones = up(&vec_arr(&[1.0, 1.0]));
-    let zeros = up(&vec_arr(&[0.0, 0.0]));
+    let ones = || up(&vec_arr(&[1.0, 1.0]));
+    let zeros = || up(&vec_arr(&[0.0, 0.0]));
+    let (gamma, beta, rm, rv) = (ones(), zeros(), zeros(), ones());
     let (_, mean, var) =
-        batchnorm::batch_norm_forward(&up(&x), &ones, &zeros, &zeros, &ones, true, MOMENTUM, EPS)
+        batchnorm::batch_norm_forward(&up(&x), &gamma, &beta, &rm, &rv, true, MOMENTUM, EPS)
             .unwrap();
     let (want_mean, want_var) = rnn::channel_stats(&x);
     assert_close("bn far mean", &mean, &vec_arr(&want_mean), BN_TOL);
@@ -324,6 +325,17 @@ fn batch_norm_rejects_single_values_and_bad_shapes() {
         assert!(format!("{err}").contains("stacked batches"), "{err}");
     }
     assert!(stacked(4, 2).is_ok());
+    // The running statistics are written in place: sharing a buffer with an input (here
+    // gamma, another view of one buffer, as parameters in a parameter block) is refused.
+    let block = t(&[2 * 64]);
+    let (gamma, beta) = (block.view(0, &[3]).unwrap(), block.view(64, &[3]).unwrap());
+    let x = t(&[2, 3, 2, 2]);
+    let err = batchnorm::batch_norm_forward(&x, &gamma, &rm, &rv, &beta, true, MOMENTUM, EPS)
+        .unwrap_err();
+    assert!(
+        format!("{err}").contains("running_var") && format!("{err}").contains("gamma"),
+        "{err}"
+    );
 }
 
 #[test]

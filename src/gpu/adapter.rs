@@ -85,7 +85,8 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
-const NO_ADAPTER: &str = "no GPU adapter found. lskbb needs a Vulkan, Metal, DX12 or GL driver. \
+const NO_ADAPTER: &str = "no usable GPU adapter found. lskbb needs a Vulkan, Metal, DX12 or GL \
+driver with compute shaders and 8 storage buffers per shader stage. \
 On Linux without a GPU install Mesa's software Vulkan driver (lavapipe): \
 `sudo apt-get install mesa-vulkan-drivers`; check with `vulkaninfo --summary`";
 
@@ -105,8 +106,9 @@ fn adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
             );
         }
     }
-    // Adapters that cannot run compute shaders with storage buffers are of no use.
-    all.retain(|a| a.limits().max_storage_buffers_per_shader_stage >= 4);
+    // The largest kernels (BatchNorm's normalize and grad_x) bind 8 storage buffers, the
+    // WebGPU minimum that Vulkan, Metal and DX12 adapters meet; some GL ones do not.
+    all.retain(|a| a.limits().max_storage_buffers_per_shader_stage >= 8);
     all.sort_by_key(|a| rank(a.get_info().device_type));
     Ok(all)
 }

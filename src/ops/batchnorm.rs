@@ -5,9 +5,9 @@
 //! [`BnMode::groups`] normalises several stacked batches in one pass, each with its own
 //! statistics.
 
-use super::reduce::split;
+use super::reduce::split_from;
 use crate::autograd::{grad_enabled, Var};
-use crate::gpu::{grid, groups, Gpu, GpuBuffer, Kernel};
+use crate::gpu::{grid, groups, Gpu, Kernel};
 use crate::tensor::{nchw, DType, Tensor};
 use anyhow::{bail, Result};
 use std::sync::Arc;
@@ -18,10 +18,10 @@ const STATS: Kernel = Kernel {
     source: SRC,
     entry: "stats",
 };
-const STATS_MERGE: Kernel = Kernel {
+const NORMALIZE: Kernel = Kernel {
     name: "batchnorm",
     source: SRC,
-    entry: "stats_merge",
+    entry: "normalize",
 };
 const APPLY: Kernel = Kernel {
     name: "batchnorm",
@@ -33,16 +33,16 @@ const GRAD_SUMS: Kernel = Kernel {
     source: SRC,
     entry: "grad_sums",
 };
-const GRAD_MERGE: Kernel = Kernel {
-    name: "batchnorm",
-    source: SRC,
-    entry: "grad_merge",
-};
 const GRAD_X: Kernel = Kernel {
     name: "batchnorm",
     source: SRC,
     entry: "grad_x",
 };
+
+/// The fewest values one workgroup takes of a statistic: every kernel but `apply` (eval) runs
+/// one workgroup per chunk, so the chunks of small maps (8×8 at batch 128: 8192 values per
+/// channel) must be short enough to fill a GPU, and each thread still takes 4 values.
+const MIN_CHUNK: usize = 1024;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
@@ -59,6 +59,9 @@ struct Params {
     relu: u32,
     groups: u32,
     nb: u32,
+    parts: u32,
+    stride: u32,
+    pad: [u32; 2],
 }
 
 /// How a batch norm runs.
@@ -128,8 +131,11 @@ fn params(
             x.shape()
         );
     }
-    let (chunk, chunks) = split(x.gpu(), count, stat_len);
+    let (chunk, chunks) = split_from(x.gpu(), count, stat_len, MIN_CHUNK);
     Ok(Params {
+        parts: (stat_len * chunks) as u32,
+        stride: stat_stride(x.gpu(), stat_len) as u32,
+        pad: [0; 2],
         n: x.numel() as u32,
         c: c as u32,
         hw: (h * w) as u32,
@@ -145,39 +151,30 @@ fn params(
     })
 }
 
-/// The forward statistics [groups·C] (mean, var), updating `running` (mean, var) in place:
-/// `stats` writes one pair per (statistic, chunk) and `stats_merge` combines each channel's
-/// chunks, group after group; with one chunk and one group `stats` writes them directly.
-/// Whichever writes the final values also updates the running statistics.
-fn batch_stats(
-    gpu: &Arc<Gpu>,
-    p: &Params,
-    x: &GpuBuffer,
-    [rm, rv]: [&Tensor; 2],
-) -> Result<(Tensor, Tensor)> {
-    let (c, chunks) = (p.c as usize, p.chunks as usize);
-    let stats = c * p.groups as usize;
-    let pb = bytemuck::bytes_of(p);
-    let mean = Tensor::empty(gpu, &[stats], DType::F32)?;
-    let var = Tensor::empty(gpu, &[stats], DType::F32)?;
-    let (rm, rv) = (rm.buf(), rv.buf());
-    if chunks == 1 && p.groups == 1 {
-        let outs = [mean.buf(), var.buf(), rm, rv];
-        gpu.dispatch(&STATS, pb, &[x], &outs, groups(c))?;
-        return Ok((mean, var));
-    }
-    let a = Tensor::empty(gpu, &[stats, chunks], DType::F32)?;
-    let b = Tensor::empty(gpu, &[stats, chunks], DType::F32)?;
-    let outs = [a.buf(), b.buf(), rm, rv];
-    gpu.dispatch(&STATS, pb, &[x], &outs, groups(stats * chunks))?;
-    gpu.dispatch(
-        &STATS_MERGE,
-        pb,
-        &[a.buf(), b.buf()],
-        &[mean.buf(), var.buf(), rm, rv],
-        groups(c),
-    )?;
-    Ok((mean, var))
+/// Where the second half of a buffer holding two vectors of `len` values starts: `len`
+/// rounded up so that it can be a view of its own.
+fn stat_stride(gpu: &Gpu, len: usize) -> usize {
+    len.next_multiple_of((gpu.view_alignment() / 4) as usize)
+}
+
+/// Views of the two halves ([len] each) of a buffer made by [`stat_pair`].
+fn halves(pair: &Tensor, stride: u32, len: usize) -> Result<(Tensor, Tensor)> {
+    Ok((pair.view(0, &[len])?, pair.view(stride as usize, &[len])?))
+}
+
+/// A buffer for two per-statistic vectors (means and variances, or ggamma and gbeta).
+fn stat_pair(gpu: &Arc<Gpu>, p: &Params) -> Result<Tensor> {
+    Tensor::empty(gpu, &[2 * p.stride as usize], DType::F32)
+}
+
+/// `mean` and `var` copied into one [`stat_pair`] buffer, as the backward kernels read them.
+fn pack_stats(p: &Params, [mean, var]: [&Tensor; 2]) -> Result<Tensor> {
+    let gpu = mean.gpu();
+    let pair = stat_pair(gpu, p)?;
+    let bytes = 4 * mean.numel() as u64;
+    gpu.copy(mean.buf(), 0, pair.buf(), 0, bytes);
+    gpu.copy(var.buf(), 0, pair.buf(), 4 * u64::from(p.stride), bytes);
+    Ok(pair)
 }
 
 /// Normalises x. Training: with the batch mean and biased batch variance over (N, H, W),
@@ -196,16 +193,19 @@ pub fn batch_norm_forward(
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let stats = [running_mean, running_var];
-    forward(
-        x,
-        gamma,
-        beta,
-        stats,
-        BnMode::single(training, momentum, eps),
-        false,
-    )
+    let mode = BnMode::single(training, momentum, eps);
+    match forward(x, gamma, beta, stats, mode, false)? {
+        (y, Some(stat)) => {
+            let c = gamma.numel();
+            let (mean, var) = halves(&stat, stat_stride(x.gpu(), c) as u32, c)?;
+            Ok((y, mean, var))
+        }
+        (y, None) => Ok((y, running_mean.clone(), running_var.clone())),
+    }
 }
 
+/// (y, statistics): in training the batch's [means | variances] over groups·C statistics
+/// (a [`stat_pair`] buffer); in eval none (the running statistics are used).
 fn forward(
     x: &Tensor,
     gamma: &Tensor,
@@ -213,7 +213,7 @@ fn forward(
     [running_mean, running_var]: [&Tensor; 2],
     mode: BnMode,
     relu: bool,
-) -> Result<(Tensor, Tensor, Tensor)> {
+) -> Result<(Tensor, Option<Tensor>)> {
     let mut p = params(
         x,
         &[
@@ -226,21 +226,48 @@ fn forward(
         mode,
     )?;
     p.relu = u32::from(relu);
-    let gpu = x.gpu();
-    let (mean, var) = if mode.training {
-        batch_stats(gpu, &p, x.buf(), [running_mean, running_var])?
-    } else {
-        (running_mean.clone(), running_var.clone())
-    };
+    if mode.training {
+        for (t, what) in [(x, "x"), (gamma, "gamma"), (beta, "beta")] {
+            for (r, name) in [(running_mean, "running_mean"), (running_var, "running_var")] {
+                if r.shares_memory(t) {
+                    bail!(
+                        "batch_norm: {name} is updated in place, so it cannot share a GPU \
+                         buffer with {what}"
+                    );
+                }
+            }
+        }
+    }
+    let (gpu, pb) = (x.gpu(), bytemuck::bytes_of(&p));
     let y = Tensor::empty(gpu, x.shape(), DType::F32)?;
+    if !mode.training {
+        gpu.dispatch(
+            &APPLY,
+            pb,
+            &[
+                x.buf(),
+                running_mean.buf(),
+                running_var.buf(),
+                gamma.buf(),
+                beta.buf(),
+            ],
+            &[y.buf()],
+            grid(x.numel()),
+        )?;
+        return Ok((y, None));
+    }
+    let part = Tensor::empty(gpu, &[2 * p.parts as usize], DType::F32)?;
+    let workgroups = groups(p.parts as usize);
+    gpu.dispatch(&STATS, pb, &[x.buf()], &[part.buf()], workgroups)?;
+    let stat = stat_pair(gpu, &p)?;
     gpu.dispatch(
-        &APPLY,
-        bytemuck::bytes_of(&p),
-        &[x.buf(), mean.buf(), var.buf(), gamma.buf(), beta.buf()],
-        &[y.buf()],
-        grid(x.numel()),
+        &NORMALIZE,
+        pb,
+        &[x.buf(), part.buf(), gamma.buf(), beta.buf()],
+        &[y.buf(), stat.buf(), running_mean.buf(), running_var.buf()],
+        workgroups,
     )?;
-    Ok((y, mean, var))
+    Ok((y, Some(stat)))
 }
 
 /// Gradients (gx, ggamma, gbeta) of y = batch_norm(x) given gy, with `mean`/`var` the
@@ -254,32 +281,34 @@ pub fn batch_norm_backward(
     training: bool,
     eps: f32,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    backward(
-        x,
-        gamma,
-        [mean, var],
-        gy,
-        None,
-        BnMode::single(training, 0.0, eps),
-    )
-}
-
-/// grad_sums (per statistic and chunk), grad_merge (ggamma, gbeta and the coefficients of
-/// dx), grad_x; `y` is the fused ReLU's output, whose zeros cut gy.
-fn backward(
-    x: &Tensor,
-    gamma: &Tensor,
-    [mean, var]: [&Tensor; 2],
-    gy: &Tensor,
-    y: Option<&Tensor>,
-    mode: BnMode,
-) -> Result<(Tensor, Tensor, Tensor)> {
-    let mut p = params(
+    let mode = BnMode::single(training, 0.0, eps);
+    let p = params(
         x,
         &[(gamma, "gamma")],
         &[(mean, "mean"), (var, "var")],
         mode,
     )?;
+    backward(x, gamma, &pack_stats(&p, [mean, var])?, gy, None, mode)
+}
+
+/// grad_sums (per statistic and chunk), then grad_x (dx, ggamma and gbeta from them); `stat`
+/// is the forward's [means | variances], `y` the fused ReLU's output, whose zeros cut gy.
+fn backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    stat: &Tensor,
+    gy: &Tensor,
+    y: Option<&Tensor>,
+    mode: BnMode,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let mut p = params(x, &[(gamma, "gamma")], &[], mode)?;
+    if stat.numel() != 2 * p.stride as usize {
+        bail!(
+            "batch_norm backward: statistics of shape {:?} for x of shape {:?}",
+            stat.shape(),
+            x.shape()
+        );
+    }
     for (t, what) in [(Some(gy), "grad_y"), (y, "the ReLU output y")] {
         if let Some(t) = t.filter(|t| t.shape() != x.shape()) {
             bail!(
@@ -292,41 +321,32 @@ fn backward(
     p.relu = u32::from(y.is_some());
     let y = y.unwrap_or(gy);
     let (gpu, pb) = (x.gpu(), bytemuck::bytes_of(&p));
-    let (c, chunks) = (p.c as usize, p.chunks as usize);
-    let stats = c * p.groups as usize;
-    let part_g = Tensor::empty(gpu, &[stats, chunks], DType::F32)?;
-    let part_b = Tensor::empty(gpu, &[stats, chunks], DType::F32)?;
+    let workgroups = groups(p.parts as usize);
+    let part = Tensor::empty(gpu, &[2 * p.parts as usize], DType::F32)?;
     gpu.dispatch(
         &GRAD_SUMS,
         pb,
-        &[x.buf(), mean.buf(), var.buf(), gy.buf(), y.buf()],
-        &[part_g.buf(), part_b.buf()],
-        groups(stats * chunks),
-    )?;
-    let ggamma = Tensor::empty(gpu, &[c], DType::F32)?;
-    let gbeta = Tensor::empty(gpu, &[c], DType::F32)?;
-    let coef = Tensor::empty(gpu, &[stats, 4], DType::F32)?;
-    gpu.dispatch(
-        &GRAD_MERGE,
-        pb,
-        &[
-            part_g.buf(),
-            part_b.buf(),
-            mean.buf(),
-            var.buf(),
-            gamma.buf(),
-        ],
-        &[ggamma.buf(), gbeta.buf(), coef.buf()],
-        groups(c),
+        &[x.buf(), stat.buf(), gy.buf(), y.buf()],
+        &[part.buf()],
+        workgroups,
     )?;
     let gx = Tensor::empty(gpu, x.shape(), DType::F32)?;
+    let gparams = stat_pair(gpu, &p)?;
     gpu.dispatch(
         &GRAD_X,
         pb,
-        &[coef.buf(), x.buf(), gy.buf(), y.buf()],
-        &[gx.buf()],
-        grid(x.numel()),
+        &[
+            part.buf(),
+            stat.buf(),
+            gamma.buf(),
+            x.buf(),
+            gy.buf(),
+            y.buf(),
+        ],
+        &[gx.buf(), gparams.buf()],
+        workgroups,
     )?;
+    let (ggamma, gbeta) = halves(&gparams, p.stride, p.c as usize)?;
     Ok((gx, ggamma, gbeta))
 }
 
@@ -365,13 +385,16 @@ pub fn batch_norm_with(
     mode: BnMode,
     relu: bool,
 ) -> Result<Var> {
-    let (y, mean, var) = forward(x.value(), gamma.value(), beta.value(), running, mode, relu)?;
-    // Eval normalises with the running buffers, which a later training step updates in
-    // place: a recorded backward keeps a snapshot of the values this forward used.
-    let (mean, var) = if mode.training || !grad_enabled() {
-        (mean, var)
-    } else {
-        (mean.duplicate()?, var.duplicate()?)
+    let (y, stat) = forward(x.value(), gamma.value(), beta.value(), running, mode, relu)?;
+    let stat = match stat {
+        Some(stat) => stat,
+        // Eval normalises with the running buffers, which a later training step updates in
+        // place: a recorded backward keeps a copy of the values this forward used.
+        None if grad_enabled() => {
+            let p = params(x.value(), &[], &[], mode)?;
+            pack_stats(&p, running)?
+        }
+        None => return Ok(Var::constant(y)),
     };
     let (tx, tg) = (x.value().clone(), gamma.value().clone());
     let ty = relu.then(|| y.clone());
@@ -384,7 +407,7 @@ pub fn batch_norm_with(
         y,
         &[x, gamma, beta],
         Box::new(move |gy| {
-            let (gx, gg, gb) = backward(&tx, &tg, [&mean, &var], gy, ty.as_ref(), mode)?;
+            let (gx, gg, gb) = backward(&tx, &tg, &stat, gy, ty.as_ref(), mode)?;
             Ok(vec![Some(gx), Some(gg), Some(gb)])
         }),
     ))

@@ -55,12 +55,17 @@ const TARGET_GROUPS_CPU: usize = 64;
 /// workgroup per chunk: (elements per chunk, chunks per row). One chunk per row unless the
 /// rows are too few to fill the adapter and long enough to share.
 pub(crate) fn split(gpu: &Gpu, count: usize, rows: usize) -> (usize, usize) {
+    split_from(gpu, count, rows, MIN_CHUNK)
+}
+
+/// [`split`] with chunks of at least `min_chunk` elements.
+pub(crate) fn split_from(gpu: &Gpu, count: usize, rows: usize, min_chunk: usize) -> (usize, usize) {
     let target = if gpu.info.device_type == wgpu::DeviceType::Cpu {
         TARGET_GROUPS_CPU
     } else {
         TARGET_GROUPS
     };
-    let chunks = count.div_ceil(MIN_CHUNK).min(target / rows.max(1)).max(1);
+    let chunks = count.div_ceil(min_chunk).min(target / rows.max(1)).max(1);
     let chunk = count.div_ceil(chunks).max(1);
     (chunk, count.div_ceil(chunk).max(1))
 }
