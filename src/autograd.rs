@@ -316,6 +316,9 @@ fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
     }
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
     grads.insert(root.node.id, seed);
+    // Parameters' first gradients, copied to their homes after the walk: consecutive copies
+    // share one break between compute passes instead of one each among the kernels.
+    let mut to_home: Vec<(Tensor, Tensor)> = Vec::new();
     for v in order.iter().rev() {
         let Some(g) = grads.remove(&v.id) else {
             continue;
@@ -361,15 +364,25 @@ fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
             }
         } else {
             let mut slot = v.grad.borrow_mut();
-            match (slot.as_ref(), &v.grad_home) {
-                (Some(acc), _) => add_into(acc, &g)?,
-                (None, Some(home)) => {
-                    home.assign(&g)?;
-                    *slot = Some(home.clone());
+            let sum = match (slot.take(), &v.grad_home) {
+                (Some(acc), Some(home)) if acc.same_buffer(home) => {
+                    add_into(&acc, &g)?;
+                    acc
                 }
-                (None, None) => *slot = Some(g.duplicate()?),
-            }
+                // Out of place: g may be another leaf's gradient too (add hands one tensor to
+                // both operands), so no leaf's gradient is ever written in place but at home.
+                (Some(acc), _) => add_tensors(&acc, &g)?,
+                (None, Some(home)) => {
+                    to_home.push((home.clone(), g));
+                    home.clone()
+                }
+                (None, None) => g,
+            };
+            *slot = Some(sum);
         }
+    }
+    for (home, g) in to_home {
+        home.assign(&g)?;
     }
     Ok(())
 }

@@ -87,6 +87,10 @@ pub struct BenchReport {
     pub peak_mem_gb: f64,
     /// Peak bytes behind live tensors (without buffers cached in the pool for reuse).
     pub peak_live_gb: f64,
+    /// Compute passes per timed step: a copy or clear between two dispatches ends one.
+    pub passes_per_step: f64,
+    /// Buffer copies and clears per timed step.
+    pub transfers_per_step: f64,
     /// Times per timed step that the lean pool (with `--recompute`) returned cached buffers
     /// to the driver, each a wait for the GPU.
     pub pool_trims_per_step: f64,
@@ -138,6 +142,16 @@ impl fmt::Display for BenchReport {
         if let Some(host) = self.host_ms_per_step {
             writeln!(f, "  {:<28} {:>12.2}", "  host CPU ms/step", host)?;
         }
+        writeln!(
+            f,
+            "  {:<28} {:>12.1}",
+            "  compute passes/step", self.passes_per_step
+        )?;
+        writeln!(
+            f,
+            "  {:<28} {:>12.1}",
+            "  copies and clears/step", self.transfers_per_step
+        )?;
         writeln!(f, "  {:<28} {:>12.1}", "images/s", self.images_per_s)?;
         writeln!(
             f,
@@ -377,7 +391,10 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     };
     step(cfg.warmup)?;
     let (t, trims, cpu) = (Instant::now(), gpu.trims(), thread_cpu_ns());
+    let (passes, transfers) = gpu.command_counts();
     step(cfg.steps)?;
+    let (passes_after, transfers_after) = gpu.command_counts();
+    let per_step = |before: u64, after: u64| (after - before) as f64 / cfg.steps as f64;
     let ms_per_step = t.elapsed().as_secs_f64() * 1e3 / cfg.steps as f64;
     let host_ms_per_step = cpu
         .zip(thread_cpu_ns())
@@ -423,6 +440,8 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         peak_mem_bytes: peak,
         peak_mem_gb: peak as f64 / 1e9,
         peak_live_gb: peak_live as f64 / 1e9,
+        passes_per_step: per_step(passes, passes_after),
+        transfers_per_step: per_step(transfers, transfers_after),
         pool_trims_per_step,
         step_gflop: flops / 1e9,
         tflops: flops / (ms_per_step * 1e-3) / 1e12,

@@ -33,6 +33,23 @@ fn profiling_counts_dispatches() {
     assert!(gpu.kernel_times().unwrap().is_empty());
 }
 
+/// Consecutive dispatches share a compute pass; a copy between two runs of them ends one
+/// (the counts `lskbb bench` reports per step). On a device of its own, so that only this
+/// test's commands count.
+#[test]
+fn copies_split_compute_passes() {
+    let gpu = lskbb::Gpu::new(&lskbb::AdapterChoice::default()).expect("a GPU adapter");
+    let x = Var::constant(Tensor::from_f32(&gpu, &[1.0, -2.0, 3.0, -4.0], &[4]).unwrap());
+    gpu.finish().unwrap();
+    let (passes, transfers) = gpu.command_counts();
+    let y = relu(&add(&x, &x).unwrap()).unwrap();
+    let z = y.value().duplicate().unwrap();
+    relu(&Var::constant(z)).unwrap();
+    gpu.finish().unwrap();
+    let (p, t) = gpu.command_counts();
+    assert_eq!((p - passes, t - transfers), (2, 1));
+}
+
 /// Plain ResNet-32 at 32x32 is about 69 M multiply-adds a forward (He et al.'s CIFAR
 /// figure), so a single-branch step at batch 1 is about 3 x 138 MFLOPs; bilateral doubles it.
 #[test]
@@ -60,6 +77,11 @@ fn bench_reports_a_recomputed_step() {
         "{r:?}"
     );
     assert!(r.pool_trims_per_step >= 0.0, "{r:?}");
+    // The step uploads its batches (copies) and runs dispatches around them.
+    assert!(
+        r.passes_per_step >= 1.0 && r.transfers_per_step >= 1.0,
+        "{r:?}"
+    );
     let json = r.to_json().unwrap();
     for key in [
         "ms_per_step",
@@ -67,6 +89,8 @@ fn bench_reports_a_recomputed_step() {
         "peak_live_gb",
         "pool_trims_per_step",
         "host_ms_per_step",
+        "passes_per_step",
+        "transfers_per_step",
     ] {
         assert!(
             json.contains(&format!("\"{key}\"")),

@@ -214,6 +214,13 @@ impl Gpu {
         self.trims.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Compute passes, and copies and clears, submitted so far (every run of dispatches
+    /// between two copies or clears is one pass; a profiled dispatch gets its own).
+    pub fn command_counts(&self) -> (u64, u64) {
+        let rec = lock(&self.rec);
+        (rec.passes, rec.transfers)
+    }
+
     /// Bytes behind live tensors now and at the peak (without the pool's cache).
     pub fn memory_in_use(&self) -> (u64, u64) {
         lock(&self.pool).in_use()

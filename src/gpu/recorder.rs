@@ -141,6 +141,9 @@ pub struct Recorder {
     commands: Vec<Command>,
     dispatches: u32,
     pub profiler: Option<Profiler>,
+    /// Compute passes, and copies and clears, submitted so far.
+    pub passes: u64,
+    pub transfers: u64,
 }
 
 impl Recorder {
@@ -156,6 +159,8 @@ impl Recorder {
             commands: Vec::new(),
             dispatches: 0,
             profiler: None,
+            passes: 0,
+            transfers: 0,
         }
     }
 
@@ -220,6 +225,7 @@ impl Recorder {
                             end_of_pass_write_index: Some(i + 1),
                         }
                     });
+                    self.passes += 1;
                     let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                         label: None,
                         timestamp_writes,
@@ -244,6 +250,7 @@ impl Recorder {
                     }
                 }
                 Command::Clear { buf, offset, bytes } => {
+                    self.transfers += 1;
                     enc.clear_buffer(&buf, offset, Some(bytes))
                 }
                 Command::Copy {
@@ -252,7 +259,10 @@ impl Recorder {
                     dst,
                     dst_off,
                     bytes,
-                } => enc.copy_buffer_to_buffer(&src, src_off, &dst, dst_off, bytes),
+                } => {
+                    self.transfers += 1;
+                    enc.copy_buffer_to_buffer(&src, src_off, &dst, dst_off, bytes)
+                }
             }
         }
         let n = labels.len() as u32;
