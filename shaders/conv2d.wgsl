@@ -31,7 +31,8 @@ struct P {
     splits: u32, ny: u32, nx: u32, fy: u32,             // grad_x_gemm's stride phase (see there)
     fx: u32, qy0: u32, qx0: u32, ky0: u32,              // qy0, qx0: i32 bits
     kx0: u32, nky: u32, nkx: u32, st: u32,
-    dq: u32, accumulate: u32, _p1: u32, _p2: u32,   // accumulate: grad_x adds gx_in
+    dq: u32, accumulate: u32,                       // accumulate: grad_x adds gx_in
+    wtasks: u32, bias_off: u32,                     // direct grad_w: see grad_w
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -247,9 +248,16 @@ fn pixel_step(o: vec3<u32>, st: vec3<u32>) -> vec3<u32> {
     return vec3<u32>(ox, oy, n);
 }
 
+// The direct grad_w kernels' output per split: gw, then with a bias gb from p.bias_off on.
+fn slab() -> u32 {
+    return select(p.cout * p.cin_g * p.kh * p.kw, p.bias_off + p.cout, p.has_bias == 1u);
+}
+
 // One workgroup per 4 output channels of one group at one (ci, ky, kx) and one chunk of kc
 // values of N·Ho·Wo (split s of p.splits): a reduction in which each x value loaded meets 4
-// output gradients. With several splits gw is a scratch [splits, gw] for grad_w_reduce.
+// output gradients. With a bias, the tasks past the p.wtasks weight tasks sum gy alone for
+// their 4 channels (gb). With several splits gw is a scratch [splits, slab()] for
+// grad_w_reduce.
 @compute @workgroup_size(256)
 fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -259,13 +267,20 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let we = e % p.total;
     let q0 = split * p.kc + lid;
     let q1 = min((split + 1u) * p.kc, p.n * p.ho * p.wo);
-    let out = split * p.cout * p.cin_g * p.kh * p.kw;
-    let kx = we % p.kw;
-    var r = we / p.kw;
-    let ky = r % p.kh;
-    r = r / p.kh;
-    let cl = r % p.cin_g;
-    let t = r / p.cin_g;
+    let out = split * slab();
+    let bias_task = we >= p.wtasks;
+    var t = we - p.wtasks;
+    var cl = 0u;
+    var ky = 0u;
+    var kx = 0u;
+    if !bias_task {
+        kx = we % p.kw;
+        var r = we / p.kw;
+        ky = r % p.kh;
+        r = r / p.kh;
+        cl = r % p.cin_g;
+        t = r / p.cin_g;
+    }
     let g = t / p.tiles;
     let c0 = g * p.cout_g + (t % p.tiles) * 4u;
     let end = (g + 1u) * p.cout_g;
@@ -282,10 +297,12 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         let oy = o.y;
         let n = o.z;
         o = pixel_step(o, st);
+        let gb = n * p.cout * plane + oy * p.wo + ox;
         let iy = i32(oy * p.stride) + dy;
         let ix = i32(ox * p.stride) + dx;
-        if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
-            let gb = n * p.cout * plane + oy * p.wo + ox;
+        if bias_task {
+            sum += vec4<f32>(gy[gb + co.x], gy[gb + co.y], gy[gb + co.z], gy[gb + co.w]);
+        } else if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
             let g4 = vec4<f32>(gy[gb + co.x], gy[gb + co.y], gy[gb + co.z], gy[gb + co.w]);
             sum += g4 * xin[((n * p.cin + ci) * p.h + u32(iy)) * p.w + u32(ix)];
         }
@@ -300,13 +317,15 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         let tap = ky * p.kw + kx;
         for (var j = 0u; j < 4u; j++) {
             if c0 + j < end {
-                gw[out + ((c0 + j) * p.cin_g + cl) * p.kh * p.kw + tap] = part4[0][j];
+                let w_at = ((c0 + j) * p.cin_g + cl) * p.kh * p.kw + tap;
+                gw[out + select(w_at, p.bias_off + c0 + j, bias_task)] = part4[0][j];
             }
         }
     }
 }
 
-// One workgroup per weight element [co, ci, ky, kx] and chunk of N·Ho·Wo, as grad_w.
+// One workgroup per weight element [co, ci, ky, kx] (then, with a bias, one per output
+// channel summing gy alone) and chunk of N·Ho·Wo, as grad_w.
 @compute @workgroup_size(256)
 fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -316,13 +335,20 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let we = e % p.total;
     let q0 = split * p.kc + lid;
     let q1 = min((split + 1u) * p.kc, p.n * p.ho * p.wo);
-    let out = split * p.cout * p.cin_g * p.kh * p.kw;
-    let kx = we % p.kw;
-    var r = we / p.kw;
-    let ky = r % p.kh;
-    r = r / p.kh;
-    let cl = r % p.cin_g;
-    let co = r / p.cin_g;
+    let out = split * slab();
+    let bias_task = we >= p.wtasks;
+    var co = we - p.wtasks;
+    var cl = 0u;
+    var ky = 0u;
+    var kx = 0u;
+    if !bias_task {
+        kx = we % p.kw;
+        var r = we / p.kw;
+        ky = r % p.kh;
+        r = r / p.kh;
+        cl = r % p.cin_g;
+        co = r / p.cin_g;
+    }
     let ci = (co / p.cout_g) * p.cin_g + cl;
     let dy = i32(ky * p.dil) - i32(p.pad);
     let dx = i32(kx * p.dil) - i32(p.pad);
@@ -335,10 +361,12 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         let oy = o.y;
         let n = o.z;
         o = pixel_step(o, st);
+        let g = gy[(n * p.cout + co) * plane + oy * p.wo + ox];
         let iy = i32(oy * p.stride) + dy;
         let ix = i32(ox * p.stride) + dx;
-        if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
-            let g = gy[(n * p.cout + co) * plane + oy * p.wo + ox];
+        if bias_task {
+            sum += g;
+        } else if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
             sum += g * xin[((n * p.cin + ci) * p.h + u32(iy)) * p.w + u32(ix)];
         }
     }
@@ -348,7 +376,7 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         if lid < w { part[lid] += part[lid + w]; }
         workgroupBarrier();
     }
-    if lid == 0u && valid { gw[out + we] = part[0]; }
+    if lid == 0u && valid { gw[out + select(we, p.bias_off + co, bias_task)] = part[0]; }
 }
 
 // ---- Implicit-GEMM kernels for dense convolutions ----

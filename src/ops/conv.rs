@@ -108,8 +108,8 @@ struct Params {
     st: u32,
     dq: u32,
     accumulate: u32,
-    pad1: u32,
-    pad2: u32,
+    wtasks: u32,
+    bias_off: u32,
 }
 
 /// Stride, zero padding (both sides, both axes), dilation and groups of a convolution.
@@ -713,7 +713,8 @@ fn grad_x(
 }
 
 /// gw, and with `bias` gb: from the same kernels where they can (the GEMM's extra column of
-/// ones, the depthwise tiles' sums of gy), else by a separate sum of gy.
+/// ones, the direct kernels' and the depthwise tiles' sums of gy), else by a separate sum of
+/// gy.
 fn grad_wb(
     g: &Geometry,
     p: Conv2dParams,
@@ -727,10 +728,7 @@ fn grad_wb(
         Path::Window(wc) => Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?)),
         Path::Gemm => grad_wb_gemm(g, p, x, gy, bias, TARGET_GROUPS),
         Path::GemmSplit(target) => grad_wb_gemm(g, p, x, gy, bias, target),
-        Path::Direct => Ok((
-            grad_w_direct(g, p, x, gy)?,
-            bias.then(|| grad_b(g, gy)).transpose()?,
-        )),
+        Path::Direct => grad_wb_direct(g, p, x, gy, bias),
     }
 }
 
@@ -793,30 +791,49 @@ fn grad_wb_gemm(
     Ok((gw, gb))
 }
 
-/// The direct grad_w kernels: one workgroup per (weight task, chunk of N·Ho·Wo); several
-/// chunks go through a scratch and grad_w_reduce, so that no workgroup walks all of N·Ho·Wo.
-fn grad_w_direct(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor) -> Result<Tensor> {
+/// The direct grad_w kernels: one workgroup per (weight task, chunk of N·Ho·Wo), and with
+/// `bias` one per (bias task, chunk) summing gy alone; several chunks go through a scratch
+/// and grad_w_reduce, so that no workgroup walks all of N·Ho·Wo. gw and gb are views of one
+/// buffer, gb from the first offset past gw that a view can start at.
+fn grad_wb_direct(
+    g: &Geometry,
+    p: Conv2dParams,
+    x: &Tensor,
+    gy: &Tensor,
+    bias: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     let shape = [g.cout, g.cin / p.groups, g.kh, g.kw];
-    let gw = Tensor::empty(gy.gpu(), &shape, DType::F32)?;
+    let wlen: usize = shape.iter().product();
     let (k, tiles) = pick(g.cout / p.groups, &GRAD_W, &GRAD_W_DIRECT);
-    let tasks = p.groups * tiles * shape[1..].iter().product::<usize>();
+    let wtasks = p.groups * tiles * shape[1..].iter().product::<usize>();
+    let tasks = wtasks + if bias { p.groups * tiles } else { 0 };
+    let align = (gy.gpu().view_alignment() / 4) as usize;
+    let (bias_off, slab) = if bias {
+        let off = wlen.next_multiple_of(align);
+        (off, off + g.cout)
+    } else {
+        (wlen, wlen)
+    };
+    let out = Tensor::empty(gy.gpu(), &[slab], DType::F32)?;
     let len = g.n * g.ho * g.wo;
     let splits = DIRECT_GROUPS
         .div_ceil(tasks)
         .min(len.div_ceil(DIRECT_CHUNK))
-        .min(SCRATCH / gw.numel())
+        .min(SCRATCH / slab)
         .max(1);
     let kc = len.div_ceil(splits).next_multiple_of(WG as usize);
     let splits = len.div_ceil(kc);
     let partial = if splits > 1 {
-        Tensor::empty(gy.gpu(), &[splits, gw.numel()], DType::F32)?
+        Tensor::empty(gy.gpu(), &[splits, slab], DType::F32)?
     } else {
-        gw.clone()
+        out.clone()
     };
     let pr = Params {
         kc: kc as u32,
         splits: splits as u32,
-        ..params(g, p, tiles, tasks, false)
+        wtasks: wtasks as u32,
+        bias_off: bias_off as u32,
+        ..params(g, p, tiles, tasks, bias)
     };
     gy.gpu().dispatch(
         k,
@@ -828,17 +845,18 @@ fn grad_w_direct(g: &Geometry, p: Conv2dParams, x: &Tensor, gy: &Tensor) -> Resu
     if splits > 1 {
         let pr = Params {
             splits: splits as u32,
-            ..params(g, p, 0, gw.numel(), false)
+            ..params(g, p, 0, slab, false)
         };
         gy.gpu().dispatch(
             &GRAD_W_REDUCE,
             bytemuck::bytes_of(&pr),
             &[partial.buf()],
-            &[gw.buf(), gw.buf()],
-            groups(gw.numel().div_ceil(16)),
+            &[out.buf(), out.buf()],
+            groups(slab.div_ceil(16)),
         )?;
     }
-    Ok(gw)
+    let gb = bias.then(|| out.view(bias_off, &[g.cout])).transpose()?;
+    Ok((out.view(0, &shape)?, gb))
 }
 
 fn grad_b(g: &Geometry, gy: &Tensor) -> Result<Tensor> {
