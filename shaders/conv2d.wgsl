@@ -253,6 +253,28 @@ fn slab() -> u32 {
     return select(p.cout * p.cin_g * p.kh * p.kw, p.bias_off + p.cout, p.has_bias == 1u);
 }
 
+// A direct grad_w task: the tap (cl, ky, kx) and, in `rest`, the output channel (tile) it is
+// for; tasks from p.wtasks on are bias tasks (no tap; `rest` counts from p.wtasks).
+struct WTask { bias: bool, rest: u32, cl: u32, ky: u32, kx: u32 }
+
+// A direct grad_w workgroup's job: its task, its split of N·Ho·Wo (valid: not past the
+// last), this thread's first pixel q0 and the split's end q1, and where its split's output
+// starts.
+struct WJob { task: WTask, valid: bool, q0: u32, q1: u32, out: u32 }
+
+fn w_job(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> WJob {
+    let e = wid.x + wid.y * nwg.x;
+    let split = e / p.total;
+    let we = e % p.total;
+    var task = WTask(true, we - p.wtasks, 0u, 0u, 0u);
+    if we < p.wtasks {
+        let r = we / (p.kw * p.kh);
+        task = WTask(false, r / p.cin_g, r % p.cin_g, (we / p.kw) % p.kh, we % p.kw);
+    }
+    let q1 = min((split + 1u) * p.kc, p.n * p.ho * p.wo);
+    return WJob(task, split < p.splits, split * p.kc + lid, q1, split * slab());
+}
+
 // One workgroup per 4 output channels of one group at one (ci, ky, kx) and one chunk of kc
 // values of N·Ho·Wo (split s of p.splits): a reduction in which each x value loaded meets 4
 // output gradients. With a bias, the tasks past the p.wtasks weight tasks sum gy alone for
@@ -261,38 +283,20 @@ fn slab() -> u32 {
 @compute @workgroup_size(256)
 fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = wid.x + wid.y * nwg.x;
-    let split = e / p.total;
-    let valid = split < p.splits;
-    let we = e % p.total;
-    let q0 = split * p.kc + lid;
-    let q1 = min((split + 1u) * p.kc, p.n * p.ho * p.wo);
-    let out = split * slab();
-    let bias_task = we >= p.wtasks;
-    var t = we - p.wtasks;
-    var cl = 0u;
-    var ky = 0u;
-    var kx = 0u;
-    if !bias_task {
-        kx = we % p.kw;
-        var r = we / p.kw;
-        ky = r % p.kh;
-        r = r / p.kh;
-        cl = r % p.cin_g;
-        t = r / p.cin_g;
-    }
-    let g = t / p.tiles;
-    let c0 = g * p.cout_g + (t % p.tiles) * 4u;
+    let j = w_job(wid, nwg, lid);
+    let tk = j.task;
+    let g = tk.rest / p.tiles;
+    let c0 = g * p.cout_g + (tk.rest % p.tiles) * 4u;
     let end = (g + 1u) * p.cout_g;
     let plane = p.ho * p.wo;
     let co = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(end - 1u)) * plane;
-    let ci = g * p.cin_g + cl;
-    let dy = i32(ky * p.dil) - i32(p.pad);
-    let dx = i32(kx * p.dil) - i32(p.pad);
+    let ci = g * p.cin_g + tk.cl;
+    let dy = i32(tk.ky * p.dil) - i32(p.pad);
+    let dx = i32(tk.kx * p.dil) - i32(p.pad);
     var sum = vec4<f32>(0.0);
-    var o = pixel(q0);
+    var o = pixel(j.q0);
     let st = pixel_stride();
-    for (var q = q0; q < q1; q += 256u) {
+    for (var q = j.q0; q < j.q1; q += 256u) {
         let ox = o.x;
         let oy = o.y;
         let n = o.z;
@@ -300,7 +304,7 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         let gb = n * p.cout * plane + oy * p.wo + ox;
         let iy = i32(oy * p.stride) + dy;
         let ix = i32(ox * p.stride) + dx;
-        if bias_task {
+        if tk.bias {
             sum += vec4<f32>(gy[gb + co.x], gy[gb + co.y], gy[gb + co.z], gy[gb + co.w]);
         } else if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
             let g4 = vec4<f32>(gy[gb + co.x], gy[gb + co.y], gy[gb + co.z], gy[gb + co.w]);
@@ -313,50 +317,33 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         if lid < w { part4[lid] += part4[lid + w]; }
         workgroupBarrier();
     }
-    if lid == 0u && valid {
-        let tap = ky * p.kw + kx;
-        for (var j = 0u; j < 4u; j++) {
-            if c0 + j < end {
-                let w_at = ((c0 + j) * p.cin_g + cl) * p.kh * p.kw + tap;
-                gw[out + select(w_at, p.bias_off + c0 + j, bias_task)] = part4[0][j];
+    if lid == 0u && j.valid {
+        let tap = tk.ky * p.kw + tk.kx;
+        for (var i = 0u; i < 4u; i++) {
+            if c0 + i < end {
+                let w_at = ((c0 + i) * p.cin_g + tk.cl) * p.kh * p.kw + tap;
+                gw[j.out + select(w_at, p.bias_off + c0 + i, tk.bias)] = part4[0][i];
             }
         }
     }
 }
 
-// One workgroup per weight element [co, ci, ky, kx] (then, with a bias, one per output
+// One workgroup per weight element [co, ci, tk.ky, tk.kx] (then, with a bias, one per output
 // channel summing gy alone) and chunk of N·Ho·Wo, as grad_w.
 @compute @workgroup_size(256)
 fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let e = wid.x + wid.y * nwg.x;
-    let split = e / p.total;
-    let valid = split < p.splits;
-    let we = e % p.total;
-    let q0 = split * p.kc + lid;
-    let q1 = min((split + 1u) * p.kc, p.n * p.ho * p.wo);
-    let out = split * slab();
-    let bias_task = we >= p.wtasks;
-    var co = we - p.wtasks;
-    var cl = 0u;
-    var ky = 0u;
-    var kx = 0u;
-    if !bias_task {
-        kx = we % p.kw;
-        var r = we / p.kw;
-        ky = r % p.kh;
-        r = r / p.kh;
-        cl = r % p.cin_g;
-        co = r / p.cin_g;
-    }
-    let ci = (co / p.cout_g) * p.cin_g + cl;
-    let dy = i32(ky * p.dil) - i32(p.pad);
-    let dx = i32(kx * p.dil) - i32(p.pad);
+    let j = w_job(wid, nwg, lid);
+    let tk = j.task;
+    let co = tk.rest;
+    let ci = (co / p.cout_g) * p.cin_g + tk.cl;
+    let dy = i32(tk.ky * p.dil) - i32(p.pad);
+    let dx = i32(tk.kx * p.dil) - i32(p.pad);
     let plane = p.ho * p.wo;
     var sum = 0.0;
-    var o = pixel(q0);
+    var o = pixel(j.q0);
     let st = pixel_stride();
-    for (var q = q0; q < q1; q += 256u) {
+    for (var q = j.q0; q < j.q1; q += 256u) {
         let ox = o.x;
         let oy = o.y;
         let n = o.z;
@@ -364,7 +351,7 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         let g = gy[(n * p.cout + co) * plane + oy * p.wo + ox];
         let iy = i32(oy * p.stride) + dy;
         let ix = i32(ox * p.stride) + dx;
-        if bias_task {
+        if tk.bias {
             sum += g;
         } else if iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w) {
             sum += g * xin[((n * p.cin + ci) * p.h + u32(iy)) * p.w + u32(ix)];
@@ -376,7 +363,10 @@ fn grad_w_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         if lid < w { part[lid] += part[lid + w]; }
         workgroupBarrier();
     }
-    if lid == 0u && valid { gw[out + select(we, p.bias_off + co, bias_task)] = part[0]; }
+    if lid == 0u && j.valid {
+        let w_at = ((co * p.cin_g + tk.cl) * p.kh + tk.ky) * p.kw + tk.kx;
+        gw[j.out + select(w_at, p.bias_off + co, tk.bias)] = part[0];
+    }
 }
 
 // ---- Implicit-GEMM kernels for dense convolutions ----

@@ -498,39 +498,21 @@ fn channel_mean_max_pair_matches_reference_on_the_concatenation() {
         );
         // Gradients of a and b from elsewhere, added in the kernel's store: to both, or to b
         // alone.
-        let (acc_a, acc_b) = (rng.arr(&a.shape, 1.0), rng.arr(&b.shape, 1.0));
-        let plus = |g: &Arr, acc: &Arr| g.zip(acc, |x, y| x + y);
+        let acc = [rng.arr(&a.shape, 1.0), rng.arr(&b.shape, 1.0)];
         let (ta, tb, tg) = (up(&a), up(&b), up(&gy));
-        let both = [Some(&up(&acc_a)), Some(&up(&acc_b))];
-        let (ga, gb) = chanpool::channel_mean_max_backward(&ta, Some(&tb), &tg, both).unwrap();
-        assert_close(
-            &format!("pair grad a + acc {s:?}"),
-            &ga,
-            &plus(&want[0], &acc_a),
-            POOL_TOL,
-        );
-        let gb = gb.unwrap();
-        assert_close(
-            &format!("pair grad b + acc {s:?}"),
-            &gb,
-            &plus(&want[1], &acc_b),
-            POOL_TOL,
-        );
-        let b_only = [None, Some(&up(&acc_b))];
-        let (ga, gb) = chanpool::channel_mean_max_backward(&ta, Some(&tb), &tg, b_only).unwrap();
-        assert_close(
-            &format!("pair grad a, no acc {s:?}"),
-            &ga,
-            &want[0],
-            POOL_TOL,
-        );
-        let gb = gb.unwrap();
-        assert_close(
-            &format!("pair grad b + acc only {s:?}"),
-            &gb,
-            &plus(&want[1], &acc_b),
-            POOL_TOL,
-        );
+        let acc_up = [up(&acc[0]), up(&acc[1])];
+        for adds in [[true, true], [false, true]] {
+            let given = [0, 1].map(|i| adds[i].then_some(&acc_up[i]));
+            let (ga, gb) = chanpool::channel_mean_max_backward(&ta, Some(&tb), &tg, given).unwrap();
+            for (i, got) in [ga, gb.unwrap()].iter().enumerate() {
+                let want = match adds[i] {
+                    true => want[i].zip(&acc[i], |x, y| x + y),
+                    false => want[i].clone(),
+                };
+                let what = format!("pair grad {i} adding {adds:?} {s:?}");
+                assert_close(&what, got, &want, POOL_TOL);
+            }
+        }
     }
     let x = up(&Arr::zeros(&[1, 3, 2, 2]));
     let err = chanpool::channel_mean_max_backward(
