@@ -111,10 +111,15 @@ fn wg_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
     return s;
 }
 
-// The first value of chunk g % chunks (of statistic g / chunks) and its number of values.
-fn chunk_range(g: u32) -> vec2<u32> {
-    let start = (g % p.chunks) * p.chunk;
-    return vec2<u32>(start, min(p.chunk, p.count - start));
+// A workgroup's chunk: its index g over all chunks, its statistic st, and the range
+// [first, end) of the statistic's values it takes.
+struct Chunk { g: u32, st: u32, first: u32, end: u32 }
+
+// The workgroup's chunk; st is past the last statistic for the workgroups past the end.
+fn chunk_of(wid: vec3<u32>, nwg: vec3<u32>) -> Chunk {
+    let g = wid.x + wid.y * nwg.x;
+    let first = (g % p.chunks) * p.chunk;
+    return Chunk(g, g / p.chunks, first, min(first + p.chunk, p.count));
 }
 
 // Values in chunk j of a statistic.
@@ -125,25 +130,23 @@ fn chunk_len(j: u32) -> f32 {
 @compute @workgroup_size(256)
 fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = wid.x + wid.y * nwg.x;
-    let st = g / p.chunks;
+    let ch = chunk_of(wid, nwg);
+    let st = ch.st;
     if st >= p.c * p.groups { return; }
-    let span = chunk_range(g);
-    let end = span.x + span.y;
     // One pass of sums shifted by the chunk's first value k: the variance from
     // sum (x-k)^2 - (sum (x-k))^2 / n only cancels when the chunk's mean is many standard
     // deviations from k, unlike E[x^2] - m^2 for data far from zero.
-    let k = x[at(st, span.x)];
+    let k = x[at(st, ch.first)];
     var s = vec2<f32>(0.0);
-    for (var r = span.x + lid; r < end; r += 256u) {
+    for (var r = ch.first + lid; r < ch.end; r += 256u) {
         let d = x[at(st, r)] - k;
         s += vec2<f32>(d, d * d);
     }
     let t = wg_sum(lid, s);
-    let n = f32(span.y);
+    let n = f32(ch.end - ch.first);
     if lid == 0u {
-        part_out[g] = k + t.x / n;
-        part_out[p.parts + g] = max(t.y - t.x * t.x / n, 0.0) / n;
+        part_out[ch.g] = k + t.x / n;
+        part_out[p.parts + ch.g] = max(t.y - t.x * t.x / n, 0.0) / n;
     }
 }
 
@@ -175,17 +178,17 @@ fn update_running(r: vec2<f32>, m: f32, v: f32) -> vec2<f32> {
 @compute @workgroup_size(256)
 fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = wid.x + wid.y * nwg.x;
-    let st = g / p.chunks;
+    let ch = chunk_of(wid, nwg);
+    let st = ch.st;
     if st >= p.c * p.groups { return; }
     let ms = merged(lid, st);
-    let first = g % p.chunks == 0u;
-    if first && lid == 0u {
+    let leads = ch.first == 0u;  // the statistic's first chunk
+    if leads && lid == 0u {
         n_stat[st] = ms.x;
         n_stat[p.stride + st] = ms.y;
     }
     // Channel st's running statistics take the groups' batches in order.
-    if first && st < p.c {
+    if leads && st < p.c {
         var r = update_running(vec2<f32>(running_mean[st], running_var[st]), ms.x, ms.y);
         for (var gi = 1u; gi < p.groups; gi++) {
             let o = merged(lid, gi * p.c + st);
@@ -198,8 +201,7 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     }
     let c = st % p.c;
     let is = inverseSqrt(ms.y + p.eps);
-    let span = chunk_range(g);
-    for (var r = span.x + lid; r < span.x + span.y; r += 256u) {
+    for (var r = ch.first + lid; r < ch.end; r += 256u) {
         let i = at(st, r);
         let v = (x[i] - ms.x) * is * n_gamma[c] + n_beta[c];
         n_y[i] = select(v, max(v, 0.0), p.relu == 1u);
@@ -218,15 +220,13 @@ fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(256)
 fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = wid.x + wid.y * nwg.x;
-    let st = g / p.chunks;
+    let ch = chunk_of(wid, nwg);
+    let st = ch.st;
     if st >= p.c * p.groups { return; }
-    let span = chunk_range(g);
-    let end = span.x + span.y;
     let m = stat[st];
     let is = inverseSqrt(stat[p.stride + st] + p.eps);
     var s = vec2<f32>(0.0);
-    for (var r = span.x + lid; r < end; r += 256u) {
+    for (var r = ch.first + lid; r < ch.end; r += 256u) {
         let k = at(st, r);
         // dy, zero where the fused ReLU cut the output.
         let d = select(dy[k], 0.0, p.relu == 1u && y_act[k] <= 0.0);
@@ -234,8 +234,8 @@ fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     }
     let t = wg_sum(lid, s);
     if lid == 0u {
-        gpart_out[g] = t.x;
-        gpart_out[p.parts + g] = t.y;
+        gpart_out[ch.g] = t.x;
+        gpart_out[p.parts + ch.g] = t.y;
     }
 }
 
@@ -255,11 +255,11 @@ fn chunk_sums(lid: u32, st: u32) -> vec2<f32> {
 @compute @workgroup_size(256)
 fn grad_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let g = wid.x + wid.y * nwg.x;
-    let st = g / p.chunks;
+    let ch = chunk_of(wid, nwg);
+    let st = ch.st;
     if st >= p.c * p.groups { return; }
     let t = chunk_sums(lid, st);
-    if g % p.chunks == 0u && st < p.c {
+    if ch.first == 0u && st < p.c {
         var total = t;
         for (var gi = 1u; gi < p.groups; gi++) { total += chunk_sums(lid, gi * p.c + st); }
         if lid == 0u {
@@ -275,8 +275,7 @@ fn grad_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let k = g_gamma[c] * is;
     let a = select(0.0, t.y / n, train);
     let s = select(0.0, is * t.x / n, train);
-    let span = chunk_range(g);
-    for (var r = span.x + lid; r < span.x + span.y; r += 256u) {
+    for (var r = ch.first + lid; r < ch.end; r += 256u) {
         let i = at(st, r);
         let d = select(g_dy[i], 0.0, p.relu == 1u && g_y[i] <= 0.0);
         gx[i] = k * (d - a - (g_x[i] - m) * s);
