@@ -316,9 +316,11 @@ fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
     }
     let mut grads: HashMap<u64, Tensor> = HashMap::new();
     grads.insert(root.node.id, seed);
-    // Parameters' first gradients, copied to their homes after the walk: consecutive copies
-    // share one break between compute passes instead of one each among the kernels.
-    let mut to_home: Vec<(Tensor, Tensor)> = Vec::new();
+    // Parameters that got their first gradient: it is copied to their home after the walk,
+    // where consecutive copies share one break between compute passes instead of one each
+    // among the kernels. Until then the leaf holds the gradient itself, so that a nested
+    // backward (a checkpoint's) adding to it meanwhile is not overwritten by the copy.
+    let mut to_home: Vec<Rc<Node>> = Vec::new();
     for v in order.iter().rev() {
         let Some(g) = grads.remove(&v.id) else {
             continue;
@@ -372,17 +374,23 @@ fn backward_seeded(root: &Var, seed: Tensor) -> Result<()> {
                 // Out of place: g may be another leaf's gradient too (add hands one tensor to
                 // both operands), so no leaf's gradient is ever written in place but at home.
                 (Some(acc), _) => add_tensors(&acc, &g)?,
-                (None, Some(home)) => {
-                    to_home.push((home.clone(), g));
-                    home.clone()
+                (None, Some(_)) => {
+                    to_home.push(v.clone());
+                    g
                 }
                 (None, None) => g,
             };
             *slot = Some(sum);
         }
     }
-    for (home, g) in to_home {
-        home.assign(&g)?;
+    for v in to_home {
+        let mut slot = v.grad.borrow_mut();
+        if let (Some(g), Some(home)) = (slot.as_ref(), &v.grad_home) {
+            if !g.same_buffer(home) {
+                home.assign(g)?;
+                *slot = Some(home.clone());
+            }
+        }
     }
     Ok(())
 }

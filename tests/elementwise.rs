@@ -245,6 +245,27 @@ fn gradients_accumulate_across_backward_calls() {
 /// A graph back-propagates once: its backward closures, and the tensors they saved, are
 /// freed as they run, so a second backward through the same ops is an error that names the
 /// op, not a silent wrong gradient.
+/// A parameter with a gradient home used inside a checkpointed function and, downstream of
+/// it, outside: the walk reaches the parameter (its first gradient, copied home after the
+/// walk) before the checkpoint's backward adds its part, which must not be lost.
+#[test]
+fn a_parameter_inside_and_outside_a_checkpoint_gets_both_gradients() {
+    use lskbb::autograd::{checkpoint, CheckpointFn};
+    let g = gpu();
+    let t = |v: &[f32]| lskbb::Tensor::from_f32(&g, v, &[v.len()]).unwrap();
+    let home = lskbb::Tensor::zeros(&g, &[2]).unwrap();
+    let p = Var::param_with_grad_home(t(&[2.0, 3.0]), home).unwrap();
+    let x = Var::param(t(&[5.0, 7.0]));
+    let inner = p.clone();
+    let f: CheckpointFn = std::rc::Rc::new(move |xs: &[Var], _| ew::mul(&xs[0], &inner));
+    // w = p · (x · p): d/dp = 2·x·p, d/dx = p².
+    let w = ew::mul(&p, &checkpoint("x·p", &[&x], 1, f).unwrap()).unwrap();
+    backward(&reduce::sum(&w, &[0], false).unwrap()).unwrap();
+    assert_eq!(p.grad().unwrap().to_f32().unwrap(), vec![20.0, 42.0]);
+    assert!(p.grad_at_home());
+    assert_eq!(x.grad().unwrap().to_f32().unwrap(), vec![4.0, 9.0]);
+}
+
 #[test]
 fn second_backward_through_a_graph_is_an_error() {
     let g = gpu();
