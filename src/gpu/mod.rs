@@ -134,6 +134,12 @@ impl Gpu {
         u64::from(self.limits.min_storage_buffer_offset_alignment).max(4)
     }
 
+    /// The first f32 element at or past `elems` where a view can start: where a second
+    /// tensor packed after `elems` values into one buffer begins.
+    pub fn view_start(&self, elems: usize) -> usize {
+        elems.next_multiple_of((self.view_alignment() / 4) as usize)
+    }
+
     /// A storage buffer of at least `bytes` bytes from the pool (contents undefined).
     pub(crate) fn alloc(self: &Arc<Self>, bytes: u64) -> Result<Arc<GpuBuffer>> {
         let bytes = bytes.max(4);

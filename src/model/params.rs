@@ -48,15 +48,14 @@ impl ParamStore {
         shape: &[usize],
     ) -> Result<Var> {
         let n = data.len();
-        // Each parameter starts on the adapter's view alignment.
-        let align = (gpu.view_alignment() / 4) as usize;
-        let fits = |b: &ParamBlock| b.used.next_multiple_of(align) + n <= b.values.numel();
+        // Each parameter starts where a view can.
+        let fits = |b: &ParamBlock| gpu.view_start(b.used) + n <= b.values.numel();
         if !self.blocks.last().is_some_and(fits) {
             let last = self
                 .blocks
                 .last()
                 .map_or(FIRST_BLOCK / 2, |b| b.values.numel());
-            let cap = (2 * last).max(n.next_multiple_of(align));
+            let cap = (2 * last).max(gpu.view_start(n));
             self.blocks.push(ParamBlock {
                 values: Tensor::zeros(gpu, &[cap])?,
                 grads: Tensor::zeros(gpu, &[cap])?,
@@ -66,7 +65,7 @@ impl ParamStore {
         }
         let index = self.params.len();
         let block = self.blocks.last_mut().expect("a block was just ensured");
-        let start = block.used.next_multiple_of(align);
+        let start = gpu.view_start(block.used);
         let value = block.values.view(start, shape)?;
         value.write_f32(data)?;
         let v = Var::param_with_grad_home(value, block.grads.view(start, shape)?)?;

@@ -134,7 +134,7 @@ fn params(
     let (chunk, chunks) = split_from(x.gpu(), count, stat_len, MIN_CHUNK);
     Ok(Params {
         parts: (stat_len * chunks) as u32,
-        stride: stat_stride(x.gpu(), stat_len) as u32,
+        stride: x.gpu().view_start(stat_len) as u32,
         pad: [0; 2],
         n: x.numel() as u32,
         c: c as u32,
@@ -149,12 +149,6 @@ fn params(
         groups: groups as u32,
         nb: nb as u32,
     })
-}
-
-/// Where the second half of a buffer holding two vectors of `len` values starts: `len`
-/// rounded up so that it can be a view of its own.
-fn stat_stride(gpu: &Gpu, len: usize) -> usize {
-    len.next_multiple_of((gpu.view_alignment() / 4) as usize)
 }
 
 /// Views of the two halves ([len] each) of a buffer made by [`stat_pair`].
@@ -197,7 +191,7 @@ pub fn batch_norm_forward(
     match forward(x, gamma, beta, stats, mode, false)? {
         (y, Some(stat)) => {
             let c = gamma.numel();
-            let (mean, var) = halves(&stat, stat_stride(x.gpu(), c) as u32, c)?;
+            let (mean, var) = halves(&stat, x.gpu().view_start(c) as u32, c)?;
             Ok((y, mean, var))
         }
         (y, None) => Ok((y, running_mean.clone(), running_var.clone())),

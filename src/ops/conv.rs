@@ -807,9 +807,8 @@ fn grad_wb_direct(
     let (k, tiles) = pick(g.cout / p.groups, &GRAD_W, &GRAD_W_DIRECT);
     let wtasks = p.groups * tiles * shape[1..].iter().product::<usize>();
     let tasks = wtasks + if bias { p.groups * tiles } else { 0 };
-    let align = (gy.gpu().view_alignment() / 4) as usize;
     let (bias_off, slab) = if bias {
-        let off = wlen.next_multiple_of(align);
+        let off = gy.gpu().view_start(wlen);
         (off, off + g.cout)
     } else {
         (wlen, wlen)

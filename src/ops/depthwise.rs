@@ -237,8 +237,7 @@ impl Depthwise {
     pub fn grad_wb(&self, x: &Tensor, gy: &Tensor, bias: bool) -> Result<(Tensor, Option<Tensor>)> {
         let t = &self.gw;
         let (kk, splits) = (self.kh * self.kw, self.n * t.tiles as usize);
-        let align = (x.gpu().view_alignment() / 4) as usize;
-        let bias_row = (self.c * kk).next_multiple_of(align);
+        let bias_row = x.gpu().view_start(self.c * kk);
         let rows = if bias { bias_row + self.c } else { self.c * kk };
         let partial = Tensor::empty(x.gpu(), &[rows, splits], DType::F32)?;
         let jobs = t.planes as usize * (kk + usize::from(bias));
