@@ -419,8 +419,17 @@ impl Path {
     }
 }
 
-fn names(paths: &[Path]) -> Vec<&'static str> {
-    paths.iter().map(Path::name).collect()
+/// Runs one pass on the first of `paths`, or with autotuning on ([`crate::Gpu::choose`]) on
+/// the fastest of them for this `key` (timing each on first use).
+fn run_tuned<T>(
+    gpu: &crate::Gpu,
+    key: impl FnOnce() -> String,
+    paths: &[Path],
+    run: impl Fn(Path) -> Result<T>,
+) -> Result<T> {
+    let names: Vec<&str> = paths.iter().map(Path::name).collect();
+    let i = gpu.choose(key, &names, |i| run(paths[i]).map(drop))?;
+    run(paths[i])
 }
 
 /// The autotuning key of one pass of a convolution of this shape.
@@ -447,13 +456,8 @@ fn forward_on(
     w: &Tensor,
     b: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let run = |i: usize| forward(g, p, ks.x[i], x, w, b);
-    let i = x.gpu().choose(
-        || tune_key("forward", g, p),
-        &names(&ks.x),
-        |i| run(i).map(drop),
-    )?;
-    run(i)
+    let key = || tune_key("forward", g, p);
+    run_tuned(x.gpu(), key, &ks.x, |path| forward(g, p, path, x, w, b))
 }
 
 /// grad_x (plus `acc`) on the chosen (or tuned) kernels.
@@ -476,13 +480,8 @@ fn grad_x_on(
             );
         }
     }
-    let run = |i: usize| grad_x(g, p, w, gy, ks.x[i], acc);
-    let i = gy.gpu().choose(
-        || tune_key("grad_x", g, p),
-        &names(&ks.x),
-        |i| run(i).map(drop),
-    )?;
-    run(i)
+    let key = || tune_key("grad_x", g, p);
+    run_tuned(gy.gpu(), key, &ks.x, |path| grad_x(g, p, w, gy, path, acc))
 }
 
 /// grad_w (and grad_b) on the chosen (or tuned) kernels.
@@ -494,12 +493,10 @@ fn grad_wb_on(
     gy: &Tensor,
     bias: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let run = |i: usize| grad_wb(g, p, x, gy, ks.w[i], bias);
-    let pass = if bias { "grad_w+b" } else { "grad_w" };
-    let i = gy
-        .gpu()
-        .choose(|| tune_key(pass, g, p), &names(&ks.w), |i| run(i).map(drop))?;
-    run(i)
+    let key = || tune_key(if bias { "grad_w+b" } else { "grad_w" }, g, p);
+    run_tuned(gy.gpu(), key, &ks.w, |path| {
+        grad_wb(g, p, x, gy, path, bias)
+    })
 }
 
 /// Parameters of a GEMM kernel with an M×N output, reduction length K and a BM×BN tile.
