@@ -36,8 +36,9 @@ struct Node {
     shape: Vec<usize>,
     requires_grad: bool,
     grad: RefCell<Option<Tensor>>,
-    /// Where a parameter's gradient is written when it first arrives (a view into its
-    /// parameter block's gradient buffer, see `ParamStore`); a fresh copy for other leaves.
+    /// Where a parameter's gradient is copied after the backward it first arrives in (a view
+    /// into its parameter block's gradient buffer, see `ParamStore`); other leaves keep the
+    /// gradient tensor they are given.
     grad_home: Option<Tensor>,
     parents: Vec<Rc<Node>>,
     /// Taken when it runs: its saved tensors are freed as soon as the backward pass is done

@@ -132,14 +132,6 @@ impl Tensor {
         self.buf.buffer() == other.buf.buffer()
     }
 
-    /// A copy in a new buffer (recorded on the GPU).
-    pub fn duplicate(&self) -> Result<Tensor> {
-        let t = Tensor::empty(self.gpu(), &self.shape, self.dtype)?;
-        self.gpu()
-            .copy(&self.buf, 0, &t.buf, 0, 4 * self.numel() as u64);
-        Ok(t)
-    }
-
     /// Copies `src` (same element count) into this tensor's buffer, in recording order.
     pub fn assign(&self, src: &Tensor) -> Result<()> {
         if src.numel() != self.numel() {
