@@ -399,7 +399,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     let host_ms_per_step = cpu
         .zip(thread_cpu_ns())
         .map(|(a, b)| (b - a) as f64 / 1e6 / cfg.steps as f64);
-    let pool_trims_per_step = (gpu.trims() - trims) as f64 / cfg.steps as f64;
+    let pool_trims_per_step = per_step(trims, gpu.trims());
     let (_, peak) = gpu.memory();
     let (_, peak_live) = gpu.memory_in_use();
     let profiled_steps = if gpu.profiling_supported() {

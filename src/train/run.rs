@@ -203,7 +203,7 @@ impl<'a> Run<'a> {
         let weights = cb_weights(&counts, cfg.cb_beta);
         let trainer = Trainer::new(model, sgd, cfg.method, cfg.gamma, weights)?;
         trainer.set_recompute(opts.recompute)?;
-        trainer.opt.gpu()?.set_autotune(opts.autotune);
+        gpu.set_autotune(opts.autotune);
         let state = match resumed {
             Some((f, _, state)) => {
                 checkpoint::load_state_dict(&trainer.model.store, &f, "", true, &last)?;
