@@ -12,7 +12,8 @@
 # With the device tool: run(command="bash bench/device.sh", carry=[".gl", "target/release/lskbb",
 # "target/release/examples/conv_bench"], timeout_s=540) after copying ../shared/reference to
 # bench/ref and ../shared/golden to bench/golden (BUDGET=seconds caps the whole script, default
-# 450; CONV=0 skips the convolution kernel lab, INTEROP=0 the interop checks).
+# 450; CONV=0 skips the convolution kernel lab, INTEROP=0 the interop checks, SHAPES replaces
+# the table of shapes below).
 set -u
 
 OUT=${OUT:-/tmp/lskbb-bench}
@@ -77,7 +78,7 @@ fi
 # size batch lsk rust-steps rust-timeout recompute autotune: the issue's table, slowest shapes
 # last; recompute=1 rows run lskbb alone with --recompute, autotune=1 rows lskbb alone with
 # --autotune (tuned in the warm-up step; the PyTorch row is the same baseline).
-SHAPES="
+SHAPES=${SHAPES:-"
 224 32 1 2 25 0 0
 224 32 0 2 20 0 0
 224 32 1 2 25 1 0
@@ -87,7 +88,7 @@ SHAPES="
 32 128 1 3 40 0 1
 224 64 1 2 30 0 0
 224 64 0 2 25 0 0
-"
+"}
 while read -r size batch lsk steps limit recompute autotune; do
     [ -z "$size" ] && continue
     if [ "$lsk" = 1 ]; then method=lskbb; flag=--lsk; else method=bbn; flag=--plain; fi
