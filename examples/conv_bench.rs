@@ -3,7 +3,9 @@
 //! prints ms old (ConvAlgo::Direct) / new (ConvAlgo::Auto: GEMM when dense, tiled when
 //! depthwise), the old/new ratio and the new kernels' GFLOP/s. Dense stride-1 layers with
 //! 3×3 or 1×1 kernels also get a line for the windowed kernels (ConvAlgo::Window): forward
-//! and grad_x (and grad_w for 3×3) in ms, their speed-up over Auto, and GFLOP/s.
+//! and grad_x (and grad_w for 3×3) in ms, their speed-up over Auto, and GFLOP/s; depthwise
+//! ones a line for the one-output tiled kernels (ConvAlgo::Tiled; Auto runs forward and
+//! grad_x in strips of 4 outputs per thread where they fit).
 //!
 //! `cargo run --release --example conv_bench` uses small shapes (lavapipe, a few seconds);
 //! `-- full` the model's training shapes (batch 32, 224 down to 56) for a real GPU.
@@ -125,6 +127,20 @@ fn main() -> Result<()> {
             let all = [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx, &gw];
             for (f, base) in all.iter().zip(&auto).take(passes) {
                 let t = f(ConvAlgo::Window)?;
+                line += &format!(
+                    " {:>15.3} {:>4.2}x {:>6.1}",
+                    t * 1e3,
+                    base / t,
+                    flops / t / 1e9
+                );
+            }
+            println!("{line}");
+        }
+        if groups == cin && cin == cout && stride == 1 {
+            let mut line = format!("{:<24}", "  tiled");
+            let all = [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx, &gw];
+            for (f, base) in all.iter().zip(&auto) {
+                let t = f(ConvAlgo::Tiled)?;
                 line += &format!(
                     " {:>15.3} {:>4.2}x {:>6.1}",
                     t * 1e3,

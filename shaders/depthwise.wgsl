@@ -11,6 +11,13 @@
 //   grad_x:  dst = gx (H × W), src = gy, row offset (K-1)·dil − pad, weights flipped
 //            (gx[i] = Σ_k gy[i + pad − k·dil]·w[k] is a correlation with the flipped kernel),
 //            plus with accumulate the gradient x already had from its other consumers;
+//   conv_strip: forward or grad_x as above, each thread computing 4 outputs of one column
+//            dil rows apart (rows y, y+dil, y+2·dil, y+3·dil): down a column of taps, the
+//            4 outputs of tap ky+1 read 3 of the window values of tap ky, so the thread keeps
+//            them in registers and loads one value per tap instead of 4;
+//   grad_w_strip: one plane's tile of gy (tw columns), each thread summing over the tile's
+//            rows for one column and 4 taps down a column of the kernel (kx, ky0 .. ky0+3):
+//            one gy and one x value loaded per row for 4 products, as in conv_strip;
 //   grad_w:  the tile is one of gy (Ho × Wo), src = x; each workgroup writes its KH·KW partial
 //            sums per plane to partial[c, tap, n·tiles + tile], then summed over the last axis
 //            (reduce.wgsl's sum_to) in a fixed order. With a bias, the tile's sum of gy per
@@ -72,19 +79,46 @@ fn tile_of(g: u32) -> Tile {
 
 // Stages the source windows of the tile's planes, zeros outside the plane or past the
 // last plane.
+// The (plane, row, column) of each thread's value is advanced by 256 values per step
+// without dividing: integer division costs as much as a tap here.
 fn stage_window(lid: u32, tl: Tile) {
     let area = p.ah * p.aw;
+    let step_pl = 256u / area;
+    let sy = (256u % area) / p.aw;
+    let sx = 256u % p.aw;
+    var pl = lid / area;
+    var ry = (lid % area) / p.aw;
+    var rx = lid % p.aw;
     for (var i = lid; i < p.planes * area; i += 256u) {
-        let pl = i / area;
-        let r = i % area;
         let plane = tl.plane0 + pl;
-        let iy = i32(tl.oy0 + r / p.aw) - p.pad_y;
-        let ix = i32(tl.ox0 + r % p.aw) - p.pad_x;
+        let iy = i32(tl.oy0 + ry) - p.pad_y;
+        let ix = i32(tl.ox0 + rx) - p.pad_x;
         var v = 0.0;
         if plane < p.planes_total && iy >= 0 && iy < i32(p.ih) && ix >= 0 && ix < i32(p.iw) {
             v = src[(plane * p.ih + u32(iy)) * p.iw + u32(ix)];
         }
         window[i] = v;
+        rx += sx;
+        ry += sy;
+        pl += step_pl;
+        if rx >= p.aw {
+            rx -= p.aw;
+            ry += 1u;
+        }
+        if ry >= p.ah {
+            ry -= p.ah;
+            pl += 1u;
+        }
+    }
+}
+
+// Stages the weights of the tile's planes, in reverse tap order for grad_x.
+fn stage_weights(lid: u32, tl: Tile) {
+    let kk = p.kh * p.kw;
+    for (var i = lid; i < p.planes * kk; i += 256u) {
+        let c = (tl.plane0 + i / kk) % p.c;
+        let t = i % kk;
+        aux[i] = wt[c * kk + select(t, kk - 1u - t, p.flip == 1u)];
     }
 }
 
@@ -108,13 +142,9 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if g >= p.workgroups { return; }
     let tl = tile_of(g);
     stage_window(lid, tl);
-    let kk = p.kh * p.kw;
-    for (var i = lid; i < p.planes * kk; i += 256u) {
-        let c = (tl.plane0 + i / kk) % p.c;
-        let t = i % kk;
-        aux[i] = wt[c * kk + select(t, kk - 1u - t, p.flip == 1u)];
-    }
+    stage_weights(lid, tl);
     workgroupBarrier();
+    let kk = p.kh * p.kw;
     let ty = tap_range(tl.oy0, min(p.th, p.oh - tl.oy0), p.ih, p.pad_y, p.kh);
     let tx = tap_range(tl.ox0, min(p.tw, p.ow - tl.ox0), p.iw, p.pad_x, p.kw);
     let outs = p.th * p.tw;
@@ -143,6 +173,58 @@ fn conv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if p.has_bias == 1u { acc += bias[plane % p.c]; }
         if p.accumulate == 1u { acc += bias[at_dst]; }
         dst[at_dst] = acc;
+    }
+}
+
+// forward (flip 0) and grad_x (flip 1) in strips: the tile has th / 4 thread rows of tw
+// threads per plane; thread row r covers the 4 output rows (r / dil)·4·dil + r % dil + j·dil,
+// j < 4 (th is a multiple of 4·dil), so that the next tap down a column is the next window
+// value down it. The window has dil more rows than the taps reach (ah = th + kh·dil): the
+// last tap's load of the row after it stays inside the array.
+@compute @workgroup_size(256)
+fn conv_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = wid.x + wid.y * nwg.x;
+    if g >= p.workgroups { return; }
+    let tl = tile_of(g);
+    stage_window(lid, tl);
+    stage_weights(lid, tl);
+    workgroupBarrier();
+    let per_plane = p.tw * (p.th / 4u);
+    let pl = lid / per_plane;
+    let r = (lid % per_plane) / p.tw;
+    let lx = lid % p.tw;
+    let ly = (r / p.dil) * 4u * p.dil + r % p.dil;
+    let plane = tl.plane0 + pl;
+    let ox = tl.ox0 + lx;
+    let oy = tl.oy0 + ly;
+    if pl >= p.planes || plane >= p.planes_total || ox >= p.ow || oy >= p.oh { return; }
+    let ty = tap_range(tl.oy0, min(p.th, p.oh - tl.oy0), p.ih, p.pad_y, p.kh);
+    let tx = tap_range(tl.ox0, min(p.tw, p.ow - tl.ox0), p.iw, p.pad_x, p.kw);
+    let kk = p.kh * p.kw;
+    let step = p.dil * p.aw;
+    var acc = vec4<f32>(0.0);
+    for (var kx = tx.x; kx < tx.y; kx++) {
+        var at = pl * p.ah * p.aw + (ly + ty.x * p.dil) * p.aw + lx + kx * p.dil;
+        var v = vec4<f32>(window[at], window[at + step], window[at + 2u * step],
+                          window[at + 3u * step]);
+        var wi = pl * kk + ty.x * p.kw + kx;
+        for (var ky = ty.x; ky < ty.y; ky++) {
+            acc += v * aux[wi];
+            at += step;
+            v = vec4<f32>(v.yzw, window[at + 3u * step]);
+            wi += p.kw;
+        }
+    }
+    var b = 0.0;
+    if p.has_bias == 1u { b = bias[plane % p.c]; }
+    for (var j = 0u; j < 4u; j++) {
+        let y = oy + j * p.dil;
+        if y >= p.oh { break; }
+        let at_dst = (plane * p.oh + y) * p.ow + ox;
+        var out = acc[j] + b;
+        if p.accumulate == 1u { out += bias[at_dst]; }
+        dst[at_dst] = out;
     }
 }
 
@@ -207,5 +289,74 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
             let row = select((plane % p.c) * kk + t, p.bias_row + plane % p.c, t == kk);
             partial[row * splits + split] = sum;
         }
+    }
+}
+
+// grad_w in strips (one plane per workgroup): thread (group, lx) with group = quad·kw + kx
+// sums gy[y, lx]·x[y + (ky0 + j)·dil, lx + kx·dil] over the tile's rows y for j < 4,
+// ky0 = 4·quad, walking the rows dil apart so that each x value moves one tap up; rows past
+// the kernel (ky0 + j >= kh) are summed and dropped. The window has the 4·quads·dil rows
+// below the tile that this reaches. Then the tw columns' sums of each tap (and of gy, for
+// the bias) are added in a fixed order and written as grad_w's partial sums.
+@compute @workgroup_size(256)
+fn grad_w_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = wid.x + wid.y * nwg.x;
+    if g >= p.workgroups { return; }
+    let tl = tile_of(g);
+    stage_window(lid, tl);
+    let outs = p.th * p.tw;
+    for (var i = lid; i < outs; i += 256u) {
+        let oy = tl.oy0 + i / p.tw;
+        let ox = tl.ox0 + i % p.tw;
+        var v = 0.0;
+        if tl.plane0 < p.planes_total && oy < p.oh && ox < p.ow {
+            v = gy[(tl.plane0 * p.oh + oy) * p.ow + ox];
+        }
+        aux[i] = v;
+    }
+    workgroupBarrier();
+    let lx = lid % p.tw;
+    let grp = lid / p.tw;
+    var acc = vec4<f32>(0.0);
+    var gsum = 0.0;
+    if grp < p.kw * ((p.kh + 3u) / 4u) {
+        let kx = grp % p.kw;
+        let ky0 = (grp / p.kw) * 4u;
+        let step = p.dil * p.aw;
+        for (var r = 0u; r < p.dil; r++) {
+            var at = (r + ky0 * p.dil) * p.aw + lx + kx * p.dil;
+            var v = vec4<f32>(window[at], window[at + step], window[at + 2u * step],
+                              window[at + 3u * step]);
+            for (var y = r; y < p.th; y += p.dil) {
+                let gv = aux[y * p.tw + lx];
+                acc += gv * v;
+                gsum += gv;
+                at += step;
+                v = vec4<f32>(v.yzw, window[at + 3u * step]);
+            }
+        }
+    }
+    workgroupBarrier();
+    // The window is spent: it now holds each thread's 4 sums, then each thread's sum of gy.
+    for (var j = 0u; j < 4u; j++) { window[lid * 4u + j] = acc[j]; }
+    window[1024u + lid] = gsum;
+    workgroupBarrier();
+    let kk = p.kh * p.kw;
+    if lid < kk + p.has_bias && tl.plane0 < p.planes_total {
+        var sum = 0.0;
+        if lid < kk {
+            let ky = lid / p.kw;
+            let first = ((ky / 4u) * p.kw + lid % p.kw) * p.tw;
+            for (var c = 0u; c < p.tw; c++) { sum += window[(first + c) * 4u + ky % 4u]; }
+        } else {
+            // Group 0's threads (lid < tw) summed gy for their columns.
+            for (var c = 0u; c < p.tw; c++) { sum += window[1024u + c]; }
+        }
+        let splits = (p.planes_total / p.c) * p.tiles;
+        let split = (tl.plane0 / p.c) * p.tiles + tl.tile;
+        let ch = tl.plane0 % p.c;
+        let row = select(ch * kk + lid, p.bias_row + ch, lid == kk);
+        partial[row * splits + split] = sum;
     }
 }

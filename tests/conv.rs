@@ -186,20 +186,62 @@ fn conv2d_gemm_boundary_shapes_match_reference() {
 /// non-square dilated kernel, padding wider than the kernel (grad_x offset < 0),
 /// no padding, a 1×1 kernel, a wide plane of one tile row, and kernels too large for the
 /// tiles (17×17: 289 taps; 9×9 dilation 5 on a 64-wide plane: no window row fits), which
-/// fall back to the direct kernels.
-const DEPTHWISE_CASES: &[(Case, bool)] = &[
-    (case(2, 3, (70, 45), 3, (5, 5), (1, 2, 1, 3), true), true),
-    (case(2, 2, (40, 37), 2, (7, 7), (1, 9, 3, 2), true), true),
-    (case(3, 5, (8, 8), 5, (7, 7), (1, 9, 3, 5), true), true),
-    (case(2, 3, (4, 5), 3, (7, 7), (1, 9, 3, 3), false), true),
-    (case(4, 7, (6, 7), 7, (5, 5), (1, 2, 1, 7), false), true),
-    (case(2, 3, (12, 19), 3, (3, 5), (1, 1, 2, 3), true), true),
-    (case(1, 4, (9, 10), 4, (3, 3), (1, 3, 1, 4), false), true),
-    (case(2, 3, (11, 9), 3, (5, 5), (1, 0, 1, 3), true), true),
-    (case(2, 6, (33, 34), 6, (1, 1), (1, 0, 1, 6), true), true),
-    (case(1, 2, (3, 100), 2, (3, 3), (1, 1, 1, 2), false), true),
-    (case(2, 2, (20, 20), 2, (17, 17), (1, 8, 1, 2), true), false),
-    (case(1, 2, (40, 64), 2, (9, 9), (1, 20, 5, 2), false), false),
+/// fall back to the direct kernels. The flags: whether the tiles fit, whether forward and
+/// grad_x also fit the strip tiles (4 output rows `dil` apart per thread, at least 128 busy threads): planes
+/// of several tiles whose last tiles cut strips short, 17 and 3 small planes to a workgroup
+/// (5×5 on 6×7, the dilated 3×5), a 1×1 kernel; not the small planes that leave most
+/// threads idle (dilated 7×7 on 8×8 and 4×5, 3×3 padding 3 on 9×10 for grad_x, 5×5 without
+/// padding on 11×9) nor the 3-row plane; whether grad_w fits its strip tiles (planes at
+/// least 16 wide: 5×5 and dilated 7×7 with cut tiles, 1×1, and 3 rows of 100).
+const DEPTHWISE_CASES: &[(Case, [bool; 3])] = &[
+    (
+        case(2, 3, (70, 45), 3, (5, 5), (1, 2, 1, 3), true),
+        [true, true, true],
+    ),
+    (
+        case(2, 2, (40, 37), 2, (7, 7), (1, 9, 3, 2), true),
+        [true, true, true],
+    ),
+    (
+        case(3, 5, (8, 8), 5, (7, 7), (1, 9, 3, 5), true),
+        [true, false, false],
+    ),
+    (
+        case(2, 3, (4, 5), 3, (7, 7), (1, 9, 3, 3), false),
+        [true, false, false],
+    ),
+    (
+        case(4, 7, (6, 7), 7, (5, 5), (1, 2, 1, 7), false),
+        [true, true, false],
+    ),
+    (
+        case(2, 3, (12, 19), 3, (3, 5), (1, 1, 2, 3), true),
+        [true, true, false],
+    ),
+    (
+        case(1, 4, (9, 10), 4, (3, 3), (1, 3, 1, 4), false),
+        [true, false, false],
+    ),
+    (
+        case(2, 3, (11, 9), 3, (5, 5), (1, 0, 1, 3), true),
+        [true, false, false],
+    ),
+    (
+        case(2, 6, (33, 34), 6, (1, 1), (1, 0, 1, 6), true),
+        [true, true, true],
+    ),
+    (
+        case(1, 2, (3, 100), 2, (3, 3), (1, 1, 1, 2), false),
+        [true, false, true],
+    ),
+    (
+        case(2, 2, (20, 20), 2, (17, 17), (1, 8, 1, 2), true),
+        [false, false, false],
+    ),
+    (
+        case(1, 2, (40, 64), 2, (9, 9), (1, 20, 5, 2), false),
+        [false, false, false],
+    ),
 ];
 
 /// The windowed kernels (dense, stride 1, kernels reaching <= 3 pixels): tiles cut at the
@@ -244,10 +286,13 @@ fn window_kernels_match_reference_and_refuse_wide_kernels() {
     assert!(format!("{err}").contains("windowed kernels"), "{err}");
 }
 
+/// Each case on the default kernels (strips where they fit, else direct forward and grad_x
+/// and tiled grad_w),
+/// the one-output tiled kernels where they fit (a clear error where not) and the direct ones.
 #[test]
 fn depthwise_tiled_kernels_match_reference() {
     let mut rng = Rng(15);
-    for (c, tiled) in DEPTHWISE_CASES {
+    for (c, [tiled, strips, gw_strips]) in DEPTHWISE_CASES {
         let plan = Depthwise::plan(
             c.n,
             c.cin,
@@ -261,8 +306,33 @@ fn depthwise_tiled_kernels_match_reference() {
             c.dilation,
         );
         assert_eq!(plan.is_some(), *tiled, "tiles fit {plan:?}");
+        assert_eq!(
+            plan.is_some_and(|d| d.has_strips()),
+            *strips,
+            "strips fit {plan:?}"
+        );
+        let gw_fit = plan.is_some_and(|d| d.has_grad_w_strips());
+        assert_eq!(gw_fit, *gw_strips, "grad_w strips fit {plan:?}");
         check_case(&mut rng, c, ConvAlgo::Auto, TOL);
         check_case(&mut rng, c, ConvAlgo::Direct, TOL);
+        if *tiled {
+            check_case(&mut rng, c, ConvAlgo::Tiled, TOL);
+        } else {
+            let z = |shape: &[usize]| Tensor::zeros(&gpu(), shape).unwrap();
+            let w = z(&[c.cout, 1, c.kh, c.kw]);
+            let err = conv2d_forward_with(
+                &z(&[c.n, c.cin, c.h, c.w]),
+                &w,
+                None,
+                params(c),
+                ConvAlgo::Tiled,
+            )
+            .unwrap_err();
+            assert!(
+                format!("{err}").contains("tiled depthwise kernels"),
+                "{err}"
+            );
+        }
     }
 }
 

@@ -135,11 +135,13 @@ impl Default for Conv2dParams {
 /// Which kernels run a convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ConvAlgo {
-    /// Implicit GEMM for dense convolutions (groups == 1; grad_w only with Cout >= 8 and
-    /// Cin·KH·KW >= 32), the tiled depthwise kernels (`ops::depthwise`) for stride-1
-    /// depthwise convolutions whose tiles fit, direct kernels otherwise. With autotuning on
+    /// For dense convolutions (groups == 1): the windowed kernels for stride-1 3×3 ones with
+    /// at most 16 channels each way, implicit GEMM otherwise (grad_w only with Cout >= 8,
+    /// Cin·KH·KW >= 32 and more than 512 weights). For stride-1 depthwise convolutions whose
+    /// tiles fit (`ops::depthwise`): each pass in strips of 4 outputs or taps per thread where
+    /// those fit, else forward and grad_x direct and grad_w tiled. Direct kernels otherwise. With autotuning on
     /// ([`crate::Gpu::set_autotune`]), each pass of a dense or tiled-depthwise convolution
-    /// instead runs whichever of these and the direct kernels was fastest on first use.
+    /// instead runs whichever of these and the other kernels was fastest on first use.
     #[default]
     Auto,
     /// The direct kernels (one output element, or 4 channels of one, per thread).
@@ -150,6 +152,9 @@ pub enum ConvAlgo {
     /// grad_w of 3×3 kernels (GEMM for the others); only for groups == 1, stride 1 and
     /// kernels reaching at most 3 pixels.
     Window,
+    /// The tiled depthwise kernels (`ops::depthwise`) with one output per thread in every
+    /// pass; only for stride-1 depthwise convolutions whose tiles fit.
+    Tiled,
 }
 
 /// The validated sizes of one convolution.
@@ -301,6 +306,16 @@ fn tile_shape(len: usize) -> (usize, usize) {
 /// the 2→2 7×7 layer in 0.51 ms against 0.96 ms and the 3→16 3×3 stem (27 columns) in the
 /// same 0.44 ms; from 16→16 3×3 (1.6 against 2.1 ms) on the GEMM wins.
 const GRAD_W_GEMM_MIN: (usize, usize) = (8, 32);
+/// ... and more than this many weights: on the H100 (run 3) the direct kernel took 0.28 ms
+/// against the GEMM's 0.57 for the LSK squeeze 32→16 1×1 on 64 maps of 112×112 (512
+/// weights), the GEMM 0.19 against 0.28 for 64→32 on 56×56 (2048).
+const GRAD_W_GEMM_MIN_WEIGHTS: usize = 512;
+/// Dense stride-1 3×3 convolutions with at most this many channels each way run on the
+/// windowed kernels under ConvAlgo::Auto: on the H100 (run 3) forward, grad_x and grad_w of
+/// 16→16 on 64 maps of 224×224 took 1.14, 1.14 and 1.95 ms against the GEMM's 1.42, 1.59
+/// and 3.21 (2.9 against 3.1 and 1.2 against 1.3 for 32→32 on 112×112, so wider layers keep
+/// the GEMM).
+const WINDOW_MAX_CHANNELS: usize = 16;
 
 /// The kernels that run one pass of a convolution.
 #[derive(Clone, Copy, Debug)]
@@ -309,7 +324,11 @@ enum Path {
     Gemm,
     /// grad_w's GEMM aiming at this many split-K workgroups instead of TARGET_GROUPS.
     GemmSplit(usize),
+    /// The tiled depthwise kernels, one output per thread.
     Depthwise(Depthwise),
+    /// The depthwise strip kernels: 4 outputs (forward, grad_x) or 4 taps (grad_w) per
+    /// thread.
+    DepthwiseStrip(Depthwise),
     Window(WindowConv),
 }
 
@@ -330,44 +349,60 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
     };
     match algo {
         ConvAlgo::Auto => {
-            if p.groups == g.cin && g.cin == g.cout && p.stride == 1 {
-                let dw = Depthwise::plan(
-                    g.n,
-                    g.cin,
-                    (g.h, g.w),
-                    (g.ho, g.wo),
-                    (g.kh, g.kw),
-                    p.padding,
-                    p.dilation,
-                );
-                if let Some(dw) = dw {
-                    let both = vec![Path::Depthwise(dw), Path::Direct];
-                    return Ok(Kernels {
-                        x: both.clone(),
-                        w: both,
-                    });
+            if let Some(dw) = depthwise(g, p) {
+                // On the H100 (run 3) the direct kernels beat the one-output tiled ones in
+                // every forward pass (1.53 against 1.76 ms for the 5×5 on 64 maps of 16×224×224)
+                // and in grad_x on 8×8 planes, the tiled ones in grad_x and grad_w elsewhere.
+                let mut x = vec![Path::Direct, Path::Depthwise(dw)];
+                if dw.has_strips() {
+                    x.insert(0, Path::DepthwiseStrip(dw));
                 }
+                let mut w = vec![Path::Depthwise(dw), Path::Direct];
+                if dw.has_grad_w_strips() {
+                    w.insert(0, Path::DepthwiseStrip(dw));
+                }
+                return Ok(Kernels { x, w });
             }
             if !dense {
                 return Ok(one(Path::Direct));
             }
-            let gemm_w = g.cout >= GRAD_W_GEMM_MIN.0 && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN.1;
+            let wc = window(g, p);
+            let narrow = g.kh == 3
+                && g.kw == 3
+                && g.cin.max(g.cout) <= WINDOW_MAX_CHANNELS
+                && wc.is_some_and(|wc| wc.has_grad_w());
+            let gemm_w = g.cout >= GRAD_W_GEMM_MIN.0
+                && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN.1
+                && g.cout * g.cin * g.kh * g.kw > GRAD_W_GEMM_MIN_WEIGHTS;
             let mut x = vec![Path::Gemm, Path::Direct];
-            x.extend(window(g, p).map(Path::Window));
             let mut w = if gemm_w {
                 vec![Path::Gemm, Path::Direct]
             } else {
                 vec![Path::Direct, Path::Gemm]
             };
             w.extend(TUNED_TARGET_GROUPS.map(Path::GemmSplit));
-            w.extend(
-                window(g, p)
-                    .filter(WindowConv::has_grad_w)
-                    .map(Path::Window),
-            );
+            if let Some(wc) = wc {
+                let at = if narrow { 0 } else { x.len() };
+                x.insert(at, Path::Window(wc));
+                if wc.has_grad_w() {
+                    w.insert(if narrow { 0 } else { w.len() }, Path::Window(wc));
+                }
+            }
             Ok(Kernels { x, w })
         }
         ConvAlgo::Direct => Ok(one(Path::Direct)),
+        ConvAlgo::Tiled => match depthwise(g, p) {
+            Some(dw) => Ok(one(Path::Depthwise(dw))),
+            None => bail!(
+                "conv2d: the tiled depthwise kernels need groups == Cin == Cout, stride 1 \
+                     and a kernel whose tiles fit, got {p:?} with Cin {}, Cout {} and a {}x{} \
+                     kernel",
+                g.cin,
+                g.cout,
+                g.kh,
+                g.kw
+            ),
+        },
         ConvAlgo::Gemm if dense => Ok(one(Path::Gemm)),
         ConvAlgo::Gemm => bail!("conv2d: the GEMM kernels need groups == 1, got {p:?}"),
         ConvAlgo::Window => match window(g, p) {
@@ -387,6 +422,22 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
             ),
         },
     }
+}
+
+/// The tiled depthwise kernels' plan for a stride-1 depthwise convolution, where they fit.
+fn depthwise(g: &Geometry, p: Conv2dParams) -> Option<Depthwise> {
+    if p.groups != g.cin || g.cin != g.cout || p.stride != 1 {
+        return None;
+    }
+    Depthwise::plan(
+        g.n,
+        g.cin,
+        (g.h, g.w),
+        (g.ho, g.wo),
+        (g.kh, g.kw),
+        p.padding,
+        p.dilation,
+    )
 }
 
 /// The windowed kernels' plan for a dense stride-1 convolution, where they apply.
@@ -414,6 +465,7 @@ impl Path {
             Path::GemmSplit(8192) => "gemm-splits-8192",
             Path::GemmSplit(_) => "gemm-splits",
             Path::Depthwise(_) => "depthwise-tiled",
+            Path::DepthwiseStrip(_) => "depthwise-strip",
             Path::Window(_) => "window",
         }
     }
@@ -568,6 +620,7 @@ fn forward(
     }
     match path {
         Path::Depthwise(dw) => return dw.forward(x, w, b),
+        Path::DepthwiseStrip(dw) => return dw.forward_strip(x, w, b),
         Path::Window(wc) => return wc.forward(x, w, b),
         Path::Gemm | Path::GemmSplit(_) | Path::Direct => {}
     }
@@ -657,6 +710,7 @@ fn grad_x(
 ) -> Result<Tensor> {
     match path {
         Path::Depthwise(dw) => return dw.grad_x(w, gy, acc),
+        Path::DepthwiseStrip(dw) => return dw.grad_x_strip(w, gy, acc),
         Path::Window(wc) => return wc.grad_x(w, gy, acc),
         Path::Gemm | Path::GemmSplit(_) | Path::Direct => {}
     }
@@ -722,6 +776,7 @@ fn grad_wb(
 ) -> Result<(Tensor, Option<Tensor>)> {
     match path {
         Path::Depthwise(dw) => dw.grad_wb(x, gy, bias),
+        Path::DepthwiseStrip(dw) => dw.grad_wb_strip(x, gy, bias),
         Path::Window(wc) => Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?)),
         Path::Gemm => grad_wb_gemm(g, p, x, gy, bias, TARGET_GROUPS),
         Path::GemmSplit(target) => grad_wb_gemm(g, p, x, gy, bias, target),

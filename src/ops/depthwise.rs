@@ -1,8 +1,12 @@
 //! Depthwise convolution at stride 1 (groups == Cin == Cout), tiled in workgroup memory
 //! (`shaders/depthwise.wgsl`): forward, grad_x and grad_w of the LSK module's 5×5 and
-//! 7×7-dilation-3 layers. `conv2d` runs these kernels under `ConvAlgo::Auto` whenever
-//! [`Depthwise::plan`] finds tiles that fit, and the direct kernels of `shaders/conv2d.wgsl`
-//! otherwise; `examples/conv_bench.rs` times the two against each other.
+//! 7×7-dilation-3 layers. Each pass has two kernels: one output (grad_w: one tap) per
+//! thread ([`Depthwise::forward`], [`Depthwise::grad_wb`]), and strips of 4 outputs (4 taps)
+//! down a column per thread ([`Depthwise::forward_strip`], [`Depthwise::grad_wb_strip`]),
+//! which load a quarter of the window values per product. `conv2d` runs the strips under
+//! `ConvAlgo::Auto` where they fit, and otherwise the direct kernels of
+//! `shaders/conv2d.wgsl` (forward, grad_x) or the one-tap ones (grad_w);
+//! `examples/conv_bench.rs` times them against each other.
 
 use super::reduce::sum_to;
 use super::SCRATCH;
@@ -16,10 +20,20 @@ const CONV: Kernel = Kernel {
     source: SRC,
     entry: "conv",
 };
+const CONV_STRIP: Kernel = Kernel {
+    name: "depthwise",
+    source: SRC,
+    entry: "conv_strip",
+};
 const GRAD_W: Kernel = Kernel {
     name: "depthwise",
     source: SRC,
     entry: "grad_w",
+};
+const GRAD_W_STRIP: Kernel = Kernel {
+    name: "depthwise",
+    source: SRC,
+    entry: "grad_w_strip",
 };
 
 /// Workgroup arrays of the shader: staged source windows, weights or gy tiles, and
@@ -29,6 +43,10 @@ const AUX: usize = 1024;
 const THREADS: usize = 256;
 /// Outputs per tile: at most 32 wide, and 1024 in all (4 per thread).
 const TILE_W: usize = 32;
+/// grad_w's strip tiles are this many gy columns wide (one thread per column and tap group)
+/// and at least STRIP_W_MIN_ROWS rows high.
+const STRIP_W: usize = 16;
+const STRIP_W_MIN_ROWS: usize = 8;
 const MAX_OUTS: usize = 1024;
 /// Rows of grad_w's partial sums that the bias rows' start is rounded to, enough for any
 /// adapter's view alignment (at most 256 bytes).
@@ -112,6 +130,82 @@ fn tiling(
     })
 }
 
+/// Tiles for the strip kernel: th / 4 thread rows of tw threads per plane, each thread 4 rows
+/// `dil` apart, so th is a multiple of 4·dil; the window has dil more rows than the taps
+/// reach. None when less than half the workgroup would have outputs (narrow planes, or small
+/// ones whose dilated windows leave room for few planes), where one output per thread does
+/// better.
+fn strip_tiling(
+    (oh, ow): (usize, usize),
+    span: (usize, usize),
+    dil: usize,
+    planes_total: usize,
+    kk: usize,
+) -> Option<Tiling> {
+    let tw = ow.min(TILE_W);
+    let rows = (THREADS / tw) / dil * dil;
+    let rows = rows.min(dil * oh.div_ceil(4 * dil));
+    if rows == 0 {
+        return None;
+    }
+    let th = 4 * rows;
+    let (ah, aw) = (th + span.0 - 1 + dil, tw + span.1 - 1);
+    let planes = if th >= oh && tw == ow {
+        (THREADS / (tw * rows))
+            .min(WINDOW / (ah * aw))
+            .min(AUX / kk)
+            .min(planes_total)
+    } else {
+        usize::from(ah * aw <= WINDOW && kk <= AUX)
+    };
+    if planes * tw * rows < THREADS / 2 {
+        return None;
+    }
+    let tiles_x = ow.div_ceil(tw);
+    let u = |v: usize| u32::try_from(v).ok();
+    Some(Tiling {
+        th: u(th)?,
+        tw: u(tw)?,
+        ah: u(ah)?,
+        aw: u(aw)?,
+        planes: u(planes)?,
+        tiles_x: u(tiles_x)?,
+        tiles: u(tiles_x * oh.div_ceil(th))?,
+    })
+}
+
+/// Tiles for grad_w's strip kernel: STRIP_W columns of gy by as many rows as fit (the gy tile
+/// in AUX, the window with 4·quads·dil rows below the tile in WINDOW), one plane each. None
+/// for planes narrower than STRIP_W, kernels of more than 16 tap groups of 4 (a thread per
+/// group and column) or windows leaving fewer than STRIP_W_MIN_ROWS rows.
+fn grad_w_strip_tiling(
+    (oh, ow): (usize, usize),
+    (kh, kw): (usize, usize),
+    dil: usize,
+) -> Option<Tiling> {
+    let groups = kw * kh.div_ceil(4);
+    if ow < STRIP_W || groups * STRIP_W > THREADS {
+        return None;
+    }
+    let aw = STRIP_W + (kw - 1) * dil;
+    let below = 4 * kh.div_ceil(4) * dil;
+    let th = (WINDOW / aw).checked_sub(below)?.min(AUX / STRIP_W).min(oh);
+    if th < STRIP_W_MIN_ROWS.min(oh) {
+        return None;
+    }
+    let tiles_x = ow.div_ceil(STRIP_W);
+    let u = |v: usize| u32::try_from(v).ok();
+    Some(Tiling {
+        th: u(th)?,
+        tw: u(STRIP_W)?,
+        ah: u(th + below)?,
+        aw: u(aw)?,
+        planes: 1,
+        tiles_x: u(tiles_x)?,
+        tiles: u(tiles_x * oh.div_ceil(th))?,
+    })
+}
+
 /// A planned stride-1 depthwise convolution of x [N, C, H, W] by w [C, 1, KH, KW] with
 /// padding `pad` and dilation `dil` (output [N, C, Ho, Wo]).
 #[derive(Clone, Copy, Debug)]
@@ -129,6 +223,10 @@ pub struct Depthwise {
     fwd: Tiling,
     gx: Tiling,
     gw: Tiling,
+    /// Strip tiles for forward and grad_x, where both fit.
+    strips: Option<(Tiling, Tiling)>,
+    /// Strip tiles for grad_w, where they fit.
+    gw_strip: Option<Tiling>,
 }
 
 impl Depthwise {
@@ -152,9 +250,20 @@ impl Depthwise {
         // the planes per workgroup), staging th·tw gy values per plane, with one job per tap
         // and one for the bias.
         let gw = tiling((ho, wo), span, n * c, (fwd.th * fwd.tw) as usize, kk + 1)?;
-        if (c * kk).next_multiple_of(ALIGN_ROWS) + c > SCRATCH / (n * gw.tiles as usize) {
+        let fits = |t: &Tiling| {
+            (c * kk).next_multiple_of(ALIGN_ROWS) + c <= SCRATCH / (n * t.tiles as usize)
+        };
+        if !fits(&gw) {
             return None;
         }
+        let gw_strip = grad_w_strip_tiling((ho, wo), (kh, kw), dil).filter(fits);
+        let strips = strip_tiling((ho, wo), span, dil, n * c, kk).zip(strip_tiling(
+            (h, w),
+            span,
+            dil,
+            n * c,
+            kk,
+        ));
         Some(Depthwise {
             n,
             c,
@@ -169,7 +278,19 @@ impl Depthwise {
             fwd,
             gx,
             gw,
+            strips,
+            gw_strip,
         })
+    }
+
+    /// Whether forward and grad_x can run in strips ([`Depthwise::forward_strip`]).
+    pub fn has_strips(&self) -> bool {
+        self.strips.is_some()
+    }
+
+    /// Whether grad_w can run in strips ([`Depthwise::grad_wb_strip`]).
+    pub fn has_grad_w_strips(&self) -> bool {
+        self.gw_strip.is_some()
     }
 
     fn params(&self, t: &Tiling, src: (usize, usize), dst: (usize, usize)) -> Params {
@@ -192,15 +313,35 @@ impl Depthwise {
         }
     }
 
-    /// y = depthwise_conv(x, w) + b.
+    /// y = depthwise_conv(x, w) + b, one output per thread.
     pub fn forward(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        self.run_forward(&CONV, &self.fwd, x, w, b)
+    }
+
+    /// y = depthwise_conv(x, w) + b in strips of 4 outputs per thread; the one-output kernel
+    /// where strips do not fit.
+    pub fn forward_strip(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        match &self.strips {
+            Some((t, _)) => self.run_forward(&CONV_STRIP, t, x, w, b),
+            None => self.forward(x, w, b),
+        }
+    }
+
+    fn run_forward(
+        &self,
+        kernel: &'static Kernel,
+        t: &Tiling,
+        x: &Tensor,
+        w: &Tensor,
+        b: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let y = Tensor::empty(x.gpu(), &[self.n, self.c, self.ho, self.wo], DType::F32)?;
         let pr = Params {
             has_bias: u32::from(b.is_some()),
-            ..self.params(&self.fwd, (self.h, self.w), (self.ho, self.wo))
+            ..self.params(t, (self.h, self.w), (self.ho, self.wo))
         };
         x.gpu().dispatch(
-            &CONV,
+            kernel,
             bytemuck::bytes_of(&pr),
             &[x.buf(), w.buf(), b.unwrap_or(w).buf()],
             &[y.buf()],
@@ -210,8 +351,28 @@ impl Depthwise {
     }
 
     /// gx: the correlation of gy with the flipped kernel, offset by (K−1)·dil − pad; plus
-    /// `acc` (of x's shape, checked by the caller) when given, in the same pass.
+    /// `acc` (of x's shape, checked by the caller) when given, in the same pass. One output
+    /// per thread.
     pub fn grad_x(&self, w: &Tensor, gy: &Tensor, acc: Option<&Tensor>) -> Result<Tensor> {
+        self.run_grad_x(&CONV, &self.gx, w, gy, acc)
+    }
+
+    /// [`Depthwise::grad_x`] in strips of 4 outputs per thread, where they fit.
+    pub fn grad_x_strip(&self, w: &Tensor, gy: &Tensor, acc: Option<&Tensor>) -> Result<Tensor> {
+        match &self.strips {
+            Some((_, t)) => self.run_grad_x(&CONV_STRIP, t, w, gy, acc),
+            None => self.grad_x(w, gy, acc),
+        }
+    }
+
+    fn run_grad_x(
+        &self,
+        kernel: &'static Kernel,
+        t: &Tiling,
+        w: &Tensor,
+        gy: &Tensor,
+        acc: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let gx = Tensor::empty(gy.gpu(), &[self.n, self.c, self.h, self.w], DType::F32)?;
         let offset = |k: usize| ((k - 1) * self.dil) as i32 - self.pad as i32;
         let pr = Params {
@@ -219,10 +380,10 @@ impl Depthwise {
             accumulate: u32::from(acc.is_some()),
             pad_y: offset(self.kh),
             pad_x: offset(self.kw),
-            ..self.params(&self.gx, (self.ho, self.wo), (self.h, self.w))
+            ..self.params(t, (self.ho, self.wo), (self.h, self.w))
         };
         gy.gpu().dispatch(
-            &CONV,
+            kernel,
             bytemuck::bytes_of(&pr),
             &[gy.buf(), w.buf(), acc.unwrap_or(w).buf()],
             &[gx.buf()],
@@ -233,9 +394,33 @@ impl Depthwise {
 
     /// gw [C, 1, KH, KW], and with `bias` gb [C]: per-tile partial sums of gy·x (and of gy),
     /// then one sum over N and tiles of them all. The bias rows start at the first row past
-    /// the taps' that a view can start at, so gw and gb are views of that one sum.
+    /// the taps' that a view can start at, so gw and gb are views of that one sum. One
+    /// workgroup thread per tap (and row slice) of a tile.
     pub fn grad_wb(&self, x: &Tensor, gy: &Tensor, bias: bool) -> Result<(Tensor, Option<Tensor>)> {
-        let t = &self.gw;
+        self.run_grad_wb(&GRAD_W, &self.gw, x, gy, bias)
+    }
+
+    /// [`Depthwise::grad_wb`] in strips of 4 taps per thread, where they fit.
+    pub fn grad_wb_strip(
+        &self,
+        x: &Tensor,
+        gy: &Tensor,
+        bias: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        match &self.gw_strip {
+            Some(t) => self.run_grad_wb(&GRAD_W_STRIP, t, x, gy, bias),
+            None => self.grad_wb(x, gy, bias),
+        }
+    }
+
+    fn run_grad_wb(
+        &self,
+        kernel: &'static Kernel,
+        t: &Tiling,
+        x: &Tensor,
+        gy: &Tensor,
+        bias: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let (kk, splits) = (self.kh * self.kw, self.n * t.tiles as usize);
         let bias_row = x.gpu().view_start(self.c * kk);
         let rows = if bias { bias_row + self.c } else { self.c * kk };
@@ -248,7 +433,7 @@ impl Depthwise {
             ..self.params(t, (self.h, self.w), (self.ho, self.wo))
         };
         x.gpu().dispatch(
-            &GRAD_W,
+            kernel,
             bytemuck::bytes_of(&pr),
             &[x.buf(), gy.buf()],
             &[partial.buf()],
