@@ -107,8 +107,11 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     }
     let plane = p.ho * p.wo;
     let yb = s.n * p.cout * plane + s.row * p.wo + s.col;
+    // Indexed as a value: a dynamic index into the variable would keep it in memory on
+    // some drivers (local memory on NVIDIA's) for the whole tap loop.
+    let sums = acc;
     for (var j = 0u; j < 4u; j++) {
-        if s.c0 + j < end { y[yb + (s.c0 + j) * plane] = acc[j]; }
+        if s.c0 + j < end { y[yb + (s.c0 + j) * plane] = sums[j]; }
     }
 }
 
@@ -186,8 +189,9 @@ fn grad_x(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     }
     let plane = p.h * p.w;
     let xb = s.n * p.cin * plane + s.row * p.w + s.col;
+    let sums = acc;   // indexed as a value (see forward)
     for (var j = 0u; j < 4u; j++) {
-        if s.c0 + j < end { put_gx(xb + (s.c0 + j) * plane, acc[j]); }
+        if s.c0 + j < end { put_gx(xb + (s.c0 + j) * plane, sums[j]); }
     }
 }
 

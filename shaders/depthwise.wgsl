@@ -78,38 +78,55 @@ fn tile_of(g: u32) -> Tile {
 }
 
 // Stages the source windows of the tile's planes, zeros outside the plane or past the
-// last plane.
-// The (plane, row, column) of each thread's value is advanced by 256 values per step
-// without dividing: integer division costs as much as a tap here.
+// last plane. Each thread's (plane, row, column) is advanced by 256 values per step without
+// dividing (integer division costs as much as a tap here), and 4 values are loaded before
+// any is stored, so that the 4 loads' latencies overlap.
 fn stage_window(lid: u32, tl: Tile) {
     let area = p.ah * p.aw;
-    let step_pl = 256u / area;
-    let sy = (256u % area) / p.aw;
-    let sx = 256u % p.aw;
-    var pl = lid / area;
-    var ry = (lid % area) / p.aw;
-    var rx = lid % p.aw;
-    for (var i = lid; i < p.planes * area; i += 256u) {
-        let plane = tl.plane0 + pl;
-        let iy = i32(tl.oy0 + ry) - p.pad_y;
-        let ix = i32(tl.ox0 + rx) - p.pad_x;
-        var v = 0.0;
-        if plane < p.planes_total && iy >= 0 && iy < i32(p.ih) && ix >= 0 && ix < i32(p.iw) {
-            v = src[(plane * p.ih + u32(iy)) * p.iw + u32(ix)];
-        }
-        window[i] = v;
-        rx += sx;
-        ry += sy;
-        pl += step_pl;
-        if rx >= p.aw {
-            rx -= p.aw;
-            ry += 1u;
-        }
-        if ry >= p.ah {
-            ry -= p.ah;
-            pl += 1u;
-        }
+    let total = p.planes * area;
+    var at = vec3<u32>(lid / area, (lid % area) / p.aw, lid % p.aw);
+    for (var i = lid; i < total; i += 1024u) {
+        let at1 = window_step(at);
+        let at2 = window_step(at1);
+        let at3 = window_step(at2);
+        let v0 = window_value(at, tl);
+        let v1 = window_value(at1, tl);
+        let v2 = window_value(at2, tl);
+        let v3 = window_value(at3, tl);
+        window[i] = v0;
+        if i + 256u < total { window[i + 256u] = v1; }
+        if i + 512u < total { window[i + 512u] = v2; }
+        if i + 768u < total { window[i + 768u] = v3; }
+        at = window_step(at3);
     }
+}
+
+// (plane, row, column) in the staged windows 256 values further on.
+fn window_step(at: vec3<u32>) -> vec3<u32> {
+    let area = p.ah * p.aw;
+    var pl = at.x + 256u / area;
+    var ry = at.y + (256u % area) / p.aw;
+    var rx = at.z + 256u % p.aw;
+    if rx >= p.aw {
+        rx -= p.aw;
+        ry += 1u;
+    }
+    if ry >= p.ah {
+        ry -= p.ah;
+        pl += 1u;
+    }
+    return vec3<u32>(pl, ry, rx);
+}
+
+// The source value at (plane, row, column) of the staged windows, 0 outside the source.
+fn window_value(at: vec3<u32>, tl: Tile) -> f32 {
+    let plane = tl.plane0 + at.x;
+    let iy = i32(tl.oy0 + at.y) - p.pad_y;
+    let ix = i32(tl.ox0 + at.z) - p.pad_x;
+    if plane < p.planes_total && iy >= 0 && iy < i32(p.ih) && ix >= 0 && ix < i32(p.iw) {
+        return src[(plane * p.ih + u32(iy)) * p.iw + u32(ix)];
+    }
+    return 0.0;
 }
 
 // Stages the weights of the tile's planes, in reverse tap order for grad_x.
@@ -218,11 +235,14 @@ fn conv_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
     var b = 0.0;
     if p.has_bias == 1u { b = bias[plane % p.c]; }
+    // Indexed as a value: a dynamic index into the variable would keep it in memory on
+    // some drivers (local memory on NVIDIA's) for the whole tap loop.
+    let sums = acc;
     for (var j = 0u; j < 4u; j++) {
         let y = oy + j * p.dil;
         if y >= p.oh { break; }
         let at_dst = (plane * p.oh + y) * p.ow + ox;
-        var out = acc[j] + b;
+        var out = sums[j] + b;
         if p.accumulate == 1u { out += bias[at_dst]; }
         dst[at_dst] = out;
     }
@@ -339,7 +359,8 @@ fn grad_w_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
     workgroupBarrier();
     // The window is spent: it now holds each thread's 4 sums, then each thread's sum of gy.
-    for (var j = 0u; j < 4u; j++) { window[lid * 4u + j] = acc[j]; }
+    let sums = acc;   // indexed as a value (see conv_strip)
+    for (var j = 0u; j < 4u; j++) { window[lid * 4u + j] = sums[j]; }
     window[1024u + lid] = gsum;
     workgroupBarrier();
     let kk = p.kh * p.kw;
