@@ -5,7 +5,8 @@
 //! 3×3 or 1×1 kernels also get a line for the windowed kernels (ConvAlgo::Window): forward
 //! and grad_x (and grad_w for 3×3) in ms, their speed-up over Auto, and GFLOP/s; depthwise
 //! ones a line for the one-output tiled kernels (ConvAlgo::Tiled; Auto runs forward and
-//! grad_x in strips of 4 outputs per thread where they fit).
+//! grad_x in strips of 4 outputs per thread where they fit) and one for forward and grad_x
+//! in columns of 4 outputs per thread read straight from memory.
 //!
 //! `cargo run --release --example conv_bench` uses small shapes (lavapipe, a few seconds);
 //! `-- full` the model's training shapes (batch 32, 224 down to 56) for a real GPU.
@@ -14,6 +15,7 @@ use anyhow::Result;
 use lskbb::ops::conv::{
     conv2d_forward_with, conv2d_grad_w_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo,
 };
+use lskbb::ops::depthwise::Depthwise;
 use lskbb::{AdapterChoice, Gpu, Tensor};
 use std::sync::Arc;
 use std::time::Instant;
@@ -149,6 +151,32 @@ fn main() -> Result<()> {
                 );
             }
             println!("{line}");
+            let dw = Depthwise::plan(
+                n,
+                cin,
+                (hw, hw),
+                (y.shape()[2], y.shape()[3]),
+                (k, k),
+                padding,
+                dilation,
+            );
+            if let Some(dw) = dw {
+                let mut line = format!("{:<24}", "  columns");
+                let passes = [
+                    time(&gpu, reps, || dw.forward_columns(&x, &w, None))?,
+                    time(&gpu, reps, || dw.grad_x_columns(&w, &gy, None))?,
+                    time(&gpu, reps, || Ok(dw.grad_wb_columns(&x, &gy, false)?.0))?,
+                ];
+                for (t, base) in passes.iter().zip(&auto) {
+                    line += &format!(
+                        " {:>15.3} {:>4.2}x {:>6.1}",
+                        t * 1e3,
+                        base / t,
+                        flops / t / 1e9
+                    );
+                }
+                println!("{line}");
+            }
         }
     }
     Ok(())

@@ -15,9 +15,11 @@
 //            dil rows apart (rows y, y+dil, y+2·dil, y+3·dil): down a column of taps, the
 //            4 outputs of tap ky+1 read 3 of the window values of tap ky, so the thread keeps
 //            them in registers and loads one value per tap instead of 4;
+//   conv_columns: conv_strip's 4 outputs per thread read straight from memory (no tiles);
 //   grad_w_strip: one plane's tile of gy (tw columns), each thread summing over the tile's
 //            rows for one column and 4 taps down a column of the kernel (kx, ky0 .. ky0+3):
 //            one gy and one x value loaded per row for 4 products, as in conv_strip;
+//   grad_w_columns: grad_w_strip's sums read straight from memory, without the window;
 //   grad_w:  the tile is one of gy (Ho × Wo), src = x; each workgroup writes its KH·KW partial
 //            sums per plane to partial[c, tap, n·tiles + tile], then summed over the last axis
 //            (reduce.wgsl's sum_to) in a fixed order. With a bias, the tile's sum of gy per
@@ -248,6 +250,61 @@ fn conv_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     }
 }
 
+// forward (flip 0) and grad_x (flip 1) in columns straight from memory, no window: thread
+// (plane, row group r, column x) computes the 4 outputs of conv_strip's thread row r in
+// column x, loading one source value per tap down each kernel column; neighbouring threads
+// read neighbouring columns, and the cache serves the rows and columns that threads share.
+// No workgroup memory, so as many workgroups fit on a core as its registers allow.
+@compute @workgroup_size(256)
+fn conv_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = (wid.x + wid.y * nwg.x) * 256u + lid;
+    let groups = p.dil * ((p.oh + 4u * p.dil - 1u) / (4u * p.dil));
+    if t >= p.planes_total * groups * p.ow { return; }
+    let ox = t % p.ow;
+    let r = (t / p.ow) % groups;
+    let plane = t / (p.ow * groups);
+    let oy = (r / p.dil) * 4u * p.dil + r % p.dil;
+    if oy >= p.oh { return; }
+    let kk = p.kh * p.kw;
+    let wb = (plane % p.c) * kk;
+    let d = i32(p.dil);
+    let y0 = i32(oy) - p.pad_y;
+    let x0 = i32(ox) - p.pad_x;
+    var acc = vec4<f32>(0.0);
+    for (var kx = 0u; kx < p.kw; kx++) {
+        let ix = x0 + i32(kx) * d;
+        if ix < 0 || ix >= i32(p.iw) { continue; }
+        let col = plane * p.ih * p.iw + u32(ix);
+        var v = vec4<f32>(src_at(col, y0), src_at(col, y0 + d), src_at(col, y0 + 2 * d),
+                          src_at(col, y0 + 3 * d));
+        var iy = y0 + 4 * d;
+        for (var ky = 0u; ky < p.kh; ky++) {
+            let tap = ky * p.kw + kx;
+            acc += v * wt[wb + select(tap, kk - 1u - tap, p.flip == 1u)];
+            v = vec4<f32>(v.yzw, src_at(col, iy));
+            iy += d;
+        }
+    }
+    var b = 0.0;
+    if p.has_bias == 1u { b = bias[plane % p.c]; }
+    let sums = acc;   // indexed as a value (see conv_strip)
+    for (var j = 0u; j < 4u; j++) {
+        let y = oy + j * p.dil;
+        if y >= p.oh { break; }
+        let at_dst = (plane * p.oh + y) * p.ow + ox;
+        var out = sums[j] + b;
+        if p.accumulate == 1u { out += bias[at_dst]; }
+        dst[at_dst] = out;
+    }
+}
+
+// Row iy of the source column that starts at `col`, 0 outside the plane.
+fn src_at(col: u32, iy: i32) -> f32 {
+    if iy < 0 || iy >= i32(p.ih) { return 0.0; }
+    return src[col + u32(iy) * p.iw];
+}
+
 // grad_w: job j = (plane, tap) sums gy·x over the tile, split into p.slices interleaved row
 // slices; thread q takes slice q / jobs of job q % jobs (adjacent threads: adjacent taps, the
 // same gy value), so jobs · slices <= 256. With a bias, each plane has one more job, after
@@ -373,6 +430,75 @@ fn grad_w_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         } else {
             // Group 0's threads (lid < tw) summed gy for their columns.
             for (var c = 0u; c < p.tw; c++) { sum += window[1024u + c]; }
+        }
+        let splits = (p.planes_total / p.c) * p.tiles;
+        let split = (tl.plane0 / p.c) * p.tiles + tl.tile;
+        let ch = tl.plane0 % p.c;
+        let row = select(ch * kk + lid, p.bias_row + ch, lid == kk);
+        partial[row * splits + split] = sum;
+    }
+}
+
+// grad_w in columns straight from memory: the workgroup's tile is th rows of tw columns of
+// one plane's gy; thread (group, lx), group = quad·kw + kx, sums gy[y, x]·x[y + (ky0 + j)·dil
+// − pad, x + kx·dil − pad] over the tile's rows y in its column x = ox0 + lx for j < 4,
+// ky0 = 4·quad, walking the rows dil apart so that each x value moves one tap up, as
+// grad_w_strip does from its window. The tw columns' sums of each tap (and of gy, for the
+// bias) are then added in a fixed order in workgroup memory and written as partial sums.
+@compute @workgroup_size(256)
+fn grad_w_columns(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let g = wid.x + wid.y * nwg.x;
+    if g >= p.workgroups { return; }
+    let tl = tile_of(g);
+    let lx = lid % p.tw;
+    let grp = lid / p.tw;
+    let ox = tl.ox0 + lx;
+    var acc = vec4<f32>(0.0);
+    var gsum = 0.0;
+    if grp < p.kw * ((p.kh + 3u) / 4u) && ox < p.ow && tl.plane0 < p.planes_total {
+        let kx = grp % p.kw;
+        let ky0 = (grp / p.kw) * 4u;
+        let d = i32(p.dil);
+        let ix = i32(ox + kx * p.dil) - p.pad_x;
+        // A column outside the source reads zeros (its taps' sums stay 0; gsum still counts).
+        let inside = ix >= 0 && ix < i32(p.iw);
+        let col = tl.plane0 * p.ih * p.iw + u32(select(0, ix, inside));
+        let rows = min(p.th, p.oh - tl.oy0);
+        let gcol = tl.plane0 * p.oh * p.ow + ox;
+        for (var r = 0u; r < min(p.dil, rows); r++) {
+            let y0 = i32(tl.oy0 + r + ky0 * p.dil) - p.pad_y;
+            var v = vec4<f32>(0.0);
+            if inside {
+                v = vec4<f32>(src_at(col, y0), src_at(col, y0 + d), src_at(col, y0 + 2 * d),
+                              src_at(col, y0 + 3 * d));
+            }
+            var iy = y0 + 4 * d;
+            for (var y = tl.oy0 + r; y < tl.oy0 + rows; y += p.dil) {
+                let gv = gy[gcol + y * p.ow];
+                acc += gv * v;
+                gsum += gv;
+                v = vec4<f32>(v.yzw, select(0.0, src_at(col, iy), inside));
+                iy += d;
+            }
+        }
+    }
+    // Each thread's 4 sums, then each thread's sum of gy.
+    let sums = acc;   // indexed as a value (see conv_strip)
+    for (var j = 0u; j < 4u; j++) { aux[lid * 4u + j] = sums[j]; }
+    part[lid] = gsum;
+    workgroupBarrier();
+    let kk = p.kh * p.kw;
+    if lid < kk + p.has_bias && tl.plane0 < p.planes_total {
+        var sum = 0.0;
+        if lid < kk {
+            let ky = lid / p.kw;
+            let first = ((ky / 4u) * p.kw + lid % p.kw) * p.tw;
+            for (var c = 0u; c < p.tw; c++) { sum += aux[(first + c) * 4u + ky % 4u]; }
+        } else {
+            // Group 0's threads (lid < tw) summed gy for their columns.
+            for (var c = 0u; c < p.tw; c++) { sum += part[c]; }
         }
         let splits = (p.planes_total / p.c) * p.tiles;
         let split = (tl.plane0 / p.c) * p.tiles + tl.tile;

@@ -286,6 +286,37 @@ fn window_kernels_match_reference_and_refuse_wide_kernels() {
     assert!(format!("{err}").contains("windowed kernels"), "{err}");
 }
 
+/// Forward, grad_x (alone and adding a gradient from elsewhere), grad_w and grad_b on the
+/// column kernels, which run forward and grad_x of every planned depthwise convolution
+/// (grad_w where its tiles fit, else in strips or one tap per thread).
+fn check_columns(rng: &mut Rng, c: &Case, dw: &Depthwise) {
+    let x = rng.arr(&[c.n, c.cin, c.h, c.w], 1.0);
+    let w = rng.arr(&[c.cout, 1, c.kh, c.kw], 0.5);
+    let b = c.bias.then(|| rng.arr(&[c.cout], 0.5));
+    let (pd, d, g) = (c.padding, c.dilation, c.groups);
+    let want = rconv::conv2d(&x, &w, b.as_ref(), 1, pd, d, g);
+    let (tx, tw) = (up(&x), up(&w));
+    let tb = b.as_ref().map(up);
+    let name = format!("columns {:?} x {:?} pad {pd} dil {d}", x.shape, w.shape);
+    let y = dw.forward_columns(&tx, &tw, tb.as_ref()).unwrap();
+    assert_close(&format!("y {name}"), &y, &want, TOL);
+    let gy = rng.arr(&want.shape, 1.0);
+    let (wx, ww, wb) = rconv::conv2d_backward(&x, &w, &gy, 1, pd, d, g);
+    let tgy = up(&gy);
+    let gx = dw.grad_x_columns(&tw, &tgy, None).unwrap();
+    assert_close(&format!("grad_x {name}"), &gx, &wx, TOL);
+    let acc = rng.arr(&x.shape, 1.0);
+    let gx = dw.grad_x_columns(&tw, &tgy, Some(&up(&acc))).unwrap();
+    let want = wx.zip(&acc, |a, b| a + b);
+    assert_close(&format!("grad_x + acc {name}"), &gx, &want, TOL);
+    let (gw, gb) = dw.grad_wb_columns(&tx, &tgy, c.bias).unwrap();
+    assert_close(&format!("grad_w {name}"), &gw, &ww, TOL);
+    assert_eq!(gb.is_some(), c.bias, "grad_b presence {name}");
+    if let Some(gb) = gb {
+        assert_close(&format!("grad_b {name}"), &gb, &wb, TOL);
+    }
+}
+
 /// Each case on the default kernels (strips where they fit, else direct forward and grad_x
 /// and tiled grad_w),
 /// the one-output tiled kernels where they fit (a clear error where not) and the direct ones.
@@ -315,8 +346,9 @@ fn depthwise_tiled_kernels_match_reference() {
         assert_eq!(gw_fit, *gw_strips, "grad_w strips fit {plan:?}");
         check_case(&mut rng, c, ConvAlgo::Auto, TOL);
         check_case(&mut rng, c, ConvAlgo::Direct, TOL);
-        if *tiled {
+        if let Some(dw) = plan {
             check_case(&mut rng, c, ConvAlgo::Tiled, TOL);
+            check_columns(&mut rng, c, &dw);
         } else {
             let z = |shape: &[usize]| Tensor::zeros(&gpu(), shape).unwrap();
             let w = z(&[c.cout, 1, c.kh, c.kw]);

@@ -138,10 +138,11 @@ pub enum ConvAlgo {
     /// For dense convolutions (groups == 1): the windowed kernels for stride-1 3×3 ones with
     /// at most 16 channels each way, implicit GEMM otherwise (grad_w only with Cout >= 8,
     /// Cin·KH·KW >= 32 and more than 512 weights). For stride-1 depthwise convolutions whose
-    /// tiles fit (`ops::depthwise`): each pass in strips of 4 outputs or taps per thread where
-    /// those fit, else forward and grad_x direct and grad_w tiled. Direct kernels otherwise. With autotuning on
-    /// ([`crate::Gpu::set_autotune`]), each pass of a dense or tiled-depthwise convolution
-    /// instead runs whichever of these and the other kernels was fastest on first use.
+    /// tiles fit (`ops::depthwise`): columns of 4 outputs or taps per thread read straight
+    /// from memory (grad_w in strips or one tap per thread for kernels too wide for its
+    /// columns). Direct kernels otherwise. With autotuning on ([`crate::Gpu::set_autotune`]),
+    /// each pass of a dense or tiled-depthwise convolution instead runs whichever of these
+    /// and the other kernels (direct, GEMM, windowed; strips, tiled) was fastest on first use.
     #[default]
     Auto,
     /// The direct kernels (one output element, or 4 channels of one, per thread).
@@ -329,6 +330,9 @@ enum Path {
     /// The depthwise strip kernels: 4 outputs (forward, grad_x) or 4 taps (grad_w) per
     /// thread.
     DepthwiseStrip(Depthwise),
+    /// The depthwise column kernels: 4 outputs or taps down a column per thread, read
+    /// straight from memory.
+    DepthwiseColumns(Depthwise),
     Window(WindowConv),
 }
 
@@ -350,16 +354,25 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
     match algo {
         ConvAlgo::Auto => {
             if let Some(dw) = depthwise(g, p) {
-                // On the H100 (run 3) the direct kernels beat the one-output tiled ones in
-                // every forward pass (1.53 against 1.76 ms for the 5×5 on 64 maps of 16×224×224)
-                // and in grad_x on 8×8 planes, the tiled ones in grad_x and grad_w elsewhere.
-                let mut x = vec![Path::Direct, Path::Depthwise(dw)];
+                // On the H100 (run 3) the column kernels beat every other in every pass of the
+                // model's depthwise layers: 7×7 dilation 3 on 64 maps of 16×224×224 took 1.03,
+                // 1.04 and 1.44 ms (forward, grad_x, grad_w) against 1.52, 1.67 and 1.94 in
+                // strips (workgroup memory), 2.54, 4.13 and 5.64 direct and 2.62, 2.66 and
+                // 3.71 tiled. The others stay candidates for autotuning on other GPUs.
+                let mut x = vec![
+                    Path::DepthwiseColumns(dw),
+                    Path::Direct,
+                    Path::Depthwise(dw),
+                ];
                 if dw.has_strips() {
-                    x.insert(0, Path::DepthwiseStrip(dw));
+                    x.insert(1, Path::DepthwiseStrip(dw));
                 }
                 let mut w = vec![Path::Depthwise(dw), Path::Direct];
                 if dw.has_grad_w_strips() {
                     w.insert(0, Path::DepthwiseStrip(dw));
+                }
+                if dw.has_grad_w_columns() {
+                    w.insert(0, Path::DepthwiseColumns(dw));
                 }
                 return Ok(Kernels { x, w });
             }
@@ -466,6 +479,7 @@ impl Path {
             Path::GemmSplit(_) => "gemm-splits",
             Path::Depthwise(_) => "depthwise-tiled",
             Path::DepthwiseStrip(_) => "depthwise-strip",
+            Path::DepthwiseColumns(_) => "depthwise-columns",
             Path::Window(_) => "window",
         }
     }
@@ -621,6 +635,7 @@ fn forward(
     match path {
         Path::Depthwise(dw) => return dw.forward(x, w, b),
         Path::DepthwiseStrip(dw) => return dw.forward_strip(x, w, b),
+        Path::DepthwiseColumns(dw) => return dw.forward_columns(x, w, b),
         Path::Window(wc) => return wc.forward(x, w, b),
         Path::Gemm | Path::GemmSplit(_) | Path::Direct => {}
     }
@@ -711,6 +726,7 @@ fn grad_x(
     match path {
         Path::Depthwise(dw) => return dw.grad_x(w, gy, acc),
         Path::DepthwiseStrip(dw) => return dw.grad_x_strip(w, gy, acc),
+        Path::DepthwiseColumns(dw) => return dw.grad_x_columns(w, gy, acc),
         Path::Window(wc) => return wc.grad_x(w, gy, acc),
         Path::Gemm | Path::GemmSplit(_) | Path::Direct => {}
     }
@@ -777,6 +793,7 @@ fn grad_wb(
     match path {
         Path::Depthwise(dw) => dw.grad_wb(x, gy, bias),
         Path::DepthwiseStrip(dw) => dw.grad_wb_strip(x, gy, bias),
+        Path::DepthwiseColumns(dw) => dw.grad_wb_columns(x, gy, bias),
         Path::Window(wc) => Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?)),
         Path::Gemm => grad_wb_gemm(g, p, x, gy, bias, TARGET_GROUPS),
         Path::GemmSplit(target) => grad_wb_gemm(g, p, x, gy, bias, target),

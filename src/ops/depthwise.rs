@@ -25,10 +25,20 @@ const CONV_STRIP: Kernel = Kernel {
     source: SRC,
     entry: "conv_strip",
 };
+const CONV_COLUMNS: Kernel = Kernel {
+    name: "depthwise",
+    source: SRC,
+    entry: "conv_columns",
+};
 const GRAD_W: Kernel = Kernel {
     name: "depthwise",
     source: SRC,
     entry: "grad_w",
+};
+const GRAD_W_COLUMNS: Kernel = Kernel {
+    name: "depthwise",
+    source: SRC,
+    entry: "grad_w_columns",
 };
 const GRAD_W_STRIP: Kernel = Kernel {
     name: "depthwise",
@@ -206,6 +216,30 @@ fn grad_w_strip_tiling(
     })
 }
 
+/// Rows of gy per workgroup of grad_w's column kernel.
+const COLUMN_ROWS: usize = 64;
+
+/// Tiles for grad_w's column kernel: COLUMN_ROWS rows of up to STRIP_W columns of one plane.
+/// None for kernels of more tap groups of 4 than a workgroup has threads per column.
+fn grad_w_column_tiling((oh, ow): (usize, usize), (kh, kw): (usize, usize)) -> Option<Tiling> {
+    let tw = ow.min(STRIP_W);
+    if kw * kh.div_ceil(4) * tw > THREADS || kh * kw >= THREADS {
+        return None;
+    }
+    let th = oh.min(COLUMN_ROWS);
+    let tiles_x = ow.div_ceil(tw);
+    let u = |v: usize| u32::try_from(v).ok();
+    Some(Tiling {
+        th: u(th)?,
+        tw: u(tw)?,
+        ah: 0,
+        aw: 0,
+        planes: 1,
+        tiles_x: u(tiles_x)?,
+        tiles: u(tiles_x * oh.div_ceil(th))?,
+    })
+}
+
 /// A planned stride-1 depthwise convolution of x [N, C, H, W] by w [C, 1, KH, KW] with
 /// padding `pad` and dilation `dil` (output [N, C, Ho, Wo]).
 #[derive(Clone, Copy, Debug)]
@@ -227,6 +261,8 @@ pub struct Depthwise {
     strips: Option<(Tiling, Tiling)>,
     /// Strip tiles for grad_w, where they fit.
     gw_strip: Option<Tiling>,
+    /// Tiles for grad_w's column kernel, where they fit.
+    gw_columns: Option<Tiling>,
 }
 
 impl Depthwise {
@@ -257,6 +293,7 @@ impl Depthwise {
             return None;
         }
         let gw_strip = grad_w_strip_tiling((ho, wo), (kh, kw), dil).filter(fits);
+        let gw_columns = grad_w_column_tiling((ho, wo), (kh, kw)).filter(fits);
         let strips = strip_tiling((ho, wo), span, dil, n * c, kk).zip(strip_tiling(
             (h, w),
             span,
@@ -280,12 +317,18 @@ impl Depthwise {
             gw,
             strips,
             gw_strip,
+            gw_columns,
         })
     }
 
     /// Whether forward and grad_x can run in strips ([`Depthwise::forward_strip`]).
     pub fn has_strips(&self) -> bool {
         self.strips.is_some()
+    }
+
+    /// Whether grad_w can run in columns ([`Depthwise::grad_wb_columns`]).
+    pub fn has_grad_w_columns(&self) -> bool {
+        self.gw_columns.is_some()
     }
 
     /// Whether grad_w can run in strips ([`Depthwise::grad_wb_strip`]).
@@ -325,6 +368,56 @@ impl Depthwise {
             Some((t, _)) => self.run_forward(&CONV_STRIP, t, x, w, b),
             None => self.forward(x, w, b),
         }
+    }
+
+    /// y = depthwise_conv(x, w) + b with 4 outputs down a column per thread read straight
+    /// from memory (no tiles: no workgroup memory, no barrier).
+    pub fn forward_columns(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let y = Tensor::empty(x.gpu(), &[self.n, self.c, self.ho, self.wo], DType::F32)?;
+        let pr = Params {
+            has_bias: u32::from(b.is_some()),
+            ..self.params(&self.fwd, (self.h, self.w), (self.ho, self.wo))
+        };
+        x.gpu().dispatch(
+            &CONV_COLUMNS,
+            bytemuck::bytes_of(&pr),
+            &[x.buf(), w.buf(), b.unwrap_or(w).buf()],
+            &[y.buf()],
+            groups(self.column_threads((self.ho, self.wo)).div_ceil(THREADS)),
+        )?;
+        Ok(y)
+    }
+
+    /// [`Depthwise::grad_x`] with 4 outputs down a column per thread read straight from
+    /// memory.
+    pub fn grad_x_columns(&self, w: &Tensor, gy: &Tensor, acc: Option<&Tensor>) -> Result<Tensor> {
+        let gx = Tensor::empty(gy.gpu(), &[self.n, self.c, self.h, self.w], DType::F32)?;
+        let pr = Params {
+            flip: 1,
+            accumulate: u32::from(acc.is_some()),
+            pad_y: self.grad_x_offset(self.kh),
+            pad_x: self.grad_x_offset(self.kw),
+            ..self.params(&self.gx, (self.ho, self.wo), (self.h, self.w))
+        };
+        gy.gpu().dispatch(
+            &CONV_COLUMNS,
+            bytemuck::bytes_of(&pr),
+            &[gy.buf(), w.buf(), acc.unwrap_or(w).buf()],
+            &[gx.buf()],
+            groups(self.column_threads((self.h, self.w)).div_ceil(THREADS)),
+        )?;
+        Ok(gx)
+    }
+
+    /// Threads of conv_columns for an oh × ow output: per plane, `dil` row groups for every
+    /// 4·dil rows, times the columns.
+    fn column_threads(&self, (oh, ow): (usize, usize)) -> usize {
+        self.n * self.c * self.dil * oh.div_ceil(4 * self.dil) * ow
+    }
+
+    /// grad_x's source row (column) of tap 0 for output row 0: (K−1)·dil − pad.
+    fn grad_x_offset(&self, k: usize) -> i32 {
+        ((k - 1) * self.dil) as i32 - self.pad as i32
     }
 
     fn run_forward(
@@ -374,12 +467,11 @@ impl Depthwise {
         acc: Option<&Tensor>,
     ) -> Result<Tensor> {
         let gx = Tensor::empty(gy.gpu(), &[self.n, self.c, self.h, self.w], DType::F32)?;
-        let offset = |k: usize| ((k - 1) * self.dil) as i32 - self.pad as i32;
         let pr = Params {
             flip: 1,
             accumulate: u32::from(acc.is_some()),
-            pad_y: offset(self.kh),
-            pad_x: offset(self.kw),
+            pad_y: self.grad_x_offset(self.kh),
+            pad_x: self.grad_x_offset(self.kw),
             ..self.params(t, (self.ho, self.wo), (self.h, self.w))
         };
         gy.gpu().dispatch(
@@ -410,6 +502,20 @@ impl Depthwise {
         match &self.gw_strip {
             Some(t) => self.run_grad_wb(&GRAD_W_STRIP, t, x, gy, bias),
             None => self.grad_wb(x, gy, bias),
+        }
+    }
+
+    /// [`Depthwise::grad_wb`] in columns of 4 taps per thread read straight from memory,
+    /// where they fit (else in strips, or one tap per thread).
+    pub fn grad_wb_columns(
+        &self,
+        x: &Tensor,
+        gy: &Tensor,
+        bias: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        match &self.gw_columns {
+            Some(t) => self.run_grad_wb(&GRAD_W_COLUMNS, t, x, gy, bias),
+            None => self.grad_wb_strip(x, gy, bias),
         }
     }
 
