@@ -1,11 +1,12 @@
 //! Depthwise convolution at stride 1 (groups == Cin == Cout), tiled in workgroup memory
 //! (`shaders/depthwise.wgsl`): forward, grad_x and grad_w of the LSK module's 5×5 and
-//! 7×7-dilation-3 layers. Each pass has two kernels: one output (grad_w: one tap) per
-//! thread ([`Depthwise::forward`], [`Depthwise::grad_wb`]), and strips of 4 outputs (4 taps)
+//! 7×7-dilation-3 layers. Each pass has three kernels: one output (grad_w: one tap) per
+//! thread ([`Depthwise::forward`], [`Depthwise::grad_wb`]); strips of 4 outputs (4 taps)
 //! down a column per thread ([`Depthwise::forward_strip`], [`Depthwise::grad_wb_strip`]),
-//! which load a quarter of the window values per product. `conv2d` runs the strips under
-//! `ConvAlgo::Auto` where they fit, and otherwise the direct kernels of
-//! `shaders/conv2d.wgsl` (forward, grad_x) or the one-tap ones (grad_w);
+//! which load a quarter of the window values per product; and the same columns read straight
+//! from memory with no window ([`Depthwise::forward_columns`], [`Depthwise::grad_wb_columns`]).
+//! `conv2d` runs the columns under `ConvAlgo::Auto` (the fastest on the H100), the others
+//! and the direct kernels of `shaders/conv2d.wgsl` as autotuning candidates;
 //! `examples/conv_bench.rs` times them against each other.
 
 use super::reduce::sum_to;
@@ -240,6 +241,13 @@ fn grad_w_column_tiling((oh, ow): (usize, usize), (kh, kw): (usize, usize)) -> O
     })
 }
 
+/// How a forward or grad_x kernel covers its output: tiles, or one thread per column strip.
+#[derive(Clone, Copy)]
+enum Launch<'a> {
+    Tiles(&'a Tiling),
+    Columns,
+}
+
 /// A planned stride-1 depthwise convolution of x [N, C, H, W] by w [C, 1, KH, KW] with
 /// padding `pad` and dilation `dil` (output [N, C, Ho, Wo]).
 #[derive(Clone, Copy, Debug)]
@@ -358,14 +366,14 @@ impl Depthwise {
 
     /// y = depthwise_conv(x, w) + b, one output per thread.
     pub fn forward(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-        self.run_forward(&CONV, &self.fwd, x, w, b)
+        self.run_forward(&CONV, Launch::Tiles(&self.fwd), x, w, b)
     }
 
     /// y = depthwise_conv(x, w) + b in strips of 4 outputs per thread; the one-output kernel
     /// where strips do not fit.
     pub fn forward_strip(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         match &self.strips {
-            Some((t, _)) => self.run_forward(&CONV_STRIP, t, x, w, b),
+            Some((t, _)) => self.run_forward(&CONV_STRIP, Launch::Tiles(t), x, w, b),
             None => self.forward(x, w, b),
         }
     }
@@ -373,46 +381,30 @@ impl Depthwise {
     /// y = depthwise_conv(x, w) + b with 4 outputs down a column per thread read straight
     /// from memory (no tiles: no workgroup memory, no barrier).
     pub fn forward_columns(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-        let y = Tensor::empty(x.gpu(), &[self.n, self.c, self.ho, self.wo], DType::F32)?;
-        let pr = Params {
-            has_bias: u32::from(b.is_some()),
-            ..self.params(&self.fwd, (self.h, self.w), (self.ho, self.wo))
-        };
-        x.gpu().dispatch(
-            &CONV_COLUMNS,
-            bytemuck::bytes_of(&pr),
-            &[x.buf(), w.buf(), b.unwrap_or(w).buf()],
-            &[y.buf()],
-            groups(self.column_threads((self.ho, self.wo)).div_ceil(THREADS)),
-        )?;
-        Ok(y)
+        self.run_forward(&CONV_COLUMNS, Launch::Columns, x, w, b)
     }
 
     /// [`Depthwise::grad_x`] with 4 outputs down a column per thread read straight from
     /// memory.
     pub fn grad_x_columns(&self, w: &Tensor, gy: &Tensor, acc: Option<&Tensor>) -> Result<Tensor> {
-        let gx = Tensor::empty(gy.gpu(), &[self.n, self.c, self.h, self.w], DType::F32)?;
-        let pr = Params {
-            flip: 1,
-            accumulate: u32::from(acc.is_some()),
-            pad_y: self.grad_x_offset(self.kh),
-            pad_x: self.grad_x_offset(self.kw),
-            ..self.params(&self.gx, (self.ho, self.wo), (self.h, self.w))
-        };
-        gy.gpu().dispatch(
-            &CONV_COLUMNS,
-            bytemuck::bytes_of(&pr),
-            &[gy.buf(), w.buf(), acc.unwrap_or(w).buf()],
-            &[gx.buf()],
-            groups(self.column_threads((self.h, self.w)).div_ceil(THREADS)),
-        )?;
-        Ok(gx)
+        self.run_grad_x(&CONV_COLUMNS, Launch::Columns, w, gy, acc)
     }
 
-    /// Threads of conv_columns for an oh × ow output: per plane, `dil` row groups for every
-    /// 4·dil rows, times the columns.
-    fn column_threads(&self, (oh, ow): (usize, usize)) -> usize {
-        self.n * self.c * self.dil * oh.div_ceil(4 * self.dil) * ow
+    /// The parameters of a forward or grad_x launch from `src` to `dst` planes: tiled, or
+    /// conv_columns' one thread per 4 output rows of a column (per plane, `dil` row groups
+    /// for every 4·dil rows).
+    fn launch(&self, l: Launch, src: (usize, usize), dst: (usize, usize)) -> Params {
+        match l {
+            Launch::Tiles(t) => self.params(t, src, dst),
+            Launch::Columns => {
+                let threads = self.n * self.c * self.dil * dst.0.div_ceil(4 * self.dil) * dst.1;
+                // conv_columns reads no tile fields.
+                Params {
+                    workgroups: threads.div_ceil(THREADS) as u32,
+                    ..self.params(&self.fwd, src, dst)
+                }
+            }
+        }
     }
 
     /// grad_x's source row (column) of tap 0 for output row 0: (K−1)·dil − pad.
@@ -423,7 +415,7 @@ impl Depthwise {
     fn run_forward(
         &self,
         kernel: &'static Kernel,
-        t: &Tiling,
+        l: Launch,
         x: &Tensor,
         w: &Tensor,
         b: Option<&Tensor>,
@@ -431,7 +423,7 @@ impl Depthwise {
         let y = Tensor::empty(x.gpu(), &[self.n, self.c, self.ho, self.wo], DType::F32)?;
         let pr = Params {
             has_bias: u32::from(b.is_some()),
-            ..self.params(t, (self.h, self.w), (self.ho, self.wo))
+            ..self.launch(l, (self.h, self.w), (self.ho, self.wo))
         };
         x.gpu().dispatch(
             kernel,
@@ -447,13 +439,13 @@ impl Depthwise {
     /// `acc` (of x's shape, checked by the caller) when given, in the same pass. One output
     /// per thread.
     pub fn grad_x(&self, w: &Tensor, gy: &Tensor, acc: Option<&Tensor>) -> Result<Tensor> {
-        self.run_grad_x(&CONV, &self.gx, w, gy, acc)
+        self.run_grad_x(&CONV, Launch::Tiles(&self.gx), w, gy, acc)
     }
 
     /// [`Depthwise::grad_x`] in strips of 4 outputs per thread, where they fit.
     pub fn grad_x_strip(&self, w: &Tensor, gy: &Tensor, acc: Option<&Tensor>) -> Result<Tensor> {
         match &self.strips {
-            Some((_, t)) => self.run_grad_x(&CONV_STRIP, t, w, gy, acc),
+            Some((_, t)) => self.run_grad_x(&CONV_STRIP, Launch::Tiles(t), w, gy, acc),
             None => self.grad_x(w, gy, acc),
         }
     }
@@ -461,7 +453,7 @@ impl Depthwise {
     fn run_grad_x(
         &self,
         kernel: &'static Kernel,
-        t: &Tiling,
+        l: Launch,
         w: &Tensor,
         gy: &Tensor,
         acc: Option<&Tensor>,
@@ -472,7 +464,7 @@ impl Depthwise {
             accumulate: u32::from(acc.is_some()),
             pad_y: self.grad_x_offset(self.kh),
             pad_x: self.grad_x_offset(self.kw),
-            ..self.params(t, (self.ho, self.wo), (self.h, self.w))
+            ..self.launch(l, (self.ho, self.wo), (self.h, self.w))
         };
         gy.gpu().dispatch(
             kernel,
