@@ -1,11 +1,13 @@
-// Depthwise 2-D convolution at stride 1 (groups == Cin == Cout, weights [C, 1, KH, KW]), tiled
-// in workgroup memory: the LSK module's 5×5 and 7×7-dilation-3 layers.
+// Depthwise 2-D convolution at stride 1 (groups == Cin == Cout, weights [C, 1, KH, KW]): the
+// LSK module's 5×5 and 7×7-dilation-3 layers.
 //
-// Every kernel works on one tile of TH × TW outputs of `planes` consecutive (n, c) planes
-// (several planes only when a tile covers a whole small plane). The workgroup first stages
-// the tile's source window, (TH + (KH-1)·dil) × (TW + (KW-1)·dil) values per plane with the
-// zero padding written in, so the tap loops read workgroup memory with no bounds checks and
-// every source value is loaded from global memory once per tile instead of once per tap.
+// Every kernel but conv_columns works on one tile of TH × TW outputs of `planes` consecutive
+// (n, c) planes (several planes only when a tile covers a whole small plane). All but the
+// two column kernels first stage the tile's source window, (TH + (KH-1)·dil) ×
+// (TW + (KW-1)·dil) values per plane with the zero padding written in, so the tap loops read
+// workgroup memory with no bounds checks and every source value is loaded from global memory
+// once per tile instead of once per tap. The column kernels read global memory (through the
+// cache) instead: on the H100 they beat the staged ones, whose workgroup arrays cost occupancy.
 //
 //   forward: dst = y (Ho × Wo), src = x, row offset pad, weights as stored;
 //   grad_x:  dst = gx (H × W), src = gy, row offset (K-1)·dil − pad, weights flipped
@@ -373,8 +375,7 @@ fn grad_w(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
 // sums gy[y, lx]·x[y + (ky0 + j)·dil, lx + kx·dil] over the tile's rows y for j < 4,
 // ky0 = 4·quad, walking the rows dil apart so that each x value moves one tap up; rows past
 // the kernel (ky0 + j >= kh) are summed and dropped. The window has the 4·quads·dil rows
-// below the tile that this reaches. Then the tw columns' sums of each tap (and of gy, for
-// the bias) are added in a fixed order and written as grad_w's partial sums.
+// below the tile that this reaches. put_tap_sums writes the tile's partial sums.
 @compute @workgroup_size(256)
 fn grad_w_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -414,11 +415,17 @@ fn grad_w_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             }
         }
     }
-    workgroupBarrier();
-    // The window is spent: it now holds each thread's 4 sums, then each thread's sum of gy.
-    let sums = acc;   // indexed as a value (see conv_strip)
-    for (var j = 0u; j < 4u; j++) { window[lid * 4u + j] = sums[j]; }
-    window[1024u + lid] = gsum;
+    workgroupBarrier();   // the gy tile in aux is spent
+    put_tap_sums(lid, tl, acc, gsum);
+}
+
+// grad_w_strip's and grad_w_columns' end: each thread's 4 tap sums go to aux and its sum of
+// gy to part; then the tw columns' totals of each tap (thread (group, lx) with group =
+// quad·kw + kx holds taps ky = 4·quad + j of column kx) and of gy (the bias) are added in a
+// fixed order and written as the tile's partial sums.
+fn put_tap_sums(lid: u32, tl: Tile, acc: vec4<f32>, gsum: f32) {
+    for (var j = 0u; j < 4u; j++) { aux[lid * 4u + j] = acc[j]; }
+    part[lid] = gsum;
     workgroupBarrier();
     let kk = p.kh * p.kw;
     if lid < kk + p.has_bias && tl.plane0 < p.planes_total {
@@ -426,10 +433,10 @@ fn grad_w_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         if lid < kk {
             let ky = lid / p.kw;
             let first = ((ky / 4u) * p.kw + lid % p.kw) * p.tw;
-            for (var c = 0u; c < p.tw; c++) { sum += window[(first + c) * 4u + ky % 4u]; }
+            for (var c = 0u; c < p.tw; c++) { sum += aux[(first + c) * 4u + ky % 4u]; }
         } else {
             // Group 0's threads (lid < tw) summed gy for their columns.
-            for (var c = 0u; c < p.tw; c++) { sum += window[1024u + c]; }
+            for (var c = 0u; c < p.tw; c++) { sum += part[c]; }
         }
         let splits = (p.planes_total / p.c) * p.tiles;
         let split = (tl.plane0 / p.c) * p.tiles + tl.tile;
@@ -443,8 +450,7 @@ fn grad_w_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 // one plane's gy; thread (group, lx), group = quad·kw + kx, sums gy[y, x]·x[y + (ky0 + j)·dil
 // − pad, x + kx·dil − pad] over the tile's rows y in its column x = ox0 + lx for j < 4,
 // ky0 = 4·quad, walking the rows dil apart so that each x value moves one tap up, as
-// grad_w_strip does from its window. The tw columns' sums of each tap (and of gy, for the
-// bias) are then added in a fixed order in workgroup memory and written as partial sums.
+// grad_w_strip does from its window; put_tap_sums writes the tile's partial sums.
 @compute @workgroup_size(256)
 fn grad_w_columns(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32,
@@ -484,26 +490,5 @@ fn grad_w_columns(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-    // Each thread's 4 sums, then each thread's sum of gy.
-    let sums = acc;   // indexed as a value (see conv_strip)
-    for (var j = 0u; j < 4u; j++) { aux[lid * 4u + j] = sums[j]; }
-    part[lid] = gsum;
-    workgroupBarrier();
-    let kk = p.kh * p.kw;
-    if lid < kk + p.has_bias && tl.plane0 < p.planes_total {
-        var sum = 0.0;
-        if lid < kk {
-            let ky = lid / p.kw;
-            let first = ((ky / 4u) * p.kw + lid % p.kw) * p.tw;
-            for (var c = 0u; c < p.tw; c++) { sum += aux[(first + c) * 4u + ky % 4u]; }
-        } else {
-            // Group 0's threads (lid < tw) summed gy for their columns.
-            for (var c = 0u; c < p.tw; c++) { sum += part[c]; }
-        }
-        let splits = (p.planes_total / p.c) * p.tiles;
-        let split = (tl.plane0 / p.c) * p.tiles + tl.tile;
-        let ch = tl.plane0 % p.c;
-        let row = select(ch * kk + lid, p.bias_row + ch, lid == kk);
-        partial[row * splits + split] = sum;
-    }
+    put_tap_sums(lid, tl, acc, gsum);
 }
