@@ -100,6 +100,29 @@ struct Tiling {
     tiles: u32,
 }
 
+impl Tiling {
+    /// Tiles of th × tw outputs over an oh × ow plane, `planes` planes per workgroup, with a
+    /// staged window of ah × aw; None when a value does not fit the shader's u32.
+    fn new(
+        (oh, ow): (usize, usize),
+        (th, tw): (usize, usize),
+        (ah, aw): (usize, usize),
+        planes: usize,
+    ) -> Option<Tiling> {
+        let tiles_x = ow.div_ceil(tw);
+        let u = |v: usize| u32::try_from(v).ok();
+        Some(Tiling {
+            th: u(th)?,
+            tw: u(tw)?,
+            ah: u(ah)?,
+            aw: u(aw)?,
+            planes: u(planes)?,
+            tiles_x: u(tiles_x)?,
+            tiles: u(tiles_x * oh.div_ceil(th))?,
+        })
+    }
+}
+
 /// The largest tile whose source window (spans `span` = (KH−1)·dil + 1 by (KW−1)·dil + 1)
 /// fits WINDOW, with `aux` workgroup values and `jobs` grad_w jobs per plane; None when not
 /// even one output row does.
@@ -128,17 +151,7 @@ fn tiling(
     if planes == 0 || aux > AUX || jobs > THREADS {
         return None;
     }
-    let tiles_x = ow.div_ceil(tw);
-    let u = |v: usize| u32::try_from(v).ok();
-    Some(Tiling {
-        th: u(th)?,
-        tw: u(tw)?,
-        ah: u(ah)?,
-        aw: u(aw)?,
-        planes: u(planes)?,
-        tiles_x: u(tiles_x)?,
-        tiles: u(tiles_x * oh.div_ceil(th))?,
-    })
+    Tiling::new((oh, ow), (th, tw), (ah, aw), planes)
 }
 
 /// Tiles for the strip kernel: th / 4 thread rows of tw threads per plane, each thread 4 rows
@@ -172,17 +185,7 @@ fn strip_tiling(
     if planes * tw * rows < THREADS / 2 {
         return None;
     }
-    let tiles_x = ow.div_ceil(tw);
-    let u = |v: usize| u32::try_from(v).ok();
-    Some(Tiling {
-        th: u(th)?,
-        tw: u(tw)?,
-        ah: u(ah)?,
-        aw: u(aw)?,
-        planes: u(planes)?,
-        tiles_x: u(tiles_x)?,
-        tiles: u(tiles_x * oh.div_ceil(th))?,
-    })
+    Tiling::new((oh, ow), (th, tw), (ah, aw), planes)
 }
 
 /// Tiles for grad_w's strip kernel: STRIP_W columns of gy by as many rows as fit (the gy tile
@@ -204,17 +207,7 @@ fn grad_w_strip_tiling(
     if th < STRIP_W_MIN_ROWS.min(oh) {
         return None;
     }
-    let tiles_x = ow.div_ceil(STRIP_W);
-    let u = |v: usize| u32::try_from(v).ok();
-    Some(Tiling {
-        th: u(th)?,
-        tw: u(STRIP_W)?,
-        ah: u(th + below)?,
-        aw: u(aw)?,
-        planes: 1,
-        tiles_x: u(tiles_x)?,
-        tiles: u(tiles_x * oh.div_ceil(th))?,
-    })
+    Tiling::new((oh, ow), (th, STRIP_W), (th + below, aw), 1)
 }
 
 /// Rows of gy per workgroup of grad_w's column kernel.
@@ -227,18 +220,8 @@ fn grad_w_column_tiling((oh, ow): (usize, usize), (kh, kw): (usize, usize)) -> O
     if kw * kh.div_ceil(4) * tw > THREADS || kh * kw >= THREADS {
         return None;
     }
-    let th = oh.min(COLUMN_ROWS);
-    let tiles_x = ow.div_ceil(tw);
-    let u = |v: usize| u32::try_from(v).ok();
-    Some(Tiling {
-        th: u(th)?,
-        tw: u(tw)?,
-        ah: 0,
-        aw: 0,
-        planes: 1,
-        tiles_x: u(tiles_x)?,
-        tiles: u(tiles_x * oh.div_ceil(th))?,
-    })
+    // No window: ah = aw = 0.
+    Tiling::new((oh, ow), (oh.min(COLUMN_ROWS), tw), (0, 0), 1)
 }
 
 /// How a forward or grad_x kernel covers its output: tiles, or one thread per column strip.
