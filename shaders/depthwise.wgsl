@@ -215,7 +215,7 @@ fn conv_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let pl = lid / per_plane;
     let r = (lid % per_plane) / p.tw;
     let lx = lid % p.tw;
-    let ly = (r / p.dil) * 4u * p.dil + r % p.dil;
+    let ly = strip_row(r);
     let plane = tl.plane0 + pl;
     let ox = tl.ox0 + lx;
     let oy = tl.oy0 + ly;
@@ -237,11 +237,22 @@ fn conv_strip(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             wi += p.kw;
         }
     }
+    put_strip(plane, oy, ox, acc);
+}
+
+// The first of thread row r's 4 output rows (rows dil apart, 4·dil rows per dil thread
+// rows): conv_strip's within its tile, conv_columns' within its plane.
+fn strip_row(r: u32) -> u32 {
+    return (r / p.dil) * 4u * p.dil + r % p.dil;
+}
+
+// Stores the 4 outputs of column ox, rows oy + j·dil (those inside the plane), adding the
+// bias and, for grad_x with accumulate, the gradient from the input's other consumers.
+// `sums` is a parameter, so it is indexed as a value: a dynamic index into a variable would
+// keep it in memory on some drivers (local memory on NVIDIA's) for the whole tap loop.
+fn put_strip(plane: u32, oy: u32, ox: u32, sums: vec4<f32>) {
     var b = 0.0;
     if p.has_bias == 1u { b = bias[plane % p.c]; }
-    // Indexed as a value: a dynamic index into the variable would keep it in memory on
-    // some drivers (local memory on NVIDIA's) for the whole tap loop.
-    let sums = acc;
     for (var j = 0u; j < 4u; j++) {
         let y = oy + j * p.dil;
         if y >= p.oh { break; }
@@ -266,7 +277,7 @@ fn conv_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let ox = t % p.ow;
     let r = (t / p.ow) % groups;
     let plane = t / (p.ow * groups);
-    let oy = (r / p.dil) * 4u * p.dil + r % p.dil;
+    let oy = strip_row(r);
     if oy >= p.oh { return; }
     let kk = p.kh * p.kw;
     let wb = (plane % p.c) * kk;
@@ -288,17 +299,7 @@ fn conv_columns(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             iy += d;
         }
     }
-    var b = 0.0;
-    if p.has_bias == 1u { b = bias[plane % p.c]; }
-    let sums = acc;   // indexed as a value (see conv_strip)
-    for (var j = 0u; j < 4u; j++) {
-        let y = oy + j * p.dil;
-        if y >= p.oh { break; }
-        let at_dst = (plane * p.oh + y) * p.ow + ox;
-        var out = sums[j] + b;
-        if p.accumulate == 1u { out += bias[at_dst]; }
-        dst[at_dst] = out;
-    }
+    put_strip(plane, oy, ox, acc);
 }
 
 // Row iy of the source column that starts at `col`, 0 outside the plane.
