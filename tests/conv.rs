@@ -286,10 +286,42 @@ fn window_kernels_match_reference_and_refuse_wide_kernels() {
     assert!(format!("{err}").contains("windowed kernels"), "{err}");
 }
 
-/// Forward, grad_x (alone and adding a gradient from elsewhere), grad_w and grad_b on the
-/// column kernels, which run forward and grad_x of every planned depthwise convolution
-/// (grad_w where its tiles fit, else in strips or one tap per thread).
-fn check_columns(rng: &mut Rng, c: &Case, dw: &Depthwise) {
+/// A depthwise forward or grad_x pass: (plan, x or w, w or gy, bias or accumulated gradient).
+type DepthwisePass = fn(&Depthwise, &Tensor, &Tensor, Option<&Tensor>) -> anyhow::Result<Tensor>;
+/// A depthwise grad_w pass: (plan, x, gy, with bias) -> (gw, gb).
+type DepthwiseGradW =
+    fn(&Depthwise, &Tensor, &Tensor, bool) -> anyhow::Result<(Tensor, Option<Tensor>)>;
+
+/// A depthwise kernel family's three passes, as `Depthwise` methods.
+struct DepthwisePasses {
+    name: &'static str,
+    forward: DepthwisePass,
+    grad_x: DepthwisePass,
+    grad_wb: DepthwiseGradW,
+}
+
+/// The column kernels (`Depthwise::*_columns`, ConvAlgo::Auto's), which run forward and
+/// grad_x of every planned depthwise convolution and grad_w where its tiles fit; and the
+/// strips in workgroup memory (`Depthwise::*_strip`, autotuning candidates), which run where
+/// they fit. Both fall back to the one-output tiled kernels elsewhere.
+const DEPTHWISE_FAMILIES: [DepthwisePasses; 2] = [
+    DepthwisePasses {
+        name: "columns",
+        forward: Depthwise::forward_columns,
+        grad_x: Depthwise::grad_x_columns,
+        grad_wb: Depthwise::grad_wb_columns,
+    },
+    DepthwisePasses {
+        name: "strips",
+        forward: Depthwise::forward_strip,
+        grad_x: Depthwise::grad_x_strip,
+        grad_wb: Depthwise::grad_wb_strip,
+    },
+];
+
+/// Forward, grad_x (alone and adding a gradient from elsewhere), grad_w and grad_b of `c` on
+/// one depthwise kernel family against the f64 reference.
+fn check_depthwise_family(rng: &mut Rng, c: &Case, dw: &Depthwise, f: &DepthwisePasses) {
     let x = rng.arr(&[c.n, c.cin, c.h, c.w], 1.0);
     let w = rng.arr(&[c.cout, 1, c.kh, c.kw], 0.5);
     let b = c.bias.then(|| rng.arr(&[c.cout], 0.5));
@@ -297,19 +329,19 @@ fn check_columns(rng: &mut Rng, c: &Case, dw: &Depthwise) {
     let want = rconv::conv2d(&x, &w, b.as_ref(), 1, pd, d, g);
     let (tx, tw) = (up(&x), up(&w));
     let tb = b.as_ref().map(up);
-    let name = format!("columns {:?} x {:?} pad {pd} dil {d}", x.shape, w.shape);
-    let y = dw.forward_columns(&tx, &tw, tb.as_ref()).unwrap();
+    let name = format!("{} {:?} x {:?} pad {pd} dil {d}", f.name, x.shape, w.shape);
+    let y = (f.forward)(dw, &tx, &tw, tb.as_ref()).unwrap();
     assert_close(&format!("y {name}"), &y, &want, TOL);
     let gy = rng.arr(&want.shape, 1.0);
     let (wx, ww, wb) = rconv::conv2d_backward(&x, &w, &gy, 1, pd, d, g);
     let tgy = up(&gy);
-    let gx = dw.grad_x_columns(&tw, &tgy, None).unwrap();
+    let gx = (f.grad_x)(dw, &tw, &tgy, None).unwrap();
     assert_close(&format!("grad_x {name}"), &gx, &wx, TOL);
     let acc = rng.arr(&x.shape, 1.0);
-    let gx = dw.grad_x_columns(&tw, &tgy, Some(&up(&acc))).unwrap();
+    let gx = (f.grad_x)(dw, &tw, &tgy, Some(&up(&acc))).unwrap();
     let want = wx.zip(&acc, |a, b| a + b);
     assert_close(&format!("grad_x + acc {name}"), &gx, &want, TOL);
-    let (gw, gb) = dw.grad_wb_columns(&tx, &tgy, c.bias).unwrap();
+    let (gw, gb) = (f.grad_wb)(dw, &tx, &tgy, c.bias).unwrap();
     assert_close(&format!("grad_w {name}"), &gw, &ww, TOL);
     assert_eq!(gb.is_some(), c.bias, "grad_b presence {name}");
     if let Some(gb) = gb {
@@ -317,9 +349,9 @@ fn check_columns(rng: &mut Rng, c: &Case, dw: &Depthwise) {
     }
 }
 
-/// Each case on the default kernels (strips where they fit, else direct forward and grad_x
-/// and tiled grad_w),
-/// the one-output tiled kernels where they fit (a clear error where not) and the direct ones.
+/// Each case on the default kernels (columns where they fit, else direct forward and grad_x
+/// and tiled grad_w), the direct ones, and where tiles fit the one-output tiled kernels,
+/// the columns and the strips (a clear error from ConvAlgo::Tiled where tiles do not fit).
 #[test]
 fn depthwise_tiled_kernels_match_reference() {
     let mut rng = Rng(15);
@@ -348,7 +380,9 @@ fn depthwise_tiled_kernels_match_reference() {
         check_case(&mut rng, c, ConvAlgo::Direct, TOL);
         if let Some(dw) = plan {
             check_case(&mut rng, c, ConvAlgo::Tiled, TOL);
-            check_columns(&mut rng, c, &dw);
+            for f in &DEPTHWISE_FAMILIES {
+                check_depthwise_family(&mut rng, c, &dw, f);
+            }
         } else {
             let z = |shape: &[usize]| Tensor::zeros(&gpu(), shape).unwrap();
             let w = z(&[c.cout, 1, c.kh, c.kw]);
