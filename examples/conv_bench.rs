@@ -4,9 +4,9 @@
 //! depthwise), the old/new ratio and the new kernels' GFLOP/s. Dense stride-1 layers with
 //! 3×3 or 1×1 kernels also get a line for the windowed kernels (ConvAlgo::Window): forward
 //! and grad_x (and grad_w for 3×3) in ms, their speed-up over Auto, and GFLOP/s; depthwise
-//! ones a line for the one-output tiled kernels (ConvAlgo::Tiled; Auto runs forward and
-//! grad_x in strips of 4 outputs per thread where they fit) and one for forward and grad_x
-//! in columns of 4 outputs per thread read straight from memory.
+//! ones a line for the one-output tiled kernels (ConvAlgo::Tiled) and one for the strips of 4
+//! outputs or taps per thread staged in workgroup memory (where they fit, else the tiled
+//! kernels); Auto runs them in columns of 4 per thread read straight from memory.
 //!
 //! `cargo run --release --example conv_bench` uses small shapes (lavapipe, a few seconds);
 //! `-- full` the model's training shapes (batch 32, 224 down to 56) for a real GPU.
@@ -57,6 +57,21 @@ const FULL: &[Shape] = &[
     (32, 64, 56, 64, 5, 1, 2, 1, 64),
     (128, 64, 8, 64, 7, 1, 9, 3, 64),
 ];
+
+/// One line of a kernel variant under a shape's line: per pass its ms, its speed-up over
+/// ConvAlgo::Auto's time `auto` and its GFLOP/s.
+fn variant_line(label: &str, times: &[f64], auto: &[f64], flops: f64) -> String {
+    let mut line = format!("  {label:<22}");
+    for (t, base) in times.iter().zip(auto) {
+        line += &format!(
+            " {:>15.3} {:>4.2}x {:>6.1}",
+            t * 1e3,
+            base / t,
+            flops / t / 1e9
+        );
+    }
+    line
+}
 
 /// Seconds per call of `f`, after one warm-up call (pipeline builds), waiting for the GPU.
 fn time(gpu: &Arc<Gpu>, reps: usize, mut f: impl FnMut() -> Result<Tensor>) -> Result<f64> {
@@ -122,35 +137,22 @@ fn main() -> Result<()> {
             auto.push(new);
         }
         println!("{line}");
+        let all = [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx, &gw];
         if groups == 1 && stride == 1 && (k - 1) * dilation < 3 {
-            let mut line = format!("{:<24}", "  window");
             // grad_w has a windowed kernel for 3×3 only (ConvAlgo::Window runs GEMM else).
             let passes = if k == 3 && dilation == 1 { 3 } else { 2 };
-            let all = [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx, &gw];
-            for (f, base) in all.iter().zip(&auto).take(passes) {
-                let t = f(ConvAlgo::Window)?;
-                line += &format!(
-                    " {:>15.3} {:>4.2}x {:>6.1}",
-                    t * 1e3,
-                    base / t,
-                    flops / t / 1e9
-                );
-            }
-            println!("{line}");
+            let times = all[..passes]
+                .iter()
+                .map(|f| f(ConvAlgo::Window))
+                .collect::<Result<Vec<_>>>()?;
+            println!("{}", variant_line("window", &times, &auto, flops));
         }
         if groups == cin && cin == cout && stride == 1 {
-            let mut line = format!("{:<24}", "  tiled");
-            let all = [&fwd as &dyn Fn(ConvAlgo) -> Result<f64>, &gx, &gw];
-            for (f, base) in all.iter().zip(&auto) {
-                let t = f(ConvAlgo::Tiled)?;
-                line += &format!(
-                    " {:>15.3} {:>4.2}x {:>6.1}",
-                    t * 1e3,
-                    base / t,
-                    flops / t / 1e9
-                );
-            }
-            println!("{line}");
+            let times = all
+                .iter()
+                .map(|f| f(ConvAlgo::Tiled))
+                .collect::<Result<Vec<_>>>()?;
+            println!("{}", variant_line("tiled", &times, &auto, flops));
             let dw = Depthwise::plan(
                 n,
                 cin,
@@ -161,21 +163,12 @@ fn main() -> Result<()> {
                 dilation,
             );
             if let Some(dw) = dw {
-                let mut line = format!("{:<24}", "  columns");
-                let passes = [
-                    time(&gpu, reps, || dw.forward_columns(&x, &w, None))?,
-                    time(&gpu, reps, || dw.grad_x_columns(&w, &gy, None))?,
-                    time(&gpu, reps, || Ok(dw.grad_wb_columns(&x, &gy, false)?.0))?,
+                let times = [
+                    time(&gpu, reps, || dw.forward_strip(&x, &w, None))?,
+                    time(&gpu, reps, || dw.grad_x_strip(&w, &gy, None))?,
+                    time(&gpu, reps, || Ok(dw.grad_wb_strip(&x, &gy, false)?.0))?,
                 ];
-                for (t, base) in passes.iter().zip(&auto) {
-                    line += &format!(
-                        " {:>15.3} {:>4.2}x {:>6.1}",
-                        t * 1e3,
-                        base / t,
-                        flops / t / 1e9
-                    );
-                }
-                println!("{line}");
+                println!("{}", variant_line("strips", &times, &auto, flops));
             }
         }
     }
