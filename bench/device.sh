@@ -2,17 +2,16 @@
 # One-shot speed/memory benchmark on a GPU machine (issue 5), under 8 minutes in all.
 # Run from the repository root with:
 #   target/release/lskbb       the release binary (cargo build --release)
-#   bench/ref/lskbb_torch.py   the PyTorch reference (copied from ../shared/reference)
-#   bench/golden/*.safetensors golden files for `lskbb verify` (optional)
+#   reference/                 the PyTorch reference (torch must be installed on the machine)
+#   tests/fixtures/golden/     the golden files for `lskbb verify`
 #   bench/ckpt/lskbb.safetensors a checkpoint written by `lskbb train` (interop check)
 #   .gl/*.deb                  the Vulkan loader packages
 # Writes two files (the device tool returns at most 8): $OUT/bench.log with everything and
 # $OUT/results.json, every run's JSON report keyed by impl_size_bBATCH_method.
 # A failed or slow shape is logged and skipped; the script carries on.
 # With the device tool: run(command="bash bench/device.sh", carry=[".gl", "target/release/lskbb",
-# "target/release/examples/conv_bench"], timeout_s=540) after copying ../shared/reference to
-# bench/ref and ../shared/golden to bench/golden (BUDGET=seconds caps the whole script, default
-# 450; CONV=0 skips the convolution kernel lab, INTEROP=0 the interop checks, SHAPES replaces
+# "target/release/examples/conv_bench"], timeout_s=540) (BUDGET=seconds caps the whole script,
+# default 450; CONV=0 skips the convolution kernel lab, INTEROP=0 the interop checks, SHAPES replaces
 # the table of shapes below).
 set -u
 
@@ -21,7 +20,6 @@ mkdir -p "$OUT"
 LOG="$OUT/bench.log"
 RUNS=$(mktemp -d)
 BIN=${LSKBB_BIN:-target/release/lskbb}
-REF=bench/ref
 BUDGET=${BUDGET:-450}   # seconds for the whole script
 START=$SECONDS
 
@@ -53,11 +51,7 @@ log "date: $(date -u)"
 log "git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 run 20 nvidia-smi -L
 run 30 "$BIN" devices
-if ls bench/golden/*.safetensors >/dev/null 2>&1; then
-    run 90 "$BIN" verify --failures-only bench/golden/*.safetensors
-else
-    log "no golden files in bench/golden/; verify skipped"
-fi
+run 90 "$BIN" verify --failures-only tests/fixtures/golden/*.safetensors
 
 # The kernel lab: each convolution shape of the model on the direct kernels against the
 # GEMM (dense) and tiled (depthwise) ones, side by side.
@@ -66,11 +60,12 @@ if [ -x "$LAB" ] && [ "${CONV:-1}" = 1 ]; then
     run 90 "$LAB" full
 fi
 
-# Interop both ways and extra golden files (bench/interop.py), verified right away.
+# Interop both ways (bench/interop.py), and golden files drawn afresh, verified right away.
 EXTRA="$OUT/extra"
 if [ -f bench/ckpt/lskbb.safetensors ] && [ "${INTEROP:-1}" = 1 ]; then
-    run 120 python3 bench/interop.py "$REF" bench/ckpt/lskbb.safetensors "$EXTRA"
-    run 120 "$BIN" verify --failures-only "$EXTRA"/golden_*.safetensors
+    run 120 python3 bench/interop.py bench/ckpt/lskbb.safetensors "$EXTRA"
+    run 120 python3 reference/gen_golden.py "$EXTRA/golden"
+    run 120 "$BIN" verify --failures-only "$EXTRA"/golden/*.safetensors
     run 20 python3 -c "from PIL import Image; import numpy as np; Image.fromarray((np.random.default_rng(0).random((20, 20)) * 255).astype('uint8')).save('$RUNS/probe.png')"
     run 30 "$BIN" predict --checkpoint "$EXTRA/torch_model.safetensors" --image-size 16 --channels 1 "$RUNS/probe.png"
 fi
@@ -113,7 +108,7 @@ while read -r size batch lsk steps limit recompute autotune; do
     fi
     run "$limit" "$BIN" bench --image-size "$size" --batch-size "$batch" --method "$method" \
         --steps "$steps" --warmup 1 --profile-steps 1 --json "$RUNS/rust_${tag}.json"
-    run 40 sh -c "python3 bench/torch_step.py --ref '$REF' --image-size $size \
+    run 40 sh -c "python3 bench/torch_step.py --image-size $size \
         --batch-size $batch $flag --steps 5 --warmup 2 --device cuda > '$RUNS/torch_${tag}.json'"
     cat "$RUNS/torch_${tag}.json" >>"$LOG" 2>/dev/null
 done <<<"$SHAPES"

@@ -1,10 +1,10 @@
 """PyTorch baseline of `lskbb bench`: the same bilateral training step (both branches forward,
 loss, backward, SGD) on random data, timed on the GPU. Prints one JSON line.
 
-usage: python3 bench/torch_step.py [--ref DIR] [--image-size 224] [--batch-size 32]
+usage: python3 bench/torch_step.py [--image-size 224] [--batch-size 32]
                                    [--lsk | --plain] [--steps 10] [--warmup 2] [--device cuda]
 
-Same model (BBNResNet32 from the reference lskbb_torch.py, 8 classes, 3 input channels), same
+Same model (BBNResNet32 from reference/lskbb_torch.py, 8 classes, 3 input channels), same
 step as the Rust engine's Trainer: alpha 0.5, loss alpha*L(z, y_c) + (1-alpha)*L(z, y_r) with
 L = DFLCE (theta 0.5, gamma 2) for --lsk (method lskbb) and cross-entropy for --plain (method
 bbn), SGD lr 0.05 momentum 0.9 weight decay 2e-4. float32 throughout, TF32 off.
@@ -19,8 +19,8 @@ import time
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--ref", default=os.path.join(here, "..", "..", "shared", "reference"),
-                    help="directory holding lskbb_torch.py")
+    ap.add_argument("--ref", default=os.path.join(here, "..", "reference"),
+                    help="directory holding the PyTorch reference (default: reference/)")
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=32)
     g = ap.add_mutually_exclusive_group()
@@ -35,7 +35,9 @@ def main():
     import torch.nn.functional as F
 
     sys.path.insert(0, os.path.abspath(args.ref))
-    from lskbb_torch import BBNResNet32, bbn_loss, dflce
+    from lskbb_torch import BBNResNet32
+    from losses import dflce
+    from step import bilateral_step, sgd
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -47,7 +49,7 @@ def main():
     b, s = args.batch_size, args.image_size
 
     model = BBNResNet32(classes, lsk=args.lsk, in_ch=channels).to(dev).float().train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=2e-4)
+    opt = sgd(model)
     if args.lsk:
         loss_fn = lambda z, y: dflce(z, y, theta, gamma)
     else:
@@ -58,11 +60,7 @@ def main():
     y_r = torch.randint(0, classes, (b,), device=dev)
 
     def step():
-        opt.zero_grad(set_to_none=True)
-        z = model(x_c, x_r, alpha)
-        loss = bbn_loss(loss_fn, z, y_c, y_r, alpha)
-        loss.backward()
-        opt.step()
+        bilateral_step(model, x_c, y_c, x_r, y_r, alpha, loss_fn, opt)
 
     def sync():
         if cuda:

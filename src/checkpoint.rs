@@ -147,17 +147,18 @@ pub fn load_model(
 }
 
 /// The config of a state_dict written by PyTorch (no lskbb metadata): classes from fc.weight,
-/// input channels from conv1.weight, LSK from the presence of `layer1.0.lsk.*`.
+/// input channels and width from conv1.weight, LSK from the presence of `layer1.0.lsk.*`.
 fn infer_config(f: &TensorFile) -> Result<ModelConfig> {
     let (fc, _) = f.f32("fc.weight")?;
     let (c1, _) = f.f32("conv1.weight")?;
-    let (&[classes, _], &[_, in_ch, _, _]) = (fc, c1) else {
-        bail!("fc.weight must be [classes, 128] and conv1.weight [16, in_ch, 3, 3], got {fc:?} and {c1:?}");
+    let (&[classes, _], &[width, in_ch, _, _]) = (fc, c1) else {
+        bail!("fc.weight must be [classes, 8·width] and conv1.weight [width, in_ch, 3, 3], got {fc:?} and {c1:?}");
     };
     Ok(ModelConfig {
         classes,
         in_ch,
         lsk: f.tensors.contains_key("layer1.0.lsk.conv0.weight"),
         bilateral: true,
+        width,
     })
 }

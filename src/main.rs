@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use cli_train::{EvalArgs, PredictArgs, TrainArgs};
 use lskbb::gpu::{list_adapters, AdapterChoice};
 use lskbb::tensor_file::write_atomic;
-use lskbb::verify::verify_file;
+use lskbb::verify::{error_start, verify_file};
 use lskbb::Gpu;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -144,7 +144,14 @@ fn verify(choice: &AdapterChoice, files: &[PathBuf], failures_only: bool) -> Res
                 if r.pass() { "pass" } else { "FAIL" }
             );
         }
-        let worst = rows.iter().map(|r| r.rel).fold(0.0, f64::max);
+        if let Some(start) = error_start(&rows) {
+            println!("{start}");
+        }
+        // A NaN error counts as the worst (f64::max would drop it).
+        let worst = rows
+            .iter()
+            .map(|r| r.rel)
+            .fold(0.0, |m: f64, e| if e.is_nan() || e > m { e } else { m });
         println!(
             "{}: {} tensors, {} failed, worst relative error {worst:.3e}",
             path.display(),

@@ -1,5 +1,5 @@
-//! `lskbb verify`: runs golden files made by `../shared/reference/gen_golden.py` through the
-//! engine and compares every tensor. A tensor a (ours) passes against b (golden) with n
+//! `lskbb verify`: runs golden files made by `reference/gen_golden.py` through the engine and
+//! compares every tensor (the file layout: `reference/README.md`). A tensor a (ours) passes against b (golden) with n
 //! elements when ‖a−b‖₂ ≤ r·‖b‖₂ + 1e-5·√n·s, where s is the largest |entry| of the file's
 //! gradient tensors (the problem's scale: it admits gradients that nearly cancel, whose small
 //! norm no float32 summation order can match relatively), r = 1e-4 for logits and losses and
@@ -14,7 +14,7 @@ use crate::ops::conv::{conv2d_backward, conv2d_forward, Conv2dParams};
 use crate::ops::elementwise::{add, mul, scale};
 use crate::ops::loss::{cb_weights, loss, LossKind};
 use crate::ops::reduce::sum;
-use crate::ops::sgd::SgdConfig;
+use crate::ops::sgd::{sgd_step, SgdConfig};
 use crate::optim::Sgd;
 use crate::tensor::Tensor;
 use crate::tensor_file::TensorFile;
@@ -49,7 +49,8 @@ impl Row {
     }
 }
 
-fn compare(name: &str, a: &[f32], b: &[f32], r: f64, s: f64) -> Result<Row> {
+/// Compares ours (`a`) with the golden `b` under relative tolerance `r` and gradient scale `s`.
+pub fn compare(name: &str, a: &[f32], b: &[f32], r: f64, s: f64) -> Result<Row> {
     if a.len() != b.len() {
         bail!(
             "{name}: {} values computed, golden has {}",
@@ -173,6 +174,10 @@ fn model_step(gpu: &Arc<Gpu>, f: &TensorFile, path: &Path) -> Result<Vec<Row>> {
         in_ch: num(&cfg, "in_ch")? as usize,
         lsk: cfg.get("lsk").and_then(Value::as_bool).unwrap_or(true),
         bilateral: true,
+        width: cfg
+            .get("width")
+            .and_then(Value::as_u64)
+            .map_or(ModelConfig::PAPER_WIDTH, |w| w as usize),
     };
     let alpha = num(&cfg, "alpha")? as f32;
     let kind = loss_kind(&cfg, classes)?;
@@ -264,17 +269,82 @@ fn model_step(gpu: &Arc<Gpu>, f: &TensorFile, path: &Path) -> Result<Vec<Row>> {
         },
     )?;
     opt.step(store)?;
+    // The reference's first SGD step from a fresh momentum buffer is p − lr·(g + wd·p)
+    // (PyTorch seeds the buffer with the first gradient). The golden holds p and g, so the
+    // expected parameters are computed here in f64 rather than stored a second time.
+    let (lr, wd) = (num(sgd_cfg, "lr")?, num(sgd_cfg, "weight_decay")?);
     for (name, p) in &store.params {
-        let key = format!("expect.sgd.{name}");
+        let p0 = f.f32(&format!("param.{name}"))?.1;
+        let g = f.f32(&format!("expect.grad.{name}"))?.1;
+        let want: Vec<f32> = p0
+            .iter()
+            .zip(g)
+            .map(|(&p, &g)| (p as f64 - lr * (g as f64 + wd * p as f64)) as f32)
+            .collect();
         rows.push(compare(
             &format!("sgd.{name}"),
             &p.value().to_f32()?,
-            f.f32(&key)?.1,
+            &want,
             R_OTHER,
             s,
         )?);
     }
     Ok(rows)
+}
+
+/// The parameter group of a model parameter: its residual block (`layer2.4`, `cb_block`), the
+/// stem (`conv1`, `bn1`) or `fc`.
+fn group_of(param: &str) -> String {
+    let mut parts = param.split('.');
+    let first = parts.next().unwrap_or(param);
+    match first {
+        "conv1" | "bn1" => "stem".to_string(),
+        _ if first.starts_with("layer") => match parts.next() {
+            Some(block) => format!("{first}.{block}"),
+            None => first.to_string(),
+        },
+        _ => first.to_string(),
+    }
+}
+
+/// Where the error of a failing model step starts: the deepest parameter group (counting
+/// from the input) whose gradient fails, or `None` when every gradient passes.
+///
+/// Gradients flow from the loss back to the input, so a group's gradient error reaches every
+/// group below it. A start in one block with every group below failing and every group above
+/// passing is what a near-tie looks like (a channel max whose top two values the float32
+/// engine ordered the other way from the float64 reference, in that block); a bug in an op
+/// shows wherever the op is used, and in the forward values (logits, loss) when it is there.
+pub fn error_start(rows: &[Row]) -> Option<String> {
+    let mut groups: Vec<(String, bool)> = Vec::new();
+    for r in rows {
+        let Some(param) = r.name.strip_prefix("grad.") else {
+            continue;
+        };
+        let g = group_of(param);
+        match groups.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, failed)) => *failed |= !r.pass(),
+            None => groups.push((g, !r.pass())),
+        }
+    }
+    let start = groups.iter().rposition(|(_, failed)| *failed)?;
+    let below = groups[..start].iter().filter(|(_, f)| *f).count();
+    let forward = rows
+        .iter()
+        .filter(|r| r.name == "logits" || r.name == "loss")
+        .any(|r| !r.pass());
+    Some(format!(
+        "gradients start to fail at {} (the deepest failing parameter group; {below} of the \
+         {start} groups below it fail too, none above it){}",
+        groups[start].0,
+        if forward {
+            "; the forward values (logits, loss) fail too, so the error is already in the \
+             forward pass"
+        } else {
+            "; the forward values pass, so it arises in the backward pass there: a near-tie \
+             in that block if every group below fails, a bug in an op otherwise"
+        }
+    ))
 }
 
 /// Σ y·gy as a scalar Var: its gradient through an op is that op's backward at gy.
@@ -366,9 +436,12 @@ fn ops(gpu: &Arc<Gpu>, f: &TensorFile) -> Result<Vec<Row>> {
         for (name, settings) in map {
             let (shape, _) = f.f32(&format!("loss.{name}.logits"))?;
             let classes = shape[1];
+            // An entry names its loss (`focal_g1` is the focal loss at gamma 1), or is named
+            // after it.
             let mut cfg = settings.clone();
             if let Some(o) = cfg.as_object_mut() {
-                o.insert("loss".into(), Value::String(name.clone()));
+                o.entry("loss")
+                    .or_insert_with(|| Value::String(name.clone()));
             }
             let kind = loss_kind(&cfg, classes)?;
             let z = Var::param(up(gpu, f, &format!("loss.{name}.logits"))?);
@@ -386,6 +459,26 @@ fn ops(gpu: &Arc<Gpu>, f: &TensorFile) -> Result<Vec<Row>> {
             let key = format!("loss.{name}.grad");
             let g = z.grad().context("loss logits grad")?;
             rows.push(compare(&key, &g.to_f32()?, f.f32(&key)?.1, R_OTHER, s)?);
+        }
+    }
+    if let Some(sgd) = f.metadata.get("sgd") {
+        let sgd: Value = serde_json::from_str(sgd).context("metadata 'sgd'")?;
+        let cfg = SgdConfig {
+            lr: num(&sgd, "lr")? as f32,
+            momentum: num(&sgd, "momentum")? as f32,
+            weight_decay: num(&sgd, "weight_decay")? as f32,
+            nesterov: sgd
+                .get("nesterov")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        };
+        let p = up(gpu, f, "sgd.p")?;
+        let buf = Tensor::zeros(gpu, p.shape())?;
+        for i in 0..num(&sgd, "steps")? as usize {
+            let g = up(gpu, f, &format!("sgd.grad{i}"))?;
+            sgd_step(&p, &g, &buf, &cfg)?;
+            let key = format!("sgd.p{}", i + 1);
+            rows.push(compare(&key, &p.to_f32()?, f.f32(&key)?.1, R_OTHER, s)?);
         }
     }
     Ok(rows)

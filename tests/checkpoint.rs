@@ -12,7 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 fn golden(name: &str) -> (PathBuf, TensorFile) {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(name);
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/golden"
+    ))
+    .join(name);
     let f = TensorFile::load(&p).unwrap();
     (p, f)
 }
@@ -24,12 +28,16 @@ fn config_of(f: &TensorFile) -> ModelConfig {
         in_ch: cfg["in_ch"].as_u64().unwrap() as usize,
         lsk: cfg["lsk"].as_bool().unwrap(),
         bilateral: true,
+        width: cfg["width"].as_u64().unwrap() as usize,
     }
 }
 
 #[test]
 fn state_dict_names_and_shapes_match_the_reference() {
-    for name in ["model_lsk_dflce.safetensors", "model_plain_ce.safetensors"] {
+    for name in [
+        "model_lsk16_dflce.safetensors",
+        "model_plain_ce_4cls.safetensors",
+    ] {
         let (_, g) = golden(name);
         let model = BbnResNet32::new(&common::gpu(), &config_of(&g), 1).unwrap();
         let sd = state_dict(&model.store).unwrap();
@@ -65,7 +73,7 @@ fn temp(name: &str) -> PathBuf {
 
 #[test]
 fn save_then_load_restores_every_tensor_and_the_config() {
-    let (gp, g) = golden("model_lsk_dflce.safetensors");
+    let (gp, g) = golden("model_lsk16_dflce.safetensors");
     let gpu = common::gpu();
     let model = BbnResNet32::new(&gpu, &config_of(&g), 1).unwrap();
     load_state_dict(&model.store, &g, "param.", false, &gp).unwrap();
@@ -99,6 +107,7 @@ fn strict_load_names_missing_extra_and_misshapen_tensors() {
         in_ch: 1,
         lsk: true,
         bilateral: true,
+        width: ModelConfig::PAPER_WIDTH,
     };
     let model = BbnResNet32::new(&gpu, &cfg, 2).unwrap();
     let full = state_dict(&model.store).unwrap();
@@ -122,14 +131,14 @@ fn strict_load_names_missing_extra_and_misshapen_tensors() {
     expect_err(&counter, &model, "bn1.num_batches_tracked");
 }
 
-/// tests/fixtures/torch_lsk_5cls_gray.safetensors is `BBNResNet32(5, lsk=True, in_ch=1)
-/// .state_dict()` saved by PyTorch 2.11 with safetensors (bench/interop.py): lskbb reads the
-/// config from the tensors and loads every tensor strictly.
+/// tests/fixtures/torch_lsk_5cls_gray_w4.safetensors is `BBNResNet32(5, lsk=True, in_ch=1,
+/// width=4).state_dict()` saved by PyTorch with safetensors (reference/gen_golden.py): lskbb
+/// reads the config from the tensors and loads every tensor strictly.
 #[test]
 fn a_state_dict_saved_by_pytorch_loads_strictly() {
     let p = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/torch_lsk_5cls_gray.safetensors"
+        "/tests/fixtures/torch_lsk_5cls_gray_w4.safetensors"
     ));
     let (model, f) = load_model(&common::gpu(), &p).unwrap();
     assert_eq!(
@@ -138,7 +147,8 @@ fn a_state_dict_saved_by_pytorch_loads_strictly() {
             classes: 5,
             in_ch: 1,
             lsk: true,
-            bilateral: true
+            bilateral: true,
+            width: 4
         }
     );
     let sd = state_dict(&model.store).unwrap();

@@ -669,7 +669,7 @@ fn conv2d_reference_passes_finite_differences() {
 fn conv2d_matches_pytorch_golden() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/golden/ops.safetensors"
+        "/tests/fixtures/golden/ops.safetensors"
     );
     let file = TensorFile::load(Path::new(path)).unwrap();
     let cases: Vec<serde_json::Value> =

@@ -7,6 +7,7 @@ use lskbb::model::ParamStore;
 use lskbb::ops::elementwise as ew;
 use lskbb::ops::linear::{self, linear_backward, linear_forward, matmul_forward};
 use lskbb::ops::loss::{cb_weights, loss, loss_forward, LossKind};
+use lskbb::verify::loss_kind;
 use lskbb::ops::reduce;
 use lskbb::ops::sgd::{sgd_step, SgdConfig};
 use lskbb::ops::softmax::{
@@ -21,11 +22,7 @@ use std::path::Path;
 
 const GOLDEN_OPS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/golden/ops.safetensors"
-);
-const GOLDEN_MODEL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/golden/model_plain_ce.safetensors"
+    "/tests/fixtures/golden/ops.safetensors"
 );
 
 /// f32 dot products of at most 70 terms with inputs in [-1, 1]: accumulated rounding stays
@@ -433,33 +430,12 @@ fn cb_weights_follow_cui_et_al() {
 fn losses_match_pytorch_golden() {
     let file = TensorFile::load(Path::new(GOLDEN_OPS)).unwrap();
     let meta: serde_json::Value = serde_json::from_str(file.meta("losses").unwrap()).unwrap();
-    let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap() as f32;
-    for name in ["focal", "ce", "dflce", "dflcsce"] {
-        let s = &meta[name];
-        let kind = match name {
-            "focal" => LossKind::Focal {
-                gamma: num(s, "gamma"),
-                alpha: None,
-            },
-            "ce" => LossKind::Ce,
-            "dflce" => LossKind::Dflce {
-                theta: num(s, "theta"),
-                gamma: num(s, "gamma"),
-            },
-            _ => {
-                let counts: Vec<usize> = s["class_counts"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_u64().unwrap() as usize)
-                    .collect();
-                LossKind::Dflcsce {
-                    theta: num(s, "theta"),
-                    gamma: num(s, "gamma"),
-                    weights: cb_weights(&counts, s["cb_beta"].as_f64().unwrap()),
-                }
-            }
-        };
+    let losses = meta.as_object().unwrap();
+    for want in ["focal", "focal_g1", "ce", "cb-ce", "dflce", "dflcsce"] {
+        assert!(losses.contains_key(want), "the golden has no loss {want}");
+    }
+    for (name, settings) in losses {
+        let kind = loss_kind(settings, 4).unwrap();
         let (zs, zd) = file.f32(&format!("loss.{name}.logits")).unwrap();
         let (_, yd) = file.i64(&format!("loss.{name}.y")).unwrap();
         let y: Vec<u32> = yd.iter().map(|&v| v as u32).collect();
@@ -604,27 +580,27 @@ fn sgd_over_parameter_blocks_matches_reference_per_parameter() {
     }
 }
 
+/// Three steps of torch.optim.SGD (momentum, weight decay) from a fresh momentum buffer.
 #[test]
-fn sgd_first_step_matches_pytorch_golden() {
-    let file = TensorFile::load(Path::new(GOLDEN_MODEL)).unwrap();
-    let config: serde_json::Value = serde_json::from_str(file.meta("config").unwrap()).unwrap();
-    let s = &config["sgd"];
+fn sgd_steps_match_pytorch_golden() {
+    let file = TensorFile::load(Path::new(GOLDEN_OPS)).unwrap();
+    let s: serde_json::Value = serde_json::from_str(file.meta("sgd").unwrap()).unwrap();
     let cfg = SgdConfig {
         lr: s["lr"].as_f64().unwrap() as f32,
         momentum: s["momentum"].as_f64().unwrap() as f32,
         weight_decay: s["weight_decay"].as_f64().unwrap() as f32,
         nesterov: s["nesterov"].as_bool().unwrap(),
     };
-    for name in ["fc.weight", "fc.bias"] {
-        let (ps, pd) = file.f32(&format!("param.{name}")).unwrap();
-        let (_, gd) = file.f32(&format!("expect.grad.{name}")).unwrap();
-        let (es, ed) = file.f32(&format!("expect.sgd.{name}")).unwrap();
-        let p = Tensor::from_f32(&gpu(), pd, ps).unwrap();
+    let (ps, pd) = file.f32("sgd.p").unwrap();
+    let p = Tensor::from_f32(&gpu(), pd, ps).unwrap();
+    let buf = Tensor::zeros(&gpu(), ps).unwrap();
+    for i in 0..s["steps"].as_u64().unwrap() {
+        let (_, gd) = file.f32(&format!("sgd.grad{i}")).unwrap();
         let grad = Tensor::from_f32(&gpu(), gd, ps).unwrap();
-        let buf = Tensor::zeros(&gpu(), ps).unwrap();
         sgd_step(&p, &grad, &buf, &cfg).unwrap();
+        let (es, ed) = file.f32(&format!("sgd.p{}", i + 1)).unwrap();
         assert_close(
-            &format!("golden sgd {name}"),
+            &format!("golden sgd step {}", i + 1),
             &p,
             &Arr::from_f32(es, ed),
             TOL_SGD,

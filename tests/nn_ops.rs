@@ -13,7 +13,7 @@ use std::path::Path;
 
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/golden/ops.safetensors"
+    "/tests/fixtures/golden/ops.safetensors"
 );
 
 /// Pure data movement (concat, slice, shortcut, max routing) is exact in f32.

@@ -22,7 +22,7 @@ fn step(recompute: bool, stack: bool) -> (Vec<f32>, BTreeMap<String, Vec<f32>>, 
     let gpu = common::gpu();
     let p = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/golden/model_lsk_dflce.safetensors"
+        "/tests/fixtures/golden/model_lsk16_dflce.safetensors"
     ));
     let g = TensorFile::load(&p).unwrap();
     let cfg = ModelConfig {
@@ -30,6 +30,7 @@ fn step(recompute: bool, stack: bool) -> (Vec<f32>, BTreeMap<String, Vec<f32>>, 
         in_ch: 3,
         lsk: true,
         bilateral: true,
+        width: ModelConfig::PAPER_WIDTH,
     };
     let model = BbnResNet32::new(&gpu, &cfg, 0).unwrap();
     load_state_dict(&model.store, &g, "param.", false, &p).unwrap();

@@ -1,5 +1,5 @@
 //! The LSKBB model: layers, the LSK module and the bilateral-branch ResNet-32, with
-//! PyTorch-compatible parameter names (`../shared/reference/lskbb_torch.py`).
+//! PyTorch-compatible parameter names (`reference/lskbb_torch.py`).
 
 pub mod init;
 pub mod layers;

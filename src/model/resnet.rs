@@ -29,10 +29,24 @@ pub struct ModelConfig {
     /// inference uses the conventional branch alone.
     #[serde(default = "yes")]
     pub bilateral: bool,
+    /// Channels of the stem and stage 1; stages 2 and 3 have twice and four times as many.
+    /// The paper's ResNet-32 has 16 ([`ModelConfig::PAPER_WIDTH`]); narrower networks of the
+    /// same depth and wiring keep the golden files of `reference/` small.
+    #[serde(default = "paper_width")]
+    pub width: usize,
+}
+
+impl ModelConfig {
+    /// ResNet-32's stage widths 16 / 32 / 64 (He et al. 2016, CIFAR variant).
+    pub const PAPER_WIDTH: usize = 16;
 }
 
 fn yes() -> bool {
     true
+}
+
+fn paper_width() -> usize {
+    ModelConfig::PAPER_WIDTH
 }
 
 fn conv3x3(
@@ -167,18 +181,24 @@ impl BbnResNet32 {
                 config.in_ch
             );
         }
+        let w = config.width;
+        if !(2..=512).contains(&w) || w % 2 != 0 {
+            bail!("the model's width must be even and in 2..=512 (the LSK module halves it, the shortcut pads by half), got {w}");
+        }
         let mut store = ParamStore::default();
         let mut init = Init::new(seed);
         let s = &mut store;
         let i = &mut init;
-        let conv1 = conv3x3(gpu, s, i, "conv1", config.in_ch, 16, 1)?;
-        let bn1 = BatchNorm2d::new(gpu, s, "bn1", 16)?;
+        let conv1 = conv3x3(gpu, s, i, "conv1", config.in_ch, w, 1)?;
+        let bn1 = BatchNorm2d::new(gpu, s, "bn1", w)?;
         let mut blocks = Vec::new();
         // (stage, in, out, first stride, shared blocks): stage 3's fifth block is the two
         // branch blocks.
-        for (stage, cin, cout, stride, n) in
-            [(1, 16, 16, 1, 5), (2, 16, 32, 2, 5), (3, 32, 64, 2, 4)]
-        {
+        for (stage, cin, cout, stride, n) in [
+            (1, w, w, 1, 5),
+            (2, w, 2 * w, 2, 5),
+            (3, 2 * w, 4 * w, 2, 4),
+        ] {
             for b in 0..n {
                 let (ci, st) = if b == 0 { (cin, stride) } else { (cout, 1) };
                 let name = format!("layer{stage}.{b}");
@@ -188,12 +208,26 @@ impl BbnResNet32 {
             }
         }
         let cb_block = Rc::new(BasicBlock::new(
-            gpu, s, i, "cb_block", 64, 64, 1, config.lsk,
+            gpu,
+            s,
+            i,
+            "cb_block",
+            4 * w,
+            4 * w,
+            1,
+            config.lsk,
         )?);
         let rb_block = Rc::new(BasicBlock::new(
-            gpu, s, i, "rb_block", 64, 64, 1, config.lsk,
+            gpu,
+            s,
+            i,
+            "rb_block",
+            4 * w,
+            4 * w,
+            1,
+            config.lsk,
         )?);
-        let fc = Linear::new(gpu, s, i, "fc", 128, config.classes)?;
+        let fc = Linear::new(gpu, s, i, "fc", 8 * w, config.classes)?;
         Ok(BbnResNet32 {
             config: config.clone(),
             store,
@@ -223,11 +257,11 @@ impl BbnResNet32 {
     }
 
     /// Whether the trunk's largest activation for x_c and x_r stacked (the stem's and stage
-    /// 1's 16 channels at full resolution) fits one storage buffer of this GPU.
+    /// 1's channels at full resolution) fits one storage buffer of this GPU.
     fn stack_fits(&self, x_c: &Var, x_r: &Var) -> bool {
         match *x_c.shape() {
             [n, _, h, w] if x_r.shape() == x_c.shape() => {
-                let bytes = (2 * n * 16 * h * w * 4) as u64;
+                let bytes = (2 * n * self.config.width * h * w * 4) as u64;
                 bytes <= x_c.value().gpu().limits.max_storage_buffer_binding_size
             }
             _ => false,

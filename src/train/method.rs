@@ -62,6 +62,7 @@ impl Method {
             in_ch,
             lsk: self.lsk(),
             bilateral: self.bilateral(),
+            width: ModelConfig::PAPER_WIDTH,
         }
     }
 
