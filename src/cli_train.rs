@@ -15,6 +15,7 @@ use lskbb::train::eval::{argmax, evaluate, probabilities};
 use lskbb::train::method::Method;
 use lskbb::train::metrics::Metrics;
 use lskbb::train::plot;
+use lskbb::train::progress::ProgressStyle;
 use lskbb::train::run::saved_config;
 use lskbb::train::{self, Outcome, SgdSettings, ThetaPer, TrainConfig, TrainOptions};
 use lskbb::Gpu;
@@ -118,11 +119,12 @@ pub struct TrainArgs {
     /// lskbb, bbn, ce, focal, cb-ce, dflce or dflcsce.
     #[arg(long, default_value = "lskbb")]
     method: Method,
-    #[arg(long, default_value_t = 200)]
-    epochs: usize,
-    /// Images per branch per step.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Epochs (default: the paper's 200; a short schedule when the adapter is a CPU).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per branch per step (default: the paper's 32; fewer when the adapter is a CPU).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Base learning rate.
     #[arg(long, default_value_t = 0.05)]
     lr: f32,
@@ -212,24 +214,50 @@ fn latest_run() -> Result<PathBuf> {
         .context("--resume without --out: no run under runs/ has a last.safetensors")
 }
 
-pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
+/// The paper's recipe: 200 epochs of batch 32 per branch.
+const PAPER_EPOCHS: usize = 200;
+const PAPER_BATCH: usize = 32;
+
+/// The schedule a CPU adapter (lavapipe) trains when the user names no epochs, batch size or
+/// image size: small images and batches, a few epochs, so that `bash run.sh` on a 2-core
+/// machine ends within minutes with a rising accuracy curve. The paper's recipe stays one
+/// flag away (printed when this is chosen).
+const CPU_EPOCHS: usize = 12;
+const CPU_BATCH: usize = 8;
+const CPU_IMAGE: usize = 16;
+
+pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
+    let gpu = Gpu::new(choice)?;
+    println!("adapter: {}", gpu.describe());
+    let untouched = a.epochs.is_none() && a.batch_size.is_none() && a.data.image_size.is_none();
+    if gpu.info.device_type == wgpu::DeviceType::Cpu && untouched && !a.resume {
+        a.epochs = Some(CPU_EPOCHS);
+        a.batch_size = Some(CPU_BATCH);
+        a.data.image_size = Some(CPU_IMAGE);
+        println!(
+            "the adapter is a CPU driver: training a short schedule that fits it ({CPU_EPOCHS} \
+             epochs, batch {CPU_BATCH}, {CPU_IMAGE}x{CPU_IMAGE} images); for the paper's recipe \
+             pass --epochs {PAPER_EPOCHS} --batch-size {PAPER_BATCH} (and --image-size)"
+        );
+    }
+    let epochs = a.epochs.unwrap_or(PAPER_EPOCHS);
     let mut data = a.data.config(a.seed)?;
     data.imbalance = parse_imbalance(&a.imbalance).context("--imbalance")?;
     data.long_tail_cap = a.long_tail_cap;
-    let warmup = a.warmup.unwrap_or(default_warmup(a.epochs));
+    let warmup = a.warmup.unwrap_or(default_warmup(epochs));
     let schedule = match a.schedule {
-        Schedule::Step => LrSchedule::bbn_step(a.lr, a.epochs, warmup),
+        Schedule::Step => LrSchedule::bbn_step(a.lr, epochs, warmup),
         Schedule::Cosine => LrSchedule::Cosine {
             base: a.lr,
             warmup,
-            total: a.epochs,
+            total: epochs,
         },
     };
     let cfg = TrainConfig {
         data,
         method: a.method,
-        epochs: a.epochs,
-        batch_size: a.batch_size,
+        epochs,
+        batch_size: a.batch_size.unwrap_or(PAPER_BATCH),
         sgd: SgdSettings {
             momentum: a.momentum,
             weight_decay: a.weight_decay,
@@ -266,7 +294,11 @@ pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
         resume: a.resume,
         log_every: a.log_every,
         stop_after_steps: a.stop_after_steps,
-        progress: std::io::stderr().is_terminal(),
+        progress: if std::io::stderr().is_terminal() {
+            ProgressStyle::Bar
+        } else {
+            ProgressStyle::Lines
+        },
         recompute: a.recompute,
         autotune: a.autotune,
     };
@@ -280,8 +312,6 @@ pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
         );
     })
     .context("installing the Ctrl-C handler")?;
-    let gpu = Gpu::new(choice)?;
-    println!("adapter: {}", gpu.describe());
     let outcome = train::train(&gpu, cfg, &opts, &STOP)?;
     Ok(outcome == Outcome::Finished
         || STOP.load(Ordering::SeqCst)

@@ -8,7 +8,7 @@
 use super::eval::{evaluate, EvalResult};
 use super::method::Method;
 use super::plot;
-use super::progress::Progress;
+use super::progress::{Progress, ProgressStyle};
 use super::step::{HostBatch, StepSettings, Trainer};
 use crate::checkpoint;
 use crate::data::{BatchLoader, DataConfig, Dataset, SamplerKind, Split};
@@ -63,17 +63,22 @@ pub struct SgdSettings {
 pub struct TrainOptions {
     pub out: PathBuf,
     pub resume: bool,
-    /// Read the running loss back (progress bar, non-finite check) every this many steps.
+    /// Read the running loss back (progress, non-finite check) every this many steps, and at
+    /// least every [`READ_BACK_EVERY`] on a slow device.
     pub log_every: usize,
     /// Behave as if interrupted after this many steps of this invocation.
     pub stop_after_steps: Option<u64>,
-    /// Print per-step progress (a terminal progress bar).
-    pub progress: bool,
+    /// How per-step progress is shown.
+    pub progress: ProgressStyle,
     /// Recompute each block's activations in backward (less GPU memory, one more forward).
     pub recompute: bool,
     /// Autotune the conv kernels (`Gpu::set_autotune`).
     pub autotune: bool,
 }
+
+/// The longest time between two read-backs of the running loss: a device that takes seconds
+/// per step (a CPU driver) shows progress after every step instead of every `log_every`.
+pub const READ_BACK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One line of `metrics.jsonl`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -251,6 +256,7 @@ impl<'a> Run<'a> {
         let per_epoch = conv.num_batches();
         let t_max = (self.cfg.epochs * per_epoch) as f64;
         let mut taken = 0u64;
+        let mut last_read = Instant::now();
         if self.state.epoch == 0 && self.state.next_batch == 0 {
             println!(
                 "training {:?} on {} ({} classes, train counts {:?}, test counts {:?}), {} epochs of {per_epoch} steps, batch {b}, image {}px; run folder {}",
@@ -310,11 +316,13 @@ impl<'a> Run<'a> {
                 let last_of_epoch = self.state.next_batch == per_epoch;
                 let interrupt = self.stop_requested(stop, taken);
                 let read_back = taken.is_multiple_of(self.opts.log_every.max(1) as u64)
+                    || last_read.elapsed() >= READ_BACK_EVERY
                     || last_of_epoch
                     || interrupt;
                 let mut sums = [0.0; 3];
                 if read_back {
                     let (l, c, n) = self.trainer.stats.peek()?;
+                    last_read = Instant::now();
                     self.check_finite(l)?;
                     sums = [l as f32, c as f32, n as f32];
                     let seconds = self.state.seconds + start.elapsed().as_secs_f64();
