@@ -710,12 +710,32 @@ fn grad_w_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         workgroupBarrier();
     }
     if lid < 16u && i < p.total {
-        if p.has_bias == 0u {
-            gw_out[i] = part[lid];
-        } else if i % (p.gn + 1u) < p.gn {
-            gw_out[i - i / (p.gn + 1u)] = part[lid];
-        } else {
-            gb_out[i / (p.gn + 1u)] = part[lid];
-        }
+        put_reduced(i, part[lid]);
     }
+}
+
+// Stores sum i of grad_w_reduce: with a bias, each row of gn + 1 sums ends with the bias
+// gradient, which goes to gb.
+fn put_reduced(i: u32, v: f32) {
+    if p.has_bias == 0u {
+        gw_out[i] = v;
+    } else if i % (p.gn + 1u) < p.gn {
+        gw_out[i - i / (p.gn + 1u)] = v;
+    } else {
+        gb_out[i / (p.gn + 1u)] = v;
+    }
+}
+
+// grad_w_reduce for a CPU driver, which runs a workgroup on one thread: one thread per output
+// walks the few splits there in order, with no workgroup memory and no barrier (lavapipe
+// pays for each barrier; grad_w_reduce's five cost it 10-20 ms per call on 2 cores).
+@compute @workgroup_size(64)
+fn grad_w_reduce_flat(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.total { return; }
+    var sum = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        sum += partial_in[s * p.total + i];
+    }
+    put_reduced(i, sum);
 }

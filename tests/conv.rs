@@ -598,8 +598,8 @@ fn autotuned_convolutions_tune_each_pass_once_and_match_reference() {
     for name in [
         "gemm",
         "direct",
-        "gemm-splits-512",
-        "gemm-splits-8192",
+        "gemm-splits-fewer",
+        "gemm-splits-more",
         "window",
     ] {
         let forced = Gpu::new(&AdapterChoice::default()).expect("a GPU adapter");

@@ -108,6 +108,24 @@ impl Gpu {
         }))
     }
 
+    /// Threads of a CPU driver (lavapipe runs one workgroup per thread, `LP_NUM_THREADS` or
+    /// one per core), or `None` on a GPU. Kernels size their grids from it: a CPU gains
+    /// nothing from more workgroups than a few per thread, and pays for every partial result
+    /// that has to be merged.
+    pub fn cpu_threads(&self) -> Option<usize> {
+        if self.info.device_type != wgpu::DeviceType::Cpu {
+            return None;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Some(
+            std::env::var("LP_NUM_THREADS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&t| t > 0)
+                .unwrap_or(cores),
+        )
+    }
+
     /// A one-line description: adapter name, backend and device type.
     pub fn describe(&self) -> String {
         format!(

@@ -63,6 +63,7 @@ const FORWARD_GEMM: Kernel = kernel("forward_gemm");
 const GRAD_X_GEMM: Kernel = kernel("grad_x_gemm");
 const GRAD_W_GEMM: Kernel = kernel("grad_w_gemm");
 const GRAD_W_REDUCE: Kernel = kernel("grad_w_reduce");
+const GRAD_W_REDUCE_FLAT: Kernel = kernel("grad_w_reduce_flat");
 
 /// Channels per thread of the tiled kernels (a `vec4` accumulator).
 const TILE: usize = 4;
@@ -278,17 +279,25 @@ fn pick(
 const TILE_AREA: usize = 4096;
 /// K values staged per step by the GEMM kernels (BK in the shader).
 const BK: usize = 8;
-/// grad_w split-K: aim for this many workgroups (several waves on a large GPU), with at
-/// least MIN_CHUNK values of K each and at most SCRATCH partial sums in all.
+/// grad_w split-K on a GPU: aim for this many workgroups (several waves on a large GPU), with
+/// at least MIN_CHUNK values of K each and at most SCRATCH partial sums in all.
 const TARGET_GROUPS: usize = 2048;
-/// The other split-K workgroup targets that autotuning tries for grad_w: fewer, longer splits
-/// (less scratch to merge) and more, shorter ones (more parallel work for a big GPU).
-const TUNED_TARGET_GROUPS: [usize; 2] = [512, 8192];
+/// ... and on a CPU driver this many per thread: it runs a workgroup on one thread, so more
+/// splits only add partial sums for grad_w_reduce to merge. (lavapipe, 16×16 LSK step at
+/// batch 4: grad_w_reduce took 401 of 1615 ms of GPU time with GPU-sized splits.)
+const CPU_GROUPS_PER_THREAD: usize = 4;
 const MIN_CHUNK: usize = 256;
-/// Direct grad_w kernels (grouped, depthwise): workgroups to aim for and the least N·Ho·Wo
-/// values per workgroup.
+/// Direct grad_w kernels (grouped, depthwise): workgroups to aim for on a GPU and the least
+/// N·Ho·Wo values per workgroup.
 const DIRECT_GROUPS: usize = 4096;
 const DIRECT_CHUNK: usize = 4096;
+
+/// Split-K workgroups to aim for on this device: `gpu_groups` on a GPU, a few per thread on a
+/// CPU driver.
+fn split_target(gpu: &crate::Gpu, gpu_groups: usize) -> usize {
+    gpu.cpu_threads()
+        .map_or(gpu_groups, |t| CPU_GROUPS_PER_THREAD * t)
+}
 
 /// Forward and grad_x GEMM tile (BM, BN) for N = `len` channels: BN = 16, 32 or 64 with
 /// BM = TILE_AREA / BN, so that 16- and 32-channel layers waste no tile columns; fewer than 16
@@ -323,8 +332,8 @@ const WINDOW_MAX_CHANNELS: usize = 16;
 enum Path {
     Direct,
     Gemm,
-    /// grad_w's GEMM aiming at this many split-K workgroups instead of TARGET_GROUPS.
-    GemmSplit(usize),
+    /// grad_w's GEMM with fewer or more split-K workgroups than the device's default.
+    GemmSplit(Spread),
     /// The tiled depthwise kernels, one output per thread.
     Depthwise(Depthwise),
     /// The depthwise strip kernels: 4 outputs (forward, grad_x) or 4 taps (grad_w) per
@@ -334,6 +343,23 @@ enum Path {
     /// straight from memory.
     DepthwiseColumns(Depthwise),
     Window(WindowConv),
+}
+
+/// Autotuning's other split-K sizes for grad_w: a quarter of the default target (longer
+/// splits, less scratch to merge) or four times it (more parallel work for a big GPU).
+#[derive(Clone, Copy, Debug)]
+enum Spread {
+    Fewer,
+    More,
+}
+
+impl Spread {
+    fn target(self, default: usize) -> usize {
+        match self {
+            Spread::Fewer => (default / 4).max(1),
+            Spread::More => default * 4,
+        }
+    }
 }
 
 /// The kernels that can run a convolution's passes, the default first: `x` for forward and
@@ -393,7 +419,7 @@ fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
             } else {
                 vec![Path::Direct, Path::Gemm]
             };
-            w.extend(TUNED_TARGET_GROUPS.map(Path::GemmSplit));
+            w.extend([Spread::Fewer, Spread::More].map(Path::GemmSplit));
             if let Some(wc) = wc {
                 let at = if narrow { 0 } else { x.len() };
                 x.insert(at, Path::Window(wc));
@@ -474,9 +500,8 @@ impl Path {
         match self {
             Path::Direct => "direct",
             Path::Gemm => "gemm",
-            Path::GemmSplit(512) => "gemm-splits-512",
-            Path::GemmSplit(8192) => "gemm-splits-8192",
-            Path::GemmSplit(_) => "gemm-splits",
+            Path::GemmSplit(Spread::Fewer) => "gemm-splits-fewer",
+            Path::GemmSplit(Spread::More) => "gemm-splits-more",
             Path::Depthwise(_) => "depthwise-tiled",
             Path::DepthwiseStrip(_) => "depthwise-strip",
             Path::DepthwiseColumns(_) => "depthwise-columns",
@@ -795,8 +820,11 @@ fn grad_wb(
         Path::DepthwiseStrip(dw) => dw.grad_wb_strip(x, gy, bias),
         Path::DepthwiseColumns(dw) => dw.grad_wb_columns(x, gy, bias),
         Path::Window(wc) => Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?)),
-        Path::Gemm => grad_wb_gemm(g, p, x, gy, bias, TARGET_GROUPS),
-        Path::GemmSplit(target) => grad_wb_gemm(g, p, x, gy, bias, target),
+        Path::Gemm => grad_wb_gemm(g, p, x, gy, bias, split_target(x.gpu(), TARGET_GROUPS)),
+        Path::GemmSplit(spread) => {
+            let target = spread.target(split_target(x.gpu(), TARGET_GROUPS));
+            grad_wb_gemm(g, p, x, gy, bias, target)
+        }
         Path::Direct => grad_wb_direct(g, p, x, gy, bias),
     }
 }
@@ -850,14 +878,27 @@ fn grad_wb_gemm(
         gn: gn as u32,
         ..params(g, p, 0, gm * cols, bias)
     };
-    gy.gpu().dispatch(
-        &GRAD_W_REDUCE,
-        bytemuck::bytes_of(&pr),
-        &[partial.buf()],
-        &[gw.buf(), gb.as_ref().unwrap_or(&gw).buf()],
-        groups((gm * cols).div_ceil(16)),
-    )?;
+    reduce_splits(&pr, &partial, [&gw, gb.as_ref().unwrap_or(&gw)])?;
     Ok((gw, gb))
+}
+
+/// Sums the `pr.splits` partial results of a split grad_w (`pr.total` each) into `out` (gw,
+/// and gb for the GEMM's bias column): a tree per 16 outputs on a GPU, where long chains of
+/// dependent loads stall; one thread per output on a CPU driver, where barriers cost most.
+fn reduce_splits(pr: &Params, partial: &Tensor, out: [&Tensor; 2]) -> Result<()> {
+    let gpu = partial.gpu();
+    let total = pr.total as usize;
+    let (kernel, launch) = match gpu.cpu_threads() {
+        Some(_) => (&GRAD_W_REDUCE_FLAT, groups(total.div_ceil(64))),
+        None => (&GRAD_W_REDUCE, groups(total.div_ceil(16))),
+    };
+    gpu.dispatch(
+        kernel,
+        bytemuck::bytes_of(pr),
+        &[partial.buf()],
+        &[out[0].buf(), out[1].buf()],
+        launch,
+    )
 }
 
 /// The direct grad_w kernels: one workgroup per (weight task, chunk of N·Ho·Wo), and with
@@ -884,7 +925,7 @@ fn grad_wb_direct(
     };
     let out = Tensor::empty(gy.gpu(), &[slab], DType::F32)?;
     let len = g.n * g.ho * g.wo;
-    let splits = DIRECT_GROUPS
+    let splits = split_target(gy.gpu(), DIRECT_GROUPS)
         .div_ceil(tasks)
         .min(len.div_ceil(DIRECT_CHUNK))
         .min(SCRATCH / slab)
@@ -915,13 +956,7 @@ fn grad_wb_direct(
             splits: splits as u32,
             ..params(g, p, 0, slab, false)
         };
-        gy.gpu().dispatch(
-            &GRAD_W_REDUCE,
-            bytemuck::bytes_of(&pr),
-            &[partial.buf()],
-            &[out.buf(), out.buf()],
-            groups(slab.div_ceil(16)),
-        )?;
+        reduce_splits(&pr, &partial, [&out, &out])?;
     }
     let gb = bias.then(|| out.view(bias_off, &[g.cout])).transpose()?;
     Ok((out.view(0, &shape)?, gb))
