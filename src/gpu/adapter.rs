@@ -46,7 +46,44 @@ fn backends(choice: &AdapterChoice) -> Result<wgpu::Backends> {
     )
 }
 
+/// On a headless Linux machine Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select`
+/// asks libwayland for a display (wgpu enables `VK_KHR_wayland_surface` whenever the driver
+/// offers it), and libwayland prints `error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment.` once per device enumeration: not lskbb's error, and nothing fails. When no
+/// Wayland display can be reached (no `WAYLAND_SOCKET`, no absolute `WAYLAND_DISPLAY`, no
+/// absolute `XDG_RUNTIME_DIR`), no X display is named and the user has not asked the layer for
+/// a device (`MESA_VK_DEVICE_SELECT*`, `DRI_PRIME`), the layer can only order the devices, and
+/// `adapters` ranks them itself, so it is turned off (`NODEVICE_SELECT=1`, the layer's own
+/// switch). Any desktop session (Wayland or X11) keeps the layer as it was.
+#[cfg(all(unix, not(target_os = "macos"), not(target_os = "android")))]
+fn quiet_headless_device_select() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let absolute =
+            |k: &str| std::env::var_os(k).is_some_and(|v| v.to_string_lossy().starts_with('/'));
+        let set = |k: &str| std::env::var_os(k).is_some();
+        let wayland =
+            set("WAYLAND_SOCKET") || absolute("XDG_RUNTIME_DIR") || absolute("WAYLAND_DISPLAY");
+        let keep = [
+            "DISPLAY",
+            "DRI_PRIME",
+            "MESA_VK_DEVICE_SELECT",
+            "MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE",
+            "NODEVICE_SELECT",
+        ]
+        .iter()
+        .any(|k| set(k));
+        if !wayland && !keep {
+            // Runs once, before the first Vulkan instance exists, so no driver thread is
+            // reading the environment yet.
+            std::env::set_var("NODEVICE_SELECT", "1");
+        }
+    });
+}
+
 fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    #[cfg(all(unix, not(target_os = "macos"), not(target_os = "android")))]
+    quiet_headless_device_select();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
     desc.backends = backends;
     wgpu::Instance::new(desc)
