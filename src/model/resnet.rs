@@ -182,7 +182,7 @@ impl BbnResNet32 {
             );
         }
         let w = config.width;
-        if !(2..=512).contains(&w) || w % 2 != 0 {
+        if !(2..=512).contains(&w) || !w.is_multiple_of(2) {
             bail!("the model's width must be even and in 2..=512 (the LSK module halves it, the shortcut pads by half), got {w}");
         }
         let mut store = ParamStore::default();
