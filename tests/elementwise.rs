@@ -5,12 +5,24 @@ use common::{assert_close, gpu, up};
 use lskbb::ops::elementwise::{self as ew, BinaryOp, UnaryOp};
 use lskbb::ops::reduce;
 use lskbb::reference::elementwise as refew;
-use lskbb::reference::{finite_diff_check, Rng};
+use lskbb::reference::{finite_diff_check, Rng, Tol};
 use lskbb::{backward, Var};
 
-/// f32 arithmetic on inputs in [-2, 2]: one rounding per op, so 1e-6 relative covers it;
-/// reductions of up to ~3000 terms in float32 stay within 1e-5.
-const TOL: f64 = 1e-5;
+/// One f32 operation on exact inputs: add, sub and mul correctly rounded (2⁻²⁴ ≈ 6e-8), div
+/// within 2.5 ulp, exp within WGSL's 3 + 2|x| ulp (<= 1.3e-6 for |x| <= 4) and sigmoid
+/// 1/(1 + exp(-x)) within ~1.7e-6: relative to each value, with no floor.
+const POINTWISE_TOL: Tol = Tol::new(2e-6, 0.0);
+/// Everything that sums (broadcast gradients, a·b + c, sums and means over axes): the reduce
+/// kernels add at most ~70 terms in a row (runs of <= 37 per thread, 70-term workgroup rows),
+/// then trees, so rounding reaches ≈ √70·2⁻²⁴·max|y| ≈ 5e-7·max|y|, which rel 1e-5 meets at
+/// 5e-2·max|y|. Also log, whose WGSL error is absolute near x = 1 (2⁻²¹ ≈ 5e-7, where log
+/// crosses 0): ≈ 2e-7·max|y| with max|log x| ≈ 2.3 here.
+const TOL: Tol = Tol::new(1e-5, 5e-2);
+/// sigmoid's derivative y·(1 - y)·gy from the saved y: y's error (<= 1.7e-6·y, as above)
+/// stays absolute in 1 - y, which near saturation (y = 0.982 at x = 4) is 55 times smaller
+/// than y: up to 1.6e-6·|gy|, 6.4e-6 of the largest derivative 0.25·|gy|, so every entry is
+/// held to 1e-5 of the largest (floor 1).
+const SIGMOID_GRAD_TOL: Tol = Tol::new(1e-5, 1.0);
 
 /// (a shape, b shape): same shape (mul then has a one-pass backward), per-channel, per-sample,
 /// scalar, odd sizes, rank 2.
@@ -50,7 +62,7 @@ fn binary_ops_forward_and_backward_match_reference() {
             });
             let (ta, tb) = (up(&a), up(&b));
             let y = ew::binary_forward(&ta, &tb, op).unwrap();
-            assert_close(&format!("{name} {sa:?} {sb:?}"), &y, &want, TOL);
+            assert_close(&format!("{name} {sa:?} {sb:?}"), &y, &want, POINTWISE_TOL);
             let gy = rng.arr(&want.shape, 1.0);
             let (wa, wb) = refew::binary_backward(&a, &b, &gy, name);
             let (ga, gb) = ew::binary_backward(&ta, &tb, &y, &up(&gy), op).unwrap();
@@ -84,7 +96,7 @@ fn mul_add_relu_forward_and_backward_match_reference() {
         let (wa, wb, wc) = refew::mul_add_relu_backward(&a, &b, &c, &gy);
         for (name, v, want) in [("a", &va, wa), ("b", &vb, wb), ("c", &vc, wc)] {
             let what = format!("mul_add_relu grad {name} {shape:?}");
-            assert_close(&what, &v.grad().unwrap(), &want, TOL);
+            assert_close(&what, &v.grad().unwrap(), &want, POINTWISE_TOL);
         }
     }
     let (t, u) = (up(&rng.arr(&[2, 3], 1.0)), up(&rng.arr(&[3], 1.0)));
@@ -110,14 +122,23 @@ fn unary_ops_forward_and_backward_match_reference() {
             let (want, deriv) = refew::unary(&x, name, -1.5);
             let tx = up(&x);
             let y = ew::unary_forward(&tx, op, -1.5).unwrap();
-            assert_close(&format!("{name} {shape:?}"), &y, &want, TOL);
+            let tol = if op == UnaryOp::Log {
+                TOL
+            } else {
+                POINTWISE_TOL
+            };
+            assert_close(&format!("{name} {shape:?}"), &y, &want, tol);
             let gy = rng.arr(shape, 1.0);
             let gx = ew::unary_backward(op.saved(&tx, &y), &up(&gy), op, -1.5).unwrap();
             assert_close(
                 &format!("{name} grad {shape:?}"),
                 &gx,
                 &deriv.zip(&gy, |d, g| d * g),
-                TOL,
+                if op == UnaryOp::Sigmoid {
+                    SIGMOID_GRAD_TOL
+                } else {
+                    POINTWISE_TOL
+                },
             );
         }
     }
@@ -158,7 +179,7 @@ fn sums_and_means_over_axes_match_reference() {
             &format!("mean grad {axes:?}"),
             &g,
             &x.map(|_| 1.0 / count as f64),
-            TOL,
+            POINTWISE_TOL,
         );
     }
 }
@@ -181,8 +202,8 @@ const SUM_TO_CASES: &[(&[usize], &[usize])] = &[
 ];
 /// Sums of n terms in [-2, 2] have size ~√n and f32 rounding errors ~1e-7·√n·log2(n) (runs
 /// of <= 37 terms per thread, then trees), so sums scaled by 1/√n (k of sum_to_scaled) are O(1)
-/// with errors ~1e-7·log2(n) <= 2e-6.
-const SUM_TO_TOL: f64 = TOL;
+/// with errors ~1e-7·log2(n) <= 2e-6; entries that cancel are held to 5e-7·max|y| as in TOL.
+const SUM_TO_TOL: Tol = TOL;
 
 #[test]
 fn sum_to_strategies_match_reference() {
@@ -275,4 +296,32 @@ fn second_backward_through_a_graph_is_an_error() {
     let e = backward(&s).unwrap_err().to_string();
     assert!(e.contains("op sum a second time"), "{e}");
     assert_eq!(x.grad().unwrap().to_f32().unwrap(), vec![2.0, -4.0, 6.0]);
+}
+
+/// The comparison every test uses fails on a GPU tensor that is all NaN or holds an infinity,
+/// however loose the tolerance (the old measure folded with f64::max, which drops NaN, and
+/// passed an all-NaN output with error 0); and it holds small entries to the floor: a gradient
+/// of size ~1e-5 off by a factor 2 in one entry fails at the tolerance of these tests.
+#[test]
+fn nan_inf_and_small_but_wrong_outputs_fail_the_comparison() {
+    use lskbb::reference::Arr;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let want = Arr::new(&[4], vec![1.0, -2.0, 0.5, 0.0]);
+    let loose = Tol::new(1e30, 1.0);
+    let fails = |got: &[f64], want: &Arr, tol: Tol| {
+        let t = up(&Arr::new(&want.shape, got.to_vec()));
+        let what = format!("{got:?}");
+        catch_unwind(AssertUnwindSafe(|| assert_close(&what, &t, want, tol))).is_err()
+    };
+    assert!(fails(&[f64::NAN; 4], &want, loose), "all NaN");
+    assert!(fails(&[1.0, f64::NAN, 0.5, 0.0], &want, loose), "one NaN");
+    assert!(fails(&[1.0, f64::INFINITY, 0.5, 0.0], &want, loose), "inf");
+    assert!(
+        fails(&[1.0, -2.0, f64::NEG_INFINITY, 0.0], &want, loose),
+        "-inf"
+    );
+    assert!(!fails(&[1.0, -2.0, 0.5, 0.0], &want, Tol::EXACT), "equal");
+    let small = Arr::new(&[3], vec![1e-5, -2e-5, 3e-5]);
+    assert!(fails(&[1e-5, -4e-5, 3e-5], &small, TOL), "small but wrong");
+    assert!(!fails(&small.data, &small, TOL), "small and right");
 }

@@ -13,6 +13,7 @@ use lskbb::checkpoint::{load_state_dict, state_dict};
 use lskbb::model::{BbnResNet32, ModelConfig};
 use lskbb::ops::elementwise::{add, scale};
 use lskbb::ops::loss::{loss, LossKind};
+use lskbb::reference::{Arr, Tol};
 use lskbb::tensor_file::{Data, TensorFile};
 use lskbb::Tensor;
 use std::collections::BTreeMap;
@@ -71,18 +72,18 @@ fn step(recompute: bool, stack: bool) -> (Vec<f32>, BTreeMap<String, Vec<f32>>, 
     )
 }
 
-/// Asserts the two steps agree; `buffers_tol` bounds the running statistics' relative error.
+/// Asserts the two steps agree; `buffers_tol` bounds the running statistics' error.
 fn assert_same_step(
     (la, ga, sa): &(Vec<f32>, BTreeMap<String, Vec<f32>>, TensorFile),
     (lb, gb, sb): &(Vec<f32>, BTreeMap<String, Vec<f32>>, TensorFile),
-    buffers_tol: f32,
+    buffers_tol: Tol,
 ) {
-    assert!(
-        (la[0] - lb[0]).abs() <= 1e-6 * la[0].abs(),
-        "loss {la:?} vs {lb:?}"
-    );
+    common::assert_close_f32("loss", lb, &Arr::from_f32(&[1], la), LOSS_TOL);
     for (name, a) in ga {
         let b = &gb[name];
+        // The norm below would let an infinity through (inf <= 1e-5·inf).
+        let bad = a.iter().chain(b).find(|v| !v.is_finite());
+        assert!(bad.is_none(), "grad {name}: {bad:?}");
         let num: f64 = a
             .iter()
             .zip(b)
@@ -97,19 +98,23 @@ fn assert_same_step(
         let f = &sb.tensors[k];
         match (&e.data, &f.data) {
             (Data::F32(a), Data::F32(b)) => {
-                for (x, y) in a.iter().zip(b) {
-                    let err = (x - y).abs() / x.abs().max(1.0);
-                    assert!(err <= buffers_tol, "{k}: {x} vs {y}");
-                }
+                common::assert_close_f32(k, b, &Arr::from_f32(&e.shape, a), buffers_tol);
             }
             (a, b) => assert_eq!(a, b, "{k}"),
         }
     }
 }
 
+/// The loss, a positive scalar: relative, no floor.
+const LOSS_TOL: Tol = Tol::new(1e-6, 0.0);
+/// Stacked batch norm sums each channel's 2·2·9·9 values or fewer in another order (runs of
+/// <= 69, then trees): ≈ √(69 + 10)·2⁻²⁴·max|x| ≈ 5e-7 of the largest statistic where a mean
+/// cancels, then scaled by the momentum 0.1; 1e-6 meets 5e-8 at 5e-2 of the largest.
+const STACKED_BUFFERS_TOL: Tol = Tol::new(1e-6, 5e-2);
+
 #[test]
 fn recomputed_blocks_give_the_same_step() {
-    assert_same_step(&step(false, true), &step(true, true), 0.0);
+    assert_same_step(&step(false, true), &step(true, true), Tol::EXACT);
 }
 
 /// Branch by branch through the trunk (as BBN and the reference) against both stacked, with
@@ -117,6 +122,6 @@ fn recomputed_blocks_give_the_same_step() {
 #[test]
 fn stacked_branches_give_the_same_step_as_separate_ones() {
     let separate = step(false, false);
-    assert_same_step(&separate, &step(false, true), 1e-6);
-    assert_same_step(&separate, &step(true, true), 1e-6);
+    assert_same_step(&separate, &step(false, true), STACKED_BUFFERS_TOL);
+    assert_same_step(&separate, &step(true, true), STACKED_BUFFERS_TOL);
 }

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use lskbb::ops::{elementwise, reduce};
-use lskbb::reference::{max_rel_err, Arr};
+use lskbb::reference::{Arr, Tol};
 use lskbb::{backward, AdapterChoice, Gpu, Tensor, Var};
 use std::sync::{Arc, OnceLock};
 
@@ -24,15 +24,18 @@ pub fn down(t: &Tensor) -> Vec<f32> {
     t.to_f32().expect("download")
 }
 
-/// Asserts that a GPU result matches the f64 reference within `tol`, measured as the largest
-/// |a - b| / max(1, |b|).
-pub fn assert_close(what: &str, got: &Tensor, want: &Arr, tol: f64) {
+/// Asserts that a GPU result matches the f64 reference within `tol` (see
+/// `lskbb::reference::max_rel_err` for the measure: relative, with a floor scaled by the
+/// reference's largest magnitude; NaN and ±inf always fail).
+pub fn assert_close(what: &str, got: &Tensor, want: &Arr, tol: Tol) {
     assert_eq!(got.shape(), &want.shape[..], "{what}: shape");
-    let err = max_rel_err(&down(got), want);
-    assert!(
-        err <= tol,
-        "{what}: max error {err:.3e} > tolerance {tol:.1e}"
-    );
+    assert_close_f32(what, &down(got), want, tol);
+}
+
+/// `assert_close` for values already downloaded; returns the measured error.
+pub fn assert_close_f32(what: &str, got: &[f32], want: &Arr, tol: Tol) -> f64 {
+    tol.check(got, want)
+        .unwrap_or_else(|msg| panic!("{what}: {msg}"))
 }
 
 /// d ⟨y, gy⟩ / d leaves: back-propagates gy from y through autograd.
