@@ -7,6 +7,7 @@ pub mod batchnorm;
 pub mod channels;
 pub mod chanpool;
 pub mod conv;
+pub mod conv_cpu;
 pub mod conv_window;
 pub mod depthwise;
 pub mod elementwise;
