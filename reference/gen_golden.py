@@ -212,7 +212,7 @@ def ops_file(path, seed, conv_specs, threshold):
     out, cases = conv_cases(conv_specs)
     # batch norm (training mode) forward and backward
     x = randn(4, 6, 5, 7).requires_grad_()
-    g = torch.rand(6).to(torch.float32).to(torch.float64).add(0.5).requires_grad_()
+    g = (torch.rand(6) + 0.5).to(torch.float32).to(torch.float64).requires_grad_()  # exact in float32
     beta = randn(6).requires_grad_()
     y = F.batch_norm(x, None, None, g, beta, training=True, eps=1e-5)
     gy = randn(*y.shape)

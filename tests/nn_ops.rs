@@ -41,11 +41,6 @@ const FD_TOL: f64 = 1e-6;
 /// The CPU reference against PyTorch float64 values stored as f32: one f32 rounding, relative
 /// to each value.
 const GOLDEN_REF_TOL: Tol = Tol::new(1e-6, 0.0);
-/// bn.y = γ·x̂ + β against PyTorch's: the generator draws gamma as an f32 value plus 0.5 in
-/// float64, which f32 cannot always hold, so the stored gamma is PyTorch's rounded (by up to
-/// 2⁻²⁴ of it: the differences are δγ·x̂ per channel). Where γ·x̂ and β cancel that leaves
-/// ≈ 2⁻²⁴·|γ·x̂| ≈ 6e-8·max|y|, which 1e-6 meets at 6e-2·max|y|.
-const GOLDEN_REF_BN_Y_TOL: Tol = Tol::new(1e-6, 0.1);
 
 /// The size of the terms of BN's x gradient, (γ/σ)·dy: max γ/√(var + eps) times max |dy|,
 /// over the variances of every channel (and group) used.
@@ -417,12 +412,7 @@ fn batch_norm_matches_pytorch_golden() {
         ("grad_beta", &gb),
     ] {
         let what = format!("reference bn.{name}");
-        let tol = if name == "y" {
-            GOLDEN_REF_BN_Y_TOL
-        } else {
-            GOLDEN_REF_TOL
-        };
-        assert_close_f32(&what, &a(name).to_f32(), got, tol);
+        assert_close_f32(&what, &a(name).to_f32(), got, GOLDEN_REF_TOL);
     }
     let c = gamma.numel();
     let ones = up(&Arr::new(&[c], vec![1.0; c]));
