@@ -10,6 +10,24 @@
 //! are added in a fixed order by a second kernel, so results are deterministic.
 //!
 //! `examples/conv_cpu_lab.rs` times every variant against `ops::conv`'s default kernels.
+//! One run (lavapipe, Mesa 22.3.6, 2 shared cores, batch 32, fastest of 3; noisy: the same
+//! pass moved by up to 2x between runs), best variant / default ms:
+//!
+//! | shape                      | forward               | grad_x                 | grad_w                  |
+//! |----------------------------|-----------------------|------------------------|-------------------------|
+//! | 16→16 32², 3×3             | conv k16p4 57/46 0.8x | conv k16p4 60/69 1.2x  | ko8t8 87/168 1.9x       |
+//! | 32→32 16², 3×3             | conv k8p8 85/80 0.9x  | conv k8p8 82/100 1.2x  | ko16t4 112/84 0.8x      |
+//! | 64→64 8², 3×3              | conv k8p8 92/68 0.7x  | conv k8p8 80/90 1.1x   | ko8t8 156/69 0.45x      |
+//! | 16→32 32², 3×3 s2          | conv k8p8 54/44 0.8x  | conv k16p4 51/72 1.4x  | ko8t8 59/47 0.8x        |
+//! | 32→64 16², 3×3 s2          | conv k8p8 43/35 0.8x  | conv k8p8 43/58 1.35x  | ko8t4 82/42 0.5x        |
+//! | 3→16 32², 3×3 (stem)       | quad k8p1 26/22 0.9x  | conv k4p8 26/59 2.3x   | ko16t4 21/44 2.1x       |
+//! | 1→16 32², 3×3 (stem)       | quad k8p1 13/21 1.7x  | conv k4p8 27/60 2.2x   | ko16t4 9.9/42 4.2x      |
+//! | 1×1 C→C/2, C/2→C (6 shapes)| quad k8p2 1.05–3.4x   | quad k8p2 1.3–2.8x     | ko8t8 2.3–2.9x (0.7x 8²)|
+//! | 2→2 7×7 32², 16², 8²       | 2.7x, 2.8x, 3.2x      | 4.7x, 5.3x, 2.9x       | 2.3x, 5.2x, 2.6x        |
+//!
+//! lavapipe (this Mesa) loads a storage buffer lane by lane in a loop, so the number of load
+//! instructions per FMA decides: bigger register blocks (k8p8, k16p4, ko8t8) win, and
+//! contiguity across lanes matters little.
 
 use super::conv::Conv2dParams;
 use super::SCRATCH;
