@@ -12,10 +12,10 @@
 //! `-- full` the model's training shapes (batch 32, 224 down to 56) for a real GPU.
 
 use anyhow::Result;
+use lskbb::ops::conv::depthwise::Depthwise;
 use lskbb::ops::conv::{
     conv2d_forward_with, conv2d_grad_w_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo,
 };
-use lskbb::ops::depthwise::Depthwise;
 use lskbb::{AdapterChoice, Gpu, Tensor};
 use std::sync::Arc;
 use std::time::Instant;

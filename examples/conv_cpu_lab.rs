@@ -1,4 +1,4 @@
-//! Kernel lab for CPU-class adapters (lavapipe): times every variant of `ops::conv_cpu`
+//! Kernel lab for CPU-class adapters (lavapipe): times every variant of `ops::conv::cpu`
 //! side by side with the engine's default kernels (`ConvAlgo::Auto`) on the model's dense
 //! convolutions at training batch (32 images: both branches of 16), in one run.
 //!
@@ -12,10 +12,10 @@
 //! per timing (default 3, after one warm-up call).
 
 use anyhow::Result;
+use lskbb::ops::conv::cpu::{self, VARIANTS, W_VARIANTS};
 use lskbb::ops::conv::{
     conv2d_forward_with, conv2d_grad_w_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo,
 };
-use lskbb::ops::conv_cpu::{self, VARIANTS, W_VARIANTS};
 use lskbb::{AdapterChoice, Gpu, Tensor};
 use std::sync::Arc;
 use std::time::Instant;
@@ -165,7 +165,7 @@ fn main() -> Result<()> {
             runs: Vec::new(),
         };
         for &v in VARIANTS.iter().filter(|v| v.applies(&x, &w, p)) {
-            let (t, got) = time(&gpu, reps, || conv_cpu::forward(&x, &w, b.as_ref(), p, v))?;
+            let (t, got) = time(&gpu, reps, || cpu::forward(&x, &w, b.as_ref(), p, v))?;
             fwd.runs.push((v.to_string(), t, diff(&got, &want)? > 1e-3));
         }
         fwd.print();
@@ -178,7 +178,7 @@ fn main() -> Result<()> {
             runs: Vec::new(),
         };
         for &v in VARIANTS.iter().filter(|v| v.applies(&x, &w, p)) {
-            let (t, got) = time(&gpu, reps, || conv_cpu::grad_x(&x, &w, &gy, None, p, v))?;
+            let (t, got) = time(&gpu, reps, || cpu::grad_x(&x, &w, &gy, None, p, v))?;
             gx.runs.push((v.to_string(), t, diff(&got, &want)? > 1e-3));
         }
         gx.print();
@@ -189,9 +189,7 @@ fn main() -> Result<()> {
             runs: Vec::new(),
         };
         for &v in W_VARIANTS {
-            let (t, got) = time(&gpu, reps, || {
-                Ok(conv_cpu::grad_w(&x, &w, &gy, false, p, v)?.0)
-            })?;
+            let (t, got) = time(&gpu, reps, || Ok(cpu::grad_w(&x, &w, &gy, false, p, v)?.0))?;
             gw.runs.push((v.to_string(), t, diff(&got, &want)? > 1e-3));
         }
         gw.print();

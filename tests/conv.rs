@@ -3,11 +3,11 @@
 
 mod common;
 use common::{assert_close, down, gpu, up};
+use lskbb::ops::conv::depthwise::Depthwise;
 use lskbb::ops::conv::{
     conv2d, conv2d_backward, conv2d_backward_with, conv2d_forward, conv2d_forward_with,
     conv2d_grad_x_with, Conv2dParams, ConvAlgo,
 };
-use lskbb::ops::depthwise::Depthwise;
 use lskbb::ops::{elementwise as ew, reduce};
 use lskbb::reference::conv as rconv;
 use lskbb::reference::{dot, finite_diff_check, Arr, Rng, Tol};

@@ -1,11 +1,11 @@
-//! The CPU-class dense convolution kernels (`ops::conv_cpu`): every variant's forward,
+//! The CPU-class dense convolution kernels (`ops::conv::cpu`): every variant's forward,
 //! grad_x (with and without a gradient to accumulate), grad_w and grad_b against the f64
 //! CPU reference on odd shapes, and shape validation.
 
 mod common;
 use common::{assert_close, gpu, up};
+use lskbb::ops::conv::cpu::{self, VARIANTS, W_VARIANTS};
 use lskbb::ops::conv::Conv2dParams;
-use lskbb::ops::conv_cpu::{self, VARIANTS, W_VARIANTS};
 use lskbb::reference::conv as rconv;
 use lskbb::reference::{Arr, Rng, Tol};
 use lskbb::Tensor;
@@ -132,12 +132,12 @@ fn name(c: &Case, d: &Data) -> String {
 #[test]
 fn forward_matches_reference() {
     let mut rng = Rng(21);
-    let mut ran: Vec<conv_cpu::Variant> = Vec::new();
+    let mut ran: Vec<cpu::Variant> = Vec::new();
     for c in CASES {
         let d = data(&mut rng, c);
         let (x, w, b) = (up(&d.x), up(&d.w), d.b.as_ref().map(up));
         for &v in VARIANTS {
-            let r = conv_cpu::forward(&x, &w, b.as_ref(), params(c), v);
+            let r = cpu::forward(&x, &w, b.as_ref(), params(c), v);
             assert_eq!(r.is_ok(), v.applies(&x, &w, params(c)), "{v} applies");
             if let Ok(y) = r {
                 assert_close(&format!("y {v} {}", name(c, &d)), &y, &d.y, TOL);
@@ -149,7 +149,7 @@ fn forward_matches_reference() {
 }
 
 /// Every variant ran on at least one case, so none goes untested.
-fn every_variant_ran(ran: &[conv_cpu::Variant]) {
+fn every_variant_ran(ran: &[cpu::Variant]) {
     for v in VARIANTS {
         assert!(ran.contains(v), "{v} ran on no case");
     }
@@ -158,7 +158,7 @@ fn every_variant_ran(ran: &[conv_cpu::Variant]) {
 #[test]
 fn grad_x_matches_reference() {
     let mut rng = Rng(22);
-    let mut ran: Vec<conv_cpu::Variant> = Vec::new();
+    let mut ran: Vec<cpu::Variant> = Vec::new();
     for c in CASES {
         let d = data(&mut rng, c);
         let (x, w, gy) = (up(&d.x), up(&d.w), up(&d.gy));
@@ -166,9 +166,9 @@ fn grad_x_matches_reference() {
         let gx_acc = d.gx.zip(&acc, |a, b| a + b);
         let tacc = up(&acc);
         for &v in VARIANTS.iter().filter(|v| v.applies(&x, &w, params(c))) {
-            let gx = conv_cpu::grad_x(&x, &w, &gy, None, params(c), v).unwrap();
+            let gx = cpu::grad_x(&x, &w, &gy, None, params(c), v).unwrap();
             assert_close(&format!("grad_x {v} {}", name(c, &d)), &gx, &d.gx, TOL);
-            let gx = conv_cpu::grad_x(&x, &w, &gy, Some(&tacc), params(c), v).unwrap();
+            let gx = cpu::grad_x(&x, &w, &gy, Some(&tacc), params(c), v).unwrap();
             assert_close(
                 &format!("grad_x + acc {v} {}", name(c, &d)),
                 &gx,
@@ -190,7 +190,7 @@ fn grad_w_and_grad_b_match_reference() {
         for &v in W_VARIANTS {
             for bias in [false, true] {
                 let what = format!("{v} bias {bias} {}", name(c, &d));
-                let (gw, gb) = conv_cpu::grad_w(&x, &w, &gy, bias, params(c), v).unwrap();
+                let (gw, gb) = cpu::grad_w(&x, &w, &gy, bias, params(c), v).unwrap();
                 assert_close(&format!("grad_w {what}"), &gw, &d.gw, TOL);
                 assert_eq!(gb.is_some(), bias, "grad_b presence {what}");
                 if let Some(gb) = gb {
@@ -210,7 +210,7 @@ fn grad_w_is_deterministic() {
     let (x, w, gy) = (up(&d.x), up(&d.w), up(&d.gy));
     for &v in W_VARIANTS {
         let run = || {
-            let (gw, gb) = conv_cpu::grad_w(&x, &w, &gy, true, params(c), v).unwrap();
+            let (gw, gb) = cpu::grad_w(&x, &w, &gy, true, params(c), v).unwrap();
             (gw.to_f32().unwrap(), gb.unwrap().to_f32().unwrap())
         };
         assert_eq!(run(), run(), "{v}");
@@ -229,10 +229,10 @@ fn bad_shapes_are_errors() {
     let (x, w) = (t(&[1, 4, 5, 5]), t(&[8, 4, 3, 3]));
     let grouped = Conv2dParams { groups: 2, ..p };
     let err = |r: anyhow::Result<Tensor>| r.unwrap_err().to_string();
-    assert!(err(conv_cpu::forward(&x, &t(&[8, 2, 3, 3]), None, grouped, v)).contains("groups"));
-    assert!(err(conv_cpu::forward(&x, &t(&[8, 3, 3, 3]), None, p, v)).contains("Cin"));
-    assert!(err(conv_cpu::forward(&x, &w, Some(&t(&[7])), p, v)).contains("bias"));
-    assert!(err(conv_cpu::forward(
+    assert!(err(cpu::forward(&x, &t(&[8, 2, 3, 3]), None, grouped, v)).contains("groups"));
+    assert!(err(cpu::forward(&x, &t(&[8, 3, 3, 3]), None, p, v)).contains("Cin"));
+    assert!(err(cpu::forward(&x, &w, Some(&t(&[7])), p, v)).contains("bias"));
+    assert!(err(cpu::forward(
         &t(&[1, 4, 1, 1]),
         &w,
         None,
@@ -240,8 +240,8 @@ fn bad_shapes_are_errors() {
         v
     ))
     .contains("does not fit"));
-    assert!(err(conv_cpu::grad_x(&x, &w, &t(&[1, 8, 4, 5]), None, p, v)).contains("gy"));
-    assert!(err(conv_cpu::grad_x(
+    assert!(err(cpu::grad_x(&x, &w, &t(&[1, 8, 4, 5]), None, p, v)).contains("gy"));
+    assert!(err(cpu::grad_x(
         &x,
         &w,
         &t(&[1, 8, 5, 5]),
@@ -250,16 +250,16 @@ fn bad_shapes_are_errors() {
         v
     ))
     .contains("accumulate"));
-    let odd = conv_cpu::Variant {
+    let odd = cpu::Variant {
         k: 12,
         p: 3,
         wg: 8,
         quad: false,
     };
-    assert!(err(conv_cpu::forward(&x, &w, None, p, odd)).contains("variant"));
+    assert!(err(cpu::forward(&x, &w, None, p, odd)).contains("variant"));
     let quad = VARIANTS.iter().find(|v| v.quad).copied().unwrap();
     assert!(!quad.applies(&x, &w, p), "width 5 is not a multiple of 4");
-    assert!(err(conv_cpu::forward(&x, &w, None, p, quad)).contains("multiple of 4"));
-    let r = conv_cpu::grad_w(&x, &w, &t(&[1, 8, 5, 6]), true, p, W_VARIANTS[0]);
+    assert!(err(cpu::forward(&x, &w, None, p, quad)).contains("multiple of 4"));
+    let r = cpu::grad_w(&x, &w, &t(&[1, 8, 5, 6]), true, p, W_VARIANTS[0]);
     assert!(r.unwrap_err().to_string().contains("gy"));
 }

@@ -7,9 +7,6 @@ pub mod batchnorm;
 pub mod channels;
 pub mod chanpool;
 pub mod conv;
-pub mod conv_cpu;
-pub mod conv_window;
-pub mod depthwise;
 pub mod elementwise;
 pub mod linear;
 pub mod loss;
@@ -21,5 +18,5 @@ pub mod sgd;
 pub mod softmax;
 
 /// The most f32 partial sums one split reduction keeps in scratch (32 MiB): the split-K and
-/// chunked weight gradients of `conv`, `depthwise` and `conv_window` size their splits by it.
+/// chunked weight gradients of the `conv` kernels size their splits by it.
 pub(crate) const SCRATCH: usize = 1 << 23;

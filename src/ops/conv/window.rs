@@ -6,13 +6,13 @@
 //! (`ConvAlgo::Window` forces them), which on a GPU spends much of its time gathering the
 //! im2col operand that these kernels read once per tile.
 
-use super::reduce::sum_to;
-use super::SCRATCH;
 use crate::gpu::{groups, Kernel};
+use crate::ops::reduce::sum_to;
+use crate::ops::SCRATCH;
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
 
-const SRC: &str = include_str!("../../shaders/conv_window.wgsl");
+const SRC: &str = include_str!("../../../shaders/conv_window.wgsl");
 const CONV: Kernel = Kernel {
     name: "conv_window",
     source: SRC,

@@ -29,10 +29,10 @@
 //! instructions per FMA decides: bigger register blocks (k8p8, k16p4, ko8t8) win, and
 //! contiguity across lanes matters little.
 
-use super::conv::Conv2dParams;
-use super::SCRATCH;
+use super::{check_gy, Conv2dParams, Geometry};
 use crate::gpu::{groups, Kernel};
-use crate::tensor::{nchw, DType, Tensor};
+use crate::ops::SCRATCH;
+use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
 
 /// Block sizes of forward and grad_x: `k` channels (a multiple of 4) × `p` rows per
@@ -127,7 +127,7 @@ macro_rules! compiled {
                 "u;\nconst KS: u32 = ",
                 $ks,
                 "u;\n",
-                include_str!("../../shaders/conv_cpu.wgsl")
+                include_str!("../../../shaders/conv_cpu.wgsl")
             ),
         }
     };
@@ -331,80 +331,12 @@ struct GradWP {
     pad0: u32,
 }
 
-/// The validated sizes of one dense convolution.
-#[derive(Clone, Copy, Debug)]
-struct Geometry {
-    n: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    kh: usize,
-    kw: usize,
-    ho: usize,
-    wo: usize,
-}
-
+/// The validated sizes of a dense convolution (these kernels run no groups).
 fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {
-    for (t, what) in [(x, "input x"), (w, "weight w")] {
-        if t.dtype() != DType::F32 {
-            bail!(
-                "conv_cpu {what}: expected an f32 tensor, got {:?}",
-                t.dtype()
-            );
-        }
-    }
     if p.groups != 1 {
         bail!("conv_cpu: only dense convolutions (groups == 1), got {p:?}");
     }
-    if p.stride == 0 || p.dilation == 0 {
-        bail!("conv_cpu: stride and dilation must be at least 1, got {p:?}");
-    }
-    let [n, cin, h, wd] = nchw(x, "conv_cpu input x")?;
-    let [cout, wcin, kh, kw] = nchw(w, "conv_cpu weight w [Cout, Cin, KH, KW]")?;
-    if wcin != cin || cout == 0 || kh == 0 || kw == 0 || n == 0 || cin == 0 {
-        bail!(
-            "conv_cpu: weight w {:?} must be non-empty with Cin = {cin} (x is {:?})",
-            w.shape(),
-            x.shape()
-        );
-    }
-    let out = |len: usize, k: usize| {
-        (len + 2 * p.padding)
-            .checked_sub(p.dilation * (k - 1) + 1)
-            .map(|v| v / p.stride + 1)
-    };
-    let (Some(ho), Some(wo)) = (out(h, kh), out(wd, kw)) else {
-        bail!(
-            "conv_cpu: kernel {kh}x{kw} with dilation {} does not fit x {:?} padded by {}",
-            p.dilation,
-            x.shape(),
-            p.padding
-        );
-    };
-    Ok(Geometry {
-        n,
-        cin,
-        h,
-        w: wd,
-        cout,
-        kh,
-        kw,
-        ho,
-        wo,
-    })
-}
-
-fn check_gy(g: &Geometry, gy: &Tensor) -> Result<()> {
-    let want = [g.n, g.cout, g.ho, g.wo];
-    if gy.dtype() != DType::F32 || gy.shape() != want {
-        bail!(
-            "conv_cpu output gradient gy: expected an f32 tensor of shape {want:?}, got {:?} {:?}",
-            gy.dtype(),
-            gy.shape()
-        );
-    }
-    Ok(())
+    super::geometry(x, w, p)
 }
 
 fn u(v: usize) -> u32 {

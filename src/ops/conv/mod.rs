@@ -2,7 +2,7 @@
 //! [Cout, Cin/groups, KH, KW], optional bias [Cout], zero padding, stride, dilation, groups.
 //!
 //! Dense convolutions (groups == 1) run as implicit GEMMs tiled in workgroup memory (see the
-//! shader); stride-1 depthwise ones on the tiled kernels of `ops::depthwise`; grouped ones,
+//! shader); stride-1 depthwise ones on the tiled kernels of `ops::conv::depthwise`; grouped ones,
 //! and grad_w of narrow layers, on direct kernels.
 //! `examples/conv_bench.rs` times them. NVIDIA H200 through Vulkan, batch 32, ms per call
 //! before (the direct kernels as they were) / after, same session:
@@ -34,16 +34,20 @@
 //! gathers hit the cache anyway; on a GPU the tile turns 25-49 global loads per output into
 //! workgroup-memory reads.
 
-use super::conv_window::WindowConv;
-use super::depthwise::Depthwise;
-use super::reduce::sum_to;
-use super::SCRATCH;
+mod choice;
+pub mod cpu;
+pub mod depthwise;
+pub mod window;
+
 use crate::autograd::Var;
 use crate::gpu::{grid, groups, Kernel, WG};
+use crate::ops::reduce::sum_to;
+use crate::ops::SCRATCH;
 use crate::tensor::{nchw, DType, Tensor};
 use anyhow::{bail, Result};
+use choice::{paths, Kernels, Path};
 
-const SRC: &str = include_str!("../../shaders/conv2d.wgsl");
+const SRC: &str = include_str!("../../../shaders/conv2d.wgsl");
 
 const fn kernel(entry: &'static str) -> Kernel {
     Kernel {
@@ -139,22 +143,24 @@ pub enum ConvAlgo {
     /// For dense convolutions (groups == 1): the windowed kernels for stride-1 3×3 ones with
     /// at most 16 channels each way, implicit GEMM otherwise (grad_w only with Cout >= 8,
     /// Cin·KH·KW >= 32 and more than 512 weights). For stride-1 depthwise convolutions whose
-    /// tiles fit (`ops::depthwise`): columns of 4 outputs or taps per thread read straight
+    /// tiles fit (`ops::conv::depthwise`): columns of 4 outputs or taps per thread read straight
     /// from memory (grad_w in strips or one tap per thread for kernels too wide for its
     /// columns). Direct kernels otherwise. With autotuning on ([`crate::Gpu::set_autotune`]),
     /// each pass of a dense or tiled-depthwise convolution instead runs whichever of these
     /// and the other kernels (direct, GEMM, windowed; strips, tiled) was fastest on first use.
+    /// On a CPU driver (lavapipe) the register-blocked kernels of [`cpu`] go first for the
+    /// dense passes where they were measured faster there (`choice.rs` says which).
     #[default]
     Auto,
     /// The direct kernels (one output element, or 4 channels of one, per thread).
     Direct,
     /// The tiled implicit-GEMM kernels; only for groups == 1.
     Gemm,
-    /// The windowed direct kernels (`ops::conv_window`) for forward and grad_x, and for
+    /// The windowed direct kernels (`ops::conv::window`) for forward and grad_x, and for
     /// grad_w of 3×3 kernels (GEMM for the others); only for groups == 1, stride 1 and
     /// kernels reaching at most 3 pixels.
     Window,
-    /// The tiled depthwise kernels (`ops::depthwise`) with one output per thread in every
+    /// The tiled depthwise kernels (`ops::conv::depthwise`) with one output per thread in every
     /// pass; only for stride-1 depthwise convolutions whose tiles fit.
     Tiled,
 }
@@ -311,205 +317,6 @@ fn tile_shape(len: usize) -> (usize, usize) {
     ((TILE_AREA / bn).min(256), bn)
 }
 
-/// grad_w's GEMM needs at least this many rows Cout and columns Cin·KH·KW under
-/// ConvAlgo::Auto, where its tile is mostly idle otherwise. On the H200 the direct kernels ran
-/// the 2→2 7×7 layer in 0.51 ms against 0.96 ms and the 3→16 3×3 stem (27 columns) in the
-/// same 0.44 ms; from 16→16 3×3 (1.6 against 2.1 ms) on the GEMM wins.
-const GRAD_W_GEMM_MIN: (usize, usize) = (8, 32);
-/// ... and more than this many weights: on the H100 (run 3) the direct kernel took 0.28 ms
-/// against the GEMM's 0.57 for the LSK squeeze 32→16 1×1 on 64 maps of 112×112 (512
-/// weights), the GEMM 0.19 against 0.28 for 64→32 on 56×56 (2048).
-const GRAD_W_GEMM_MIN_WEIGHTS: usize = 512;
-/// Dense stride-1 3×3 convolutions with at most this many channels each way run on the
-/// windowed kernels under ConvAlgo::Auto: on the H100 (run 3) forward, grad_x and grad_w of
-/// 16→16 on 64 maps of 224×224 took 1.14, 1.14 and 1.95 ms against the GEMM's 1.42, 1.59
-/// and 3.21 (2.9 against 3.1 and 1.2 against 1.3 for 32→32 on 112×112, so wider layers keep
-/// the GEMM).
-const WINDOW_MAX_CHANNELS: usize = 16;
-
-/// The kernels that run one pass of a convolution.
-#[derive(Clone, Copy, Debug)]
-enum Path {
-    Direct,
-    Gemm,
-    /// grad_w's GEMM with fewer or more split-K workgroups than the device's default.
-    GemmSplit(Spread),
-    /// The tiled depthwise kernels, one output per thread.
-    Depthwise(Depthwise),
-    /// The depthwise strip kernels: 4 outputs (forward, grad_x) or 4 taps (grad_w) per
-    /// thread.
-    DepthwiseStrip(Depthwise),
-    /// The depthwise column kernels: 4 outputs or taps down a column per thread, read
-    /// straight from memory.
-    DepthwiseColumns(Depthwise),
-    Window(WindowConv),
-}
-
-/// Autotuning's other split-K sizes for grad_w: a quarter of the default target (longer
-/// splits, less scratch to merge) or four times it (more parallel work for a big GPU).
-#[derive(Clone, Copy, Debug)]
-enum Spread {
-    Fewer,
-    More,
-}
-
-impl Spread {
-    fn target(self, default: usize) -> usize {
-        match self {
-            Spread::Fewer => (default / 4).max(1),
-            Spread::More => default * 4,
-        }
-    }
-}
-
-/// The kernels that can run a convolution's passes, the default first: `x` for forward and
-/// grad_x, `w` for grad_w. With autotuning on ([`Gpu::set_autotune`]) each pass runs the
-/// fastest of its candidates on this GPU.
-#[derive(Clone, Debug)]
-struct Kernels {
-    x: Vec<Path>,
-    w: Vec<Path>,
-}
-
-fn paths(g: &Geometry, p: Conv2dParams, algo: ConvAlgo) -> Result<Kernels> {
-    let dense = p.groups == 1;
-    let one = |path: Path| Kernels {
-        x: vec![path],
-        w: vec![path],
-    };
-    match algo {
-        ConvAlgo::Auto => {
-            if let Some(dw) = depthwise(g, p) {
-                // On the H100 (run 3) the column kernels beat every other in every pass of the
-                // model's depthwise layers: 7×7 dilation 3 on 64 maps of 16×224×224 took 1.03,
-                // 1.04 and 1.44 ms (forward, grad_x, grad_w) against 1.52, 1.67 and 1.94 in
-                // strips (workgroup memory), 2.54, 4.13 and 5.64 direct and 2.62, 2.66 and
-                // 3.71 tiled. The others stay candidates for autotuning on other GPUs.
-                let mut x = vec![
-                    Path::DepthwiseColumns(dw),
-                    Path::Direct,
-                    Path::Depthwise(dw),
-                ];
-                if dw.has_strips() {
-                    x.insert(1, Path::DepthwiseStrip(dw));
-                }
-                let mut w = vec![Path::Depthwise(dw), Path::Direct];
-                if dw.has_grad_w_strips() {
-                    w.insert(0, Path::DepthwiseStrip(dw));
-                }
-                if dw.has_grad_w_columns() {
-                    w.insert(0, Path::DepthwiseColumns(dw));
-                }
-                return Ok(Kernels { x, w });
-            }
-            if !dense {
-                return Ok(one(Path::Direct));
-            }
-            let wc = window(g, p);
-            let narrow = g.kh == 3
-                && g.kw == 3
-                && g.cin.max(g.cout) <= WINDOW_MAX_CHANNELS
-                && wc.is_some_and(|wc| wc.has_grad_w());
-            let gemm_w = g.cout >= GRAD_W_GEMM_MIN.0
-                && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN.1
-                && g.cout * g.cin * g.kh * g.kw > GRAD_W_GEMM_MIN_WEIGHTS;
-            let mut x = vec![Path::Gemm, Path::Direct];
-            let mut w = if gemm_w {
-                vec![Path::Gemm, Path::Direct]
-            } else {
-                vec![Path::Direct, Path::Gemm]
-            };
-            w.extend([Spread::Fewer, Spread::More].map(Path::GemmSplit));
-            if let Some(wc) = wc {
-                let at = if narrow { 0 } else { x.len() };
-                x.insert(at, Path::Window(wc));
-                if wc.has_grad_w() {
-                    w.insert(if narrow { 0 } else { w.len() }, Path::Window(wc));
-                }
-            }
-            Ok(Kernels { x, w })
-        }
-        ConvAlgo::Direct => Ok(one(Path::Direct)),
-        ConvAlgo::Tiled => match depthwise(g, p) {
-            Some(dw) => Ok(one(Path::Depthwise(dw))),
-            None => bail!(
-                "conv2d: the tiled depthwise kernels need groups == Cin == Cout, stride 1 \
-                     and a kernel whose tiles fit, got {p:?} with Cin {}, Cout {} and a {}x{} \
-                     kernel",
-                g.cin,
-                g.cout,
-                g.kh,
-                g.kw
-            ),
-        },
-        ConvAlgo::Gemm if dense => Ok(one(Path::Gemm)),
-        ConvAlgo::Gemm => bail!("conv2d: the GEMM kernels need groups == 1, got {p:?}"),
-        ConvAlgo::Window => match window(g, p) {
-            Some(wc) => Ok(Kernels {
-                x: vec![Path::Window(wc)],
-                w: vec![if wc.has_grad_w() {
-                    Path::Window(wc)
-                } else {
-                    Path::Gemm
-                }],
-            }),
-            None => bail!(
-                "conv2d: the windowed kernels need groups == 1, stride 1 and a kernel \
-                 reaching at most 3 pixels, got {p:?} with a {}x{} kernel",
-                g.kh,
-                g.kw
-            ),
-        },
-    }
-}
-
-/// The tiled depthwise kernels' plan for a stride-1 depthwise convolution, where they fit.
-fn depthwise(g: &Geometry, p: Conv2dParams) -> Option<Depthwise> {
-    if p.groups != g.cin || g.cin != g.cout || p.stride != 1 {
-        return None;
-    }
-    Depthwise::plan(
-        g.n,
-        g.cin,
-        (g.h, g.w),
-        (g.ho, g.wo),
-        (g.kh, g.kw),
-        p.padding,
-        p.dilation,
-    )
-}
-
-/// The windowed kernels' plan for a dense stride-1 convolution, where they apply.
-fn window(g: &Geometry, p: Conv2dParams) -> Option<WindowConv> {
-    if p.groups != 1 || p.stride != 1 {
-        return None;
-    }
-    WindowConv::plan(
-        g.n,
-        (g.cin, g.cout),
-        (g.h, g.w),
-        (g.ho, g.wo),
-        (g.kh, g.kw),
-        p.padding,
-        p.dilation,
-    )
-}
-
-impl Path {
-    fn name(&self) -> &'static str {
-        match self {
-            Path::Direct => "direct",
-            Path::Gemm => "gemm",
-            Path::GemmSplit(Spread::Fewer) => "gemm-splits-fewer",
-            Path::GemmSplit(Spread::More) => "gemm-splits-more",
-            Path::Depthwise(_) => "depthwise-tiled",
-            Path::DepthwiseStrip(_) => "depthwise-strip",
-            Path::DepthwiseColumns(_) => "depthwise-columns",
-            Path::Window(_) => "window",
-        }
-    }
-}
-
 /// Runs one pass on the first of `paths`, or with autotuning on ([`crate::Gpu::choose`]) on
 /// the fastest of them for this `key` (timing each on first use).
 fn run_tuned<T>(
@@ -518,7 +325,8 @@ fn run_tuned<T>(
     paths: &[Path],
     run: impl Fn(Path) -> Result<T>,
 ) -> Result<T> {
-    let names: Vec<&str> = paths.iter().map(Path::name).collect();
+    let names: Vec<String> = paths.iter().map(Path::name).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let i = gpu.choose(key, &names, |i| run(paths[i]).map(drop))?;
     run(paths[i])
 }
@@ -548,7 +356,9 @@ fn forward_on(
     b: Option<&Tensor>,
 ) -> Result<Tensor> {
     let key = || tune_key("forward", g, p);
-    run_tuned(x.gpu(), key, &ks.x, |path| forward(g, p, path, x, w, b))
+    run_tuned(x.gpu(), key, &ks.forward, |path| {
+        forward(g, p, path, x, w, b)
+    })
 }
 
 /// grad_x (plus `acc`) on the chosen (or tuned) kernels.
@@ -556,6 +366,7 @@ fn grad_x_on(
     g: &Geometry,
     p: Conv2dParams,
     ks: &Kernels,
+    x: &Tensor,
     w: &Tensor,
     gy: &Tensor,
     acc: Option<&Tensor>,
@@ -572,7 +383,9 @@ fn grad_x_on(
         }
     }
     let key = || tune_key("grad_x", g, p);
-    run_tuned(gy.gpu(), key, &ks.x, |path| grad_x(g, p, w, gy, path, acc))
+    run_tuned(gy.gpu(), key, &ks.grad_x, |path| {
+        grad_x(g, p, x, w, gy, path, acc)
+    })
 }
 
 /// grad_w (and grad_b) on the chosen (or tuned) kernels.
@@ -581,12 +394,13 @@ fn grad_wb_on(
     p: Conv2dParams,
     ks: &Kernels,
     x: &Tensor,
+    w: &Tensor,
     gy: &Tensor,
     bias: bool,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let key = || tune_key(if bias { "grad_w+b" } else { "grad_w" }, g, p);
     run_tuned(gy.gpu(), key, &ks.w, |path| {
-        grad_wb(g, p, x, gy, path, bias)
+        grad_wb(g, p, x, w, gy, path, bias)
     })
 }
 
@@ -635,7 +449,7 @@ pub fn conv2d_forward_with(
 /// The validated sizes of a convolution and the kernels that can run its passes.
 fn prepare(x: &Tensor, w: &Tensor, p: Conv2dParams, algo: ConvAlgo) -> Result<(Geometry, Kernels)> {
     let g = geometry(x, w, p)?;
-    Ok((g, paths(&g, p, algo)?))
+    Ok((g, paths(&g, p, algo, x, w)?))
 }
 
 fn forward(
@@ -662,7 +476,8 @@ fn forward(
         Path::DepthwiseStrip(dw) => return dw.forward_strip(x, w, b),
         Path::DepthwiseColumns(dw) => return dw.forward_columns(x, w, b),
         Path::Window(wc) => return wc.forward(x, w, b),
-        Path::Gemm | Path::GemmSplit(_) | Path::Direct => {}
+        Path::Cpu(v) => return cpu::forward(x, w, b, p, v),
+        Path::Gemm | Path::GemmSplit(_) | Path::Direct | Path::CpuW(_) => {}
     }
     let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
     let reads = [x.buf(), w.buf(), b.unwrap_or(w).buf()];
@@ -740,9 +555,11 @@ fn phases(len: usize, k: usize, p: Conv2dParams) -> Vec<Phase> {
 
 /// gx, plus `acc` when given (a gradient of x from its other consumers, summed in the
 /// kernels' last store instead of by one more pass over both).
+#[allow(clippy::too_many_arguments)]
 fn grad_x(
     g: &Geometry,
     p: Conv2dParams,
+    x: &Tensor,
     w: &Tensor,
     gy: &Tensor,
     path: Path,
@@ -753,7 +570,8 @@ fn grad_x(
         Path::DepthwiseStrip(dw) => return dw.grad_x_strip(w, gy, acc),
         Path::DepthwiseColumns(dw) => return dw.grad_x_columns(w, gy, acc),
         Path::Window(wc) => return wc.grad_x(w, gy, acc),
-        Path::Gemm | Path::GemmSplit(_) | Path::Direct => {}
+        Path::Cpu(v) => return cpu::grad_x(x, w, gy, acc, p, v),
+        Path::Gemm | Path::GemmSplit(_) | Path::Direct | Path::CpuW(_) => {}
     }
     let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
     let reads = [gy.buf(), w.buf(), acc.unwrap_or(w).buf()];
@@ -811,6 +629,7 @@ fn grad_wb(
     g: &Geometry,
     p: Conv2dParams,
     x: &Tensor,
+    w: &Tensor,
     gy: &Tensor,
     path: Path,
     bias: bool,
@@ -825,7 +644,8 @@ fn grad_wb(
             let target = spread.target(split_target(x.gpu(), TARGET_GROUPS));
             grad_wb_gemm(g, p, x, gy, bias, target)
         }
-        Path::Direct => grad_wb_direct(g, p, x, gy, bias),
+        Path::Direct | Path::Cpu(_) => grad_wb_direct(g, p, x, gy, bias),
+        Path::CpuW(v) => cpu::grad_w(x, w, gy, bias, p, v),
     }
 }
 
@@ -989,8 +809,8 @@ pub fn conv2d_backward_with(
 ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
     let (g, ks) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    let (gw, gb) = grad_wb_on(&g, p, &ks, x, gy, has_bias)?;
-    Ok((grad_x_on(&g, p, &ks, w, gy, None)?, gw, gb))
+    let (gw, gb) = grad_wb_on(&g, p, &ks, x, w, gy, has_bias)?;
+    Ok((grad_x_on(&g, p, &ks, x, w, gy, None)?, gw, gb))
 }
 
 /// grad_x alone of y = conv2d(x, w) + b, plus `acc` (of x's shape) when given, on the
@@ -1005,7 +825,7 @@ pub fn conv2d_grad_x_with(
 ) -> Result<Tensor> {
     let (g, ks) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    grad_x_on(&g, p, &ks, w, gy, acc)
+    grad_x_on(&g, p, &ks, x, w, gy, acc)
 }
 
 /// grad_w alone of y = conv2d(x, w) + b, on the kernels chosen by `algo`.
@@ -1018,7 +838,7 @@ pub fn conv2d_grad_w_with(
 ) -> Result<Tensor> {
     let (g, ks) = prepare(x, w, p, algo)?;
     check_gy(&g, gy)?;
-    Ok(grad_wb_on(&g, p, &ks, x, gy, false)?.0)
+    Ok(grad_wb_on(&g, p, &ks, x, w, gy, false)?.0)
 }
 
 /// Autograd convolution; the backward computes only the gradients its parents need (no gx
@@ -1040,11 +860,11 @@ pub fn conv2d(x: &Var, w: &Var, b: Option<&Var>, p: Conv2dParams) -> Result<Var>
             // x's gradient from its other consumers (the shortcut, the LSK product) is added
             // in grad_x's store.
             let gx = need_x
-                .then(|| grad_x_on(&g, p, &ks, &tw, gy, acc[0].take().as_ref()))
+                .then(|| grad_x_on(&g, p, &ks, &tx, &tw, gy, acc[0].take().as_ref()))
                 .transpose()?;
             let want_b = need_b == Some(true);
             let (gw, gb) = if need_w {
-                let (gw, gb) = grad_wb_on(&g, p, &ks, &tx, gy, want_b)?;
+                let (gw, gb) = grad_wb_on(&g, p, &ks, &tx, &tw, gy, want_b)?;
                 (Some(gw), gb)
             } else {
                 (None, want_b.then(|| grad_b(&g, gy)).transpose()?)

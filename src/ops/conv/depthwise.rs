@@ -9,13 +9,13 @@
 //! and the direct kernels of `shaders/conv2d.wgsl` as autotuning candidates;
 //! `examples/conv_bench.rs` times them against each other.
 
-use super::reduce::sum_to;
-use super::SCRATCH;
 use crate::gpu::{groups, Kernel};
+use crate::ops::reduce::sum_to;
+use crate::ops::SCRATCH;
 use crate::tensor::{DType, Tensor};
 use anyhow::Result;
 
-const SRC: &str = include_str!("../../shaders/depthwise.wgsl");
+const SRC: &str = include_str!("../../../shaders/depthwise.wgsl");
 const CONV: Kernel = Kernel {
     name: "depthwise",
     source: SRC,

@@ -1,0 +1,313 @@
+//! Which kernels run each pass of a convolution, per device and shape, in one place: the
+//! defaults measured on GPUs and on a CPU driver, and the other kernels that fit as
+//! autotuning candidates.
+
+use super::depthwise::Depthwise;
+use super::window::WindowConv;
+use super::{cpu, Conv2dParams, ConvAlgo, Geometry};
+use crate::tensor::Tensor;
+use anyhow::{bail, Result};
+
+/// grad_w's GEMM needs at least this many rows Cout and columns Cin·KH·KW under
+/// ConvAlgo::Auto, where its tile is mostly idle otherwise. On the H200 the direct kernels ran
+/// the 2→2 7×7 layer in 0.51 ms against 0.96 ms and the 3→16 3×3 stem (27 columns) in the
+/// same 0.44 ms; from 16→16 3×3 (1.6 against 2.1 ms) on the GEMM wins.
+const GRAD_W_GEMM_MIN: (usize, usize) = (8, 32);
+/// ... and more than this many weights: on the H100 (run 3) the direct kernel took 0.28 ms
+/// against the GEMM's 0.57 for the LSK squeeze 32→16 1×1 on 64 maps of 112×112 (512
+/// weights), the GEMM 0.19 against 0.28 for 64→32 on 56×56 (2048).
+const GRAD_W_GEMM_MIN_WEIGHTS: usize = 512;
+/// Dense stride-1 3×3 convolutions with at most this many channels each way run on the
+/// windowed kernels under ConvAlgo::Auto: on the H100 (run 3) forward, grad_x and grad_w of
+/// 16→16 on 64 maps of 224×224 took 1.14, 1.14 and 1.95 ms against the GEMM's 1.42, 1.59
+/// and 3.21 (2.9 against 3.1 and 1.2 against 1.3 for 32→32 on 112×112, so wider layers keep
+/// the GEMM).
+const WINDOW_MAX_CHANNELS: usize = 16;
+
+/// The kernels that run one pass of a convolution.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Path {
+    Direct,
+    Gemm,
+    /// grad_w's GEMM with fewer or more split-K workgroups than the device's default.
+    GemmSplit(Spread),
+    /// The tiled depthwise kernels, one output per thread.
+    Depthwise(Depthwise),
+    /// The depthwise strip kernels: 4 outputs (forward, grad_x) or 4 taps (grad_w) per
+    /// thread.
+    DepthwiseStrip(Depthwise),
+    /// The depthwise column kernels: 4 outputs or taps down a column per thread, read
+    /// straight from memory.
+    DepthwiseColumns(Depthwise),
+    Window(WindowConv),
+    /// The CPU-class register-blocked kernels (`cpu`) for forward or grad_x.
+    Cpu(cpu::Variant),
+    /// The CPU-class register-blocked grad_w (and grad_b).
+    CpuW(cpu::WVariant),
+}
+
+/// Autotuning's other split-K sizes for grad_w: a quarter of the default target (longer
+/// splits, less scratch to merge) or four times it (more parallel work for a big GPU).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Spread {
+    Fewer,
+    More,
+}
+
+impl Spread {
+    pub(super) fn target(self, default: usize) -> usize {
+        match self {
+            Spread::Fewer => (default / 4).max(1),
+            Spread::More => default * 4,
+        }
+    }
+}
+
+/// The kernels that can run each pass of a convolution, the default first. With autotuning
+/// on ([`crate::Gpu::set_autotune`]) each pass runs the fastest of its candidates on this GPU.
+#[derive(Clone, Debug)]
+pub(super) struct Kernels {
+    pub(super) forward: Vec<Path>,
+    pub(super) grad_x: Vec<Path>,
+    pub(super) w: Vec<Path>,
+}
+
+impl Kernels {
+    /// The same candidates `x` for forward and grad_x, `w` for grad_w.
+    fn new(x: Vec<Path>, w: Vec<Path>) -> Kernels {
+        Kernels {
+            forward: x.clone(),
+            grad_x: x,
+            w,
+        }
+    }
+}
+
+/// The kernels for a convolution of `x` by `w` (of sizes `g`) with `p`, chosen by `algo`; for
+/// ConvAlgo::Auto by the device and the shape.
+pub(super) fn paths(
+    g: &Geometry,
+    p: Conv2dParams,
+    algo: ConvAlgo,
+    x: &Tensor,
+    w: &Tensor,
+) -> Result<Kernels> {
+    let dense = p.groups == 1;
+    let one = |path: Path| Kernels::new(vec![path], vec![path]);
+    match algo {
+        ConvAlgo::Auto => {
+            let mut ks = gpu_defaults(g, p)?;
+            if let (Some(threads), true) = (x.gpu().cpu_threads(), dense) {
+                cpu_defaults(g, p, x, w, threads, &mut ks);
+            }
+            Ok(ks)
+        }
+        ConvAlgo::Direct => Ok(one(Path::Direct)),
+        ConvAlgo::Tiled => match depthwise(g, p) {
+            Some(dw) => Ok(one(Path::Depthwise(dw))),
+            None => bail!(
+                "conv2d: the tiled depthwise kernels need groups == Cin == Cout, stride 1 \
+                     and a kernel whose tiles fit, got {p:?} with Cin {}, Cout {} and a {}x{} \
+                     kernel",
+                g.cin,
+                g.cout,
+                g.kh,
+                g.kw
+            ),
+        },
+        ConvAlgo::Gemm if dense => Ok(one(Path::Gemm)),
+        ConvAlgo::Gemm => bail!("conv2d: the GEMM kernels need groups == 1, got {p:?}"),
+        ConvAlgo::Window => match window(g, p) {
+            Some(wc) => Ok(Kernels::new(
+                vec![Path::Window(wc)],
+                vec![if wc.has_grad_w() {
+                    Path::Window(wc)
+                } else {
+                    Path::Gemm
+                }],
+            )),
+            None => bail!(
+                "conv2d: the windowed kernels need groups == 1, stride 1 and a kernel \
+                 reaching at most 3 pixels, got {p:?} with a {}x{} kernel",
+                g.kh,
+                g.kw
+            ),
+        },
+    }
+}
+
+/// The defaults measured on GPUs (H100, H200), with every other kernel that fits as an
+/// autotuning candidate.
+fn gpu_defaults(g: &Geometry, p: Conv2dParams) -> Result<Kernels> {
+    let dense = p.groups == 1;
+    if let Some(dw) = depthwise(g, p) {
+        // On the H100 (run 3) the column kernels beat every other in every pass of the
+        // model's depthwise layers: 7×7 dilation 3 on 64 maps of 16×224×224 took 1.03,
+        // 1.04 and 1.44 ms (forward, grad_x, grad_w) against 1.52, 1.67 and 1.94 in
+        // strips (workgroup memory), 2.54, 4.13 and 5.64 direct and 2.62, 2.66 and
+        // 3.71 tiled. The others stay candidates for autotuning on other GPUs.
+        let mut x = vec![
+            Path::DepthwiseColumns(dw),
+            Path::Direct,
+            Path::Depthwise(dw),
+        ];
+        if dw.has_strips() {
+            x.insert(1, Path::DepthwiseStrip(dw));
+        }
+        let mut w = vec![Path::Depthwise(dw), Path::Direct];
+        if dw.has_grad_w_strips() {
+            w.insert(0, Path::DepthwiseStrip(dw));
+        }
+        if dw.has_grad_w_columns() {
+            w.insert(0, Path::DepthwiseColumns(dw));
+        }
+        return Ok(Kernels::new(x, w));
+    }
+    if !dense {
+        return Ok(Kernels::new(vec![Path::Direct], vec![Path::Direct]));
+    }
+    let wc = window(g, p);
+    let narrow = g.kh == 3
+        && g.kw == 3
+        && g.cin.max(g.cout) <= WINDOW_MAX_CHANNELS
+        && wc.is_some_and(|wc| wc.has_grad_w());
+    let gemm_w = g.cout >= GRAD_W_GEMM_MIN.0
+        && g.cin * g.kh * g.kw >= GRAD_W_GEMM_MIN.1
+        && g.cout * g.cin * g.kh * g.kw > GRAD_W_GEMM_MIN_WEIGHTS;
+    let mut x = vec![Path::Gemm, Path::Direct];
+    let mut w = if gemm_w {
+        vec![Path::Gemm, Path::Direct]
+    } else {
+        vec![Path::Direct, Path::Gemm]
+    };
+    w.extend([Spread::Fewer, Spread::More].map(Path::GemmSplit));
+    if let Some(wc) = wc {
+        let at = if narrow { 0 } else { x.len() };
+        x.insert(at, Path::Window(wc));
+        if wc.has_grad_w() {
+            w.insert(if narrow { 0 } else { w.len() }, Path::Window(wc));
+        }
+    }
+    Ok(Kernels::new(x, w))
+}
+
+/// On a CPU driver, the register-blocked kernels of `cpu` go first where they beat the GPU
+/// defaults (lavapipe, 2 cores, batch 32, one run; the table is in `cpu`'s module doc):
+/// - forward: the LSK module's 1×1 convs (1.05-3.4x) and its 7×7 squeeze (2.7-3.2x); the wide
+///   3×3 layers keep the GEMM and windowed kernels (the new ones ran at 0.7-0.9x);
+/// - grad_x: every dense layer (1.1-1.4x on wide 3×3, 1.3-5.3x on the others);
+/// - grad_w: 3×3 with at most 16 channels (1.9x), the stem (2.1-4.2x), 1×1 on maps of 16×16
+///   and more (2.3-2.9x; 0.7x on 8×8) and the squeeze (2.3-5.2x).
+///
+/// The GPU defaults stay autotuning candidates behind them.
+fn cpu_defaults(
+    g: &Geometry,
+    p: Conv2dParams,
+    x: &Tensor,
+    w: &Tensor,
+    threads: usize,
+    ks: &mut Kernels,
+) {
+    let quad = |k, rows| cpu::Variant {
+        k,
+        p: rows,
+        wg: 8,
+        quad: true,
+    };
+    let conv = |k, rows| cpu::Variant {
+        k,
+        p: rows,
+        wg: 8,
+        quad: false,
+    };
+    // grad_w's workgroups: a few per thread, as the split-K kernels.
+    let wv = |ko, t| cpu::WVariant {
+        ko,
+        t,
+        wg: 8,
+        target: 16 * threads,
+    };
+    let pointwise = g.kh == 1 && g.kw == 1;
+    let squeeze = g.kh == 7 && g.kw == 7 && g.cin.max(g.cout) <= 4;
+    let stem = g.cin <= 3;
+    let three = g.kh == 3 && g.kw == 3;
+    let pointwise_quad = Some(quad(8, 2)).filter(|v| pointwise && v.applies(x, w, p));
+    let forward = pointwise_quad.or(squeeze.then(|| conv(4, 8)));
+    let grad_x = if pointwise {
+        pointwise_quad.or(Some(conv(8, 8)))
+    } else if squeeze || stem {
+        Some(conv(4, 8))
+    } else if three {
+        Some(if g.cin <= 16 { conv(16, 4) } else { conv(8, 8) })
+    } else {
+        None
+    };
+    let narrow3 = three && p.stride == 1 && g.cin.max(g.cout) <= 16;
+    let grad_w = if narrow3 || (pointwise && g.ho * g.wo >= 256) {
+        Some(wv(8, 8))
+    } else if squeeze {
+        Some(wv(4, 8))
+    } else if stem {
+        Some(wv(16, 4))
+    } else {
+        None
+    };
+    for (list, v) in [(&mut ks.forward, forward), (&mut ks.grad_x, grad_x)] {
+        if let Some(v) = v {
+            list.insert(0, Path::Cpu(v));
+        }
+    }
+    if let Some(v) = grad_w {
+        ks.w.insert(0, Path::CpuW(v));
+    }
+}
+
+/// The tiled depthwise kernels' plan for a stride-1 depthwise convolution, where they fit.
+fn depthwise(g: &Geometry, p: Conv2dParams) -> Option<Depthwise> {
+    if p.groups != g.cin || g.cin != g.cout || p.stride != 1 {
+        return None;
+    }
+    Depthwise::plan(
+        g.n,
+        g.cin,
+        (g.h, g.w),
+        (g.ho, g.wo),
+        (g.kh, g.kw),
+        p.padding,
+        p.dilation,
+    )
+}
+
+/// The windowed kernels' plan for a dense stride-1 convolution, where they apply.
+fn window(g: &Geometry, p: Conv2dParams) -> Option<WindowConv> {
+    if p.groups != 1 || p.stride != 1 {
+        return None;
+    }
+    WindowConv::plan(
+        g.n,
+        (g.cin, g.cout),
+        (g.h, g.w),
+        (g.ho, g.wo),
+        (g.kh, g.kw),
+        p.padding,
+        p.dilation,
+    )
+}
+
+impl Path {
+    /// The name autotuning reports and checkpoints keep.
+    pub(super) fn name(&self) -> String {
+        match self {
+            Path::Direct => "direct".into(),
+            Path::Gemm => "gemm".into(),
+            Path::GemmSplit(Spread::Fewer) => "gemm-splits-fewer".into(),
+            Path::GemmSplit(Spread::More) => "gemm-splits-more".into(),
+            Path::Depthwise(_) => "depthwise-tiled".into(),
+            Path::DepthwiseStrip(_) => "depthwise-strip".into(),
+            Path::DepthwiseColumns(_) => "depthwise-columns".into(),
+            Path::Window(_) => "window".into(),
+            Path::Cpu(v) => format!("cpu-{v}"),
+            Path::CpuW(v) => format!("cpu-{v}"),
+        }
+    }
+}
