@@ -4,48 +4,11 @@
 //! uninterrupted run's weights and momentum; a non-finite loss stops training without
 //! touching the last checkpoint.
 
-use lskbb::data::synthetic_image;
+mod common;
+
+use common::cli::{json, lskbb, make_imagefolder, ok, temp_dir, write_synthetic_png};
 use lskbb::tensor_file::{Data, TensorFile};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("lskbb-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn lskbb(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lskbb"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-/// A PNG of the synthetic set's `index`-th image of `class` (of `classes`), `size` pixels.
-fn write_synthetic_png(path: &Path, class: usize, index: u64, classes: usize, size: usize) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let px = synthetic_image(0, class, index, classes, size);
-    image::RgbImage::from_raw(px.w as u32, px.h as u32, px.data)
-        .unwrap()
-        .save(path)
-        .unwrap();
-}
+use std::path::Path;
 
 #[test]
 fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predict() {
@@ -193,18 +156,6 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/image.png"));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn make_imagefolder(root: &Path) {
-    // 3 classes, long-tailed 12/6/3 training images, 4 test images per class.
-    for (c, n) in [12u64, 6, 3].into_iter().enumerate() {
-        for i in 0..n {
-            write_synthetic_png(&root.join(format!("train/c{c}/{i}.png")), c, i, 3, 12);
-        }
-        for i in 0..4 {
-            write_synthetic_png(&root.join(format!("test/c{c}/{i}.png")), c, 100 + i, 3, 12);
-        }
-    }
 }
 
 fn tensors(path: &Path) -> Vec<(String, Data)> {

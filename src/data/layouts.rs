@@ -3,6 +3,7 @@
 
 use super::{DatasetKind, ImageSource, Sample};
 use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// BreaKHis classes in label order (benign first, then malignant), with their file-name codes.
@@ -114,8 +115,21 @@ fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Every file below `dir`, recursively, in sorted order (junk folders skipped).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Every file below `dir`, recursively, in sorted order (junk folders skipped). A folder
+/// reached twice (a symlink to itself or to an ancestor, or two links to one folder) is
+/// walked once, so link loops end and no image is listed twice.
+pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    walk(dir, &mut out, &mut HashSet::new())?;
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Result<()> {
+    let real =
+        std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    if !seen.insert(real) {
+        return Ok(());
+    }
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
@@ -127,12 +141,20 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            walk(&path, out)?;
+            walk(&path, out, seen)?;
         } else {
             out.push(path);
         }
     }
     Ok(())
+}
+
+/// Image files (by extension) among `files`.
+pub fn image_files(files: Vec<PathBuf>) -> Vec<PathBuf> {
+    files
+        .into_iter()
+        .filter(|p| has_image_extension(p))
+        .collect()
 }
 
 /// The `breast` folder of a BreaKHis copy, accepting the three documented roots.
@@ -155,8 +177,7 @@ pub fn load_breakhis(root: &Path, magnification: Option<u32>) -> Result<(Vec<Sam
             root.display()
         )
     })?;
-    let mut files = Vec::new();
-    walk(&dir, &mut files)?;
+    let files = files_below(&dir)?;
     let mut samples = Vec::new();
     let mut ignored = 0;
     for path in files {

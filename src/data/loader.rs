@@ -27,6 +27,19 @@ pub struct Batch {
     pub samples: Vec<usize>,
 }
 
+impl Batch {
+    /// Keeps the first `n` images.
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.y.len() {
+            let per = self.shape[1] * self.shape[2] * self.shape[3];
+            self.x.truncate(n * per);
+            self.y.truncate(n);
+            self.samples.truncate(n);
+            self.shape[0] = n;
+        }
+    }
+}
+
 /// Loads batches of one split with one sampler.
 pub struct BatchLoader {
     ds: Arc<Dataset>,

@@ -30,7 +30,8 @@ mod split;
 mod synthetic;
 
 pub use layouts::{
-    parse_breakhis_name, BreakhisName, BREAKHIS_CLASSES, CHEST_CLASSES, EXPECTED_LAYOUTS,
+    files_below, image_files, parse_breakhis_name, BreakhisName, BREAKHIS_CLASSES, CHEST_CLASSES,
+    EXPECTED_LAYOUTS,
 };
 pub use loader::{Batch, BatchLoader, EpochIter};
 pub use preprocess::{Pixels, Preprocessor, IMAGENET_MEAN, IMAGENET_STD};

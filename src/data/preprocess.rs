@@ -19,6 +19,13 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// Weights of ITU-R BT.601 luma, used for RGB → 1 channel.
 const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
+/// The longest side of an image that is decoded, and the most memory its decoding may take.
+const MAX_SIDE: u32 = 32_768;
+const MAX_DECODE_BYTES: u64 = 1 << 30;
+/// The most one side of an image may exceed the other: resizing the shorter side to the crop
+/// size scales the longer one by as much.
+const MAX_ASPECT: u64 = 16;
+
 /// A decoded, resized (pre-crop) image: `c` is 1 (grey) or 3 (RGB), row-major HWC bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pixels {
@@ -145,12 +152,31 @@ impl Preprocessor {
 
     /// Decodes a file and brings it to the pre-crop size of this dataset's pipeline.
     fn decode_file(&self, path: &Path) -> Result<Pixels> {
-        let img = image::ImageReader::open(path)
+        let mut reader = image::ImageReader::open(path)
             .and_then(|r| r.with_guessed_format())
-            .map_err(|e| anyhow!("cannot read image {}: {e}", path.display()))?
-            .decode()
-            .map_err(|e| anyhow!("cannot decode image {}: {e}", path.display()))?;
+            .map_err(|e| anyhow!("cannot read image {}: {e}", path.display()))?;
+        // A header may claim any size: refuse it before decoding rather than allocate
+        // gigabytes (a 29 KB PNG claiming 30,000,000 x 1 pixels took 5.7 GB).
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_SIDE);
+        limits.max_image_height = Some(MAX_SIDE);
+        limits.max_alloc = Some(MAX_DECODE_BYTES);
+        reader.limits(limits);
+        let img = reader.decode().map_err(|e| {
+            anyhow!(
+                "cannot decode image {}: {e} (images up to {MAX_SIDE} pixels a side are read)",
+                path.display()
+            )
+        })?;
         let (w, h) = (img.width() as usize, img.height() as usize);
+        let long = w.max(h) as u64;
+        if long > MAX_ASPECT * w.min(h).max(1) as u64 {
+            bail!(
+                "image {} is {w}x{h} pixels: its sides differ by more than {MAX_ASPECT} times, \
+                 too far from the square crops the model reads",
+                path.display()
+            );
+        }
         let s = self.size;
         Ok(match self.kind {
             DatasetKind::BreaKHis => resize_any(&img, scaled(350, s).max(s), scaled(230, s).max(s)),

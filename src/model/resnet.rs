@@ -19,6 +19,10 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// The most classes a model may have (a checkpoint or golden file claiming more is refused
+/// before anything is allocated for it).
+pub const MAX_CLASSES: usize = 100_000;
+
 /// What defines the network's shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -172,8 +176,11 @@ pub struct BbnResNet32 {
 impl BbnResNet32 {
     /// A freshly initialised network (seeded).
     pub fn new(gpu: &Arc<Gpu>, config: &ModelConfig, seed: u64) -> Result<BbnResNet32> {
-        if config.classes < 2 {
-            bail!("the model needs at least 2 classes, got {}", config.classes);
+        if !(2..=MAX_CLASSES).contains(&config.classes) {
+            bail!(
+                "the model needs 2 to {MAX_CLASSES} classes, got {}",
+                config.classes
+            );
         }
         if config.in_ch != 1 && config.in_ch != 3 {
             bail!(

@@ -21,7 +21,7 @@ use crate::Gpu;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -129,6 +129,8 @@ struct Run<'a> {
     ds: Arc<Dataset>,
     trainer: Trainer,
     state: RunState,
+    /// Images --skip-bad-images skipped that a warning has named.
+    skipped_reported: BTreeSet<String>,
 }
 
 fn last_path(out: &Path) -> PathBuf {
@@ -237,6 +239,7 @@ impl<'a> Run<'a> {
             ds,
             trainer,
             state,
+            skipped_reported: BTreeSet::new(),
         })
     }
 
@@ -289,11 +292,19 @@ impl<'a> Run<'a> {
                 None => None,
             };
             while let Some(xc) = batches.next() {
-                let xc = xc?;
-                let xr = match rebatches.as_mut().and_then(|r| r.next()) {
+                let mut xc = xc?;
+                let mut xr = match rebatches.as_mut().and_then(|r| r.next()) {
                     Some(r) => Some(r?),
                     None => None,
                 };
+                self.report_skipped();
+                // With --skip-bad-images a branch's batch may come back short; BBN mixes the
+                // branches' features pairwise, so both keep only as many images as the shorter.
+                if let Some(r) = xr.as_mut() {
+                    let n = xc.y.len().min(r.y.len());
+                    xc.truncate(n);
+                    r.truncate(n);
+                }
                 let usable = xc.y.len() >= 2 && xr.as_ref().is_none_or(|r| r.y.len() >= 2);
                 if usable {
                     let theta = match self.cfg.theta_per {
@@ -413,6 +424,15 @@ impl<'a> Run<'a> {
             self.opts.out.display()
         );
         Ok(Outcome::Finished)
+    }
+
+    /// Warns once about each image that --skip-bad-images skipped since the last call.
+    fn report_skipped(&mut self) {
+        for (image, err) in self.ds.skipped_images() {
+            if self.skipped_reported.insert(image.clone()) {
+                eprintln!("warning: skipping unreadable image {image}: {err}");
+            }
+        }
     }
 
     /// Ctrl-C was pressed or this invocation's step budget is spent.

@@ -1,6 +1,8 @@
 //! Shared test helpers: one GPU per test binary, uploads of reference arrays, comparisons.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use lskbb::ops::{elementwise, reduce};
 use lskbb::reference::{Arr, Tol};
 use lskbb::{backward, AdapterChoice, Gpu, Tensor, Var};

@@ -1,0 +1,220 @@
+//! Bad input from the command line (issue 14's corpus, as a new user meets it): each case
+//! ends with a clear message that names the file, flag or class and what was expected, the
+//! conventional exit code (1 error, 2 usage), or the behaviour a user expects; none panics,
+//! hangs or aborts.
+
+mod common;
+
+use common::cli::{lskbb, make_imagefolder, ok, temp_dir, write_synthetic_png};
+use lskbb::tensor_file::TensorFile;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Fails unless the command exited with `code` and its stderr holds every one of `words`.
+fn fails_with(out: &Output, code: i32, words: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "exit status; stderr: {err}");
+    for w in words {
+        assert!(err.contains(w), "stderr should name {w:?}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn training_flags_out_of_range_are_usage_errors_that_name_the_flag() {
+    for (flag, value) in [
+        ("--momentum", "nan"),
+        ("--momentum", "1"),
+        ("--cb-beta", "1"),
+        ("--weight-decay", "-5"),
+        ("--lr", "0"),
+        ("--lr", "inf"),
+        ("--gamma", "-1"),
+        ("--image-size", "100000"),
+        ("--epochs", "0"),
+        ("--batch-size", "1"),
+    ] {
+        let arg = format!("{flag}={value}");
+        fails_with(&lskbb(&["train", &arg]), 2, &[flag]);
+    }
+}
+
+/// A 0-byte PNG among the training images: with --skip-bad-images the bilateral run (whose
+/// branches mix features pairwise) trains on and names the file; without it the run stops
+/// with an error that names it.
+#[test]
+fn an_unreadable_training_image_is_skipped_by_name_or_named_in_the_error() {
+    let dir = temp_dir("bad-train");
+    let data = dir.join("data");
+    make_imagefolder(&data);
+    let bad = data.join("train/c0/empty.png");
+    std::fs::write(&bad, b"").unwrap();
+    let out = dir.join("run");
+    let args = |extra: &'static [&'static str]| {
+        let mut a = vec![
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--image-size",
+            "8",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let run = lskbb(&args(&["--skip-bad-images"]));
+    ok(&run);
+    assert!(stderr(&run).contains("empty.png"), "{}", stderr(&run));
+    let _ = std::fs::remove_dir_all(&out);
+    fails_with(&lskbb(&args(&[])), 1, &["empty.png"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `predict` over a folder with an unreadable image, a PNG whose header claims 30,000,000 x 1
+/// pixels and two symlinks back to the folder itself: each good image is listed once, and the
+/// bad ones are skipped by name (--skip-bad-images) or stop it with their name.
+#[test]
+fn predict_lists_each_good_image_once_and_names_the_bad_ones() {
+    let dir = temp_dir("bad-predict");
+    let images = dir.join("images");
+    for i in 0..3 {
+        write_synthetic_png(&images.join(format!("good{i}.png")), i as usize, i, 5, 16);
+    }
+    std::fs::write(images.join("empty.png"), b"").unwrap();
+    std::fs::write(images.join("huge.png"), huge_png()).unwrap();
+    #[cfg(unix)]
+    for link in ["loop1", "loop2"] {
+        std::os::unix::fs::symlink(".", images.join(link)).unwrap();
+    }
+    let ckpt = fixture("torch_lsk_5cls_gray_w4.safetensors");
+    let base = [
+        "predict",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--json",
+        "--channels",
+        "1",
+        "--image-size",
+        "16",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--skip-bad-images", images.to_str().unwrap()]);
+    let run = lskbb(&args);
+    let text = ok(&run);
+    for i in 0..3 {
+        let name = format!("good{i}.png");
+        assert_eq!(text.matches(&name).count(), 1, "{name} once: {text}");
+    }
+    let err = stderr(&run);
+    assert!(
+        err.contains("empty.png") && err.contains("huge.png"),
+        "{err}"
+    );
+    let mut args = base.to_vec();
+    let huge = images.join("huge.png");
+    args.push(huge.to_str().unwrap());
+    fails_with(&lskbb(&args), 1, &["huge.png"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A checkpoint whose metadata names fewer classes than the model has outputs.
+#[test]
+fn a_checkpoint_with_too_few_class_names_is_refused_by_name() {
+    let dir = temp_dir("bad-classes");
+    let mut f = TensorFile::load(&fixture("torch_lsk_5cls_gray_w4.safetensors")).unwrap();
+    f.metadata
+        .insert("classes".into(), r#"["benign", "malignant"]"#.into());
+    let ckpt = dir.join("two-names.safetensors");
+    f.save(&ckpt).unwrap();
+    let img = dir.join("x.png");
+    write_synthetic_png(&img, 0, 0, 5, 16);
+    let out = lskbb(&[
+        "predict",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--channels",
+        "1",
+        img.to_str().unwrap(),
+    ]);
+    fails_with(
+        &out,
+        1,
+        &["two-names.safetensors", "2 classes", "5 outputs"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A golden file whose config claims 10^12 classes is refused before anything is allocated.
+#[test]
+fn a_golden_claiming_a_trillion_classes_is_refused() {
+    let dir = temp_dir("bad-golden");
+    let src = fixture("golden/model_plain_dflce_gray_2cls.safetensors");
+    let mut f = TensorFile::load(&src).unwrap();
+    let cfg = f.metadata["config"].replace("\"classes\": 2", "\"classes\": 1000000000000");
+    assert_ne!(cfg, f.metadata["config"]);
+    f.metadata.insert("config".into(), cfg);
+    let path = dir.join("trillion.safetensors");
+    f.save(&path).unwrap();
+    fails_with(
+        &lskbb(&["verify", path.to_str().unwrap()]),
+        1,
+        &["trillion.safetensors", "classes"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A valid PNG (signature, IHDR, one IDAT, IEND) whose header claims 30,000,000 x 1 grey
+/// pixels while it holds a few bytes.
+fn huge_png() -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend(kind);
+        out.extend(data);
+        let crc = crc32(&out[start..]);
+        out.extend(crc.to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = 30_000_000u32.to_be_bytes().to_vec();
+    ihdr.extend(1u32.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]); // 8-bit grey, deflate, no filter, no interlace
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// CRC-32 (IEEE, as PNG chunks use).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -1,0 +1,56 @@
+//! Running the `lskbb` binary on small image folders.
+
+use lskbb::data::synthetic_image;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A fresh empty folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lskbb-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn lskbb(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lskbb"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn ok(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A PNG of the synthetic set's `index`-th image of `class` (of `classes`), `size` pixels.
+pub fn write_synthetic_png(path: &Path, class: usize, index: u64, classes: usize, size: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let px = synthetic_image(0, class, index, classes, size);
+    image::RgbImage::from_raw(px.w as u32, px.h as u32, px.data)
+        .unwrap()
+        .save(path)
+        .unwrap();
+}
+
+/// An ImageFolder: 3 classes, long-tailed 12/6/3 training images, 4 test images per class.
+pub fn make_imagefolder(root: &Path) {
+    for (c, n) in [12u64, 6, 3].into_iter().enumerate() {
+        for i in 0..n {
+            write_synthetic_png(&root.join(format!("train/c{c}/{i}.png")), c, i, 3, 12);
+        }
+        for i in 0..4 {
+            write_synthetic_png(&root.join(format!("test/c{c}/{i}.png")), c, 100 + i, 3, 12);
+        }
+    }
+}
