@@ -23,7 +23,7 @@ use lskbb::Gpu;
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -176,8 +176,50 @@ pub struct TrainArgs {
     stop_after_steps: Option<u64>,
 }
 
-/// Set by Ctrl-C; the training loop checks it after every step.
+/// Set by Ctrl-C (SIGINT) or SIGTERM; the training loop checks it after every step.
 static STOP: AtomicBool = AtomicBool::new(false);
+/// The signal that set STOP (0: none), for the exit status 128 + signal.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// The exit status of a training run that a signal stopped after its clean save: 130 for
+/// Ctrl-C, 143 for SIGTERM (as shells report them); `None` when no signal came.
+pub fn interrupted_status() -> Option<u8> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some((128 + s) as u8),
+    }
+}
+
+/// The first signal finishes the step and saves a checkpoint; a second exits at once.
+fn on_stop_signal(sig: i32, name: &str) {
+    if STOP.swap(true, Ordering::SeqCst) {
+        eprintln!("\nsecond {name}: exiting without saving");
+        std::process::exit(128 + sig);
+    }
+    SIGNAL.store(sig, Ordering::SeqCst);
+    eprintln!("\n{name}: finishing this step and saving a checkpoint ({name} again to quit now)");
+}
+
+/// Catches Ctrl-C and SIGTERM (a scheduler's stop, `docker stop`) on a thread of its own,
+/// which may print and exit, unlike a signal handler.
+#[cfg(unix)]
+fn catch_stop_signals() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing the SIGINT and SIGTERM handlers")?;
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            on_stop_signal(sig, if sig == SIGINT { "Ctrl-C" } else { "SIGTERM" });
+        }
+    });
+    Ok(())
+}
+
+/// Catches Ctrl-C (Windows has no SIGTERM).
+#[cfg(not(unix))]
+fn catch_stop_signals() -> Result<()> {
+    ctrlc::set_handler(|| on_stop_signal(2, "Ctrl-C")).context("installing the Ctrl-C handler")
+}
 
 fn utc_stamp() -> String {
     let secs = std::time::SystemTime::now()
@@ -345,16 +387,7 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
         recompute: a.recompute,
         autotune: a.autotune,
     };
-    ctrlc::set_handler(|| {
-        if STOP.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting without saving");
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again to quit now)"
-        );
-    })
-    .context("installing the Ctrl-C handler")?;
+    catch_stop_signals()?;
     let outcome = train::train(&gpu, cfg, &opts, &STOP)?;
     Ok(outcome == Outcome::Finished
         || STOP.load(Ordering::SeqCst)

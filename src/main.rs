@@ -201,7 +201,8 @@ fn run(cli: Cli) -> Result<bool> {
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(true) => ExitCode::SUCCESS,
+        // A training run that a signal stopped after its clean save: 130 or 143.
+        Ok(true) => cli_train::interrupted_status().map_or(ExitCode::SUCCESS, ExitCode::from),
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -135,10 +135,14 @@ impl LrSchedule {
     /// BBN's recipe scaled to `epochs`: linear warm-up over `warmup` epochs (BBN: 5, see
     /// [`default_warmup`]), then ×0.01 at 60% and 80% of the run.
     pub fn bbn_step(base: f32, epochs: usize, warmup: usize) -> LrSchedule {
+        // At 60% and 80% of the run; in short runs each drop comes after at least one epoch
+        // at the rate before it (1 epoch: none; 2: one, before epoch 2).
+        let first = (epochs * 3 / 5).max(1);
+        let second = (epochs * 4 / 5).max(first + 1);
         LrSchedule::Step {
             base,
             warmup,
-            milestones: vec![epochs * 3 / 5, epochs * 4 / 5],
+            milestones: [first, second].into_iter().filter(|&m| m < epochs).collect(),
             gamma: 0.01,
         }
     }
@@ -193,6 +197,21 @@ mod tests {
         assert!((s.lr(119) - 0.05).abs() < 1e-7);
         assert!((s.lr(120) - 0.0005).abs() < 1e-9);
         assert!((s.lr(160) - 0.000005).abs() < 1e-11);
+    }
+
+    #[test]
+    fn short_step_schedules_drop_only_after_an_epoch_at_the_base_rate() {
+        let drops = |epochs| match LrSchedule::bbn_step(0.05, epochs, 0) {
+            LrSchedule::Step { milestones, .. } => milestones,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(drops(1), Vec::<usize>::new());
+        assert_eq!(drops(2), vec![1]);
+        assert_eq!(drops(3), vec![1, 2]);
+        assert_eq!(drops(5), vec![3, 4]);
+        assert_eq!(drops(200), vec![120, 160]);
+        let one = LrSchedule::bbn_step(0.05, 1, default_warmup(1));
+        assert!((one.lr(0) - 0.05).abs() < 1e-7, "{}", one.lr(0));
     }
 
     #[test]

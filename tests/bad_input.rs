@@ -218,3 +218,82 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// SIGTERM (a scheduler's stop) finishes the step, saves a checkpoint and exits 143; the run
+/// then resumes to the end.
+#[cfg(unix)]
+#[test]
+fn sigterm_saves_a_checkpoint_and_exits_143_then_the_run_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = temp_dir("sigterm");
+    let out = dir.join("run");
+    let args = [
+        "train",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "8",
+        "--synthetic-per-class",
+        "20",
+        "--test-per-class",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lskbb"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // The first progress line comes after the first step.
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let stepped = line.contains(" step ");
+        seen.push(line);
+        if stepped {
+            break;
+        }
+    }
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    seen.extend(lines.map_while(Result::ok));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{seen:#?}");
+    assert!(seen.iter().any(|l| l.contains("SIGTERM")), "{seen:#?}");
+    assert!(out.join("last.safetensors").exists());
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    ok(&lskbb(&resume));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A run that fails before writing anything leaves no empty run folder behind.
+#[test]
+fn a_failed_start_leaves_no_run_folder() {
+    let dir = temp_dir("no-folder");
+    let data = dir.join("not-a-dataset");
+    std::fs::create_dir_all(&data).unwrap();
+    let out = dir.join("run");
+    fails_with(
+        &lskbb(&[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        1,
+        &["not-a-dataset"],
+    );
+    assert!(!out.exists(), "{} was left behind", out.display());
+    let _ = std::fs::remove_dir_all(&dir);
+}

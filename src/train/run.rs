@@ -155,8 +155,13 @@ pub fn train(
     opts: &TrainOptions,
     stop: &AtomicBool,
 ) -> Result<Outcome> {
-    let mut run = Run::start(gpu, cfg, opts)?;
-    run.go(stop)
+    // A run that fails before it has written anything leaves no empty folder behind.
+    let fresh = !opts.out.exists();
+    let outcome = Run::start(gpu, cfg, opts).and_then(|mut run| run.go(stop));
+    if outcome.is_err() && fresh {
+        let _ = std::fs::remove_dir(&opts.out);
+    }
+    outcome
 }
 
 impl<'a> Run<'a> {
