@@ -297,3 +297,27 @@ fn a_failed_start_leaves_no_run_folder() {
     assert!(!out.exists(), "{} was left behind", out.display());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An imbalance factor that leaves a class without training images is refused (it trained on
+/// before, or ended in a non-finite class-balanced loss).
+#[test]
+fn an_imbalance_that_empties_a_class_is_refused() {
+    let dir = temp_dir("empty-class");
+    let data = dir.join("data");
+    make_imagefolder(&data);
+    let out = dir.join("run");
+    fails_with(
+        &lskbb(&[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--imbalance",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        1,
+        &["--imbalance", "no training image", "class 2"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

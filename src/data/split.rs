@@ -39,6 +39,16 @@ fn formula_targets(counts: &[usize], imbalance: f64) -> Result<Vec<usize>> {
         // The epsilon keeps exact products (e.g. 5000/100 = 50) from flooring to one less.
         targets[class] = (n_max as f64 * (1.0 / imbalance).powf(exponent) + 1e-9).floor() as usize;
     }
+    // A class without training images cannot be learnt, and class-balanced weights divide by
+    // its count: refuse rather than train on (or end in a non-finite loss).
+    if let Some(class) = (0..c).find(|&k| targets[k] == 0 && counts[k] > 0) {
+        bail!(
+            "imbalance factor {imbalance} leaves class {class} (the {}-th in sorted class order) \
+             with no training image: the largest class has {n_max}, and {n_max}/{imbalance} \
+             rounds down to 0; use a smaller --imbalance (at most {n_max}) or more images",
+            class + 1
+        );
+    }
     Ok(targets)
 }
 
