@@ -180,6 +180,7 @@ fn chestxray_nested_duplicate_and_macosx() {
     for r in [root.clone(), root.join("chest_xray")] {
         let ds = Dataset::open(&small(DataConfig {
             root: Some(r),
+            normalize: Some(Normalize::Imagenet),
             ..DataConfig::default()
         }))
         .unwrap();
@@ -248,6 +249,7 @@ fn imagefolder_sorted_classes_and_extensions() {
             kind: DatasetKind::ImageFolder,
             image_size: 16,
             channels: 1,
+            normalize: Some(Normalize::Imagenet),
             ..DataConfig::default()
         },
     )

@@ -21,17 +21,23 @@
 //! # Ok(()) }
 //! ```
 
+mod augment;
 mod layouts;
 mod loader;
 mod preprocess;
 pub mod rng;
 mod sampler;
 mod split;
+mod stats;
 mod synthetic;
 
+pub use augment::{
+    default_augment, default_normalize, legacy_augment, upgrade_saved_data_config, Augment, Draw,
+    Normalize, AUGMENT_NAMES,
+};
 pub use layouts::{
-    files_below, image_files, parse_breakhis_name, BreakhisName, BREAKHIS_CLASSES, CHEST_CLASSES,
-    EXPECTED_LAYOUTS,
+    detect as detect_kind, files_below, image_files, parse_breakhis_name, BreakhisName,
+    BREAKHIS_CLASSES, CHEST_CLASSES, EXPECTED_LAYOUTS,
 };
 pub use loader::{Batch, BatchLoader, EpochIter};
 pub use preprocess::{Pixels, Preprocessor, IMAGENET_MEAN, IMAGENET_STD};
@@ -151,7 +157,12 @@ pub struct DataConfig {
     pub image_size: usize,
     /// Channels the model wants (1 or 3).
     pub channels: usize,
-    /// Per-channel normalisation; None = ImageNet's (luma-weighted for 1 channel).
+    /// Training augmentation; None = the dataset's default ([`default_augment`]).
+    pub augment: Option<Augment>,
+    /// Input normalisation; None = the dataset's default ([`default_normalize`]).
+    pub normalize: Option<Normalize>,
+    /// Per-channel mean and std; when set they are used whatever `normalize` says (`dataset`
+    /// statistics are stored here when a dataset is opened, so checkpoints keep them).
     pub mean: Option<Vec<f32>>,
     pub std: Option<Vec<f32>>,
     /// Skip (and count) unreadable images instead of failing.
@@ -181,6 +192,8 @@ impl Default for DataConfig {
             seed: 0,
             image_size: 224,
             channels: 3,
+            augment: None,
+            normalize: None,
             mean: None,
             std: None,
             skip_bad_images: false,
@@ -397,9 +410,13 @@ impl Dataset {
             None => train,
         };
         let pre = Preprocessor::new(kind, cfg, classes.len())?;
-        Ok(Dataset {
+        let mut config = cfg.clone();
+        config.kind = kind;
+        config.augment = Some(pre.augment());
+        config.normalize = Some(pre.normalize());
+        let mut ds = Dataset {
             kind,
-            config: cfg.clone(),
+            config,
             classes,
             train,
             test,
@@ -409,7 +426,14 @@ impl Dataset {
             notes,
             pre,
             skipped: Mutex::new(BTreeMap::new()),
-        })
+        };
+        if ds.pre.normalize() == Normalize::Dataset && cfg.mean.is_none() {
+            let (mean, std) = stats::training_statistics(&ds)?;
+            ds.pre.set_statistics(mean.clone(), std.clone())?;
+            ds.config.mean = Some(mean);
+            ds.config.std = Some(std);
+        }
+        Ok(ds)
     }
 
     pub fn num_classes(&self) -> usize {
@@ -511,6 +535,7 @@ impl Dataset {
             "split_by_patient": self.config.split_by_patient,
             "image_size": self.config.image_size,
             "channels": self.config.channels,
+            "preprocessing": self.pre.describe(),
             "counts": {
                 "train": self.counts(Split::Train),
                 "train_before_long_tail": self.original_train_counts,
@@ -540,7 +565,14 @@ pub fn file_preprocessor(cfg: &DataConfig) -> Result<Preprocessor> {
         (DatasetKind::Auto, None) => DatasetKind::ImageFolder,
         (k, _) => k,
     };
-    Preprocessor::new(kind, cfg, 0)
+    let pre = Preprocessor::new(kind, cfg, 0)?;
+    if pre.normalize() == Normalize::Dataset && cfg.mean.is_none() {
+        bail!(
+            "--normalize dataset needs the statistics of a training split: a checkpoint \
+             trained with it stores them; without one, choose --normalize imagenet or none"
+        );
+    }
+    Ok(pre)
 }
 
 /// Preprocesses one image file as evaluation images are (see [`file_preprocessor`]).

@@ -1,6 +1,8 @@
 //! CPU preprocessing: decode, resize to the dataset's pre-crop size (cached in memory), then
-//! crop, flip, channel conversion and normalisation to f32 CHW.
+//! the window, augmentation, channel conversion and normalisation to f32 CHW (see
+//! [`super::augment`]).
 
+use super::augment::{default_augment, default_normalize, fill, Augment, Draw, Normalize, LUMA};
 use super::rng::Rng;
 use super::synthetic::synthetic_image;
 use super::{DataConfig, DatasetKind, ImageSource};
@@ -15,9 +17,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// ImageNet channel statistics (RGB), the default normalisation.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-
-/// Weights of ITU-R BT.601 luma, used for RGB → 1 channel.
-const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
 /// The longest side of an image that is decoded, and the most memory its decoding may take.
 const MAX_SIDE: u32 = 32_768;
@@ -62,6 +61,8 @@ pub struct Preprocessor {
     kind: DatasetKind,
     size: usize,
     channels: usize,
+    augment: Augment,
+    normalize: Normalize,
     mean: Vec<f32>,
     std: Vec<f32>,
     seed: u64,
@@ -101,6 +102,8 @@ impl Preprocessor {
         if cfg.channels != 1 && cfg.channels != 3 {
             bail!("channels must be 1 or 3, got {}", cfg.channels);
         }
+        let augment = cfg.augment.unwrap_or(default_augment(kind));
+        let normalize = cfg.normalize.unwrap_or(default_normalize(kind));
         let default = |v: [f32; 3]| {
             if cfg.channels == 3 {
                 v.to_vec()
@@ -108,12 +111,38 @@ impl Preprocessor {
                 vec![LUMA.iter().zip(v).map(|(l, x)| l * x).sum()]
             }
         };
-        let mean = cfg.mean.clone().unwrap_or_else(|| default(IMAGENET_MEAN));
-        let std = cfg.std.clone().unwrap_or_else(|| default(IMAGENET_STD));
-        if mean.len() != cfg.channels || std.len() != cfg.channels {
+        // `dataset` statistics are set by `set_statistics` (Dataset::open) or come saved
+        // in `cfg.mean`/`cfg.std`; until then the values pass through unchanged.
+        let (m, sd) = match normalize {
+            Normalize::Imagenet => (default(IMAGENET_MEAN), default(IMAGENET_STD)),
+            Normalize::Dataset | Normalize::None => {
+                (vec![0.0; cfg.channels], vec![1.0; cfg.channels])
+            }
+        };
+        let mut pre = Preprocessor {
+            kind,
+            size: cfg.image_size,
+            channels: cfg.channels,
+            augment,
+            normalize,
+            mean: Vec::new(),
+            std: Vec::new(),
+            seed: cfg.seed,
+            num_classes,
+            cache: Mutex::new(HashMap::new()),
+            cache_bytes: AtomicUsize::new(0),
+            cache_limit: cfg.cache_mb.saturating_mul(1 << 20),
+        };
+        pre.set_statistics(cfg.mean.clone().unwrap_or(m), cfg.std.clone().unwrap_or(sd))?;
+        Ok(pre)
+    }
+
+    /// Sets the per-channel mean and std the inputs are normalised with.
+    pub fn set_statistics(&mut self, mean: Vec<f32>, std: Vec<f32>) -> Result<()> {
+        if mean.len() != self.channels || std.len() != self.channels {
             bail!(
                 "mean {mean:?} and std {std:?} must have one value per channel ({})",
-                cfg.channels
+                self.channels
             );
         }
         if std
@@ -122,18 +151,84 @@ impl Preprocessor {
         {
             bail!("std values must be > 0, got {std:?}");
         }
-        Ok(Preprocessor {
-            kind,
-            size: cfg.image_size,
-            channels: cfg.channels,
-            mean,
-            std,
-            seed: cfg.seed,
-            num_classes,
-            cache: Mutex::new(HashMap::new()),
-            cache_bytes: AtomicUsize::new(0),
-            cache_limit: cfg.cache_mb.saturating_mul(1 << 20),
+        if mean.iter().any(|m| !m.is_finite()) {
+            bail!("mean values must be finite, got {mean:?}");
+        }
+        self.mean = mean;
+        self.std = std;
+        Ok(())
+    }
+
+    pub fn augment(&self) -> Augment {
+        self.augment
+    }
+
+    pub fn normalize(&self) -> Normalize {
+        self.normalize
+    }
+
+    /// The per-channel mean and std in use.
+    pub fn statistics(&self) -> (&[f32], &[f32]) {
+        (&self.mean, &self.std)
+    }
+
+    /// The pipeline in words and numbers, for summary.json and the start of a run.
+    pub fn describe(&self) -> serde_json::Value {
+        let (s, side) = (self.size, self.pre_crop_side());
+        let base = match self.kind {
+            DatasetKind::BreaKHis if self.augment.crop => format!(
+                "resize to {}x{}",
+                scaled(350, s).max(s),
+                scaled(230, s).max(s)
+            ),
+            DatasetKind::ChestXray => {
+                format!("1/4 scale, centre square, resize to {side}x{side}")
+            }
+            DatasetKind::Synthetic if side == s => format!("generated at {s}x{s}"),
+            DatasetKind::Synthetic => format!("generated at {s}x{s}, resize to {side}x{side}"),
+            _ => format!("shorter side to {side}"),
+        };
+        let window = if self.augment.crop {
+            "random"
+        } else {
+            "centre"
+        };
+        let mut train = vec![base.clone(), format!("{window} {s}x{s} window")];
+        let a = self.augment;
+        for (on, what) in [
+            (a.flip, "left-right flip p 1/2"),
+            (a.vflip, "top-bottom flip p 1/2"),
+            (a.rot90, "0-3 quarter turns"),
+            (a.color, "brightness and contrast x U[0.8, 1.2]"),
+        ] {
+            if on {
+                train.push(what.into());
+            }
+        }
+        // f32 → the shortest decimal that reads back as it, so the JSON round-trips
+        let decimal = |v: &[f32]| -> Vec<f64> {
+            v.iter()
+                .map(|x| x.to_string().parse().unwrap_or(f64::NAN))
+                .collect()
+        };
+        serde_json::json!({
+            "augment": self.augment,
+            "normalize": self.normalize,
+            "mean": decimal(&self.mean),
+            "std": decimal(&self.std),
+            "train": train.join(", "),
+            "eval": format!("{base}, centre {s}x{s} window"),
         })
+    }
+
+    /// The shorter side of the pre-crop image: S·256/224 with `crop` (the margin a random
+    /// window moves in), S without.
+    fn pre_crop_side(&self) -> usize {
+        if self.augment.crop {
+            scaled(256, self.size).max(self.size)
+        } else {
+            self.size
+        }
     }
 
     /// Final side length S.
@@ -177,9 +272,11 @@ impl Preprocessor {
                 path.display()
             );
         }
-        let s = self.size;
+        let (s, side) = (self.size, self.pre_crop_side());
         Ok(match self.kind {
-            DatasetKind::BreaKHis => resize_any(&img, scaled(350, s).max(s), scaled(230, s).max(s)),
+            DatasetKind::BreaKHis if self.augment.crop => {
+                resize_any(&img, scaled(350, s).max(s), scaled(230, s).max(s))
+            }
             DatasetKind::ChestXray => {
                 // ¼ scale, centre square crop, then to S (the paper's "scale ½ → 224").
                 let quarter = img.resize_exact(
@@ -187,29 +284,22 @@ impl Preprocessor {
                     (h / 4).max(1) as u32,
                     FilterType::Triangle,
                 );
-                let side = quarter.width().min(quarter.height());
+                let sq = quarter.width().min(quarter.height());
                 let square = quarter.crop_imm(
-                    (quarter.width() - side) / 2,
-                    (quarter.height() - side) / 2,
-                    side,
-                    side,
+                    (quarter.width() - sq) / 2,
+                    (quarter.height() - sq) / 2,
+                    sq,
+                    sq,
                 );
-                resize_any(&square, s, s)
+                resize_any(&square, side, side)
             }
-            DatasetKind::Synthetic => resize_any(&img, s, s),
+            DatasetKind::Synthetic => resize_any(&img, side, side),
             _ => {
-                // shorter side to S·256/224, aspect kept
-                let short = scaled(256, s).max(s);
+                // shorter side to `side`, aspect kept
                 let (nw, nh) = if w <= h {
-                    (
-                        short,
-                        ((h * short) as f64 / w.max(1) as f64).round() as usize,
-                    )
+                    (side, ((h * side) as f64 / w.max(1) as f64).round() as usize)
                 } else {
-                    (
-                        ((w * short) as f64 / h.max(1) as f64).round() as usize,
-                        short,
-                    )
+                    (((w * side) as f64 / h.max(1) as f64).round() as usize, side)
                 };
                 resize_any(&img, nw.max(s), nh.max(s))
             }
@@ -219,13 +309,16 @@ impl Preprocessor {
     fn produce(&self, src: &ImageSource) -> Result<Pixels> {
         match src {
             ImageSource::File(path) => self.decode_file(path),
-            ImageSource::Synthetic { class, index } => Ok(synthetic_image(
-                self.seed,
-                *class,
-                *index,
-                self.num_classes,
-                self.size,
-            )),
+            ImageSource::Synthetic { class, index } => {
+                let px = synthetic_image(self.seed, *class, *index, self.num_classes, self.size);
+                let side = self.pre_crop_side();
+                if side == px.w {
+                    return Ok(px);
+                }
+                let img = RgbImage::from_raw(px.w as u32, px.h as u32, px.data)
+                    .ok_or_else(|| anyhow!("internal: synthetic image of the wrong length"))?;
+                Ok(resize_any(&img.into(), side, side))
+            }
         }
     }
 
@@ -268,57 +361,68 @@ impl Preprocessor {
         Ok(out)
     }
 
-    /// Writes the C·S·S normalised image of `src` into `out`. With `aug` (training): random
-    /// crop offset and a horizontal flip with probability ½; without: centre crop.
+    /// Writes the C·S·S normalised image of `src` into `out`. With `aug` (training): the
+    /// random transforms of this pipeline's [`Augment`], drawn from it; without: the centre
+    /// window, nothing else.
     pub fn prepare(&self, src: &ImageSource, aug: Option<&mut Rng>, out: &mut [f32]) -> Result<()> {
         let px = self.base(src)?;
         let s = self.size;
-        if px.w < s || px.h < s || out.len() != self.image_len() {
+        if px.w < s || px.h < s {
             bail!(
-                "internal size mismatch preparing {}: base {}x{}, size {s}, out {}",
+                "internal size mismatch preparing {}: base {}x{}, size {s}",
+                src.describe(),
+                px.w,
+                px.h
+            );
+        }
+        let d = match aug {
+            Some(rng) => Draw::random(self.augment, rng, px.w, px.h, s),
+            None => Draw::centre(px.w, px.h, s),
+        };
+        self.fill_with(&px, src, &d, &self.mean, &self.std, out)
+    }
+
+    /// Writes the C·S·S normalised image of `src` with the decisions `d` into `out`.
+    pub fn prepare_drawn(&self, src: &ImageSource, d: &Draw, out: &mut [f32]) -> Result<()> {
+        let px = self.base(src)?;
+        self.fill_with(&px, src, d, &self.mean, &self.std, out)
+    }
+
+    /// The evaluation image of `src` as [0, 1] values, not normalised (for statistics).
+    pub(crate) fn unnormalised(&self, src: &ImageSource, out: &mut [f32]) -> Result<()> {
+        let px = self.base(src)?;
+        let d = Draw::centre(px.w, px.h, self.size);
+        let (zero, one) = (vec![0.0; self.channels], vec![1.0; self.channels]);
+        self.fill_with(&px, src, &d, &zero, &one, out)
+    }
+
+    fn fill_with(
+        &self,
+        px: &Pixels,
+        src: &ImageSource,
+        d: &Draw,
+        mean: &[f32],
+        std: &[f32],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let s = self.size;
+        if d.x0 + s > px.w
+            || d.y0 + s > px.h
+            || d.quarter_turns > 3
+            || out.len() != self.image_len()
+        {
+            bail!(
+                "cannot take a {s}x{s} window at ({}, {}) turned {} times of {} ({}x{}) into {} values",
+                d.x0,
+                d.y0,
+                d.quarter_turns,
                 src.describe(),
                 px.w,
                 px.h,
                 out.len()
             );
         }
-        let (x0, y0, flip) = match aug {
-            Some(rng) => (
-                rng.below(px.w - s + 1),
-                rng.below(px.h - s + 1),
-                rng.next_u64() >> 63 == 1,
-            ),
-            None => ((px.w - s) / 2, (px.h - s) / 2, false),
-        };
-        let plane = s * s;
-        for y in 0..s {
-            for x in 0..s {
-                let sx = if flip { x0 + s - 1 - x } else { x0 + x };
-                let p = ((y0 + y) * px.w + sx) * px.c;
-                let o = y * s + x;
-                let v = |c: usize| px.data[p + c] as f32 / 255.0;
-                match (px.c, self.channels) {
-                    (1, 1) => out[o] = v(0),
-                    (1, _) => {
-                        for c in 0..3 {
-                            out[c * plane + o] = v(0);
-                        }
-                    }
-                    (_, 1) => out[o] = LUMA[0] * v(0) + LUMA[1] * v(1) + LUMA[2] * v(2),
-                    _ => {
-                        for c in 0..3 {
-                            out[c * plane + o] = v(c);
-                        }
-                    }
-                }
-            }
-        }
-        for c in 0..self.channels {
-            let (m, inv) = (self.mean[c], 1.0 / self.std[c]);
-            for v in &mut out[c * plane..(c + 1) * plane] {
-                *v = (*v - m) * inv;
-            }
-        }
+        fill(px, d, s, mean, std, out);
         Ok(())
     }
 
