@@ -7,12 +7,16 @@
 //! line with the best variant per pass. Each variant's result is also compared with the
 //! default's; a difference over 1e-3 of the largest value is flagged with `MISMATCH`.
 //!
+//! The LSK module's depthwise convolutions (5×5, 7×7 dilation 3) are timed the same way
+//! against `ops::conv::depthwise_cpu`'s variants (labels `dw C HxW ...`).
+//!
 //! `cargo run --release --example conv_cpu_lab` runs every shape; `-- FILTER` only the shapes
 //! whose label contains FILTER (e.g. `-- 3x3`, `-- 16->16`); `-- reps=N` sets the repetitions
 //! per timing (default 3, after one warm-up call).
 
 use anyhow::Result;
 use lskbb::ops::conv::cpu::{self, VARIANTS, W_VARIANTS};
+use lskbb::ops::conv::depthwise_cpu::{self, VARIANTS as DW_VARIANTS};
 use lskbb::ops::conv::{
     conv2d_forward_with, conv2d_grad_w_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo,
 };
@@ -42,6 +46,16 @@ const SHAPES: &[Shape] = &[
     (2, 2, 32, 7, 1, 3, true),
     (2, 2, 16, 7, 1, 3, true),
     (2, 2, 8, 7, 1, 3, true),
+];
+
+/// Depthwise (the LSK module's): channels, input hw, kernel, dilation ("same" padding).
+const DW_SHAPES: &[(usize, usize, usize, usize)] = &[
+    (16, 32, 5, 1),
+    (32, 16, 5, 1),
+    (64, 8, 5, 1),
+    (16, 32, 7, 3),
+    (32, 16, 7, 3),
+    (64, 8, 7, 3),
 ];
 
 /// Seconds per call of `f` over `reps` calls after one warm-up call, with the GPU idle
@@ -190,6 +204,85 @@ fn main() -> Result<()> {
         };
         for &v in W_VARIANTS {
             let (t, got) = time(&gpu, reps, || Ok(cpu::grad_w(&x, &w, &gy, false, p, v)?.0))?;
+            gw.runs.push((v.to_string(), t, diff(&got, &want)? > 1e-3));
+        }
+        gw.print();
+        summary.push(format!(
+            "{label:<24} {} | {} | {}",
+            fwd.best(),
+            gx.best(),
+            gw.best()
+        ));
+    }
+    for &(c, hw, ks, dil) in DW_SHAPES {
+        let label = format!("dw {c} {hw}x{hw} {ks}x{ks} d{dil}");
+        if !filter.is_empty() && !filter.iter().any(|f| label.contains(f.as_str())) {
+            continue;
+        }
+        let p = Conv2dParams {
+            padding: (ks - 1) * dil / 2,
+            dilation: dil,
+            groups: c,
+            ..Default::default()
+        };
+        let fill = |shape: &[usize], seed: usize| {
+            let len: usize = shape.iter().product();
+            let data: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919 + seed * 104729) % 2001) as f32 / 1000.0 - 1.0)
+                .collect();
+            Tensor::from_f32(&gpu, &data, shape)
+        };
+        let x = fill(&[N, c, hw, hw], 1)?;
+        let w = fill(&[c, 1, ks, ks], 2)?;
+        let b = fill(&[c], 4)?;
+        let gy = fill(x.shape(), 3)?;
+        println!("{label} bias");
+        let auto = ConvAlgo::Auto;
+        let variants: Vec<_> = DW_VARIANTS
+            .iter()
+            .filter(|v| v.applies(&x, &w, p))
+            .copied()
+            .collect();
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_forward_with(&x, &w, Some(&b), p, auto)
+        })?;
+        let mut fwd = Pass {
+            name: "forward",
+            default: t,
+            runs: Vec::new(),
+        };
+        for &v in &variants {
+            let (t, got) = time(&gpu, reps, || {
+                depthwise_cpu::forward(&x, &w, Some(&b), p, v)
+            })?;
+            fwd.runs.push((v.to_string(), t, diff(&got, &want)? > 1e-3));
+        }
+        fwd.print();
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_grad_x_with(&x, &w, &gy, None, p, auto)
+        })?;
+        let mut gx = Pass {
+            name: "grad_x",
+            default: t,
+            runs: Vec::new(),
+        };
+        for &v in &variants {
+            let (t, got) = time(&gpu, reps, || {
+                depthwise_cpu::grad_x(&x, &w, &gy, None, p, v)
+            })?;
+            gx.runs.push((v.to_string(), t, diff(&got, &want)? > 1e-3));
+        }
+        gx.print();
+        let (t, want) = time(&gpu, reps, || conv2d_grad_w_with(&x, &w, &gy, p, auto))?;
+        let mut gw = Pass {
+            name: "grad_w",
+            default: t,
+            runs: Vec::new(),
+        };
+        for &v in &variants {
+            let (t, got) = time(&gpu, reps, || {
+                Ok(depthwise_cpu::grad_wb(&x, &w, &gy, false, p, v)?.0)
+            })?;
             gw.runs.push((v.to_string(), t, diff(&got, &want)? > 1e-3));
         }
         gw.print();

@@ -263,3 +263,114 @@ fn bad_shapes_are_errors() {
     let r = cpu::grad_w(&x, &w, &t(&[1, 8, 5, 6]), true, p, W_VARIANTS[0]);
     assert!(r.unwrap_err().to_string().contains("gy"));
 }
+
+/// n, c, (h, w), ks, dil, bias.
+type DwCase = (usize, usize, (usize, usize), usize, usize, bool);
+
+/// The depthwise kernels (`ops::conv::depthwise_cpu`): cases with odd heights, widths that
+/// are multiples of 4 but not of the 8 pixels of a Q = 2 block (12, 20), maps smaller than
+/// the dilated 7×7 window (4×4, span 19) and than a row group (P·DIL rows), 1 to 3 images,
+/// channel counts 1, 3, 5, with and without bias: n, c, (h, w), ks, dil, bias.
+const DW_CASES: &[DwCase] = &[
+    (2, 3, (9, 12), 5, 1, true),
+    (1, 5, (7, 8), 5, 1, false),
+    (3, 1, (5, 4), 5, 1, true),
+    (2, 3, (11, 20), 7, 3, false),
+    (1, 2, (4, 4), 7, 3, true),
+    (3, 5, (13, 8), 7, 3, true),
+];
+
+/// Depthwise outputs sum at most KS² = 49 products (forward, grad_x) or N·H·W ≤ 3·13·8 = 312
+/// (grad_w, grad_b) of values ≤ 1 in magnitude in another order than the f64 reference: as
+/// for TOL, f32 rounding stays below ~1e-5 of the largest output, so 1e-4 with the floor at
+/// the largest |want| leaves margin while an index or mask bug is off by O(0.1).
+#[test]
+fn depthwise_matches_reference() {
+    use lskbb::ops::conv::depthwise_cpu::{self as dwc, VARIANTS as DW};
+    let mut rng = Rng(25);
+    let mut ran = Vec::new();
+    for &(n, c, (h, wd), ks, dil, bias) in DW_CASES {
+        let pad = (ks - 1) * dil / 2;
+        let x = rng.arr(&[n, c, h, wd], 1.0);
+        let w = rng.arr(&[c, 1, ks, ks], 0.5);
+        let b = bias.then(|| rng.arr(&[c], 0.5));
+        let y = rconv::conv2d(&x, &w, b.as_ref(), 1, pad, dil, c);
+        let gy = rng.arr(&y.shape, 1.0);
+        let (gx, gw, gb) = rconv::conv2d_backward(&x, &w, &gy, 1, pad, dil, c);
+        let acc = rng.arr(&x.shape, 1.0);
+        let gx_acc = gx.zip(&acc, |a, b| a + b);
+        let p = Conv2dParams {
+            stride: 1,
+            padding: pad,
+            dilation: dil,
+            groups: c,
+        };
+        let (tx, tw, tb, tgy, tacc) = (up(&x), up(&w), b.as_ref().map(up), up(&gy), up(&acc));
+        let name = format!("{:?} x {:?} {p:?}", x.shape, w.shape);
+        for &v in DW {
+            let r = dwc::forward(&tx, &tw, tb.as_ref(), p, v);
+            assert_eq!(r.is_ok(), v.applies(&tx, &tw, p), "{v} applies {name}");
+            let Ok(ty) = r else { continue };
+            assert_close(&format!("dw y {v} {name}"), &ty, &y, TOL);
+            let g = dwc::grad_x(&tx, &tw, &tgy, None, p, v).unwrap();
+            assert_close(&format!("dw grad_x {v} {name}"), &g, &gx, TOL);
+            let g = dwc::grad_x(&tx, &tw, &tgy, Some(&tacc), p, v).unwrap();
+            assert_close(&format!("dw grad_x + acc {v} {name}"), &g, &gx_acc, TOL);
+            for with_b in [false, true] {
+                let (g, gbias) = dwc::grad_wb(&tx, &tw, &tgy, with_b, p, v).unwrap();
+                assert_close(&format!("dw grad_w {v} bias {with_b} {name}"), &g, &gw, TOL);
+                assert_eq!(gbias.is_some(), with_b, "dw grad_b presence {v} {name}");
+                if let Some(g) = gbias {
+                    assert_close(&format!("dw grad_b {v} {name}"), &g, &gb, TOL);
+                }
+            }
+            ran.push(v);
+        }
+    }
+    for v in DW {
+        assert!(ran.contains(v), "{v} ran on no case");
+    }
+    // Not depthwise, the wrong dilation, or a width that is not a multiple of 4: errors.
+    let g = gpu();
+    let t = |shape: &[usize]| Tensor::zeros(&g, shape).unwrap();
+    let v = DW[0];
+    let p = Conv2dParams {
+        padding: 2,
+        groups: 4,
+        ..Default::default()
+    };
+    let err = |r: anyhow::Result<Tensor>| r.unwrap_err().to_string();
+    assert!(dwc::forward(&t(&[1, 4, 6, 8]), &t(&[4, 1, 5, 5]), None, p, v).is_ok());
+    assert!(err(dwc::forward(
+        &t(&[1, 4, 6, 6]),
+        &t(&[4, 1, 5, 5]),
+        None,
+        p,
+        v
+    ))
+    .contains("multiple of 4"));
+    let dense = Conv2dParams { groups: 1, ..p };
+    assert!(err(dwc::forward(
+        &t(&[1, 4, 6, 8]),
+        &t(&[4, 4, 5, 5]),
+        None,
+        dense,
+        v
+    ))
+    .contains("groups"));
+    let dil = Conv2dParams {
+        dilation: 2,
+        padding: 4,
+        ..p
+    };
+    assert!(!v.applies(&t(&[1, 4, 6, 8]), &t(&[4, 1, 5, 5]), dil));
+    assert!(err(dwc::grad_x(
+        &t(&[1, 4, 6, 8]),
+        &t(&[4, 1, 5, 5]),
+        &t(&[1, 4, 6, 4]),
+        None,
+        p,
+        v
+    ))
+    .contains("gy"));
+}

@@ -37,6 +37,7 @@
 mod choice;
 pub mod cpu;
 pub mod depthwise;
+pub mod depthwise_cpu;
 pub mod window;
 
 use crate::autograd::Var;
