@@ -3,6 +3,7 @@
 //! autotuning candidates.
 
 use super::depthwise::Depthwise;
+use super::depthwise_cpu::DwVariant;
 use super::window::WindowConv;
 use super::{cpu, Conv2dParams, ConvAlgo, Geometry};
 use crate::tensor::Tensor;
@@ -44,6 +45,8 @@ pub(super) enum Path {
     Cpu(cpu::Variant),
     /// The CPU-class register-blocked grad_w (and grad_b).
     CpuW(cpu::WVariant),
+    /// The CPU-class depthwise kernels (`depthwise_cpu`), any pass.
+    DepthwiseCpu(DwVariant),
 }
 
 /// Autotuning's other split-K sizes for grad_w: a quarter of the default target (longer
@@ -97,7 +100,7 @@ pub(super) fn paths(
     match algo {
         ConvAlgo::Auto => {
             let mut ks = gpu_defaults(g, p)?;
-            if let (Some(threads), true) = (x.gpu().cpu_threads(), dense) {
+            if let Some(threads) = x.gpu().cpu_threads() {
                 cpu_defaults(g, p, x, w, threads, &mut ks);
             }
             Ok(ks)
@@ -199,6 +202,13 @@ fn gpu_defaults(g: &Geometry, p: Conv2dParams) -> Result<Kernels> {
 /// - grad_w: 3×3 with at most 16 channels (1.9x), the stem (2.1-4.2x), 1×1 on maps of 16×16
 ///   and more (2.3-2.9x; 0.7x on 8×8) and the squeeze (2.3-5.2x).
 ///
+/// Depthwise layers (`depthwise_cpu`, lavapipe, batch 32, two runs of the lab): grad_w of
+/// the 5×5 ones runs p2q2 (16 maps of 32², 32 of 16², 64 of 8²: 2.8x, 5.3x, 7.0x and 1.7x,
+/// 3.6x, 11x over the column kernels) and of the 7×7 dilation-3 ones on maps of at most 8×8
+/// p4q2 (2.7x, 2.1x; 1.07x/0.88x on 32², 1.5x/0.99x on 16², so those keep the columns).
+/// Forward and grad_x keep the column kernels: the new ones ran at 0.4-1.4x with no block size
+/// ahead in both runs.
+///
 /// The GPU defaults stay autotuning candidates behind them.
 fn cpu_defaults(
     g: &Geometry,
@@ -208,6 +218,20 @@ fn cpu_defaults(
     threads: usize,
     ks: &mut Kernels,
 ) {
+    if p.groups != 1 {
+        let dw = |ks, dil, p, q| DwVariant { ks, dil, p, q };
+        let v = if g.kh == 5 {
+            dw(5, 1, 2, 2)
+        } else if g.h * g.w <= 64 {
+            dw(7, 3, 4, 2)
+        } else {
+            return;
+        };
+        if v.applies(x, w, p) {
+            ks.w.insert(0, Path::DepthwiseCpu(v));
+        }
+        return;
+    }
     let quad = |k, rows| cpu::Variant {
         k,
         p: rows,
@@ -308,6 +332,7 @@ impl Path {
             Path::Window(_) => "window".into(),
             Path::Cpu(v) => format!("cpu-{v}"),
             Path::CpuW(v) => format!("cpu-{v}"),
+            Path::DepthwiseCpu(v) => format!("cpu-{v}"),
         }
     }
 }

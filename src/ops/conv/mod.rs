@@ -478,6 +478,7 @@ fn forward(
         Path::DepthwiseColumns(dw) => return dw.forward_columns(x, w, b),
         Path::Window(wc) => return wc.forward(x, w, b),
         Path::Cpu(v) => return cpu::forward(x, w, b, p, v),
+        Path::DepthwiseCpu(v) => return depthwise_cpu::forward(x, w, b, p, v),
         Path::Gemm | Path::GemmSplit(_) | Path::Direct | Path::CpuW(_) => {}
     }
     let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
@@ -572,6 +573,7 @@ fn grad_x(
         Path::DepthwiseColumns(dw) => return dw.grad_x_columns(w, gy, acc),
         Path::Window(wc) => return wc.grad_x(w, gy, acc),
         Path::Cpu(v) => return cpu::grad_x(x, w, gy, acc, p, v),
+        Path::DepthwiseCpu(v) => return depthwise_cpu::grad_x(x, w, gy, acc, p, v),
         Path::Gemm | Path::GemmSplit(_) | Path::Direct | Path::CpuW(_) => {}
     }
     let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
@@ -647,6 +649,7 @@ fn grad_wb(
         }
         Path::Direct | Path::Cpu(_) => grad_wb_direct(g, p, x, gy, bias),
         Path::CpuW(v) => cpu::grad_w(x, w, gy, bias, p, v),
+        Path::DepthwiseCpu(v) => depthwise_cpu::grad_wb(x, w, gy, bias, p, v),
     }
 }
 
