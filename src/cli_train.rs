@@ -6,8 +6,7 @@ use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
 use lskbb::checkpoint::load_model;
 use lskbb::data::{
-    file_preprocessor, files_below, image_files, parse_imbalance, parse_magnification, BatchLoader,
-    DataConfig, Dataset, DatasetKind, Split,
+    file_preprocessor, files_below, image_files, parse_imbalance, BatchLoader, Dataset, Split,
 };
 use lskbb::gpu::AdapterChoice;
 use lskbb::optim::{default_warmup, LrSchedule};
@@ -17,7 +16,6 @@ use lskbb::train::method::Method;
 use lskbb::train::metrics::Metrics;
 use lskbb::train::plot;
 use lskbb::train::progress::ProgressStyle;
-use lskbb::train::run::saved_config;
 use lskbb::train::{self, Outcome, SgdSettings, ThetaPer, TrainConfig, TrainOptions};
 use lskbb::Gpu;
 use serde_json::json;
@@ -25,6 +23,10 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
+
+mod data;
+
+use data::{checkpoint_data, DataArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Schedule {
@@ -38,73 +40,6 @@ pub enum Schedule {
 pub enum ThetaArg {
     Iteration,
     Epoch,
-}
-
-/// Which images to read and how to prepare them (shared by train and eval).
-#[derive(Args, Clone)]
-pub struct DataArgs {
-    /// Data folder (BreaKHis, ChestX-ray or ImageFolder layout); none = the built-in synthetic set.
-    #[arg(long, value_name = "ROOT")]
-    data: Option<PathBuf>,
-    /// auto, folder, breakhis, chestxray or synthetic.
-    #[arg(long, default_value = "auto")]
-    dataset: DatasetKind,
-    /// Network input side S, 8 to 2048 (default 224; 32 for the synthetic set).
-    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(8..=2048).map(|v| v as usize))]
-    image_size: Option<usize>,
-    /// Input channels of the model: 3 (grey images are replicated) or 1.
-    #[arg(long, default_value_t = 3)]
-    channels: usize,
-    /// BreaKHis magnification: 40, 100, 200, 400 or all.
-    #[arg(long, default_value = "all")]
-    magnification: String,
-    /// Balanced test images per class (BreaKHis and synthetic; the paper uses 80).
-    #[arg(long, default_value_t = 80)]
-    test_per_class: usize,
-    /// Balanced validation images per class (BreaKHis and synthetic).
-    #[arg(long, default_value_t = 0)]
-    val_per_class: usize,
-    /// BreaKHis: keep every patient in one set only.
-    #[arg(long)]
-    split_by_patient: bool,
-    /// Skip unreadable images (counted in summary.json) instead of stopping.
-    #[arg(long)]
-    skip_bad_images: bool,
-    /// Synthetic set: number of classes.
-    #[arg(long, default_value_t = 4)]
-    synthetic_classes: usize,
-    /// Synthetic set: training images per class before the long tail (IF 10 by default).
-    #[arg(long, default_value_t = 120)]
-    synthetic_per_class: usize,
-    /// CPU threads decoding and augmenting images (default: all cores).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Memory budget of the decoded-image cache, MiB.
-    #[arg(long, default_value_t = 8192)]
-    cache_mb: usize,
-}
-
-impl DataArgs {
-    fn config(&self, seed: u64) -> Result<DataConfig> {
-        let synthetic = self.data.is_none() || self.dataset == DatasetKind::Synthetic;
-        Ok(DataConfig {
-            kind: self.dataset,
-            root: self.data.clone(),
-            magnification: parse_magnification(&self.magnification).context("--magnification")?,
-            test_per_class: self.test_per_class,
-            val_per_class: self.val_per_class,
-            split_by_patient: self.split_by_patient,
-            seed,
-            image_size: self.image_size.unwrap_or(if synthetic { 32 } else { 224 }),
-            channels: self.channels,
-            skip_bad_images: self.skip_bad_images,
-            workers: self.workers,
-            cache_mb: self.cache_mb,
-            synthetic_classes: self.synthetic_classes,
-            synthetic_train_per_class: self.synthetic_per_class,
-            ..DataConfig::default()
-        })
-    }
 }
 
 #[derive(Args)]
@@ -410,36 +345,6 @@ pub struct EvalArgs {
     /// checkpoint's folder).
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-/// The data config a checkpoint was trained with, with the command line's data root (the
-/// data may have moved); a checkpoint from elsewhere takes the command line's settings.
-fn checkpoint_data(
-    ckpt: &lskbb::tensor_file::TensorFile,
-    path: &Path,
-    args: &DataArgs,
-    in_ch: usize,
-) -> Result<DataConfig> {
-    Ok(match saved_config(ckpt, path)? {
-        Some(cfg) => {
-            let mut d = cfg.data;
-            if args.data.is_some() {
-                d.root = args.data.clone();
-            }
-            if args.skip_bad_images {
-                d.skip_bad_images = true;
-            }
-            if args.workers.is_some() {
-                d.workers = args.workers;
-            }
-            d
-        }
-        None => {
-            let mut d = args.config(0)?;
-            d.channels = in_ch;
-            d
-        }
-    })
 }
 
 fn print_metrics(m: &Metrics) {

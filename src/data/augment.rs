@@ -33,7 +33,7 @@ pub(crate) const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 pub const AUGMENT_NAMES: [&str; 5] = ["crop", "flip", "vflip", "rot90", "color"];
 
 /// Which random transforms training applies (evaluation applies none of them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct Augment {
     pub crop: bool,
@@ -55,11 +55,6 @@ impl Augment {
 
     fn flags(self) -> [bool; 5] {
         [self.crop, self.flip, self.vflip, self.rot90, self.color]
-    }
-
-    /// Whether any transform is on.
-    pub fn any(self) -> bool {
-        self.flags().contains(&true)
     }
 }
 

@@ -2,9 +2,9 @@
 //!
 //! Work is split per image: worker threads take (batch, position) items in order, at most
 //! `prefetch` batches ahead of the consumer, and the consumer assembles batches in order.
-//! Every random decision (which images, crop offset, flip) is a function of (seed, sampler
-//! kind, epoch, batch index, position), so batches are identical whatever the thread timing
-//! and whether an epoch starts at batch 0 or resumes at batch k.
+//! Every random decision (which images, every `--augment` draw) is a function of (seed,
+//! sampler kind, epoch, batch index, position), so batches are identical whatever the thread
+//! timing and whether an epoch starts at batch 0 or resumes at batch k.
 
 use super::rng::Rng;
 use super::sampler::{batch_bounds, Sampler, SamplerKind};
@@ -53,8 +53,8 @@ pub struct BatchLoader {
 }
 
 impl BatchLoader {
-    /// A loader over `split`; `augment` turns on random crop + flip. Training loaders
-    /// (`augment`) merge a 1-image tail batch into the previous one.
+    /// A loader over `split`; `augment` turns on the dataset's random augmentation. Training
+    /// loaders (`augment`) merge a 1-image tail batch into the previous one.
     pub fn new(
         ds: Arc<Dataset>,
         split: Split,
@@ -92,7 +92,7 @@ impl BatchLoader {
         BatchLoader::new(ds, Split::Train, kind, batch_size, true)
     }
 
-    /// Evaluation loader: every image of `split` once, in order, centre crop, no flip.
+    /// Evaluation loader: every image of `split` once, in order, centre window, no augmentation.
     pub fn eval(ds: Arc<Dataset>, split: Split, batch_size: usize) -> Result<BatchLoader> {
         BatchLoader::new(ds, split, SamplerKind::Sequential, batch_size, false)
     }

@@ -467,7 +467,7 @@ impl Dataset {
         [self.pre.channels(), self.pre.size(), self.pre.size()]
     }
 
-    /// Preprocesses one sample of a set the evaluation way (centre crop, no flip).
+    /// Preprocesses one sample of a set the evaluation way (centre window, no augmentation).
     pub fn eval_image(&self, split: Split, index: usize) -> Result<Vec<f32>> {
         let Some(s) = self.split(split).get(index) else {
             bail!(

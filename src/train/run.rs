@@ -11,7 +11,9 @@ use super::plot;
 use super::progress::{Progress, ProgressStyle};
 use super::step::{HostBatch, StepSettings, Trainer};
 use crate::checkpoint;
-use crate::data::{BatchLoader, DataConfig, Dataset, SamplerKind, Split};
+use crate::data::{
+    upgrade_saved_data_config, BatchLoader, DataConfig, Dataset, SamplerKind, Split,
+};
 use crate::model::BbnResNet32;
 use crate::ops::loss::cb_weights;
 use crate::ops::sgd::SgdConfig;
@@ -137,15 +139,20 @@ fn last_path(out: &Path) -> PathBuf {
     out.join("last.safetensors")
 }
 
-/// The run config saved in a checkpoint written by `lskbb train`.
+/// The run config saved in a checkpoint written by `lskbb train`; one saved before the
+/// augmentation and normalisation were choices gets the pipeline it was trained with.
 pub fn saved_config(f: &TensorFile, path: &Path) -> Result<Option<TrainConfig>> {
     f.metadata
         .get("train")
         .map(|s| {
-            serde_json::from_str(s)
-                .with_context(|| format!("{}: bad 'train' metadata", path.display()))
+            let mut v: serde_json::Value = serde_json::from_str(s)?;
+            if let Some(data) = v.get_mut("data") {
+                upgrade_saved_data_config(data);
+            }
+            serde_json::from_value(v)
         })
         .transpose()
+        .with_context(|| format!("{}: bad 'train' metadata", path.display()))
 }
 
 /// Trains (or resumes) a run in `opts.out`; `stop` is raised by Ctrl-C.
@@ -194,8 +201,9 @@ impl<'a> Run<'a> {
         std::fs::create_dir_all(&opts.out)
             .with_context(|| format!("creating the run folder {}", opts.out.display()))?;
         let ds = Arc::new(Dataset::open(&cfg.data)?);
-        // Save the resolved kind so that eval/predict never re-detect it.
-        cfg.data.kind = ds.kind;
+        // Save the resolved kind, augmentation and normalisation (with the statistics of
+        // `--normalize dataset`) so that eval/predict never re-detect or recompute them.
+        cfg.data = ds.config.clone();
         ds.write_split_json(&opts.out.join("split.json"))?;
         let counts = ds.train_counts();
         if ds.train.len() < 2 {
@@ -528,6 +536,7 @@ impl<'a> Run<'a> {
             "test_counts": self.ds.counts(Split::Test),
             "skipped_images": self.ds.skipped_images().len(),
             "config": self.cfg,
+            "preprocessing": self.ds.preprocessor().describe(),
             "adapter": self.gpu.describe(),
         });
         write_atomic(
