@@ -142,7 +142,10 @@ impl LrSchedule {
         LrSchedule::Step {
             base,
             warmup,
-            milestones: [first, second].into_iter().filter(|&m| m < epochs).collect(),
+            milestones: [first, second]
+                .into_iter()
+                .filter(|&m| m < epochs)
+                .collect(),
             gamma: 0.01,
         }
     }
