@@ -194,6 +194,45 @@ fn latest_run() -> Result<PathBuf> {
         .context("--resume without --out: no run under runs/ has a last.safetensors")
 }
 
+/// Flags that `--resume` accepts: where the run is and how this invocation runs it (memory,
+/// kernels, progress, loading), none of which changes the saved run.
+const RESUME_FLAGS: [&str; 9] = [
+    "out",
+    "resume",
+    "log_every",
+    "stop_after_steps",
+    "workers",
+    "cache_mb",
+    "recompute",
+    "autotune",
+    "skip_bad_images",
+];
+
+/// `--resume` continues the saved run with the settings it was started with; flags on the
+/// command line that would change them are a usage error rather than silently ignored.
+pub fn check_resume_flags(train: &clap::ArgMatches) -> std::result::Result<(), String> {
+    if !train.get_flag("resume") {
+        return Ok(());
+    }
+    let given: Vec<String> = train
+        .ids()
+        .map(|id| id.as_str())
+        .filter(|id| {
+            !RESUME_FLAGS.contains(id)
+                && train.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        })
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "--resume continues the saved run with the settings it was started with, so {} \
+         would be ignored; leave them out, or start a new run with another --out",
+        given.join(", ")
+    ))
+}
+
 /// A finite number, or the reason it is not one (for clap's usage errors).
 fn finite(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {

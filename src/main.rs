@@ -3,7 +3,7 @@
 mod cli_train;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use cli_train::{EvalArgs, PredictArgs, TrainArgs};
 use lskbb::gpu::{list_adapters, AdapterChoice};
 use lskbb::tensor_file::write_atomic;
@@ -200,7 +200,15 @@ fn run(cli: Cli) -> Result<bool> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let matches = Cli::command().get_matches();
+    if let Some(("train", train)) = matches.subcommand() {
+        if let Err(msg) = cli_train::check_resume_flags(train) {
+            eprintln!("error: {msg}");
+            return ExitCode::from(2);
+        }
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match run(cli) {
         // A training run that a signal stopped after its clean save: 130 or 143.
         Ok(true) => cli_train::interrupted_status().map_or(ExitCode::SUCCESS, ExitCode::from),
         Ok(false) => ExitCode::FAILURE,

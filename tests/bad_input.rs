@@ -270,9 +270,12 @@ fn sigterm_saves_a_checkpoint_and_exits_143_then_the_run_resumes() {
     assert_eq!(status.code(), Some(143), "{seen:#?}");
     assert!(seen.iter().any(|l| l.contains("SIGTERM")), "{seen:#?}");
     assert!(out.join("last.safetensors").exists());
-    let mut resume = args.to_vec();
-    resume.push("--resume");
-    ok(&lskbb(&resume));
+    ok(&lskbb(&[
+        "train",
+        "--resume",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -319,5 +322,61 @@ fn an_imbalance_that_empties_a_class_is_refused() {
         1,
         &["--imbalance", "no training image", "class 2"],
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--resume` from another folder: the run stored its data folder as an absolute path; flags
+/// that would change the saved run are usage errors naming them; data that changed since the
+/// run started is refused by name rather than silently trained on.
+#[test]
+fn resume_keeps_its_data_and_settings_or_says_why_not() {
+    use std::process::Command;
+    let dir = temp_dir("resume-checks");
+    make_imagefolder(&dir.join("data"));
+    let out = dir.join("run");
+    let run_in = |cwd: &Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lskbb"))
+            .current_dir(cwd)
+            .args([
+                "train",
+                "--out",
+                out.to_str().unwrap(),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--image-size",
+                "8",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    ok(&run_in(
+        &dir,
+        &["--data", "data", "--stop-after-steps", "1"],
+    ));
+    let resume = |cwd: &Path, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lskbb"))
+            .current_dir(cwd)
+            .args(["train", "--resume", "--out", out.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    fails_with(
+        &resume(Path::new("/"), &["--epochs", "3", "--lr", "0.1"]),
+        2,
+        &["--epochs", "--lr"],
+    );
+    let extra = dir.join("data/train/c0/extra.png");
+    write_synthetic_png(&extra, 0, 77, 3, 12);
+    fails_with(
+        &resume(Path::new("/"), &[]),
+        1,
+        &["train images differ", "split.json"],
+    );
+    std::fs::remove_file(&extra).unwrap();
+    ok(&resume(Path::new("/"), &[]));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -202,7 +202,18 @@ fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
         "a second run into a used folder must not overwrite it"
     );
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
-    let text = ok(&run(&b, &["--resume"]));
+    // --resume takes the saved run's settings: only where it is, not the flags that made it.
+    let resume = || {
+        lskbb(&[
+            "train",
+            "--resume",
+            "--out",
+            b.to_str().unwrap(),
+            "--log-every",
+            "1",
+        ])
+    };
+    let text = ok(&resume());
     assert!(text.contains("resuming"), "{text}");
     for f in ["last.safetensors", "last.optim.safetensors"] {
         assert_eq!(
@@ -241,7 +252,7 @@ fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
     f.metadata.insert("run".into(), state.to_string());
     f.save(&last).unwrap();
     let before = std::fs::read(&last).unwrap();
-    let out = run(&b, &["--resume"]);
+    let out = resume();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -90,9 +90,18 @@ pub struct DataArgs {
 impl DataArgs {
     pub(super) fn config(&self, seed: u64) -> Result<DataConfig> {
         let synthetic = self.data.is_none() || self.dataset == DatasetKind::Synthetic;
+        // Absolute, so that a checkpoint resumes or evaluates from any working directory.
+        let root = self
+            .data
+            .as_ref()
+            .map(|d| {
+                std::fs::canonicalize(d)
+                    .with_context(|| format!("--data {}: no such folder", d.display()))
+            })
+            .transpose()?;
         Ok(DataConfig {
             kind: self.dataset,
-            root: self.data.clone(),
+            root,
             magnification: parse_magnification(&self.magnification).context("--magnification")?,
             test_per_class: self.test_per_class,
             val_per_class: self.val_per_class,

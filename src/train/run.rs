@@ -155,6 +155,27 @@ pub fn saved_config(f: &TensorFile, path: &Path) -> Result<Option<TrainConfig>> 
         .with_context(|| format!("{}: bad 'train' metadata", path.display()))
 }
 
+/// A resumed run must train and test on the images it started with: the image lists of its
+/// saved split.json against the dataset as it reads now (a run from before split.json was
+/// written has nothing to compare).
+fn same_images(saved: &Path, now: &serde_json::Value) -> Result<()> {
+    let Ok(bytes) = std::fs::read(saved) else {
+        return Ok(());
+    };
+    let before: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not the JSON lskbb wrote", saved.display()))?;
+    for set in ["train", "test", "val"] {
+        if before.get(set) != now.get(set) {
+            bail!(
+                "the {set} images differ from the ones this run started with ({}): the data \
+                 changed since; restore it to resume, or start a new run with another --out",
+                saved.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Trains (or resumes) a run in `opts.out`; `stop` is raised by Ctrl-C.
 pub fn train(
     gpu: &Arc<Gpu>,
@@ -204,7 +225,11 @@ impl<'a> Run<'a> {
         // Save the resolved kind, augmentation and normalisation (with the statistics of
         // `--normalize dataset`) so that eval/predict never re-detect or recompute them.
         cfg.data = ds.config.clone();
-        ds.write_split_json(&opts.out.join("split.json"))?;
+        let split = opts.out.join("split.json");
+        if resumed.is_some() {
+            same_images(&split, &ds.split_json())?;
+        }
+        ds.write_split_json(&split)?;
         let counts = ds.train_counts();
         if ds.train.len() < 2 {
             bail!(
