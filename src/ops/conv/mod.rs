@@ -38,6 +38,7 @@ mod choice;
 pub mod cpu;
 pub mod depthwise;
 pub mod depthwise_cpu;
+pub mod subgroup;
 pub mod window;
 
 use crate::autograd::Var;

@@ -1,0 +1,138 @@
+//! Kernel lab for the subgroup-sharing convolutions (`ops::conv::subgroup`): times each
+//! variant side by side with the engine's default kernels (`ConvAlgo::Auto`) on the model's
+//! dense 3×3 convolutions at training batch (32 images), in one run.
+//!
+//! Per shape and pass: ms per call of the default (fastest of the repetitions after one
+//! warm-up call), then of every variant with its speed-up (default ms / variant ms); a
+//! variant whose result differs from the default's by over 1e-3 of the largest value is
+//! flagged `MISMATCH`. The device must offer `wgpu::Features::SUBGROUP` (lavapipe does).
+//!
+//! `cargo run --release --example conv_subgroup_lab` runs every shape; `-- FILTER` only the
+//! shapes whose label contains FILTER (e.g. `-- 32->32`); `-- reps=N` the repetitions
+//! (default 3).
+
+use anyhow::{bail, Result};
+use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
+use lskbb::ops::conv::{conv2d_forward_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo};
+use lskbb::{AdapterChoice, Gpu, Tensor};
+use std::sync::Arc;
+use std::time::Instant;
+
+const N: usize = 32;
+
+/// cin, cout, input hw, stride (3×3, padding 1).
+const SHAPES: &[(usize, usize, usize, usize)] = &[
+    (32, 32, 16, 1),
+    (16, 16, 32, 1),
+    (64, 64, 8, 1),
+    (16, 32, 32, 2),
+    (32, 64, 16, 2),
+];
+
+/// The fastest of `reps` calls of `f` (each waited for) after one warm-up call, in seconds,
+/// and the warm-up's result.
+fn time(
+    gpu: &Arc<Gpu>,
+    reps: usize,
+    mut f: impl FnMut() -> Result<Tensor>,
+) -> Result<(f64, Tensor)> {
+    let first = f()?;
+    gpu.finish()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let start = Instant::now();
+        drop(f()?);
+        gpu.finish()?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok((best, first))
+}
+
+/// The largest |a − b| over the largest |b|.
+fn diff(a: &Tensor, b: &Tensor) -> Result<f64> {
+    let (a, b) = (a.to_f32()?, b.to_f32()?);
+    let max = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let d = a.iter().zip(&b).fold(0f32, |m, (x, y)| {
+        let e = (x - y).abs();
+        if e.is_nan() {
+            f32::INFINITY
+        } else {
+            m.max(e)
+        }
+    });
+    Ok(f64::from(d / max))
+}
+
+fn report(name: &str, default: f64, runs: &[(String, f64, f64)]) {
+    println!("  {name:<7} auto    {:>9.3} ms", default * 1e3);
+    for (label, t, d) in runs {
+        println!(
+            "    {label:<12} {:>9.3} ms {:>6.2}x{}",
+            t * 1e3,
+            default / t,
+            if *d > 1e-3 { "  MISMATCH" } else { "" }
+        );
+    }
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let reps = args
+        .iter()
+        .find_map(|a| a.strip_prefix("reps=")?.parse().ok())
+        .unwrap_or(3);
+    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("reps=")).collect();
+    let gpu = Gpu::new(&AdapterChoice::default())?;
+    println!(
+        "{} — batch {N}, fastest of {reps} after a warm-up",
+        gpu.describe()
+    );
+    if !subgroup::supported(&gpu) {
+        bail!("this device lacks wgpu::Features::SUBGROUP with subgroups of at least 8 lanes");
+    }
+    let fill = |shape: &[usize], seed: usize| {
+        let len: usize = shape.iter().product();
+        let data: Vec<f32> = (0..len)
+            .map(|i| ((i * 7919 + seed * 104729) % 2001) as f32 / 1000.0 - 1.0)
+            .collect();
+        Tensor::from_f32(&gpu, &data, shape)
+    };
+    for &(cin, cout, hw, stride) in SHAPES {
+        let label = format!("{cin}->{cout} {hw}x{hw} 3x3 s{stride}");
+        if !filter.is_empty() && !filter.iter().any(|f| label.contains(f.as_str())) {
+            continue;
+        }
+        let p = Conv2dParams {
+            stride,
+            padding: 1,
+            ..Default::default()
+        };
+        let x = fill(&[N, cin, hw, hw], 1)?;
+        let w = fill(&[cout, cin, 3, 3], 2)?;
+        let y = conv2d_forward_with(&x, &w, None, p, ConvAlgo::Auto)?;
+        let flops = 2.0 * (y.numel() * cin * 9) as f64;
+        println!("{label} ({:.0} MFLOP per pass)", flops / 1e6);
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_forward_with(&x, &w, None, p, ConvAlgo::Auto)
+        })?;
+        let mut runs = Vec::new();
+        for &v in FWD_VARIANTS {
+            let (tv, got) = time(&gpu, reps, || subgroup::forward(&x, &w, None, p, v))?;
+            runs.push((v.to_string(), tv, diff(&got, &want)?));
+        }
+        report("forward", t, &runs);
+        if subgroup::grad_x_applies(&x, &w, p) {
+            let gy = fill(y.shape(), 3)?;
+            let (t, want) = time(&gpu, reps, || {
+                conv2d_grad_x_with(&x, &w, &gy, None, p, ConvAlgo::Auto)
+            })?;
+            let mut runs = Vec::new();
+            for &v in FWD_VARIANTS {
+                let (tv, got) = time(&gpu, reps, || subgroup::grad_x(&x, &w, &gy, None, p, v))?;
+                runs.push((v.to_string(), tv, diff(&got, &want)?));
+            }
+            report("grad_x", t, &runs);
+        }
+    }
+    Ok(())
+}

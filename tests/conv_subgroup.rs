@@ -1,0 +1,159 @@
+//! The subgroup-sharing dense 3×3 kernels (`ops::conv::subgroup`): every variant's forward
+//! (with and without bias, stride 1 and 2) and grad_x (stride 1, with and without a gradient
+//! to accumulate) against the f64 CPU reference on odd shapes, and what they refuse. Skipped,
+//! with a note, on a device without `wgpu::Features::SUBGROUP` and subgroups of 8+ lanes.
+
+mod common;
+use common::{assert_close, gpu, up};
+use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
+use lskbb::ops::conv::Conv2dParams;
+use lskbb::reference::conv as rconv;
+use lskbb::reference::{Arr, Rng, Tol};
+
+/// Each output is an f32 sum of at most 20·9 = 180 products of values ≤ 1 in magnitude
+/// (plus a bias or an accumulated gradient ≤ 1), summed in another order than the f64
+/// reference (per input channel, then per kernel row). f32 rounding (eps 6e-8) accumulates
+/// to ~√terms·eps relative to the sum of |terms|: ≈ 1e-6 typical and < 3e-5 worst case
+/// relative to the largest output over these sizes; 1e-4 with the floor at the largest
+/// |want| (as tests/conv_cpu.rs) leaves margin, while a wrong lane, halo, tap or channel
+/// gives errors of O(0.1). NaN or inf fail (Tol::check).
+const TOL: Tol = Tol::new(1e-4, 1.0);
+
+/// n, cin, (h, w), cout, stride, bias.
+type Case = (usize, usize, (usize, usize), usize, usize, bool);
+
+/// Odd H and W, widths not multiples of 8 (1, 5, 9, 13,
+/// 17, 23: partial tiles, and tiles whose halo lies past the edge), heights not multiples of
+/// the row blocks, channel counts not multiples of 8 or 16 (1, 3, 5, 17, 20), batch 1 to 3,
+/// stride 1 and 2 (odd and even inputs), a 1×1 image.
+const CASES: &[Case] = &[
+    (2, 3, (9, 7), 6, 1, true),
+    (3, 5, (8, 11), 9, 2, false),
+    (1, 16, (9, 13), 20, 1, true),
+    (2, 17, (11, 17), 5, 1, false),
+    (1, 4, (7, 23), 17, 2, true),
+    (3, 1, (5, 9), 16, 1, false),
+    (1, 2, (1, 1), 3, 1, true),
+    (2, 3, (6, 5), 8, 2, true),
+    (1, 6, (3, 1), 7, 1, false),
+    (1, 20, (12, 10), 11, 2, false),
+];
+
+fn params(stride: usize) -> Conv2dParams {
+    Conv2dParams {
+        stride,
+        padding: 1,
+        ..Default::default()
+    }
+}
+
+/// Whether the device runs these kernels; prints a note when not.
+fn available() -> bool {
+    let ok = subgroup::supported(&gpu());
+    if !ok {
+        eprintln!("skipped: the adapter lacks wgpu::Features::SUBGROUP with 8+ lane subgroups");
+    }
+    ok
+}
+
+#[test]
+fn forward_matches_reference() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(31);
+    for &(n, cin, (h, w), cout, s, bias) in CASES {
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
+        let b = bias.then(|| rng.arr(&[cout], 0.5));
+        let want = rconv::conv2d(&x, &wt, b.as_ref(), s, 1, 1, 1);
+        let (tx, tw, tb) = (up(&x), up(&wt), b.as_ref().map(up));
+        assert!(subgroup::applies(&tx, &tw, params(s)));
+        for &v in FWD_VARIANTS {
+            let y = subgroup::forward(&tx, &tw, tb.as_ref(), params(s), v).unwrap();
+            let what = format!("y {v} {:?} x {:?} stride {s}", x.shape, wt.shape);
+            assert_close(&what, &y, &want, TOL);
+        }
+    }
+}
+
+#[test]
+fn grad_x_matches_reference() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(32);
+    for &(n, cin, (h, w), cout, s, _) in CASES {
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
+        let y = rconv::conv2d(&x, &wt, None, s, 1, 1, 1);
+        let gy = rng.arr(&y.shape, 1.0);
+        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, s, 1, 1, 1);
+        let acc = rng.arr(&x.shape, 1.0);
+        let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
+        let (tx, tw, tgy, tacc) = (up(&x), up(&wt), up(&gy), up(&acc));
+        assert_eq!(subgroup::grad_x_applies(&tx, &tw, params(s)), s == 1);
+        for &v in FWD_VARIANTS {
+            let r = subgroup::grad_x(&tx, &tw, &tgy, None, params(s), v);
+            if s != 1 {
+                assert!(r.is_err(), "grad_x {v} must refuse stride {s}");
+                continue;
+            }
+            let what = format!("grad_x {v} {:?} x {:?}", x.shape, wt.shape);
+            assert_close(&what, &r.unwrap(), &gx, TOL);
+            let g = subgroup::grad_x(&tx, &tw, &tgy, Some(&tacc), params(s), v).unwrap();
+            assert_close(&format!("{what} + acc"), &g, &gx_acc, TOL);
+        }
+    }
+}
+
+#[test]
+fn refuses_other_convolutions() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(33);
+    let x = up(&rng.arr(&[1, 4, 6, 6], 1.0));
+    let w3 = up(&rng.arr(&[4, 4, 3, 3], 1.0));
+    let w1 = up(&rng.arr(&[4, 4, 1, 1], 1.0));
+    let wg = up(&rng.arr(&[4, 2, 3, 3], 1.0));
+    let v = FWD_VARIANTS[0];
+    let bad = [
+        (&w1, params(1)),
+        (
+            &w3,
+            Conv2dParams {
+                padding: 0,
+                ..params(1)
+            },
+        ),
+        (
+            &w3,
+            Conv2dParams {
+                stride: 3,
+                ..params(1)
+            },
+        ),
+        (
+            &w3,
+            Conv2dParams {
+                dilation: 2,
+                padding: 2,
+                ..params(1)
+            },
+        ),
+        (
+            &wg,
+            Conv2dParams {
+                groups: 2,
+                ..params(1)
+            },
+        ),
+    ];
+    for (w, p) in bad {
+        assert!(!subgroup::applies(&x, w, p), "{p:?}");
+        assert!(subgroup::forward(&x, w, None, p, v).is_err(), "{p:?}");
+    }
+    let odd = subgroup::FwdVariant { k: 12, p: 2 };
+    assert!(subgroup::forward(&x, &w3, None, params(1), odd).is_err());
+}
