@@ -387,9 +387,16 @@ pub struct EvalArgs {
 }
 
 fn print_metrics(m: &Metrics) {
+    let auc = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{a:.4}"));
     println!(
-        "accuracy {:.2}%  precision {:.2}%  sensitivity {:.2}%",
-        m.accuracy, m.precision, m.sensitivity
+        "accuracy {:.2}%  balanced accuracy {:.2}%  ROC-AUC {}",
+        m.accuracy,
+        m.balanced_accuracy,
+        auc(m.auc)
+    );
+    println!(
+        "macro: sensitivity {:.2}%  specificity {:.2}%  precision {:.2}%  F1 {:.2}%",
+        m.sensitivity, m.specificity, m.precision, m.f1
     );
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{a:.2}%"));
     println!(
@@ -399,13 +406,29 @@ fn print_metrics(m: &Metrics) {
         fmt(m.tail_acc)
     );
     println!(
-        "{:<24} {:>7} {:>7} {:>10} {:>12} {:>9}",
-        "class", "train", "test", "precision", "sensitivity", "accuracy"
+        "{:<24} {:>7} {:>7} {:>12} {:>12} {:>10} {:>8} {:>9} {:>8}",
+        "class",
+        "train",
+        "images",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "F1",
+        "accuracy",
+        "ROC-AUC"
     );
     for c in &m.per_class {
         println!(
-            "{:<24} {:>7} {:>7} {:>9.2}% {:>11.2}% {:>8.2}%",
-            c.class, c.train_count, c.test_count, c.precision, c.sensitivity, c.accuracy
+            "{:<24} {:>7} {:>7} {:>11.2}% {:>11.2}% {:>9.2}% {:>7.2}% {:>8.2}% {:>8}",
+            c.class,
+            c.train_count,
+            c.test_count,
+            c.sensitivity,
+            c.specificity,
+            c.precision,
+            c.f1,
+            c.accuracy,
+            auc(c.auc)
         );
     }
 }
@@ -445,6 +468,8 @@ pub fn eval(choice: &AdapterChoice, a: EvalArgs) -> Result<bool> {
         "checkpoint": a.checkpoint.display().to_string(),
         "split": split.name(),
         "accuracy": ev.metrics.accuracy,
+        "balanced_accuracy": ev.metrics.balanced_accuracy,
+        "auc": ev.metrics.auc,
         "metrics": ev.metrics,
         "classes": ds.classes,
         "adapter": gpu.describe(),

@@ -15,6 +15,8 @@ pub struct EvalResult {
     pub metrics: Metrics,
     /// (true, predicted) class per evaluated image.
     pub pairs: Vec<(usize, usize)>,
+    /// Class probabilities of each evaluated image, in the order of `pairs`.
+    pub probs: Vec<Vec<f32>>,
 }
 
 /// Class probabilities [N, C] for a batch of preprocessed images [N, C_in, S, S].
@@ -59,21 +61,26 @@ pub fn evaluate(
             ds.classes.join(", ")
         );
     }
-    let mut pairs = Vec::new();
+    let mut labels = Vec::new();
+    let mut all = Vec::new();
     for batch in loader.epoch(0, 0)? {
         let batch = batch?;
         if batch.y.is_empty() {
             continue;
         }
         let probs = probabilities(model, &batch.x, batch.shape)?;
-        pairs.extend(
-            batch
-                .y
-                .iter()
-                .zip(&probs)
-                .map(|(&y, p)| (y as usize, argmax(p))),
-        );
+        labels.extend(batch.y.iter().map(|&y| y as usize));
+        all.extend(probs);
     }
-    let metrics = Metrics::from_predictions(&ds.classes, &ds.train_counts(), &pairs);
-    Ok(EvalResult { metrics, pairs })
+    let pairs = labels
+        .iter()
+        .zip(&all)
+        .map(|(&y, p)| (y, argmax(p)))
+        .collect();
+    let metrics = Metrics::from_probabilities(&ds.classes, &ds.train_counts(), &labels, &all);
+    Ok(EvalResult {
+        metrics,
+        pairs,
+        probs: all,
+    })
 }
