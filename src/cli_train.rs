@@ -88,6 +88,14 @@ pub struct TrainArgs {
     theta_per: ThetaArg,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Without validation images in the data (no val/ folder, --val-per-class 0): the fraction
+    /// of each class's training images carved out for validation (at least 1, never a
+    /// class's last); the best epoch is chosen on validation. 0: none (chosen on test).
+    #[arg(long, default_value_t = 0.1, value_parser = fraction_f64)]
+    val_fraction: f64,
+    /// Stop when validation balanced accuracy has not improved for N epochs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
+    patience: Option<usize>,
     /// Run folder (default: runs/<method>-<dataset>-<date>; with --resume, the latest run).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -303,6 +311,7 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
     let mut data = a.data.config(a.seed)?;
     data.imbalance = parse_imbalance(&a.imbalance).context("--imbalance")?;
     data.long_tail_cap = a.long_tail_cap;
+    data.val_fraction = Some(a.val_fraction);
     let warmup = a.warmup.unwrap_or(default_warmup(epochs));
     let schedule = match a.schedule {
         Schedule::Step => LrSchedule::bbn_step(a.lr, epochs, warmup),
@@ -330,6 +339,7 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
             ThetaArg::Epoch => ThetaPer::Epoch,
         },
         seed: a.seed,
+        patience: a.patience,
     };
     let out = match (a.out, a.resume) {
         (Some(o), _) => o,

@@ -28,6 +28,8 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
         "40",
         "--test-per-class",
         "20",
+        "--val-per-class",
+        "10",
         "--out",
         o,
     ]));
@@ -59,6 +61,9 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
         "test_acc",
         "test_precision",
         "test_sensitivity",
+        "test_balanced_acc",
+        "val_acc",
+        "val_balanced_acc",
         "images_per_s",
         "seconds",
     ] {
@@ -83,9 +88,40 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
     ] {
         assert!(!s[key].is_null(), "summary.json lacks {key}");
     }
-    for key in ["precision", "sensitivity", "accuracy"] {
+    for key in [
+        "precision",
+        "sensitivity",
+        "specificity",
+        "f1",
+        "accuracy",
+        "auc",
+    ] {
         assert!(s["per_class"][3][key].is_number(), "per-class {key}");
     }
+    // Validation and test metrics at the best-validation epoch and at the end.
+    for set in ["validation", "test"] {
+        for when in ["best", "final"] {
+            let m = &s[set][when];
+            for key in ["accuracy", "balanced_accuracy", "specificity", "f1", "auc"] {
+                assert!(
+                    m[key].is_number(),
+                    "summary.json {set}.{when} lacks {key}: {m}"
+                );
+            }
+        }
+    }
+    assert_eq!(s["selected_on"], "validation balanced accuracy");
+    assert_eq!(s["best_acc"], s["test"]["best"]["accuracy"]);
+    assert_eq!(
+        s["best_score"],
+        s["validation"]["best"]["balanced_accuracy"]
+    );
+    let best_epoch = s["best_epoch"].as_u64().unwrap() as usize;
+    assert_eq!(
+        lines[best_epoch - 1]["val_balanced_acc"],
+        s["best_score"],
+        "the best epoch is the one of the best validation balanced accuracy"
+    );
     assert!(s["tail_acc"].is_number() && s["head_acc"].is_number());
     // Chance is 25%; the tiny run reaches ~75% on lavapipe.
     let best = s["best_acc"].as_f64().unwrap();
@@ -93,10 +129,10 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
         best >= 50.0,
         "best test accuracy {best}% is not well above chance (25%)"
     );
-    assert_eq!(
-        json(&out.join("split.json"))["counts"]["train"],
-        serde_json::json!([40, 18, 8, 4])
-    );
+    let split = json(&out.join("split.json"));
+    assert_eq!(split["counts"]["train"], serde_json::json!([40, 18, 8, 4]));
+    assert_eq!(split["counts"]["val"], serde_json::json!([10, 10, 10, 10]));
+    assert_eq!(split["val"].as_array().unwrap().len(), 40);
 
     // eval of best.safetensors reproduces the best epoch's test accuracy.
     let best_ckpt = out.join("best.safetensors");
@@ -109,6 +145,30 @@ fn train_on_the_builtin_set_learns_and_writes_the_run_folder_then_eval_and_predi
     let e = json(&out.join("eval-best.json"));
     assert!((e["accuracy"].as_f64().unwrap() - best).abs() < 1e-9, "{e}");
     assert!(out.join("eval-best-confusion.png").is_file());
+    assert!(
+        e["balanced_accuracy"].is_number() && e["auc"].is_number(),
+        "{e}"
+    );
+    assert!(
+        text.contains("balanced accuracy") && text.contains("ROC-AUC"),
+        "{text}"
+    );
+    // ... and on the validation split, the best epoch's validation metrics.
+    ok(&lskbb(&[
+        "eval",
+        "--checkpoint",
+        best_ckpt.to_str().unwrap(),
+        "--split",
+        "val",
+        "--out",
+        dir.join("val-eval").to_str().unwrap(),
+    ]));
+    let e = json(&dir.join("val-eval/eval-best.json"));
+    let v = &s["validation"]["best"];
+    assert!(
+        (e["accuracy"].as_f64().unwrap() - v["accuracy"].as_f64().unwrap()).abs() < 1e-9,
+        "{e} vs {v}"
+    );
 
     // predict on image files (and a folder of them) as JSON lines and as a table.
     let imgs = dir.join("images");
@@ -236,7 +296,9 @@ fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
     assert_eq!(loss(&a), loss(&b));
     let split = json(&a.join("split.json"));
     assert_eq!(split["classes"], serde_json::json!(["c0", "c1", "c2"]));
-    assert_eq!(split["counts"]["train"], serde_json::json!([12, 6, 3]));
+    // No val/ folder: 10% of each class (at least 1) is carved from train for validation.
+    assert_eq!(split["counts"]["train"], serde_json::json!([11, 5, 2]));
+    assert_eq!(split["counts"]["val"], serde_json::json!([1, 1, 1]));
 
     // A checkpoint whose weights make the loss overflow: resuming stops with a message and
     // leaves the checkpoint as it was.
@@ -313,5 +375,49 @@ fn every_method_runs_an_epoch() {
         );
         assert!(s["final_acc"].is_number(), "{method}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without validation images the run carves them from train and records them in split.json;
+/// --patience 1 ends a run that cannot improve (a learning rate of ~0) after its second epoch.
+#[test]
+fn carved_validation_and_patience_stop_early() {
+    let dir = temp_dir("patience");
+    let out = dir.join("run");
+    let text = ok(&lskbb(&[
+        "train",
+        "--method",
+        "ce",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "8",
+        "--image-size",
+        "8",
+        "--synthetic-per-class",
+        "40",
+        "--test-per-class",
+        "4",
+        "--lr",
+        "1e-12",
+        "--momentum",
+        "0",
+        "--patience",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let split = json(&out.join("split.json"));
+    // Long tail 40/18/8/4, then 10% per class (rounded, at least 1) for validation.
+    assert_eq!(split["counts"]["val"], serde_json::json!([4, 2, 1, 1]));
+    assert_eq!(split["counts"]["train"], serde_json::json!([36, 16, 7, 3]));
+    assert_eq!(split["val"].as_array().unwrap().len(), 8);
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["stopped_early"], true, "{text}");
+    let done = s["epochs_done"].as_u64().unwrap();
+    assert!(done < 5, "{text}");
+    assert_eq!(done, s["best_epoch"].as_u64().unwrap() + 1, "{text}");
+    assert!(text.contains("stopping early"), "{text}");
+    assert!(s["validation"]["final"]["balanced_accuracy"].is_number());
     let _ = std::fs::remove_dir_all(&dir);
 }

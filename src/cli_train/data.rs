@@ -53,9 +53,10 @@ pub struct DataArgs {
     /// Balanced test images per class (BreaKHis and synthetic; the paper uses 80).
     #[arg(long, default_value_t = 80)]
     test_per_class: usize,
-    /// Balanced validation images per class (BreaKHis and synthetic).
-    #[arg(long, default_value_t = 0)]
-    val_per_class: usize,
+    /// Balanced validation images per class (BreaKHis and synthetic; default 80 for BreaKHis,
+    /// the paper's split, else 0: train then carves --val-fraction of train for validation).
+    #[arg(long)]
+    val_per_class: Option<usize>,
     /// BreaKHis: keep every patient in one set only.
     #[arg(long)]
     split_by_patient: bool,
@@ -99,12 +100,30 @@ impl DataArgs {
                     .with_context(|| format!("--data {}: no such folder", d.display()))
             })
             .transpose()?;
+        // BreaKHis defaults to the paper's split: 80 validation images per class.
+        let val_per_class = match self.val_per_class {
+            Some(n) => n,
+            None => {
+                let breakhis = match (self.dataset, &root) {
+                    (DatasetKind::BreaKHis, _) => true,
+                    (DatasetKind::Auto, Some(r)) => {
+                        detect_kind(r).is_ok_and(|k| k == DatasetKind::BreaKHis)
+                    }
+                    _ => false,
+                };
+                if breakhis {
+                    80
+                } else {
+                    0
+                }
+            }
+        };
         Ok(DataConfig {
             kind: self.dataset,
             root,
             magnification: parse_magnification(&self.magnification).context("--magnification")?,
             test_per_class: self.test_per_class,
-            val_per_class: self.val_per_class,
+            val_per_class,
             split_by_patient: self.split_by_patient,
             seed,
             image_size: self.image_size.unwrap_or(if synthetic { 32 } else { 224 }),

@@ -144,6 +144,10 @@ pub struct DataConfig {
     pub test_per_class: usize,
     /// Balanced validation images per class (BreaKHis and synthetic); 0 = no validation set.
     pub val_per_class: usize,
+    /// When the data has no validation images (no `val/` folder, `val_per_class` 0): the
+    /// fraction of each class's training images (after the long tail; at least 1, never a
+    /// class's last) carved out for validation. None (checkpoints from before) carves nothing.
+    pub val_fraction: Option<f64>,
     /// BreaKHis: keep each patient in only one of train/test/val (see datasets/breakhis.md).
     pub split_by_patient: bool,
     /// Long-tail imbalance factor IF >= 1 for the training set; None keeps it as is
@@ -186,6 +190,7 @@ impl Default for DataConfig {
             magnification: None,
             test_per_class: 80,
             val_per_class: 0,
+            val_fraction: None,
             split_by_patient: false,
             imbalance: None,
             long_tail_cap: false,
@@ -408,6 +413,19 @@ impl Dataset {
                 split::subsample(train, &targets, cfg.seed)
             }
             None => train,
+        };
+        let (train, val) = match cfg.val_fraction {
+            Some(f) if f > 0.0 && val.is_empty() => {
+                let (train, val) = split::carve_validation(train, classes.len(), f, cfg.seed);
+                notes.push(format!(
+                    "no validation images in the data: {} carved from train ({}% of each class, at least 1, never a class's last), validation counts {:?}",
+                    val.len(),
+                    100.0 * f,
+                    class_counts(&val, classes.len())
+                ));
+                (train, val)
+            }
+            _ => (train, val),
         };
         let pre = Preprocessor::new(kind, cfg, classes.len())?;
         let mut config = cfg.clone();

@@ -113,6 +113,41 @@ pub fn subsample(samples: Vec<Sample>, targets: &[usize], seed: u64) -> Vec<Samp
         .collect()
 }
 
+/// Moves a `fraction` of each class's training samples (rounded, at least 1) to a validation
+/// set, never leaving a class with fewer than 1 training image (a class of 1 keeps it); the
+/// choice is seeded, both sets keep the input order. Returns (train, val).
+pub fn carve_validation(
+    samples: Vec<Sample>,
+    num_classes: usize,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<Sample>, Vec<Sample>) {
+    let mut to_val = vec![false; samples.len()];
+    for class in 0..num_classes {
+        let mut members: Vec<usize> = (0..samples.len())
+            .filter(|&i| samples[i].label == class)
+            .collect();
+        let n = members.len();
+        if n < 2 || fraction.is_nan() || fraction <= 0.0 {
+            continue;
+        }
+        let k = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+        Rng::from_parts(&[seed, 0x5641, class as u64]).shuffle(&mut members);
+        for &i in members.iter().take(k) {
+            to_val[i] = true;
+        }
+    }
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (s, v) in samples.into_iter().zip(to_val) {
+        if v {
+            val.push(s);
+        } else {
+            train.push(s);
+        }
+    }
+    (train, val)
+}
+
 /// Result of a balanced split: the three sets and notes on what happened.
 pub struct BalancedSplit {
     pub train: Vec<Sample>,

@@ -2,9 +2,9 @@
 //! sensitivity (recall), specificity, precision, F1 and one-vs-rest ROC-AUC, and head / medium /
 //! tail accuracy by training-set class size.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClassMetrics {
     pub class: String,
     pub train_count: usize,
@@ -24,7 +24,7 @@ pub struct ClassMetrics {
     pub auc: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Metrics {
     /// Percent of test images classified correctly.
     pub accuracy: f64,

@@ -11,6 +11,7 @@ const INK: Rgb<u8> = Rgb([30, 30, 30]);
 const GRID: Rgb<u8> = Rgb([225, 225, 225]);
 const BLUE: Rgb<u8> = Rgb([31, 119, 180]);
 const RED: Rgb<u8> = Rgb([214, 39, 40]);
+const GREEN: Rgb<u8> = Rgb([44, 160, 44]);
 const SCALE: u32 = 2;
 
 /// 3×5 glyphs, rows top to bottom, 3 bits each (MSB = left column).
@@ -180,15 +181,22 @@ fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
 }
 
 /// Loss (left) and train/test accuracy in percent (right) per epoch.
-pub fn curves(path: &Path, loss: &[f64], train_acc: &[f64], test_acc: &[f64]) -> Result<()> {
+/// `val_acc` may be empty (a run without validation images): its line is left out.
+pub fn curves(
+    path: &Path,
+    loss: &[f64],
+    train_acc: &[f64],
+    val_acc: &[f64],
+    test_acc: &[f64],
+) -> Result<()> {
     let mut img = RgbImage::from_pixel(1000, 380, BG);
     panel(&mut img, 0, "TRAINING LOSS", &[("LOSS", BLUE, loss)]);
-    panel(
-        &mut img,
-        500,
-        "ACCURACY (%)",
-        &[("TRAIN", BLUE, train_acc), ("TEST", RED, test_acc)],
-    );
+    let mut series = vec![("TRAIN", BLUE, train_acc)];
+    if !val_acc.is_empty() {
+        series.push(("VAL", GREEN, val_acc));
+    }
+    series.push(("TEST", RED, test_acc));
+    panel(&mut img, 500, "ACCURACY (%)", &series);
     save_png(&img, path)
 }
 

@@ -1,13 +1,14 @@
 //! `lskbb train`: the epoch loop of the paper's recipe. Each step draws a conventional batch
 //! from the uniform sampler and (bilateral methods) a re-balancing batch from the reversed
 //! sampler, mixes them with α = 1 − (epoch/E)² (BBN) and weights the dynamic loss with
-//! θ = 1 − (T/T_max)² (eq. 18). After every epoch the balanced test set is evaluated and the
-//! run folder is brought up to date; `last.safetensors` always holds a state that `--resume`
+//! θ = 1 − (T/T_max)² (eq. 18). After every epoch the validation and test sets are evaluated,
+//! the best epoch is chosen by validation balanced accuracy (`--patience` stops early when it
+//! stops improving) and the run folder is brought up to date; `last.safetensors` always holds a state that `--resume`
 //! continues exactly (same weights, momentum, sampler epoch and batch, RNG streams).
 
-use super::eval::{evaluate, EvalResult};
+use super::eval::evaluate;
 use super::method::Method;
-use super::plot;
+use super::metrics::Metrics;
 use super::progress::{Progress, ProgressStyle};
 use super::step::{HostBatch, StepSettings, Trainer};
 use crate::checkpoint;
@@ -18,11 +19,10 @@ use crate::model::BbnResNet32;
 use crate::ops::loss::cb_weights;
 use crate::ops::sgd::SgdConfig;
 use crate::optim::{parabolic, LrSchedule};
-use crate::tensor_file::{write_atomic, TensorFile};
+use crate::tensor_file::TensorFile;
 use crate::Gpu;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +52,9 @@ pub struct TrainConfig {
     pub cb_beta: f64,
     pub theta_per: ThetaPer,
     pub seed: u64,
+    /// Stop when validation balanced accuracy has not improved for this many epochs.
+    #[serde(default)]
+    pub patience: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -93,6 +96,15 @@ pub struct EpochRecord {
     pub test_acc: f64,
     pub test_precision: f64,
     pub test_sensitivity: f64,
+    /// Validation accuracy and balanced accuracy (None without validation images).
+    #[serde(default)]
+    pub val_acc: Option<f64>,
+    #[serde(default)]
+    pub val_balanced_acc: Option<f64>,
+    #[serde(default)]
+    pub test_balanced_acc: f64,
+    #[serde(default)]
+    pub test_auc: Option<f64>,
     pub images_per_s: f64,
     pub seconds: f64,
 }
@@ -111,9 +123,22 @@ struct RunState {
     seconds: f64,
     /// Steps taken in the epoch in progress (the running loss sum's divisor).
     epoch_steps: u64,
+    /// Test accuracy at the best epoch.
     best_acc: f64,
     best_epoch: usize,
     history: Vec<EpochRecord>,
+    /// The selection score of the best epoch: validation balanced accuracy (test balanced
+    /// accuracy when the run has no validation images).
+    #[serde(default)]
+    best_score: f64,
+    /// Validation and test metrics of the best epoch.
+    #[serde(default)]
+    best_val: Option<Metrics>,
+    #[serde(default)]
+    best_test: Option<Metrics>,
+    /// --patience ended the run before its last epoch.
+    #[serde(default)]
+    stopped_early: bool,
 }
 
 /// How a call of [`train`] ended.
@@ -135,6 +160,11 @@ struct Run<'a> {
     skipped_reported: BTreeSet<String>,
 }
 
+mod checks;
+mod outputs;
+
+use checks::{same_images, validate};
+
 fn last_path(out: &Path) -> PathBuf {
     out.join("last.safetensors")
 }
@@ -153,27 +183,6 @@ pub fn saved_config(f: &TensorFile, path: &Path) -> Result<Option<TrainConfig>> 
         })
         .transpose()
         .with_context(|| format!("{}: bad 'train' metadata", path.display()))
-}
-
-/// A resumed run must train and test on the images it started with: the image lists of its
-/// saved split.json against the dataset as it reads now (a run from before split.json was
-/// written has nothing to compare).
-fn same_images(saved: &Path, now: &serde_json::Value) -> Result<()> {
-    let Ok(bytes) = std::fs::read(saved) else {
-        return Ok(());
-    };
-    let before: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: not the JSON lskbb wrote", saved.display()))?;
-    for set in ["train", "test", "val"] {
-        if before.get(set) != now.get(set) {
-            bail!(
-                "the {set} images differ from the ones this run started with ({}): the data \
-                 changed since; restore it to resume, or start a new run with another --out",
-                saved.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// Trains (or resumes) a run in `opts.out`; `stop` is raised by Ctrl-C.
@@ -294,6 +303,12 @@ impl<'a> Run<'a> {
             None
         };
         let test = BatchLoader::eval(self.ds.clone(), Split::Test, b)?;
+        let val = if self.ds.val.is_empty() {
+            println!("no validation images: the best epoch is chosen on the test set");
+            None
+        } else {
+            Some(BatchLoader::eval(self.ds.clone(), Split::Val, b)?)
+        };
         let per_epoch = conv.num_batches();
         let t_max = (self.cfg.epochs * per_epoch) as f64;
         let mut taken = 0u64;
@@ -318,7 +333,7 @@ impl<'a> Run<'a> {
                 self.state.next_batch
             );
         }
-        while self.state.epoch < self.cfg.epochs {
+        while self.state.epoch < self.cfg.epochs && !self.state.stopped_early {
             let epoch = self.state.epoch;
             let lr = self.cfg.schedule.lr(epoch);
             let alpha = parabolic(epoch as f64, self.cfg.epochs as f64) as f32;
@@ -410,6 +425,11 @@ impl<'a> Run<'a> {
             let images_per_s = self.state.images as f64 / seconds.max(1e-9);
             let ev = evaluate(&self.trainer.model, &test, &self.ds)?;
             let m = &ev.metrics;
+            let vev = val
+                .as_ref()
+                .map(|v| evaluate(&self.trainer.model, v, &self.ds))
+                .transpose()?;
+            let vm = vev.as_ref().map(|e| &e.metrics);
             let rec = EpochRecord {
                 epoch: epoch + 1,
                 lr,
@@ -419,13 +439,23 @@ impl<'a> Run<'a> {
                 test_acc: m.accuracy,
                 test_precision: m.precision,
                 test_sensitivity: m.sensitivity,
+                val_acc: vm.map(|v| v.accuracy),
+                val_balanced_acc: vm.map(|v| v.balanced_accuracy),
+                test_balanced_acc: m.balanced_accuracy,
+                test_auc: m.auc,
                 images_per_s,
                 seconds,
             };
+            let val_text = vm.map_or(String::new(), |v| {
+                format!(
+                    " val acc {:.2}% (balanced {:.2}%)",
+                    v.accuracy, v.balanced_accuracy
+                )
+            });
             println!(
-                "epoch {}/{}: lr {:.4} α {:.3} loss {:.4} train acc {:.2}% test acc {:.2}% precision {:.2}% sensitivity {:.2}% ({:.0} img/s, {:.1}s)",
+                "epoch {}/{}: lr {:.4} α {:.3} loss {:.4} train acc {:.2}%{val_text} test acc {:.2}% (balanced {:.2}%) precision {:.2}% sensitivity {:.2}% ({:.0} img/s, {:.1}s)",
                 rec.epoch, self.cfg.epochs, rec.lr, rec.alpha, rec.train_loss, rec.train_acc,
-                rec.test_acc, rec.test_precision, rec.test_sensitivity, rec.images_per_s, rec.seconds
+                rec.test_acc, rec.test_balanced_acc, rec.test_precision, rec.test_sensitivity, rec.images_per_s, rec.seconds
             );
             self.state.history.push(rec);
             self.state.epoch += 1;
@@ -434,18 +464,38 @@ impl<'a> Run<'a> {
             self.state.images = 0;
             self.state.seconds = 0.0;
             self.state.epoch_steps = 0;
-            let improved = m.accuracy > self.state.best_acc || self.state.history.len() == 1;
+            let score = vm.map_or(m.balanced_accuracy, |v| v.balanced_accuracy);
+            let improved = score > self.state.best_score || self.state.history.len() == 1;
             if improved {
+                self.state.best_score = score;
                 self.state.best_acc = m.accuracy;
                 self.state.best_epoch = epoch + 1;
+                self.state.best_val = vm.cloned();
+                self.state.best_test = Some(m.clone());
+            }
+            let patience_out = self
+                .cfg
+                .patience
+                .is_some_and(|p| self.state.epoch - self.state.best_epoch >= p);
+            if patience_out && self.state.epoch < self.cfg.epochs {
+                self.state.stopped_early = true;
+                println!(
+                    "stopping early: validation balanced accuracy has not improved for {} epoch(s) (best {:.2}% at epoch {})",
+                    self.state.epoch - self.state.best_epoch,
+                    self.state.best_score,
+                    self.state.best_epoch
+                );
             }
             self.save_last()?;
             if improved {
                 let best = self.opts.out.join("best.safetensors");
                 checkpoint::save(&best, &self.trainer.model, self.metadata()?, None)?;
             }
-            self.write_outputs(&ev)?;
-            if self.stop_requested(stop, taken) && self.state.epoch < self.cfg.epochs {
+            self.write_outputs(m, vm)?;
+            if self.stop_requested(stop, taken)
+                && self.state.epoch < self.cfg.epochs
+                && !self.state.stopped_early
+            {
                 println!(
                     "stopped after epoch {}; continue with `lskbb train --out {} --resume`",
                     epoch + 1,
@@ -455,9 +505,11 @@ impl<'a> Run<'a> {
             }
         }
         println!(
-            "done: best test accuracy {:.2}% (epoch {}), final {:.2}%; results in {}",
-            self.state.best_acc,
+            "done: best epoch {} by {} balanced accuracy ({:.2}%), test accuracy there {:.2}%, final {:.2}%; results in {}",
             self.state.best_epoch,
+            if self.ds.val.is_empty() { "test" } else { "validation" },
+            self.state.best_score,
+            self.state.best_acc,
             self.state.history.last().map_or(0.0, |r| r.test_acc),
             self.opts.out.display()
         );
@@ -521,58 +573,6 @@ impl<'a> Run<'a> {
             Some(optim),
         )
     }
-
-    fn write_outputs(&self, ev: &EvalResult) -> Result<()> {
-        let out = &self.opts.out;
-        let h = &self.state.history;
-        let mut lines = String::new();
-        for r in h {
-            lines.push_str(&serde_json::to_string(r)?);
-            lines.push('\n');
-        }
-        write_atomic(&out.join("metrics.jsonl"), lines.as_bytes())?;
-        let col = |f: fn(&EpochRecord) -> f64| h.iter().map(f).collect::<Vec<f64>>();
-        plot::curves(
-            &out.join("curves.png"),
-            &col(|r| r.train_loss),
-            &col(|r| r.train_acc),
-            &col(|r| r.test_acc),
-        )?;
-        plot::confusion(
-            &out.join("confusion.png"),
-            &self.ds.classes,
-            &ev.metrics.confusion,
-        )?;
-        let m = &ev.metrics;
-        let summary = json!({
-            "best_acc": self.state.best_acc,
-            "best_epoch": self.state.best_epoch,
-            "final_acc": m.accuracy,
-            "epochs_done": h.len(),
-            "final_precision": m.precision,
-            "final_sensitivity": m.sensitivity,
-            "final_specificity": m.specificity,
-            "final_f1": m.f1,
-            "final_balanced_accuracy": m.balanced_accuracy,
-            "final_auc": m.auc,
-            "per_class": m.per_class,
-            "head_acc": m.head_acc,
-            "medium_acc": m.medium_acc,
-            "tail_acc": m.tail_acc,
-            "confusion": m.confusion,
-            "classes": self.ds.classes,
-            "train_counts": self.ds.train_counts(),
-            "test_counts": self.ds.counts(Split::Test),
-            "skipped_images": self.ds.skipped_images().len(),
-            "config": self.cfg,
-            "preprocessing": self.ds.preprocessor().describe(),
-            "adapter": self.gpu.describe(),
-        });
-        write_atomic(
-            &out.join("summary.json"),
-            &serde_json::to_vec_pretty(&summary)?,
-        )
-    }
 }
 
 fn host(b: &crate::data::Batch) -> HostBatch<'_> {
@@ -581,26 +581,4 @@ fn host(b: &crate::data::Batch) -> HostBatch<'_> {
         y: &b.y,
         shape: b.shape,
     }
-}
-
-fn validate(cfg: &TrainConfig) -> Result<()> {
-    if cfg.epochs == 0 {
-        bail!("--epochs must be at least 1");
-    }
-    if cfg.batch_size < 2 {
-        bail!(
-            "--batch-size must be at least 2 (batch norm needs two images), got {}",
-            cfg.batch_size
-        );
-    }
-    if cfg.schedule.lr(0).is_nan() || cfg.schedule.lr(0) <= 0.0 {
-        bail!("--lr must be positive");
-    }
-    if cfg.data.image_size < 8 {
-        bail!(
-            "--image-size must be at least 8, got {}",
-            cfg.data.image_size
-        );
-    }
-    Ok(())
 }

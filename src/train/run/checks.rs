@@ -1,0 +1,49 @@
+//! Checks before a run starts: the settings are usable and a resumed run's images are the
+//! ones it started with.
+
+use super::TrainConfig;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// A resumed run must train and test on the images it started with: the image lists of its
+/// saved split.json against the dataset as it reads now (a run from before split.json was
+/// written has nothing to compare).
+pub(super) fn same_images(saved: &Path, now: &serde_json::Value) -> Result<()> {
+    let Ok(bytes) = std::fs::read(saved) else {
+        return Ok(());
+    };
+    let before: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not the JSON lskbb wrote", saved.display()))?;
+    for set in ["train", "test", "val"] {
+        if before.get(set) != now.get(set) {
+            bail!(
+                "the {set} images differ from the ones this run started with ({}): the data \
+                 changed since; restore it to resume, or start a new run with another --out",
+                saved.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn validate(cfg: &TrainConfig) -> Result<()> {
+    if cfg.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if cfg.batch_size < 2 {
+        bail!(
+            "--batch-size must be at least 2 (batch norm needs two images), got {}",
+            cfg.batch_size
+        );
+    }
+    if cfg.schedule.lr(0).is_nan() || cfg.schedule.lr(0) <= 0.0 {
+        bail!("--lr must be positive");
+    }
+    if cfg.data.image_size < 8 {
+        bail!(
+            "--image-size must be at least 8, got {}",
+            cfg.data.image_size
+        );
+    }
+    Ok(())
+}
