@@ -256,6 +256,11 @@ fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
     // Stop mid-way through the first epoch (5 steps per epoch), then resume.
     let text = ok(&run(&b, &["--stop-after-steps", "3"]));
     assert!(text.contains("stopped at epoch 1 batch 3"), "{text}");
+    // Stopped inside its first epoch, the run still says what it was.
+    let cfg = json(&b.join("config.json"));
+    assert_eq!(cfg["epochs"], 2, "{cfg}");
+    assert_eq!(cfg["batch_size"], 4, "{cfg}");
+    assert!(!b.join("summary.json").exists());
     let again = run(&b, &[]);
     assert!(
         !again.status.success(),
@@ -419,5 +424,12 @@ fn carved_validation_and_patience_stop_early() {
     assert_eq!(done, s["best_epoch"].as_u64().unwrap() + 1, "{text}");
     assert!(text.contains("stopping early"), "{text}");
     assert!(s["validation"]["final"]["balanced_accuracy"].is_number());
+    let cfg = json(&out.join("config.json"));
+    assert_eq!(cfg["patience"], 1);
+    // The same settings as summary.json's (which prints f32 values widened to f64).
+    for key in ["epochs", "batch_size", "method", "seed"] {
+        assert_eq!(cfg[key], s["config"][key], "{key}");
+    }
+    assert_eq!(cfg["data"]["val_fraction"], 0.1);
     let _ = std::fs::remove_dir_all(&dir);
 }

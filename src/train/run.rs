@@ -19,7 +19,7 @@ use crate::model::BbnResNet32;
 use crate::ops::loss::cb_weights;
 use crate::ops::sgd::SgdConfig;
 use crate::optim::{parabolic, LrSchedule};
-use crate::tensor_file::TensorFile;
+use crate::tensor_file::{write_atomic, TensorFile};
 use crate::Gpu;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -234,6 +234,12 @@ impl<'a> Run<'a> {
         // Save the resolved kind, augmentation and normalisation (with the statistics of
         // `--normalize dataset`) so that eval/predict never re-detect or recompute them.
         cfg.data = ds.config.clone();
+        // The resolved settings, written before the first step, so that a run that fails in
+        // its first epoch still says what it was.
+        write_atomic(
+            &opts.out.join("config.json"),
+            &serde_json::to_vec_pretty(&cfg)?,
+        )?;
         let split = opts.out.join("split.json");
         if resumed.is_some() {
             same_images(&split, &ds.split_json())?;
