@@ -5,7 +5,7 @@
 use super::depthwise::Depthwise;
 use super::depthwise_cpu::DwVariant;
 use super::window::WindowConv;
-use super::{cpu, Conv2dParams, ConvAlgo, Geometry};
+use super::{cpu, subgroup, Conv2dParams, ConvAlgo, Geometry};
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
 
@@ -47,6 +47,8 @@ pub(super) enum Path {
     CpuW(cpu::WVariant),
     /// The CPU-class depthwise kernels (`depthwise_cpu`), any pass.
     DepthwiseCpu(DwVariant),
+    /// The dense 3×3 kernels that share loads across an 8-lane subgroup (`subgroup`).
+    Subgroup(subgroup::FwdVariant),
 }
 
 /// Autotuning's other split-K sizes for grad_w: a quarter of the default target (longer
@@ -284,6 +286,18 @@ fn cpu_defaults(
     if let Some(v) = grad_w {
         ks.w.insert(0, Path::CpuW(v));
     }
+    // Dense 3×3 forward and stride-1 grad_x sharing loads across a subgroup where the
+    // device has subgroups of 8: 4.7-8.5x (forward) and 8.3-10.5x (grad_x) over the kernels
+    // above on the model's 3×3 layers (lavapipe, batch 32, one run of
+    // examples/conv_subgroup_lab.rs; table in `subgroup`'s doc).
+    let k = |k, rows| subgroup::FwdVariant { k, p: rows };
+    let sg = if p.stride == 1 { k(8, 8) } else { k(16, 4) };
+    if subgroup::applies(x, w, p) {
+        ks.forward.insert(0, Path::Subgroup(sg));
+    }
+    if subgroup::grad_x_applies(x, w, p) {
+        ks.grad_x.insert(0, Path::Subgroup(sg));
+    }
 }
 
 /// The tiled depthwise kernels' plan for a stride-1 depthwise convolution, where they fit.
@@ -333,6 +347,7 @@ impl Path {
             Path::Cpu(v) => format!("cpu-{v}"),
             Path::CpuW(v) => format!("cpu-{v}"),
             Path::DepthwiseCpu(v) => format!("cpu-{v}"),
+            Path::Subgroup(v) => format!("subgroup-k{}p{}", v.k, v.p),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! 2-D convolution (`shaders/conv2d.wgsl`) with PyTorch semantics: x [N, Cin, H, W], weights
 //! [Cout, Cin/groups, KH, KW], optional bias [Cout], zero padding, stride, dilation, groups.
 //!
-//! Dense convolutions (groups == 1) run as implicit GEMMs tiled in workgroup memory (see the
-//! shader); stride-1 depthwise ones on the tiled kernels of `ops::conv::depthwise`; grouped ones,
-//! and grad_w of narrow layers, on direct kernels.
+//! This module holds the API, the shared geometry and launch parameters; one file per kernel
+//! family: `gemm` (implicit GEMMs tiled in workgroup memory), `direct` (grouped convs and
+//! narrow dense passes), `window` (windowed dense 3×3), `depthwise` (stride-1 depthwise
+//! columns, strips, tiles), and for CPU drivers `cpu` and `depthwise_cpu` (register-blocked,
+//! no workgroup memory). `choice` picks the kernels per device and shape in one place.
 //! `examples/conv_bench.rs` times them. NVIDIA H200 through Vulkan, batch 32, ms per call
 //! before (the direct kernels as they were) / after, same session:
 //!
@@ -38,13 +40,14 @@ mod choice;
 pub mod cpu;
 pub mod depthwise;
 pub mod depthwise_cpu;
+mod direct;
+mod gemm;
 pub mod subgroup;
 pub mod window;
 
 use crate::autograd::Var;
-use crate::gpu::{grid, groups, Kernel, WG};
+use crate::gpu::{groups, Kernel};
 use crate::ops::reduce::sum_to;
-use crate::ops::SCRATCH;
 use crate::tensor::{nchw, DType, Tensor};
 use anyhow::{bail, Result};
 use choice::{paths, Kernels, Path};
@@ -269,56 +272,6 @@ fn params(g: &Geometry, p: Conv2dParams, tiles: usize, total: usize, has_bias: b
     }
 }
 
-/// The tiled kernel with 4 channels per thread when a group has at least 4 channels along
-/// the dimension a thread owns, else the direct one; and the number of tiles per group.
-fn pick(
-    per_group: usize,
-    tiled: &'static Kernel,
-    direct: &'static Kernel,
-) -> (&'static Kernel, usize) {
-    if per_group >= TILE {
-        (tiled, per_group.div_ceil(TILE))
-    } else {
-        (direct, per_group)
-    }
-}
-
-/// Outputs per GEMM workgroup: 256 threads with a 4×4 block each (BM · BN).
-const TILE_AREA: usize = 4096;
-/// K values staged per step by the GEMM kernels (BK in the shader).
-const BK: usize = 8;
-/// grad_w split-K on a GPU: aim for this many workgroups (several waves on a large GPU), with
-/// at least MIN_CHUNK values of K each and at most SCRATCH partial sums in all.
-const TARGET_GROUPS: usize = 2048;
-/// ... and on a CPU driver this many per thread: it runs a workgroup on one thread, so more
-/// splits only add partial sums for grad_w_reduce to merge. (lavapipe, 16×16 LSK step at
-/// batch 4: grad_w_reduce took 401 of 1615 ms of GPU time with GPU-sized splits.)
-const CPU_GROUPS_PER_THREAD: usize = 4;
-const MIN_CHUNK: usize = 256;
-/// Direct grad_w kernels (grouped, depthwise): workgroups to aim for on a GPU and the least
-/// N·Ho·Wo values per workgroup.
-const DIRECT_GROUPS: usize = 4096;
-const DIRECT_CHUNK: usize = 4096;
-
-/// Split-K workgroups to aim for on this device: `gpu_groups` on a GPU, a few per thread on a
-/// CPU driver.
-fn split_target(gpu: &crate::Gpu, gpu_groups: usize) -> usize {
-    gpu.cpu_threads()
-        .map_or(gpu_groups, |t| CPU_GROUPS_PER_THREAD * t)
-}
-
-/// Forward and grad_x GEMM tile (BM, BN) for N = `len` channels: BN = 16, 32 or 64 with
-/// BM = TILE_AREA / BN, so that 16- and 32-channel layers waste no tile columns; fewer than 16
-/// channels get BN = len rounded up to 4 and BM = 256 (the shader idles the threads past BN).
-fn tile_shape(len: usize) -> (usize, usize) {
-    let bn = if len < 16 {
-        len.next_multiple_of(4)
-    } else {
-        len.next_power_of_two().min(64)
-    };
-    ((TILE_AREA / bn).min(256), bn)
-}
-
 /// Runs one pass on the first of `paths`, or with autotuning on ([`crate::Gpu::choose`]) on
 /// the fastest of them for this `key` (timing each on first use).
 fn run_tuned<T>(
@@ -406,26 +359,6 @@ fn grad_wb_on(
     })
 }
 
-/// Parameters of a GEMM kernel with an M×N output, reduction length K and a BM×BN tile.
-fn gemm_params(
-    g: &Geometry,
-    p: Conv2dParams,
-    (gm, gn, gk): (usize, usize, usize),
-    (bm, bn): (usize, usize),
-    total: usize,
-    has_bias: bool,
-) -> Params {
-    let u = |v: usize| v as u32;
-    Params {
-        bm: u(bm),
-        bn: u(bn),
-        gm: u(gm),
-        gn: u(gn),
-        gk: u(gk),
-        ..params(g, p, 0, total, has_bias)
-    }
-}
-
 /// y = conv2d(x, w) + b.
 pub fn conv2d_forward(
     x: &Tensor,
@@ -474,37 +407,16 @@ fn forward(
         }
     }
     match path {
-        Path::Depthwise(dw) => return dw.forward(x, w, b),
-        Path::DepthwiseStrip(dw) => return dw.forward_strip(x, w, b),
-        Path::DepthwiseColumns(dw) => return dw.forward_columns(x, w, b),
-        Path::Window(wc) => return wc.forward(x, w, b),
-        Path::Cpu(v) => return cpu::forward(x, w, b, p, v),
-        Path::DepthwiseCpu(v) => return depthwise_cpu::forward(x, w, b, p, v),
-        Path::Gemm | Path::GemmSplit(_) | Path::Direct | Path::CpuW(_) => {}
+        Path::Depthwise(dw) => dw.forward(x, w, b),
+        Path::DepthwiseStrip(dw) => dw.forward_strip(x, w, b),
+        Path::DepthwiseColumns(dw) => dw.forward_columns(x, w, b),
+        Path::Window(wc) => wc.forward(x, w, b),
+        Path::Cpu(v) => cpu::forward(x, w, b, p, v),
+        Path::DepthwiseCpu(v) => depthwise_cpu::forward(x, w, b, p, v),
+        Path::Subgroup(v) => subgroup::forward(x, w, b, p, v),
+        Path::Gemm | Path::GemmSplit(_) => gemm::forward(g, p, x, w, b),
+        Path::Direct | Path::CpuW(_) => direct::forward(g, p, x, w, b),
     }
-    let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
-    let reads = [x.buf(), w.buf(), b.unwrap_or(w).buf()];
-    if let Path::Gemm | Path::GemmSplit(_) = path {
-        let (gm, gn, gk) = (g.n * g.ho * g.wo, g.cout, g.cin * g.kh * g.kw);
-        let (bm, bn) = tile_shape(gn);
-        let total = gm.div_ceil(bm) * gn.div_ceil(bn);
-        let pr = gemm_params(g, p, (gm, gn, gk), (bm, bn), total, b.is_some());
-        let k = &FORWARD_GEMM;
-        x.gpu().dispatch(
-            k,
-            bytemuck::bytes_of(&pr),
-            &reads,
-            &[y.buf()],
-            groups(total),
-        )?;
-        return Ok(y);
-    }
-    let (k, tiles) = pick(g.cout / p.groups, &FORWARD, &FORWARD_DIRECT);
-    let total = g.n * p.groups * tiles * g.ho * g.wo;
-    let pr = params(g, p, tiles, total, b.is_some());
-    x.gpu()
-        .dispatch(k, bytemuck::bytes_of(&pr), &reads, &[y.buf()], grid(total))?;
-    Ok(y)
 }
 
 fn check_gy(g: &Geometry, gy: &Tensor) -> Result<()> {
@@ -517,43 +429,6 @@ fn check_gy(g: &Geometry, gy: &Tensor) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-/// One stride phase of grad_x along an axis: the input indices f + stride·i (n of them), which
-/// only the taps k0 + st·a (taps of them, st = stride / gcd(stride, dilation)) reach, from
-/// output index q0 + i − a·dilation / gcd.
-struct Phase {
-    f: usize,
-    n: usize,
-    k0: usize,
-    taps: usize,
-    q0: i64,
-}
-
-fn phases(len: usize, k: usize, p: Conv2dParams) -> Vec<Phase> {
-    let (s, d) = (p.stride, p.dilation);
-    let st = s / gcd(s, d);
-    (0..s.min(len))
-        .map(|f| {
-            let reach = |t: usize| (f + p.padding) as i64 - (t * d) as i64;
-            let first = (0..k).find(|&t| reach(t).rem_euclid(s as i64) == 0);
-            Phase {
-                f,
-                n: (len - f).div_ceil(s),
-                k0: first.unwrap_or(0),
-                taps: first.map_or(0, |k0| (k - k0).div_ceil(st)),
-                q0: first.map_or(0, |k0| reach(k0) / s as i64),
-            }
-        })
-        .collect()
 }
 
 /// gx, plus `acc` when given (a gradient of x from its other consumers, summed in the
@@ -569,61 +444,16 @@ fn grad_x(
     acc: Option<&Tensor>,
 ) -> Result<Tensor> {
     match path {
-        Path::Depthwise(dw) => return dw.grad_x(w, gy, acc),
-        Path::DepthwiseStrip(dw) => return dw.grad_x_strip(w, gy, acc),
-        Path::DepthwiseColumns(dw) => return dw.grad_x_columns(w, gy, acc),
-        Path::Window(wc) => return wc.grad_x(w, gy, acc),
-        Path::Cpu(v) => return cpu::grad_x(x, w, gy, acc, p, v),
-        Path::DepthwiseCpu(v) => return depthwise_cpu::grad_x(x, w, gy, acc, p, v),
-        Path::Gemm | Path::GemmSplit(_) | Path::Direct | Path::CpuW(_) => {}
+        Path::Depthwise(dw) => dw.grad_x(w, gy, acc),
+        Path::DepthwiseStrip(dw) => dw.grad_x_strip(w, gy, acc),
+        Path::DepthwiseColumns(dw) => dw.grad_x_columns(w, gy, acc),
+        Path::Window(wc) => wc.grad_x(w, gy, acc),
+        Path::Cpu(v) => cpu::grad_x(x, w, gy, acc, p, v),
+        Path::DepthwiseCpu(v) => depthwise_cpu::grad_x(x, w, gy, acc, p, v),
+        Path::Subgroup(v) => subgroup::grad_x(x, w, gy, acc, p, v),
+        Path::Gemm | Path::GemmSplit(_) => gemm::grad_x(g, p, w, gy, acc),
+        Path::Direct | Path::CpuW(_) => direct::grad_x(g, p, w, gy, acc),
     }
-    let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
-    let reads = [gy.buf(), w.buf(), acc.unwrap_or(w).buf()];
-    let accumulate = u32::from(acc.is_some());
-    if let Path::Direct = path {
-        let (k, tiles) = pick(g.cin / p.groups, &GRAD_X, &GRAD_X_DIRECT);
-        let total = g.n * p.groups * tiles * g.h * g.w;
-        let pr = Params {
-            accumulate,
-            ..params(g, p, tiles, total, false)
-        };
-        gy.gpu()
-            .dispatch(k, bytemuck::bytes_of(&pr), &reads, &[gx.buf()], grid(total))?;
-        return Ok(gx);
-    }
-    // One GEMM per stride phase, each over only the taps that reach its pixels.
-    let u = |v: usize| v as u32;
-    let ((bm, bn), div) = (tile_shape(g.cin), gcd(p.stride, p.dilation));
-    for py in phases(g.h, g.kh, p) {
-        for px in phases(g.w, g.kw, p) {
-            let (gm, gn, gk) = (g.n * py.n * px.n, g.cin, g.cout * py.taps * px.taps);
-            let total = gm.div_ceil(bm) * gn.div_ceil(bn);
-            let pr = Params {
-                ny: u(py.n),
-                nx: u(px.n),
-                fy: u(py.f),
-                fx: u(px.f),
-                qy0: py.q0 as i32 as u32,
-                qx0: px.q0 as i32 as u32,
-                ky0: u(py.k0),
-                kx0: u(px.k0),
-                nky: u(py.taps),
-                nkx: u(px.taps),
-                st: u(p.stride / div),
-                dq: u(p.dilation / div),
-                accumulate,
-                ..gemm_params(g, p, (gm, gn, gk), (bm, bn), total, false)
-            };
-            gy.gpu().dispatch(
-                &GRAD_X_GEMM,
-                bytemuck::bytes_of(&pr),
-                &reads,
-                &[gx.buf()],
-                groups(total),
-            )?;
-        }
-    }
-    Ok(gx)
 }
 
 /// gw, and with `bias` gb: from the same kernels where they can (the GEMM's extra column of
@@ -643,68 +473,12 @@ fn grad_wb(
         Path::DepthwiseStrip(dw) => dw.grad_wb_strip(x, gy, bias),
         Path::DepthwiseColumns(dw) => dw.grad_wb_columns(x, gy, bias),
         Path::Window(wc) => Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?)),
-        Path::Gemm => grad_wb_gemm(g, p, x, gy, bias, split_target(x.gpu(), TARGET_GROUPS)),
-        Path::GemmSplit(spread) => {
-            let target = spread.target(split_target(x.gpu(), TARGET_GROUPS));
-            grad_wb_gemm(g, p, x, gy, bias, target)
-        }
-        Path::Direct | Path::Cpu(_) => grad_wb_direct(g, p, x, gy, bias),
+        Path::Gemm => gemm::grad_wb(g, p, x, gy, bias, None),
+        Path::GemmSplit(spread) => gemm::grad_wb(g, p, x, gy, bias, Some(spread)),
+        Path::Direct | Path::Cpu(_) | Path::Subgroup(_) => direct::grad_wb(g, p, x, gy, bias),
         Path::CpuW(v) => cpu::grad_w(x, w, gy, bias, p, v),
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_wb(x, w, gy, bias, p, v),
     }
-}
-
-/// The implicit-GEMM grad_w (split-K into about `target` workgroups, then grad_w_reduce),
-/// with the bias as one more column.
-fn grad_wb_gemm(
-    g: &Geometry,
-    p: Conv2dParams,
-    x: &Tensor,
-    gy: &Tensor,
-    bias: bool,
-    target: usize,
-) -> Result<(Tensor, Option<Tensor>)> {
-    let gw = Tensor::empty(gy.gpu(), &[g.cout, g.cin, g.kh, g.kw], DType::F32)?;
-    let gb = bias
-        .then(|| Tensor::empty(gy.gpu(), &[g.cout], DType::F32))
-        .transpose()?;
-    let (gm, gn, gk) = (g.cout, g.cin * g.kh * g.kw, g.n * g.ho * g.wo);
-    // Columns of B: Cin·KH·KW, and the bias gradient's column of ones.
-    let cols = gn + usize::from(bias);
-    // BN: the columns split evenly into tiles of at most TILE_AREA / BM (the shader lets the
-    // threads past BM·BN / 16 only load), so that e.g. 144 columns are not padded to 256.
-    let bm = gm.next_power_of_two().clamp(16, 64);
-    let bn = cols
-        .div_ceil(cols.div_ceil(TILE_AREA / bm))
-        .next_multiple_of(4);
-    let tiles = gm.div_ceil(bm) * cols.div_ceil(bn);
-    let splits = target
-        .div_ceil(tiles)
-        .min(gk.div_ceil(MIN_CHUNK))
-        .min(SCRATCH / (gm * cols))
-        .max(1);
-    let kc = gk.div_ceil(splits).next_multiple_of(BK);
-    let splits = gk.div_ceil(kc);
-    let partial = Tensor::empty(gy.gpu(), &[splits, gm * cols], DType::F32)?;
-    let total = splits * tiles;
-    let pr = Params {
-        kc: kc as u32,
-        ..gemm_params(g, p, (gm, gn, gk), (bm, bn), total, bias)
-    };
-    gy.gpu().dispatch(
-        &GRAD_W_GEMM,
-        bytemuck::bytes_of(&pr),
-        &[gy.buf(), x.buf()],
-        &[partial.buf()],
-        groups(total),
-    )?;
-    let pr = Params {
-        splits: splits as u32,
-        gn: gn as u32,
-        ..params(g, p, 0, gm * cols, bias)
-    };
-    reduce_splits(&pr, &partial, [&gw, gb.as_ref().unwrap_or(&gw)])?;
-    Ok((gw, gb))
 }
 
 /// Sums the `pr.splits` partial results of a split grad_w (`pr.total` each) into `out` (gw,
@@ -724,67 +498,6 @@ fn reduce_splits(pr: &Params, partial: &Tensor, out: [&Tensor; 2]) -> Result<()>
         &[out[0].buf(), out[1].buf()],
         launch,
     )
-}
-
-/// The direct grad_w kernels: one workgroup per (weight task, chunk of N·Ho·Wo), and with
-/// `bias` one per (bias task, chunk) summing gy alone; several chunks go through a scratch
-/// and grad_w_reduce, so that no workgroup walks all of N·Ho·Wo. gw and gb are views of one
-/// buffer, gb from the first offset past gw that a view can start at.
-fn grad_wb_direct(
-    g: &Geometry,
-    p: Conv2dParams,
-    x: &Tensor,
-    gy: &Tensor,
-    bias: bool,
-) -> Result<(Tensor, Option<Tensor>)> {
-    let shape = [g.cout, g.cin / p.groups, g.kh, g.kw];
-    let wlen: usize = shape.iter().product();
-    let (k, tiles) = pick(g.cout / p.groups, &GRAD_W, &GRAD_W_DIRECT);
-    let wtasks = p.groups * tiles * shape[1..].iter().product::<usize>();
-    let tasks = wtasks + if bias { p.groups * tiles } else { 0 };
-    let (bias_off, slab) = if bias {
-        let off = gy.gpu().view_start(wlen);
-        (off, off + g.cout)
-    } else {
-        (wlen, wlen)
-    };
-    let out = Tensor::empty(gy.gpu(), &[slab], DType::F32)?;
-    let len = g.n * g.ho * g.wo;
-    let splits = split_target(gy.gpu(), DIRECT_GROUPS)
-        .div_ceil(tasks)
-        .min(len.div_ceil(DIRECT_CHUNK))
-        .min(SCRATCH / slab)
-        .max(1);
-    let kc = len.div_ceil(splits).next_multiple_of(WG as usize);
-    let splits = len.div_ceil(kc);
-    let partial = if splits > 1 {
-        Tensor::empty(gy.gpu(), &[splits, slab], DType::F32)?
-    } else {
-        out.clone()
-    };
-    let pr = Params {
-        kc: kc as u32,
-        splits: splits as u32,
-        wtasks: wtasks as u32,
-        bias_off: bias_off as u32,
-        ..params(g, p, tiles, tasks, bias)
-    };
-    gy.gpu().dispatch(
-        k,
-        bytemuck::bytes_of(&pr),
-        &[gy.buf(), x.buf()],
-        &[partial.buf()],
-        groups(tasks * splits),
-    )?;
-    if splits > 1 {
-        let pr = Params {
-            splits: splits as u32,
-            ..params(g, p, 0, slab, false)
-        };
-        reduce_splits(&pr, &partial, [&out, &out])?;
-    }
-    let gb = bias.then(|| out.view(bias_off, &[g.cout])).transpose()?;
-    Ok((out.view(0, &shape)?, gb))
 }
 
 fn grad_b(g: &Geometry, gy: &Tensor) -> Result<Tensor> {
