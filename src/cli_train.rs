@@ -13,7 +13,6 @@ use lskbb::optim::{default_warmup, LrSchedule};
 use lskbb::tensor_file::write_atomic;
 use lskbb::train::eval::{argmax, evaluate, probabilities};
 use lskbb::train::method::Method;
-use lskbb::train::metrics::Metrics;
 use lskbb::train::plot;
 use lskbb::train::progress::ProgressStyle;
 use lskbb::train::{self, Outcome, SgdSettings, ThetaPer, TrainConfig, TrainOptions};
@@ -25,8 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 mod data;
+mod table;
 
 use data::{checkpoint_data, DataArgs};
+use table::print_metrics;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Schedule {
@@ -394,53 +395,6 @@ pub struct EvalArgs {
     /// checkpoint's folder).
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-fn print_metrics(m: &Metrics) {
-    let auc = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{a:.4}"));
-    println!(
-        "accuracy {:.2}%  balanced accuracy {:.2}%  ROC-AUC {}",
-        m.accuracy,
-        m.balanced_accuracy,
-        auc(m.auc)
-    );
-    println!(
-        "macro: sensitivity {:.2}%  specificity {:.2}%  precision {:.2}%  F1 {:.2}%",
-        m.sensitivity, m.specificity, m.precision, m.f1
-    );
-    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{a:.2}%"));
-    println!(
-        "head {}  medium {}  tail {}",
-        fmt(m.head_acc),
-        fmt(m.medium_acc),
-        fmt(m.tail_acc)
-    );
-    println!(
-        "{:<24} {:>7} {:>7} {:>12} {:>12} {:>10} {:>8} {:>9} {:>8}",
-        "class",
-        "train",
-        "images",
-        "sensitivity",
-        "specificity",
-        "precision",
-        "F1",
-        "accuracy",
-        "ROC-AUC"
-    );
-    for c in &m.per_class {
-        println!(
-            "{:<24} {:>7} {:>7} {:>11.2}% {:>11.2}% {:>9.2}% {:>7.2}% {:>8.2}% {:>8}",
-            c.class,
-            c.train_count,
-            c.test_count,
-            c.sensitivity,
-            c.specificity,
-            c.precision,
-            c.f1,
-            c.accuracy,
-            auc(c.auc)
-        );
-    }
 }
 
 pub fn eval(choice: &AdapterChoice, a: EvalArgs) -> Result<bool> {
