@@ -441,16 +441,7 @@ pub fn forward(
     v: Variant,
 ) -> Result<Tensor> {
     let g = geometry(x, w, p)?;
-    if let Some(b) = b {
-        if b.dtype() != DType::F32 || b.shape() != [g.cout] {
-            bail!(
-                "conv_cpu bias b: expected an f32 tensor of shape [{}], got {:?} {:?}",
-                g.cout,
-                b.dtype(),
-                b.shape()
-            );
-        }
-    }
+    super::check_bias("conv_cpu", b, g.cout)?;
     let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
     if v.quad {
         check_quad(v, &g, p)?;
@@ -505,16 +496,7 @@ pub fn grad_x(
 ) -> Result<Tensor> {
     let g = geometry(x, w, p)?;
     check_gy(&g, gy)?;
-    if let Some(a) = acc {
-        if a.dtype() != DType::F32 || a.shape() != x.shape() {
-            bail!(
-                "conv_cpu grad_x accumulate input: expected an f32 tensor of shape {:?}, got {:?} {:?}",
-                x.shape(),
-                a.dtype(),
-                a.shape()
-            );
-        }
-    }
+    super::check_acc("conv_cpu", acc, x.shape())?;
     let gx = Tensor::empty(gy.gpu(), x.shape(), DType::F32)?;
     if v.quad {
         check_quad(v, &g, p)?;

@@ -235,16 +235,7 @@ pub fn forward(
     v: DwVariant,
 ) -> Result<Tensor> {
     let g = v.check(x, w, p)?;
-    if let Some(b) = b {
-        if b.dtype() != DType::F32 || b.shape() != [g.cout] {
-            bail!(
-                "depthwise_cpu bias b: expected an f32 tensor of shape [{}], got {:?} {:?}",
-                g.cout,
-                b.dtype(),
-                b.shape()
-            );
-        }
-    }
+    super::check_bias("depthwise_cpu", b, g.cout)?;
     let pr = DwP {
         has_bias: u32::from(b.is_some()),
         ..v.params(&g)
@@ -264,17 +255,7 @@ pub fn grad_x(
 ) -> Result<Tensor> {
     let g = v.check(x, w, p)?;
     check_gy(&g, gy)?;
-    if let Some(a) = acc {
-        if a.dtype() != DType::F32 || a.shape() != x.shape() {
-            bail!(
-                "depthwise_cpu grad_x accumulate input: expected an f32 tensor of shape {:?}, \
-                 got {:?} {:?}",
-                x.shape(),
-                a.dtype(),
-                a.shape()
-            );
-        }
-    }
+    super::check_acc("depthwise_cpu", acc, x.shape())?;
     let pr = DwP {
         flip: 1,
         accumulate: u32::from(acc.is_some()),

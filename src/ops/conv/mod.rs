@@ -326,17 +326,7 @@ fn grad_x_on(
     gy: &Tensor,
     acc: Option<&Tensor>,
 ) -> Result<Tensor> {
-    if let Some(acc) = acc {
-        let want = [g.n, g.cin, g.h, g.w];
-        if acc.dtype() != DType::F32 || acc.shape() != want {
-            bail!(
-                "conv2d grad_x: the gradient to add to it must be an f32 tensor of x's shape \
-                 {want:?}, got {:?} {:?}",
-                acc.dtype(),
-                acc.shape()
-            );
-        }
-    }
+    check_acc("conv2d", acc, &[g.n, g.cin, g.h, g.w])?;
     let key = || tune_key("grad_x", g, p);
     run_tuned(gy.gpu(), key, &ks.grad_x, |path| {
         grad_x(g, p, x, w, gy, path, acc)
@@ -395,17 +385,7 @@ fn forward(
     w: &Tensor,
     b: Option<&Tensor>,
 ) -> Result<Tensor> {
-    if let Some(b) = b {
-        if b.dtype() != DType::F32 || b.shape() != [g.cout] {
-            bail!(
-                "conv2d bias b: expected an f32 tensor of shape [{}] (Cout of w {:?}), got {:?} {:?}",
-                g.cout,
-                w.shape(),
-                b.dtype(),
-                b.shape()
-            );
-        }
-    }
+    check_bias("conv2d", b, g.cout)?;
     match path {
         Path::Depthwise(dw) => dw.forward(x, w, b),
         Path::DepthwiseStrip(dw) => dw.forward_strip(x, w, b),
@@ -416,6 +396,32 @@ fn forward(
         Path::Subgroup(v) => subgroup::forward(x, w, b, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::forward(g, p, x, w, b),
         Path::Direct | Path::CpuW(_) => direct::forward(g, p, x, w, b),
+    }
+}
+
+/// Checks the optional bias of a convolution with `cout` output channels (`who` names the
+/// caller in the error).
+fn check_bias(who: &str, b: Option<&Tensor>, cout: usize) -> Result<()> {
+    match b {
+        Some(b) if b.dtype() != DType::F32 || b.shape() != [cout] => bail!(
+            "{who} bias b: expected an f32 tensor of shape [{cout}] (Cout of w), got {:?} {:?}",
+            b.dtype(),
+            b.shape()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the gradient that a grad_x kernel adds in its store: an f32 tensor of x's shape.
+fn check_acc(who: &str, acc: Option<&Tensor>, x_shape: &[usize]) -> Result<()> {
+    match acc {
+        Some(a) if a.dtype() != DType::F32 || a.shape() != x_shape => bail!(
+            "{who} grad_x: the gradient to accumulate must be an f32 tensor of x's shape {x_shape:?}, \
+             got {:?} {:?}",
+            a.dtype(),
+            a.shape()
+        ),
+        _ => Ok(()),
     }
 }
 

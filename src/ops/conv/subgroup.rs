@@ -251,16 +251,7 @@ pub fn forward(
         bail!("conv_subgroup: this device lacks subgroups of at least 8 lanes");
     }
     let g = geometry(x, w, p)?;
-    if let Some(b) = b {
-        if b.dtype() != DType::F32 || b.shape() != [g.cout] {
-            bail!(
-                "conv_subgroup bias b: expected an f32 tensor of shape [{}], got {:?} {:?}",
-                g.cout,
-                b.dtype(),
-                b.shape()
-            );
-        }
-    }
+    super::check_bias("conv_subgroup", b, g.cout)?;
     let y = Tensor::empty(gpu, &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
     let dims = [g.cin, g.h, g.w, g.cout, g.ho, g.wo];
     run(v, p.stride, false, g.n, dims, x, w, b.map(|b| (b, 1)), &y)?;
@@ -330,17 +321,7 @@ pub fn grad_x(
         bail!("conv_subgroup grad_x: only stride 1, got {p:?}");
     }
     check_gy(&g, gy)?;
-    if let Some(a) = acc {
-        if a.dtype() != DType::F32 || a.shape() != x.shape() {
-            bail!(
-                "conv_subgroup grad_x accumulate input: expected an f32 tensor of shape {:?}, \
-                 got {:?} {:?}",
-                x.shape(),
-                a.dtype(),
-                a.shape()
-            );
-        }
-    }
+    super::check_acc("conv_subgroup", acc, x.shape())?;
     let gx = Tensor::empty(gpu, x.shape(), DType::F32)?;
     let dims = [g.cout, g.ho, g.wo, g.cin, g.h, g.w];
     run(v, 1, true, g.n, dims, gy, w, acc.map(|a| (a, 2)), &gx)?;
