@@ -298,7 +298,7 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
     let gpu = Gpu::new(choice)?;
     println!("adapter: {}", gpu.describe());
     let untouched = a.epochs.is_none() && a.batch_size.is_none() && a.data.image_size.is_none();
-    if gpu.info.device_type == wgpu::DeviceType::Cpu && untouched && !a.resume {
+    if gpu.cpu_threads().is_some() && untouched && !a.resume {
         a.epochs = Some(CPU_EPOCHS);
         a.batch_size = Some(CPU_BATCH);
         a.data.image_size = Some(CPU_IMAGE);

@@ -60,7 +60,7 @@ pub(crate) fn split(gpu: &Gpu, count: usize, rows: usize) -> (usize, usize) {
 
 /// [`split`] with chunks of at least `min_chunk` elements.
 pub(crate) fn split_from(gpu: &Gpu, count: usize, rows: usize, min_chunk: usize) -> (usize, usize) {
-    let target = if gpu.info.device_type == wgpu::DeviceType::Cpu {
+    let target = if gpu.cpu_threads().is_some() {
         TARGET_GROUPS_CPU
     } else {
         TARGET_GROUPS
