@@ -1,6 +1,6 @@
 //! Kernel lab for the subgroup-sharing convolutions (`ops::conv::subgroup`): times each
 //! variant side by side with the engine's default kernels (`ConvAlgo::Auto`) on the model's
-//! dense 3×3 convolutions at training batch (32 images), in one run.
+//! dense 3×3 convolutions (forward, grad_x and grad_w) at training batch (32 images), in one run.
 //!
 //! Per shape and pass: ms per call of the default (fastest of the repetitions after one
 //! warm-up call), then of every variant with its speed-up (default ms / variant ms); a
@@ -13,7 +13,10 @@
 
 use anyhow::{bail, Result};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
-use lskbb::ops::conv::{conv2d_forward_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo};
+use lskbb::ops::conv::subgroup_w::{self, W_VARIANTS};
+use lskbb::ops::conv::{
+    conv2d_forward_with, conv2d_grad_w_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo,
+};
 use lskbb::{AdapterChoice, Gpu, Tensor};
 use std::sync::Arc;
 use std::time::Instant;
@@ -133,6 +136,16 @@ fn main() -> Result<()> {
             }
             report("grad_x", t, &runs);
         }
+        let gy = fill(y.shape(), 4)?;
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_grad_w_with(&x, &w, &gy, p, ConvAlgo::Auto)
+        })?;
+        let mut runs = Vec::new();
+        for &v in W_VARIANTS {
+            let (tv, got) = time(&gpu, reps, || subgroup_w::grad_w(&x, &w, &gy, p, v))?;
+            runs.push((v.to_string(), tv, diff(&got, &want)?));
+        }
+        report("grad_w", t, &runs);
     }
     Ok(())
 }

@@ -1,11 +1,13 @@
 //! The subgroup-sharing dense 3×3 kernels (`ops::conv::subgroup`): every variant's forward
 //! (with and without bias, stride 1 and 2) and grad_x (stride 1, with and without a gradient
-//! to accumulate) against the f64 CPU reference on odd shapes, and what they refuse. Skipped,
+//! to accumulate) and grad_w (stride 1 and 2, one chunk or several) against the f64 CPU
+//! reference on odd shapes, and what they refuse. Skipped,
 //! with a note, on a device without `wgpu::Features::SUBGROUP` and subgroups of 8+ lanes.
 
 mod common;
 use common::{assert_close, gpu, up};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
+use lskbb::ops::conv::subgroup_w::{self, WVariant, W_VARIANTS};
 use lskbb::ops::conv::Conv2dParams;
 use lskbb::reference::conv as rconv;
 use lskbb::reference::{Arr, Rng, Tol};
@@ -107,6 +109,39 @@ fn grad_x_matches_reference() {
     }
 }
 
+/// grad_w sums n·Ho·Wo ≤ 3·12·23 = 828 products per weight (≤ 1 in magnitude) in per-lane,
+/// per-chunk order: f32 rounding ~√terms·eps of the sum of |terms|, < 1e-5 of the largest
+/// gradient here; TOL's 1e-4 leaves margin while a wrong tap, row or lane gives O(0.1).
+#[test]
+fn grad_w_matches_reference() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(34);
+    // One chunk (gw written directly) and up to a chunk per image (partial sums reduced).
+    let targets = [1, 3, 64];
+    for &(n, cin, (h, w), cout, s, _) in CASES {
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
+        let y = rconv::conv2d(&x, &wt, None, s, 1, 1, 1);
+        let gy = rng.arr(&y.shape, 1.0);
+        let (_, gw, _) = rconv::conv2d_backward(&x, &wt, &gy, s, 1, 1, 1);
+        let (tx, tw, tgy) = (up(&x), up(&wt), up(&gy));
+        assert!(subgroup_w::applies(&tx, &tw, params(s)));
+        for &v in W_VARIANTS {
+            for target in targets {
+                let v = WVariant { target, ..v };
+                let got = subgroup_w::grad_w(&tx, &tw, &tgy, params(s), v).unwrap();
+                let what = format!(
+                    "grad_w {v} target {target} {:?} x {:?} s{s}",
+                    x.shape, wt.shape
+                );
+                assert_close(&what, &got, &gw, TOL);
+            }
+        }
+    }
+}
+
 #[test]
 fn refuses_other_convolutions() {
     if !available() {
@@ -153,6 +188,14 @@ fn refuses_other_convolutions() {
     for (w, p) in bad {
         assert!(!subgroup::applies(&x, w, p), "{p:?}");
         assert!(subgroup::forward(&x, w, None, p, v).is_err(), "{p:?}");
+    }
+    for (w, p) in bad {
+        assert!(!subgroup_w::applies(&x, w, p), "{p:?}");
+        let gy = up(&rng.arr(&[1, w.shape()[0], 6, 6], 1.0));
+        assert!(
+            subgroup_w::grad_w(&x, w, &gy, p, W_VARIANTS[0]).is_err(),
+            "{p:?}"
+        );
     }
     let odd = subgroup::FwdVariant { k: 12, p: 2 };
     assert!(subgroup::forward(&x, &w3, None, params(1), odd).is_err());

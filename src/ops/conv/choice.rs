@@ -5,7 +5,7 @@
 use super::depthwise::Depthwise;
 use super::depthwise_cpu::DwVariant;
 use super::window::WindowConv;
-use super::{cpu, subgroup, Conv2dParams, ConvAlgo, Geometry};
+use super::{cpu, subgroup, subgroup_w, Conv2dParams, ConvAlgo, Geometry};
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
 
@@ -49,6 +49,8 @@ pub(super) enum Path {
     DepthwiseCpu(DwVariant),
     /// The dense 3×3 kernels that share loads across an 8-lane subgroup (`subgroup`).
     Subgroup(subgroup::FwdVariant),
+    /// The dense 3×3 grad_w that shares loads across an 8-lane subgroup (`subgroup_w`).
+    SubgroupW(subgroup_w::WVariant),
 }
 
 /// Autotuning's other split-K sizes for grad_w: a quarter of the default target (longer
@@ -298,6 +300,19 @@ fn cpu_defaults(
     if subgroup::grad_x_applies(x, w, p) {
         ks.grad_x.insert(0, Path::Subgroup(sg));
     }
+    // grad_w of the same layers: 4.9-11x (ko8ci4) and 7.6-8.5x (ko16ci2 at stride 2) over
+    // the kernels above (table in `subgroup_w`'s doc).
+    let (ko, ci) = if p.stride == 1 { (8, 4) } else { (16, 2) };
+    if subgroup_w::applies(x, w, p) {
+        ks.w.insert(
+            0,
+            Path::SubgroupW(subgroup_w::WVariant {
+                ko,
+                ci,
+                target: 4 * threads,
+            }),
+        );
+    }
 }
 
 /// The tiled depthwise kernels' plan for a stride-1 depthwise convolution, where they fit.
@@ -348,6 +363,7 @@ impl Path {
             Path::CpuW(v) => format!("cpu-{v}"),
             Path::DepthwiseCpu(v) => format!("cpu-{v}"),
             Path::Subgroup(v) => format!("subgroup-k{}p{}", v.k, v.p),
+            Path::SubgroupW(v) => format!("subgroup-w-ko{}ci{}", v.ko, v.ci),
         }
     }
 }

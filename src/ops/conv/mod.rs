@@ -43,6 +43,7 @@ pub mod depthwise_cpu;
 mod direct;
 mod gemm;
 pub mod subgroup;
+pub mod subgroup_w;
 pub mod window;
 
 use crate::autograd::Var;
@@ -395,7 +396,7 @@ fn forward(
         Path::DepthwiseCpu(v) => depthwise_cpu::forward(x, w, b, p, v),
         Path::Subgroup(v) => subgroup::forward(x, w, b, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::forward(g, p, x, w, b),
-        Path::Direct | Path::CpuW(_) => direct::forward(g, p, x, w, b),
+        Path::Direct | Path::CpuW(_) | Path::SubgroupW(_) => direct::forward(g, p, x, w, b),
     }
 }
 
@@ -458,7 +459,7 @@ fn grad_x(
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_x(x, w, gy, acc, p, v),
         Path::Subgroup(v) => subgroup::grad_x(x, w, gy, acc, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::grad_x(g, p, w, gy, acc),
-        Path::Direct | Path::CpuW(_) => direct::grad_x(g, p, w, gy, acc),
+        Path::Direct | Path::CpuW(_) | Path::SubgroupW(_) => direct::grad_x(g, p, w, gy, acc),
     }
 }
 
@@ -483,6 +484,10 @@ fn grad_wb(
         Path::GemmSplit(spread) => gemm::grad_wb(g, p, x, gy, bias, Some(spread)),
         Path::Direct | Path::Cpu(_) | Path::Subgroup(_) => direct::grad_wb(g, p, x, gy, bias),
         Path::CpuW(v) => cpu::grad_w(x, w, gy, bias, p, v),
+        Path::SubgroupW(v) => Ok((
+            subgroup_w::grad_w(x, w, gy, p, v)?,
+            bias.then(|| grad_b(g, gy)).transpose()?,
+        )),
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_wb(x, w, gy, bias, p, v),
     }
 }
