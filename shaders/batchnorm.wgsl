@@ -25,6 +25,33 @@
 // [chunk means | chunk variances] or [sums of dy·xhat | sums of dy]; the second half starts at
 // p.stride (stat, gparams = [ggamma | gbeta]) or p.parts (partials).
 
+// V is a value or four adjacent values of a plane (`vec4<f32>`, where H·W is a multiple of 4):
+// src/ops/batchnorm.rs picks the latter on CPU drivers, which load a storage buffer lane by
+// lane at the same cost for a vec4 as for an f32. Every count in `p` below (n, hw, count,
+// chunk) is in units of V; `values` turns one into a count of values.
+alias V = f32;
+alias VB = bool;
+const LANES: f32 = 1.0;
+const ONES: vec4<f32> = vec4<f32>(1.0, 0.0, 0.0, 0.0);
+// Invocations per workgroup (but `apply`'s): 8 on CPU drivers, which run a workgroup on one
+// thread and pay for every barrier of the sums' trees, else 256.
+const WG: u32 = 256u;
+
+// The number of values in `units` units of V.
+fn values(units: u32) -> f32 {
+    return f32(units) * LANES;
+}
+
+// The sum of v's values (v itself when V is f32: vec4(v) repeats it, ONES takes one).
+fn hsum(v: V) -> f32 {
+    return dot(vec4<f32>(v), ONES);
+}
+
+// v's first value.
+fn first(v: V) -> f32 {
+    return dot(vec4<f32>(v), vec4<f32>(1.0, 0.0, 0.0, 0.0));
+}
+
 struct P {
     n: u32,         // N*C*H*W
     c: u32,
@@ -40,6 +67,10 @@ struct P {
     nb: u32,        // N/groups: samples per group
     parts: u32,     // statistics · chunks: the partials' second half
     stride: u32,    // the second half of stat and gparams
+    dq: u32,        // WG % hw: a walk's step within a plane (see `next`)
+    di: u32,        // (WG / hw) · C · hw + dq: its step in x's flat index
+    lanes: u32,     // values per V (LANES as set by the Rust side)
+    wg: u32,        // WG as set by the Rust side
     _p0: u32,
     _p1: u32,
 }
@@ -47,7 +78,7 @@ struct P {
 @group(0) @binding(0) var<uniform> p: P;
 
 // stats: x in, the chunks' means and biased variances out.
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<V>;
 @group(0) @binding(2) var<storage, read_write> part_out: array<f32>;
 
 // normalize: x and the chunks' statistics in; y, the merged statistics and the running ones
@@ -55,7 +86,7 @@ struct P {
 @group(0) @binding(2) var<storage, read> part: array<f32>;
 @group(0) @binding(3) var<storage, read> n_gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> n_beta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> n_y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> n_y: array<V>;
 @group(0) @binding(6) var<storage, read_write> n_stat: array<f32>;
 @group(0) @binding(7) var<storage, read_write> running_mean: array<f32>;
 @group(0) @binding(8) var<storage, read_write> running_var: array<f32>;
@@ -65,31 +96,47 @@ struct P {
 @group(0) @binding(3) var<storage, read> variance: array<f32>;
 @group(0) @binding(4) var<storage, read> gamma: array<f32>;
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<V>;
 
 // grad_sums: x, the statistics, dy and the fused ReLU's output y_act (bound to dy without
 // relu) in; per chunk, sums of dy·xhat and of dy out.
 @group(0) @binding(2) var<storage, read> stat: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read> y_act: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<V>;
+@group(0) @binding(4) var<storage, read> y_act: array<V>;
 @group(0) @binding(5) var<storage, read_write> gpart_out: array<f32>;
 
 // grad_x: the chunks' sums, the statistics, gamma, x, dy and y_act in; dx, and ggamma and
 // gbeta out.
 @group(0) @binding(1) var<storage, read> gpart: array<f32>;
 @group(0) @binding(3) var<storage, read> g_gamma: array<f32>;
-@group(0) @binding(4) var<storage, read> g_x: array<f32>;
-@group(0) @binding(5) var<storage, read> g_dy: array<f32>;
-@group(0) @binding(6) var<storage, read> g_y: array<f32>;
-@group(0) @binding(7) var<storage, read_write> gx: array<f32>;
+@group(0) @binding(4) var<storage, read> g_x: array<V>;
+@group(0) @binding(5) var<storage, read> g_dy: array<V>;
+@group(0) @binding(6) var<storage, read> g_y: array<V>;
+@group(0) @binding(7) var<storage, read_write> gx: array<V>;
 @group(0) @binding(8) var<storage, read_write> gparams: array<f32>;
 
-var<workgroup> wg_part: array<vec2<f32>, 256>;
+var<workgroup> wg_part: array<vec2<f32>, WG>;
 
 // Flat index of the r-th element (over the group's samples, H, W) of statistic s.
 fn at(s: u32, r: u32) -> u32 {
     let n = (s / p.c) * p.nb + r / p.hw;
     return (n * p.c + s % p.c) * p.hw + r % p.hw;
+}
+
+// A walk over a statistic's values with stride WG (a workgroup's invocations): the flat
+// index i of value r and its place q = r % hw in its plane, kept up to date by `next`
+// without dividing per value (a vector integer division is 8 scalar ones on a CPU driver).
+fn walk(st: u32, r: u32) -> vec2<u32> {
+    return vec2<u32>(at(st, r), r % p.hw);
+}
+
+// The walk at value r + WG: dq further in the plane, WG / hw samples on, and one more
+// sample (the next plane of the same channel) where the plane wraps.
+fn next(w: vec2<u32>) -> vec2<u32> {
+    let q = w.y + p.dq;
+    let wraps = q >= p.hw;
+    let i = w.x + p.di + select(0u, (p.c - 1u) * p.hw, wraps);
+    return vec2<u32>(i, select(q, q - p.hw, wraps));
 }
 
 // The statistic of flat element i (eval: the channel).
@@ -102,7 +149,7 @@ fn stat_of(i: u32) -> u32 {
 fn wg_sum(lid: u32, v: vec2<f32>) -> vec2<f32> {
     wg_part[lid] = v;
     workgroupBarrier();
-    for (var w = 128u; w > 0u; w >>= 1u) {
+    for (var w = WG / 2u; w > 0u; w >>= 1u) {
         if lid < w { wg_part[lid] += wg_part[lid + w]; }
         workgroupBarrier();
     }
@@ -124,10 +171,10 @@ fn chunk_of(wid: vec3<u32>, nwg: vec3<u32>) -> Chunk {
 
 // Values in chunk j of a statistic.
 fn chunk_len(j: u32) -> f32 {
-    return f32(min(p.chunk, p.count - j * p.chunk));
+    return values(min(p.chunk, p.count - j * p.chunk));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
          @builtin(num_workgroups) nwg: vec3<u32>) {
     let ch = chunk_of(wid, nwg);
@@ -136,14 +183,16 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
     // One pass of sums shifted by the chunk's first value k: the variance from
     // sum (x-k)^2 - (sum (x-k))^2 / n only cancels when the chunk's mean is many standard
     // deviations from k, unlike E[x^2] - m^2 for data far from zero.
-    let k = x[at(st, ch.first)];
+    let k = first(x[at(st, ch.first)]);
     var s = vec2<f32>(0.0);
-    for (var r = ch.first + lid; r < ch.end; r += 256u) {
-        let d = x[at(st, r)] - k;
-        s += vec2<f32>(d, d * d);
+    var w = walk(st, ch.first + lid);
+    for (var r = ch.first + lid; r < ch.end; r += WG) {
+        let d = x[w.x] - V(k);
+        s += vec2<f32>(hsum(d), hsum(d * d));
+        w = next(w);
     }
     let t = wg_sum(lid, s);
-    let n = f32(ch.end - ch.first);
+    let n = values(ch.end - ch.first);
     if lid == 0u {
         part_out[ch.g] = k + t.x / n;
         part_out[p.parts + ch.g] = max(t.y - t.x * t.x / n, 0.0) / n;
@@ -157,25 +206,25 @@ fn merged(lid: u32, st: u32) -> vec2<f32> {
     let row = st * p.chunks;
     if p.chunks == 1u { return vec2<f32>(part[row], part[p.parts + row]); }
     var s = vec2<f32>(0.0);
-    for (var j = lid; j < p.chunks; j += 256u) { s.x += chunk_len(j) * part[row + j]; }
-    let m = wg_sum(lid, s).x / f32(p.count);
+    for (var j = lid; j < p.chunks; j += WG) { s.x += chunk_len(j) * part[row + j]; }
+    let m = wg_sum(lid, s).x / values(p.count);
     var q = vec2<f32>(0.0);
-    for (var j = lid; j < p.chunks; j += 256u) {
+    for (var j = lid; j < p.chunks; j += WG) {
         let d = part[row + j] - m;
         q.x += chunk_len(j) * (part[p.parts + row + j] + d * d);
     }
-    return vec2<f32>(m, wg_sum(lid, q).x / f32(p.count));
+    return vec2<f32>(m, wg_sum(lid, q).x / values(p.count));
 }
 
 // The running statistics (rm, rv) after a batch with mean m and biased variance v:
 // rm = (1-mom) rm + mom m, rv = (1-mom) rv + mom v count/(count-1) (PyTorch: unbiased).
 fn update_running(r: vec2<f32>, m: f32, v: f32) -> vec2<f32> {
-    let n = f32(p.count);
+    let n = values(p.count);
     let mom = p.momentum;
     return vec2<f32>((1.0 - mom) * r.x + mom * m, (1.0 - mom) * r.y + mom * v * n / (n - 1.0));
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
     let ch = chunk_of(wid, nwg);
@@ -201,10 +250,13 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     }
     let c = st % p.c;
     let is = inverseSqrt(ms.y + p.eps);
-    for (var r = ch.first + lid; r < ch.end; r += 256u) {
-        let i = at(st, r);
-        let v = (x[i] - ms.x) * is * n_gamma[c] + n_beta[c];
-        n_y[i] = select(v, max(v, 0.0), p.relu == 1u);
+    let g = is * n_gamma[c];
+    let b = n_beta[c];
+    var w = walk(st, ch.first + lid);
+    for (var r = ch.first + lid; r < ch.end; r += WG) {
+        let v = (x[w.x] - V(ms.x)) * g + b;
+        n_y[w.x] = select(v, max(v, V(0.0)), p.relu == 1u);
+        w = next(w);
     }
 }
 
@@ -213,11 +265,11 @@ fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let i = gid.x + gid.y * nwg.x * 256u;
     if i >= p.n { return; }
     let c = (i / p.hw) % p.c;
-    let v = (x[i] - mean[c]) * inverseSqrt(variance[c] + p.eps) * gamma[c] + beta[c];
-    y[i] = select(v, max(v, 0.0), p.relu == 1u);
+    let v = (x[i] - V(mean[c])) * inverseSqrt(variance[c] + p.eps) * gamma[c] + beta[c];
+    y[i] = select(v, max(v, V(0.0)), p.relu == 1u);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
              @builtin(num_workgroups) nwg: vec3<u32>) {
     let ch = chunk_of(wid, nwg);
@@ -226,11 +278,13 @@ fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     let m = stat[st];
     let is = inverseSqrt(stat[p.stride + st] + p.eps);
     var s = vec2<f32>(0.0);
-    for (var r = ch.first + lid; r < ch.end; r += 256u) {
-        let k = at(st, r);
+    var w = walk(st, ch.first + lid);
+    for (var r = ch.first + lid; r < ch.end; r += WG) {
+        let k = w.x;
         // dy, zero where the fused ReLU cut the output.
-        let d = select(dy[k], 0.0, p.relu == 1u && y_act[k] <= 0.0);
-        s += d * vec2<f32>((x[k] - m) * is, 1.0);
+        let d = select(dy[k], V(0.0), VB(p.relu == 1u) & (y_act[k] <= V(0.0)));
+        s += vec2<f32>(hsum(d * ((x[k] - V(m)) * is)), hsum(d));
+        w = next(w);
     }
     let t = wg_sum(lid, s);
     if lid == 0u {
@@ -243,7 +297,7 @@ fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
 fn chunk_sums(lid: u32, st: u32) -> vec2<f32> {
     let row = st * p.chunks;
     var s = vec2<f32>(0.0);
-    for (var j = lid; j < p.chunks; j += 256u) {
+    for (var j = lid; j < p.chunks; j += WG) {
         s += vec2<f32>(gpart[row + j], gpart[p.parts + row + j]);
     }
     return wg_sum(lid, s);
@@ -252,7 +306,7 @@ fn chunk_sums(lid: u32, st: u32) -> vec2<f32> {
 // dx = k (dy - a - (x - mean) s) with, in training, k = gamma·istd, a = gbeta / n and
 // s = istd·ggamma / n from the statistic's sums; in eval a = s = 0. The channel's first
 // workgroup also writes ggamma and gbeta, summed over the groups.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn grad_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let ch = chunk_of(wid, nwg);
@@ -270,14 +324,16 @@ fn grad_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let c = st % p.c;
     let m = stat[st];
     let is = inverseSqrt(stat[p.stride + st] + p.eps);
-    let n = f32(p.count);
+    let n = values(p.count);
     let train = p.training != 0u;
     let k = g_gamma[c] * is;
     let a = select(0.0, t.y / n, train);
     let s = select(0.0, is * t.x / n, train);
-    for (var r = ch.first + lid; r < ch.end; r += 256u) {
-        let i = at(st, r);
-        let d = select(g_dy[i], 0.0, p.relu == 1u && g_y[i] <= 0.0);
-        gx[i] = k * (d - a - (g_x[i] - m) * s);
+    var w = walk(st, ch.first + lid);
+    for (var r = ch.first + lid; r < ch.end; r += WG) {
+        let i = w.x;
+        let d = select(g_dy[i], V(0.0), VB(p.relu == 1u) & (g_y[i] <= V(0.0)));
+        gx[i] = k * (d - V(a) - (g_x[i] - V(m)) * s);
+        w = next(w);
     }
 }

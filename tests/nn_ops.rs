@@ -76,8 +76,14 @@ fn golden_arr(f: &TensorFile, name: &str) -> Arr {
 /// BatchNorm cases [N, C, H, W]: batch 1, single pixels (N·H·W = 3), N·H·W = 2 (smallest
 /// valid), odd sizes, one channel longer than a workgroup (N·H·W = 578 > 256), channels split
 /// into 4 chunks merged in a second stage (N·H·W = 13467), and one channel of 1.12M values in
-/// 64 chunks (274 on a GPU adapter: more than the merging workgroup has threads).
+/// 64 chunks (274 on a GPU adapter: more than the merging workgroup has threads). Planes of a
+/// multiple of 4 values run on vec4 loads on a CPU driver: 4×6 and 8×8 (planes shorter than a
+/// workgroup's 256-value step, so a step crosses several samples), 16×20 (320 values: a step
+/// ends mid-plane and wraps to the next sample) and 700×800.
 const BN_CASES: &[[usize; 4]] = &[
+    [3, 2, 4, 6],
+    [5, 3, 8, 8],
+    [2, 5, 16, 20],
     [2, 3, 5, 7],
     [1, 4, 3, 3],
     [3, 5, 1, 1],
@@ -201,10 +207,16 @@ fn batch_part(a: &Arr, g: usize, nb: usize) -> Arr {
 #[test]
 fn batch_norm_of_stacked_batches_matches_one_batch_norm_per_batch() {
     let mut rng = Rng(16);
-    for (i, (groups, s)) in [(2, [2, 3, 5, 7]), (2, [1, 2, 1, 2]), (3, [1, 4, 3, 3])]
-        .into_iter()
-        .chain(BN_CASES[4..].iter().map(|s| (2, *s)))
-        .enumerate()
+    for (i, (groups, s)) in [
+        (2, [2, 3, 5, 7]),
+        (2, [1, 2, 1, 2]),
+        (3, [1, 4, 3, 3]),
+        (2, [3, 2, 4, 6]),
+        (3, [2, 3, 16, 20]),
+    ]
+    .into_iter()
+    .chain(BN_CASES[7..].iter().map(|s| (2, *s)))
+    .enumerate()
     {
         let relu = i % 2 == 1;
         let nb = s[0];
