@@ -12,6 +12,7 @@
 //! (default 3).
 
 use anyhow::{bail, Result};
+use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
 use lskbb::ops::conv::subgroup_w::{self, W_VARIANTS};
 use lskbb::ops::conv::{
@@ -30,6 +31,16 @@ const SHAPES: &[(usize, usize, usize, usize)] = &[
     (64, 64, 8, 1),
     (16, 32, 32, 2),
     (32, 64, 16, 2),
+];
+
+/// The LSK module's depthwise layers: channels, hw, kernel size, dilation ("same" padding).
+const DW_SHAPES: &[(usize, usize, usize, usize)] = &[
+    (16, 32, 5, 1),
+    (32, 16, 5, 1),
+    (64, 8, 5, 1),
+    (16, 32, 7, 3),
+    (32, 16, 7, 3),
+    (64, 8, 7, 3),
 ];
 
 /// The fastest of `reps` calls of `f` (each waited for) after one warm-up call, in seconds,
@@ -146,6 +157,44 @@ fn main() -> Result<()> {
             runs.push((v.to_string(), tv, diff(&got, &want)?));
         }
         report("grad_w", t, &runs);
+    }
+    for &(c, hw, ks, dil) in DW_SHAPES {
+        let label = format!("dw {c}ch {hw}x{hw} {ks}x{ks} d{dil}");
+        if !filter.is_empty() && !filter.iter().any(|f| label.contains(f.as_str())) {
+            continue;
+        }
+        let p = Conv2dParams {
+            padding: (ks - 1) * dil / 2,
+            dilation: dil,
+            groups: c,
+            ..Default::default()
+        };
+        let x = fill(&[N, c, hw, hw], 1)?;
+        let w = fill(&[c, 1, ks, ks], 2)?;
+        let gy = fill(&[N, c, hw, hw], 3)?;
+        println!("{label}");
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_forward_with(&x, &w, None, p, ConvAlgo::Auto)
+        })?;
+        let mut runs = Vec::new();
+        for &v in DW_SG_VARIANTS {
+            let (tv, got) = time(&gpu, reps, || {
+                depthwise_subgroup::forward(&x, &w, None, p, v)
+            })?;
+            runs.push((v.to_string(), tv, diff(&got, &want)?));
+        }
+        report("forward", t, &runs);
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_grad_x_with(&x, &w, &gy, None, p, ConvAlgo::Auto)
+        })?;
+        let mut runs = Vec::new();
+        for &v in DW_SG_VARIANTS {
+            let (tv, got) = time(&gpu, reps, || {
+                depthwise_subgroup::grad_x(&x, &w, &gy, None, p, v)
+            })?;
+            runs.push((v.to_string(), tv, diff(&got, &want)?));
+        }
+        report("grad_x", t, &runs);
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 mod common;
 use common::{assert_close, gpu, up};
+use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
 use lskbb::ops::conv::subgroup_w::{self, WVariant, W_VARIANTS};
 use lskbb::ops::conv::Conv2dParams;
@@ -140,6 +141,92 @@ fn grad_w_matches_reference() {
             }
         }
     }
+}
+
+/// Depthwise cases: n, c, (h, w), kernel size, dilation ("same" padding). Widths not
+/// multiples of 8 (1, 7, 11, 17, 30) and wider and narrower than the reach, heights not
+/// multiples of the row blocks and smaller than the kernel, the model's 5×5 and 7×7
+/// dilation 3, a 3×3 and a 5×5 dilation 2, a 1×1 image.
+const DW_CASES: &[(usize, usize, (usize, usize), usize, usize)] = &[
+    (2, 3, (9, 7), 5, 1),
+    (1, 5, (13, 17), 7, 3),
+    (3, 2, (1, 1), 5, 1),
+    (1, 4, (20, 11), 3, 1),
+    (2, 1, (6, 30), 7, 3),
+    (1, 3, (17, 9), 5, 2),
+];
+
+/// Each output sums at most 49 products of values ≤ 1 (plus a bias or gradient ≤ 1): f32
+/// rounding stays below 1e-6 of the largest output; TOL leaves margin while a wrong tap,
+/// lane or row gives O(0.1).
+#[test]
+fn depthwise_forward_and_grad_x_match_reference() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(35);
+    for &(n, c, (h, w), ks, dil) in DW_CASES {
+        let pad = (ks - 1) * dil / 2;
+        let p = Conv2dParams {
+            padding: pad,
+            dilation: dil,
+            groups: c,
+            ..Default::default()
+        };
+        let x = rng.arr(&[n, c, h, w], 1.0);
+        let wt = rng.arr(&[c, 1, ks, ks], 0.5);
+        let b = rng.arr(&[c], 0.5);
+        let gy = rng.arr(&[n, c, h, w], 1.0);
+        let acc = rng.arr(&[n, c, h, w], 1.0);
+        let y = rconv::conv2d(&x, &wt, Some(&b), 1, pad, dil, c);
+        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, 1, pad, dil, c);
+        let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
+        let (tx, tw, tb, tgy, tacc) = (up(&x), up(&wt), up(&b), up(&gy), up(&acc));
+        assert!(depthwise_subgroup::applies(&tx, &tw, p));
+        for &v in DW_SG_VARIANTS {
+            let what = format!("depthwise {v} {:?} {ks}x{ks} d{dil}", x.shape);
+            let got = depthwise_subgroup::forward(&tx, &tw, Some(&tb), p, v).unwrap();
+            assert_close(&format!("y {what}"), &got, &y, TOL);
+            let got = depthwise_subgroup::grad_x(&tx, &tw, &tgy, None, p, v).unwrap();
+            assert_close(&format!("gx {what}"), &got, &gx, TOL);
+            let got = depthwise_subgroup::grad_x(&tx, &tw, &tgy, Some(&tacc), p, v).unwrap();
+            assert_close(&format!("gx + acc {what}"), &got, &gx_acc, TOL);
+        }
+    }
+}
+
+#[test]
+fn depthwise_refuses_other_convolutions() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(36);
+    let x = up(&rng.arr(&[1, 4, 9, 9], 1.0));
+    let w5 = up(&rng.arr(&[4, 1, 5, 5], 1.0));
+    let w4 = up(&rng.arr(&[4, 1, 4, 4], 1.0));
+    let w9 = up(&rng.arr(&[4, 1, 9, 9], 1.0));
+    let dw = |padding, dilation, stride| Conv2dParams {
+        padding,
+        dilation,
+        stride,
+        groups: 4,
+    };
+    let bad = [
+        (&w5, dw(1, 1, 1)),  // not "same" padding
+        (&w5, dw(2, 1, 2)),  // stride 2
+        (&w4, dw(2, 1, 1)),  // even kernel
+        (&w9, dw(16, 4, 1)), // reach 32 > 24
+    ];
+    for (w, p) in bad {
+        assert!(!depthwise_subgroup::applies(&x, w, p), "{p:?}");
+        let v = DW_SG_VARIANTS[0];
+        assert!(
+            depthwise_subgroup::forward(&x, w, None, p, v).is_err(),
+            "{p:?}"
+        );
+    }
+    let dense = up(&rng.arr(&[4, 4, 5, 5], 1.0));
+    assert!(!depthwise_subgroup::applies(&x, &dense, params(1)));
 }
 
 #[test]

@@ -40,6 +40,7 @@ mod choice;
 pub mod cpu;
 pub mod depthwise;
 pub mod depthwise_cpu;
+pub mod depthwise_subgroup;
 mod direct;
 mod gemm;
 pub mod subgroup;
@@ -395,6 +396,7 @@ fn forward(
         Path::Cpu(v) => cpu::forward(x, w, b, p, v),
         Path::DepthwiseCpu(v) => depthwise_cpu::forward(x, w, b, p, v),
         Path::Subgroup(v) => subgroup::forward(x, w, b, p, v),
+        Path::DepthwiseSubgroup(v) => depthwise_subgroup::forward(x, w, b, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::forward(g, p, x, w, b),
         Path::Direct | Path::CpuW(_) | Path::SubgroupW(_) => direct::forward(g, p, x, w, b),
     }
@@ -458,6 +460,7 @@ fn grad_x(
         Path::Cpu(v) => cpu::grad_x(x, w, gy, acc, p, v),
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_x(x, w, gy, acc, p, v),
         Path::Subgroup(v) => subgroup::grad_x(x, w, gy, acc, p, v),
+        Path::DepthwiseSubgroup(v) => depthwise_subgroup::grad_x(x, w, gy, acc, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::grad_x(g, p, w, gy, acc),
         Path::Direct | Path::CpuW(_) | Path::SubgroupW(_) => direct::grad_x(g, p, w, gy, acc),
     }
@@ -482,7 +485,9 @@ fn grad_wb(
         Path::Window(wc) => Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?)),
         Path::Gemm => gemm::grad_wb(g, p, x, gy, bias, None),
         Path::GemmSplit(spread) => gemm::grad_wb(g, p, x, gy, bias, Some(spread)),
-        Path::Direct | Path::Cpu(_) | Path::Subgroup(_) => direct::grad_wb(g, p, x, gy, bias),
+        Path::Direct | Path::Cpu(_) | Path::Subgroup(_) | Path::DepthwiseSubgroup(_) => {
+            direct::grad_wb(g, p, x, gy, bias)
+        }
         Path::CpuW(v) => cpu::grad_w(x, w, gy, bias, p, v),
         Path::SubgroupW(v) => Ok((
             subgroup_w::grad_w(x, w, gy, p, v)?,

@@ -1,0 +1,60 @@
+// Depthwise KS×KS convolutions (groups == C, stride 1, dilation DIL, "same" padding PAD =
+// (KS − 1)·DIL / 2) that share loaded values across the 8 lanes of a subgroup, for lavapipe
+// (see src/ops/conv/depthwise_subgroup.rs). x and y [N, C, H, W], w [C, 1, KS, KS].
+//
+// Not valid WGSL alone: src/ops/conv/depthwise_subgroup.rs writes each variant's unrolled
+// body (KS, DIL, P output rows per invocation) in place of the `/*...*/` markers.
+//
+// A workgroup is 8 invocations = one subgroup (run only where every subgroup has at least 8
+// lanes). Workgroup (x: tile of P output rows × 8 output columns, y: channel, z: n). Per
+// source row the tile needs, the 8 lanes load the row's 8 + (KS − 1)·DIL values in
+// ceil((8 + (KS − 1)·DIL) / 8) loads, one value per lane each, and every lane gets its KS taps
+// by subgroupShuffleDown / subgroupShuffleUp; each tap then serves every output row whose
+// kernel row reaches that source row. Source rows outside the image (the same for the whole
+// subgroup) are skipped.
+//
+// forward: src = x, y = src ⋆ w + bias (extra 1). grad_x: src = gy, the kernel flipped (flip
+// 1: with "same" padding and stride 1 the gradient of a correlation is the correlation with
+// the flipped kernel), plus a gradient to accumulate (extra 2).
+
+struct DP {
+    n: u32, c: u32, h: u32, w: u32,
+    tiles_x: u32, flip: u32, extra: u32, pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> dp: DP;
+@group(0) @binding(1) var<storage, read> xs: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read> ex: array<f32>;
+@group(0) @binding(4) var<storage, read_write> ys: array<f32>;
+
+// src at (row, col) of the plane starting at `base`, or 0 outside the image.
+fn xat(base: u32, row: i32, col: i32) -> f32 {
+    let inside = row >= 0 && row < i32(dp.h) && col >= 0 && col < i32(dp.w);
+    let i = base + u32(max(row, 0)) * dp.w + u32(max(col, 0));
+    return select(0.0, xs[min(i, arrayLength(&xs) - 1u)], inside);
+}
+
+// Weight tap t of channel c, flipped for grad_x.
+fn wat(c: u32, t: u32) -> f32 {
+    return wt[c * /*KK*/ + select(t, /*KK*/ - 1u - t, dp.flip == 1u)];
+}
+
+@compute @workgroup_size(8)
+fn conv(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let n = wid.z;
+    let c = wid.y;
+    let oy0 = (wid.x / dp.tiles_x) * /*P*/;
+    let ox0 = (wid.x % dp.tiles_x) * 8u;
+    let ox = ox0 + lane;
+    let base = (n * dp.c + c) * dp.h * dp.w;
+    let col0 = i32(ox0 + lane) - /*PAD*/;
+/*WEIGHTS*/
+/*ACC*/
+/*BODY*/
+    if ox >= dp.w { return; }
+/*STORE*/
+}
