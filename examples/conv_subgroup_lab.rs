@@ -33,14 +33,18 @@ const SHAPES: &[(usize, usize, usize, usize)] = &[
     (32, 64, 16, 2),
 ];
 
-/// The LSK module's depthwise layers: channels, hw, kernel size, dilation ("same" padding).
-const DW_SHAPES: &[(usize, usize, usize, usize)] = &[
-    (16, 32, 5, 1),
-    (32, 16, 5, 1),
-    (64, 8, 5, 1),
-    (16, 32, 7, 3),
-    (32, 16, 7, 3),
-    (64, 8, 7, 3),
+/// The LSK module's depthwise layers and its dense 2→2 squeeze: channels, hw, kernel size,
+/// dilation ("same" padding), whether depthwise.
+const DW_SHAPES: &[(usize, usize, usize, usize, bool)] = &[
+    (16, 32, 5, 1, true),
+    (32, 16, 5, 1, true),
+    (64, 8, 5, 1, true),
+    (16, 32, 7, 3, true),
+    (32, 16, 7, 3, true),
+    (64, 8, 7, 3, true),
+    (2, 32, 7, 1, false),
+    (2, 16, 7, 1, false),
+    (2, 8, 7, 1, false),
 ];
 
 /// The fastest of `reps` calls of `f` (each waited for) after one warm-up call, in seconds,
@@ -158,19 +162,20 @@ fn main() -> Result<()> {
         }
         report("grad_w", t, &runs);
     }
-    for &(c, hw, ks, dil) in DW_SHAPES {
-        let label = format!("dw {c}ch {hw}x{hw} {ks}x{ks} d{dil}");
+    for &(c, hw, ks, dil, depthwise) in DW_SHAPES {
+        let kind = if depthwise { "dw" } else { "dense" };
+        let label = format!("{kind} {c}ch {hw}x{hw} {ks}x{ks} d{dil}");
         if !filter.is_empty() && !filter.iter().any(|f| label.contains(f.as_str())) {
             continue;
         }
         let p = Conv2dParams {
             padding: (ks - 1) * dil / 2,
             dilation: dil,
-            groups: c,
+            groups: if depthwise { c } else { 1 },
             ..Default::default()
         };
         let x = fill(&[N, c, hw, hw], 1)?;
-        let w = fill(&[c, 1, ks, ks], 2)?;
+        let w = fill(&[c, c / p.groups, ks, ks], 2)?;
         let gy = fill(&[N, c, hw, hw], 3)?;
         println!("{label}");
         let (t, want) = time(&gpu, reps, || {

@@ -1,12 +1,13 @@
 // Depthwise KS×KS convolutions (groups == C, stride 1, dilation DIL, "same" padding PAD =
-// (KS − 1)·DIL / 2) that share loaded values across the 8 lanes of a subgroup, for lavapipe
-// (see src/ops/conv/depthwise_subgroup.rs). x and y [N, C, H, W], w [C, 1, KS, KS].
+// (KS − 1)·DIL / 2), and dense ones of a few channels, that share loaded values across the 8
+// lanes of a subgroup, for lavapipe (see src/ops/conv/depthwise_subgroup.rs). Source [N, c,
+// H, W] (dp.c channels), output [N, dp.d, H, W].
 //
 // Not valid WGSL alone: src/ops/conv/depthwise_subgroup.rs writes each variant's unrolled
 // body (KS, DIL, P output rows per invocation) in place of the `/*...*/` markers.
 //
 // A workgroup is 8 invocations = one subgroup (run only where every subgroup has at least 8
-// lanes). Workgroup (x: tile of P output rows × 8 output columns, y: channel, z: n). Per
+// lanes). Workgroup (x: tile of P output rows × 8 output columns, y: output channel, z: n). Per
 // source row the tile needs, the 8 lanes load the row's 8 + (KS − 1)·DIL values in
 // ceil((8 + (KS − 1)·DIL) / 8) loads, one value per lane each, and every lane gets its KS taps
 // by subgroupShuffleDown / subgroupShuffleUp; each tap then serves every output row whose
@@ -17,9 +18,13 @@
 // 1: with "same" padding and stride 1 the gradient of a correlation is the correlation with
 // the flipped kernel), plus a gradient to accumulate (extra 2).
 
+// Output channel d sums `sg` source channels: channel d · dsrc + s for s < sg (depthwise: sg
+// 1, dsrc 1; dense: sg = the source channels, dsrc 0), with weight tap t of (d, s) at
+// w[d · wsd + s · wss + t] (flipped for grad_x).
 struct DP {
     n: u32, c: u32, h: u32, w: u32,
-    tiles_x: u32, flip: u32, extra: u32, pad0: u32,
+    tiles_x: u32, flip: u32, extra: u32, d: u32,
+    sg: u32, dsrc: u32, wsd: u32, wss: u32,
 }
 
 @group(0) @binding(0) var<uniform> dp: DP;
@@ -35,9 +40,9 @@ fn xat(base: u32, row: i32, col: i32) -> f32 {
     return select(0.0, xs[min(i, arrayLength(&xs) - 1u)], inside);
 }
 
-// Weight tap t of channel c, flipped for grad_x.
-fn wat(c: u32, t: u32) -> f32 {
-    return wt[c * /*KK*/ + select(t, /*KK*/ - 1u - t, dp.flip == 1u)];
+// Weight tap t of (output channel d, source s), flipped for grad_x.
+fn wat(d: u32, s: u32, t: u32) -> f32 {
+    return wt[d * dp.wsd + s * dp.wss + select(t, /*KK*/ - 1u - t, dp.flip == 1u)];
 }
 
 @compute @workgroup_size(8)
@@ -50,11 +55,15 @@ fn conv(
     let oy0 = (wid.x / dp.tiles_x) * /*P*/;
     let ox0 = (wid.x % dp.tiles_x) * 8u;
     let ox = ox0 + lane;
-    let base = (n * dp.c + c) * dp.h * dp.w;
+    let plane = dp.h * dp.w;
     let col0 = i32(ox0 + lane) - /*PAD*/;
-/*WEIGHTS*/
 /*ACC*/
+    for (var s = 0u; s < dp.sg; s++) {
+    let base = (n * dp.c + c * dp.dsrc + s) * plane;
+/*WEIGHTS*/
 /*BODY*/
+    }
+    let base = (n * dp.d + c) * plane;
     if ox >= dp.w { return; }
 /*STORE*/
 }

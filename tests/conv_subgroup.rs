@@ -143,7 +143,8 @@ fn grad_w_matches_reference() {
     }
 }
 
-/// Depthwise cases: n, c, (h, w), kernel size, dilation ("same" padding). Widths not
+/// Depthwise cases: n, c, (h, w), kernel size, dilation ("same" padding); `DENSE_CASES` the
+/// same with Cin → Cout dense channels. Widths not
 /// multiples of 8 (1, 7, 11, 17, 30) and wider and narrower than the reach, heights not
 /// multiples of the row blocks and smaller than the kernel, the model's 5×5 and 7×7
 /// dilation 3, a 3×3 and a 5×5 dilation 2, a 1×1 image.
@@ -155,36 +156,48 @@ const DW_CASES: &[(usize, usize, (usize, usize), usize, usize)] = &[
     (2, 1, (6, 30), 7, 3),
     (1, 3, (17, 9), 5, 2),
 ];
+const DENSE_CASES: &[(usize, (usize, usize), (usize, usize), usize, usize)] = &[
+    (2, (2, 2), (9, 13), 7, 1),
+    (1, (3, 1), (8, 5), 5, 1),
+    (2, (1, 4), (11, 7), 3, 1),
+    (1, (4, 3), (16, 9), 7, 3),
+];
 
-/// Each output sums at most 49 products of values ≤ 1 (plus a bias or gradient ≤ 1): f32
+/// Each output sums at most 4·49 products of values ≤ 1 (plus a bias or gradient ≤ 1): f32
 /// rounding stays below 1e-6 of the largest output; TOL leaves margin while a wrong tap,
 /// lane or row gives O(0.1).
 #[test]
-fn depthwise_forward_and_grad_x_match_reference() {
+fn depthwise_and_few_channel_forward_and_grad_x_match_reference() {
     if !available() {
         return;
     }
     let mut rng = Rng(35);
-    for &(n, c, (h, w), ks, dil) in DW_CASES {
+    let depthwise = DW_CASES
+        .iter()
+        .map(|&(n, c, hw, ks, dil)| (n, (c, c), hw, ks, dil, c));
+    let dense = DENSE_CASES
+        .iter()
+        .map(|&(n, cs, hw, ks, dil)| (n, cs, hw, ks, dil, 1));
+    for (n, (cin, cout), (h, w), ks, dil, groups) in depthwise.chain(dense) {
         let pad = (ks - 1) * dil / 2;
         let p = Conv2dParams {
             padding: pad,
             dilation: dil,
-            groups: c,
+            groups,
             ..Default::default()
         };
-        let x = rng.arr(&[n, c, h, w], 1.0);
-        let wt = rng.arr(&[c, 1, ks, ks], 0.5);
-        let b = rng.arr(&[c], 0.5);
-        let gy = rng.arr(&[n, c, h, w], 1.0);
-        let acc = rng.arr(&[n, c, h, w], 1.0);
-        let y = rconv::conv2d(&x, &wt, Some(&b), 1, pad, dil, c);
-        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, 1, pad, dil, c);
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin / groups, ks, ks], 0.5);
+        let b = rng.arr(&[cout], 0.5);
+        let gy = rng.arr(&[n, cout, h, w], 1.0);
+        let acc = rng.arr(&[n, cin, h, w], 1.0);
+        let y = rconv::conv2d(&x, &wt, Some(&b), 1, pad, dil, groups);
+        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, 1, pad, dil, groups);
         let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
         let (tx, tw, tb, tgy, tacc) = (up(&x), up(&wt), up(&b), up(&gy), up(&acc));
         assert!(depthwise_subgroup::applies(&tx, &tw, p));
         for &v in DW_SG_VARIANTS {
-            let what = format!("depthwise {v} {:?} {ks}x{ks} d{dil}", x.shape);
+            let what = format!("{v} {:?} w {:?} d{dil} groups {groups}", x.shape, wt.shape);
             let got = depthwise_subgroup::forward(&tx, &tw, Some(&tb), p, v).unwrap();
             assert_close(&format!("y {what}"), &got, &y, TOL);
             let got = depthwise_subgroup::grad_x(&tx, &tw, &tgy, None, p, v).unwrap();
@@ -227,6 +240,11 @@ fn depthwise_refuses_other_convolutions() {
     }
     let dense = up(&rng.arr(&[4, 4, 5, 5], 1.0));
     assert!(!depthwise_subgroup::applies(&x, &dense, params(1)));
+    // Dense with more than 4 channels.
+    let x5 = up(&rng.arr(&[1, 5, 9, 9], 1.0));
+    let w55 = up(&rng.arr(&[5, 5, 3, 3], 1.0));
+    assert!(!depthwise_subgroup::applies(&x5, &w55, params(1)));
+    assert!(depthwise_subgroup::forward(&x5, &w55, None, params(1), DW_SG_VARIANTS[0]).is_err());
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! lane: a source row's taps for 8 output columns come from ceil((8 + (KS − 1)·DIL) / 8) loads
 //! and subgroup shuffles instead of KS gathers per lane, and each row loaded serves every
 //! output row of the tile it reaches. Forward (with bias) and grad_x (the flipped kernel, with
-//! a gradient to accumulate) of the LSK module's 5×5 and 7×7-dilation-3 layers: groups == Cin
-//! == Cout, stride 1, "same" padding, square odd kernels. Each variant's body is written out
+//! a gradient to accumulate) of the LSK module's 5×5 and 7×7-dilation-3 layers (groups == Cin
+//! == Cout) and of its 7×7 squeeze (dense, 2 channels each way): stride 1, "same" padding,
+//! square odd kernels. Each variant's body is written out
 //! unrolled and compiled once per process (leaked, as `subgroup`'s).
 //!
 //! `examples/conv_subgroup_lab.rs` (shapes `dw ...`) times the variants against the previous
@@ -55,12 +56,17 @@ pub const DW_SG_VARIANTS: &[DwSgVariant] = &[
 /// The widest reach (KS − 1)·DIL the kernels take: four loads per source row.
 const MAX_REACH: usize = 24;
 
-/// (KS, DIL) of a depthwise convolution these kernels run, or why not.
+/// The most channels each way of a dense convolution these kernels run (the LSK module's
+/// 7×7 squeeze has 2): every output channel's workgroup loads each source channel's rows.
+const MAX_DENSE: usize = 4;
+
+/// (KS, DIL) of a convolution these kernels run, or why not.
 fn kernel_size(g: &Geometry, p: Conv2dParams) -> Result<(usize, usize)> {
     let ks = g.kh;
     let reach = (ks.max(1) - 1) * p.dilation;
-    if p.groups != g.cin
-        || g.cin != g.cout
+    let depthwise = p.groups == g.cin && g.cin == g.cout;
+    let dense = p.groups == 1 && g.cin.max(g.cout) <= MAX_DENSE;
+    if !(depthwise || dense)
         || p.stride != 1
         || g.kw != ks
         || ks % 2 == 0
@@ -68,9 +74,10 @@ fn kernel_size(g: &Geometry, p: Conv2dParams) -> Result<(usize, usize)> {
         || 2 * p.padding != reach
     {
         bail!(
-            "depthwise_subgroup: only depthwise (groups == Cin == Cout) stride-1 convolutions \
-             with an odd square kernel, 'same' padding and (KS-1)*dilation <= {MAX_REACH}, \
-             got Cin {}, Cout {}, a {}x{} kernel and {p:?}",
+            "depthwise_subgroup: only depthwise (groups == Cin == Cout) or dense convolutions \
+             of at most {MAX_DENSE} channels each way, stride 1, an odd square kernel, 'same' \
+             padding and (KS-1)*dilation <= {MAX_REACH}, got Cin {}, Cout {}, a {}x{} kernel \
+             and {p:?}",
             g.cin,
             g.cout,
             g.kh,
@@ -92,7 +99,7 @@ fn source(ks: usize, dil: usize, p: usize) -> String {
     let loads = (8 + reach).div_ceil(8);
     let mut weights = String::new();
     for t in 0..ks * ks {
-        writeln!(weights, "    let w{t} = wat(c, {t}u);").unwrap();
+        writeln!(weights, "    let w{t} = wat(c, s, {t}u);").unwrap();
     }
     let mut acc = String::new();
     for q in 0..p {
@@ -198,44 +205,65 @@ struct DP {
     tiles_x: u32,
     flip: u32,
     extra: u32,
-    pad0: u32,
+    d: u32,
+    sg: u32,
+    dsrc: u32,
+    wsd: u32,
+    wss: u32,
 }
 
 fn u(v: usize) -> u32 {
     v as u32
 }
 
-/// One dispatch: dst = src ⋆ w (flipped for grad_x) + extra.
+/// One dispatch: dst = src ⋆ w + extra; for grad_x (`transposed`) src = gy and the kernel
+/// is flipped and, when dense, transposed.
 fn run(
     g: &Geometry,
     p: Conv2dParams,
     v: DwSgVariant,
     src: &Tensor,
     w: &Tensor,
-    flip: bool,
+    transposed: bool,
     extra: Option<(&Tensor, u32)>,
 ) -> Result<Tensor> {
     let (ks, dil) = kernel_size(g, p)?;
     let k = kernel(ks, dil, v)?;
+    let kk = ks * ks;
+    let (s_ch, d_ch) = if transposed {
+        (g.cout, g.cin)
+    } else {
+        (g.cin, g.cout)
+    };
+    // (sources per output, source step per output, weight strides per output and source).
+    let (sg, dsrc, wsd, wss) = match (p.groups == 1, transposed) {
+        (false, _) => (1, 1, kk, 0),
+        (true, false) => (g.cin, 0, g.cin * kk, kk),
+        (true, true) => (g.cout, 0, kk, g.cin * kk),
+    };
     let gpu = src.gpu();
-    let dst = Tensor::empty(gpu, &[g.n, g.cin, g.h, g.w], DType::F32)?;
+    let dst = Tensor::empty(gpu, &[g.n, d_ch, g.h, g.w], DType::F32)?;
     let tiles_x = g.w.div_ceil(8);
     let pr = DP {
         n: u(g.n),
-        c: u(g.cin),
+        c: u(s_ch),
         h: u(g.h),
         w: u(g.w),
         tiles_x: u(tiles_x),
-        flip: u32::from(flip),
+        flip: u32::from(transposed),
         extra: extra.map_or(0, |e| e.1),
-        pad0: 0,
+        d: u(d_ch),
+        sg: u(sg),
+        dsrc: u(dsrc),
+        wsd: u(wsd),
+        wss: u(wss),
     };
     gpu.dispatch(
         &k,
         bytemuck::bytes_of(&pr),
         &[src.buf(), w.buf(), extra.map_or(w, |e| e.0).buf()],
         &[dst.buf()],
-        [u(tiles_x * g.h.div_ceil(v.p)), u(g.cin), u(g.n)],
+        [u(tiles_x * g.h.div_ceil(v.p)), u(d_ch), u(g.n)],
     )?;
     Ok(dst)
 }
