@@ -13,6 +13,7 @@
 
 use anyhow::{bail, Result};
 use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
+use lskbb::ops::conv::pointwise_subgroup::{self, PW_VARIANTS};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
 use lskbb::ops::conv::subgroup_w::{self, W_VARIANTS};
 use lskbb::ops::conv::{
@@ -45,6 +46,16 @@ const DW_SHAPES: &[(usize, usize, usize, usize, bool)] = &[
     (2, 32, 7, 1, false),
     (2, 16, 7, 1, false),
     (2, 8, 7, 1, false),
+];
+
+/// The LSK module's 1×1 layers: cin, cout, hw.
+const PW_SHAPES: &[(usize, usize, usize)] = &[
+    (16, 8, 32),
+    (8, 16, 32),
+    (32, 16, 16),
+    (16, 32, 16),
+    (64, 32, 8),
+    (32, 64, 8),
 ];
 
 /// The fastest of `reps` calls of `f` (each waited for) after one warm-up call, in seconds,
@@ -161,6 +172,42 @@ fn main() -> Result<()> {
             runs.push((v.to_string(), tv, diff(&got, &want)?));
         }
         report("grad_w", t, &runs);
+    }
+    for &(cin, cout, hw) in PW_SHAPES {
+        let label = format!("1x1 {cin}->{cout} {hw}x{hw}");
+        if !filter.is_empty() && !filter.iter().any(|f| label.contains(f.as_str())) {
+            continue;
+        }
+        let p = Conv2dParams {
+            padding: 0,
+            ..Default::default()
+        };
+        let x = fill(&[N, cin, hw, hw], 1)?;
+        let w = fill(&[cout, cin, 1, 1], 2)?;
+        let gy = fill(&[N, cout, hw, hw], 3)?;
+        println!("{label}");
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_forward_with(&x, &w, None, p, ConvAlgo::Auto)
+        })?;
+        let mut runs = Vec::new();
+        for &v in PW_VARIANTS {
+            let (tv, got) = time(&gpu, reps, || {
+                pointwise_subgroup::forward(&x, &w, None, p, v)
+            })?;
+            runs.push((v.to_string(), tv, diff(&got, &want)?));
+        }
+        report("forward", t, &runs);
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_grad_x_with(&x, &w, &gy, None, p, ConvAlgo::Auto)
+        })?;
+        let mut runs = Vec::new();
+        for &v in PW_VARIANTS {
+            let (tv, got) = time(&gpu, reps, || {
+                pointwise_subgroup::grad_x(&x, &w, &gy, None, p, v)
+            })?;
+            runs.push((v.to_string(), tv, diff(&got, &want)?));
+        }
+        report("grad_x", t, &runs);
     }
     for &(c, hw, ks, dil, depthwise) in DW_SHAPES {
         let kind = if depthwise { "dw" } else { "dense" };

@@ -7,6 +7,7 @@
 mod common;
 use common::{assert_close, gpu, up};
 use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
+use lskbb::ops::conv::pointwise_subgroup::{self, PwVariant, PW_VARIANTS};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
 use lskbb::ops::conv::subgroup_w::{self, WVariant, W_VARIANTS};
 use lskbb::ops::conv::Conv2dParams;
@@ -206,6 +207,63 @@ fn depthwise_and_few_channel_forward_and_grad_x_match_reference() {
             assert_close(&format!("gx + acc {what}"), &got, &gx_acc, TOL);
         }
     }
+}
+
+/// 1×1 cases: n, cin, cout, (h, w): planes of 1 to 221 pixels (not multiples of 8 or of a
+/// workgroup's 8·P), channel counts not multiples of 8 or 16.
+const PW_CASES: &[(usize, usize, usize, (usize, usize))] = &[
+    (2, 3, 5, (9, 7)),
+    (1, 17, 9, (13, 17)),
+    (3, 2, 20, (1, 1)),
+    (1, 8, 33, (4, 6)),
+];
+
+/// Each output sums at most 33 products of values ≤ 1 (plus a bias or gradient ≤ 1): f32
+/// rounding stays below 1e-6 of the largest output; TOL leaves margin.
+#[test]
+fn pointwise_forward_and_grad_x_match_reference() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(37);
+    let p = Conv2dParams {
+        padding: 0,
+        ..Default::default()
+    };
+    for &(n, cin, cout, (h, w)) in PW_CASES {
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin, 1, 1], 0.5);
+        let b = rng.arr(&[cout], 0.5);
+        let gy = rng.arr(&[n, cout, h, w], 1.0);
+        let acc = rng.arr(&[n, cin, h, w], 1.0);
+        let y = rconv::conv2d(&x, &wt, Some(&b), 1, 0, 1, 1);
+        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, 1, 0, 1, 1);
+        let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
+        let (tx, tw, tb, tgy, tacc) = (up(&x), up(&wt), up(&b), up(&gy), up(&acc));
+        assert!(pointwise_subgroup::applies(&tx, &tw, p));
+        for &v in PW_VARIANTS {
+            let what = format!("{v} {:?} w {:?}", x.shape, wt.shape);
+            let got = pointwise_subgroup::forward(&tx, &tw, Some(&tb), p, v).unwrap();
+            assert_close(&format!("y {what}"), &got, &y, TOL);
+            let got = pointwise_subgroup::grad_x(&tx, &tw, &tgy, None, p, v).unwrap();
+            assert_close(&format!("gx {what}"), &got, &gx, TOL);
+            let got = pointwise_subgroup::grad_x(&tx, &tw, &tgy, Some(&tacc), p, v).unwrap();
+            assert_close(&format!("gx + acc {what}"), &got, &gx_acc, TOL);
+        }
+    }
+    let x = up(&rng.arr(&[1, 4, 5, 5], 1.0));
+    let w1 = up(&rng.arr(&[4, 4, 1, 1], 1.0));
+    let w3 = up(&rng.arr(&[4, 4, 3, 3], 1.0));
+    for (w, q) in [
+        (&w3, params(1)),
+        (&w1, params(1)),
+        (&w1, Conv2dParams { stride: 2, ..p }),
+    ] {
+        assert!(!pointwise_subgroup::applies(&x, w, q), "{q:?}");
+        assert!(pointwise_subgroup::forward(&x, w, None, q, PW_VARIANTS[0]).is_err());
+    }
+    let odd = PwVariant { k: 12, p: 2 };
+    assert!(pointwise_subgroup::forward(&x, &w1, None, p, odd).is_err());
 }
 
 #[test]

@@ -5,7 +5,10 @@
 use super::depthwise::Depthwise;
 use super::depthwise_cpu::DwVariant;
 use super::window::WindowConv;
-use super::{cpu, depthwise_subgroup, subgroup, subgroup_w, Conv2dParams, ConvAlgo, Geometry};
+use super::{
+    cpu, depthwise_subgroup, pointwise_subgroup, subgroup, subgroup_w, Conv2dParams, ConvAlgo,
+    Geometry,
+};
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
 
@@ -54,6 +57,9 @@ pub(super) enum Path {
     /// The depthwise kernels that share loads across an 8-lane subgroup
     /// (`depthwise_subgroup`), forward and grad_x.
     DepthwiseSubgroup(depthwise_subgroup::DwSgVariant),
+    /// The 1×1 kernels that share weights across an 8-lane subgroup (`pointwise_subgroup`),
+    /// forward and grad_x.
+    PointwiseSubgroup(pointwise_subgroup::PwVariant),
 }
 
 /// Autotuning's other split-K sizes for grad_w: a quarter of the default target (longer
@@ -302,6 +308,17 @@ fn cpu_defaults(
     if let Some(v) = grad_w {
         ks.w.insert(0, Path::CpuW(v));
     }
+    // 1×1 forward and grad_x sharing weights across a subgroup: 1.8-7.1x (k16p8) over the
+    // kernels above on the LSK module's 1×1 layers, k8p8 (2.6-5.2x) where 8 channels come
+    // out (table in `pointwise_subgroup`'s doc).
+    if pointwise_subgroup::applies(x, w, p) {
+        let pw = |out: usize| pointwise_subgroup::PwVariant {
+            k: if out <= 8 { 8 } else { 16 },
+            p: 8,
+        };
+        ks.forward.insert(0, Path::PointwiseSubgroup(pw(g.cout)));
+        ks.grad_x.insert(0, Path::PointwiseSubgroup(pw(g.cin)));
+    }
     // Few-channel dense "same" convolutions (the LSK squeeze, 2→2 7×7) on the depthwise
     // subgroup kernels: 7.3-16x over the kernels above (lavapipe, batch 32, fastest of 5, one
     // run of the lab: p16 11.2x/16.2x at 32², 11.5x/12.1x at 16², p8 7.3x/7.4x at 8²).
@@ -389,6 +406,7 @@ impl Path {
             Path::Subgroup(v) => format!("subgroup-k{}p{}", v.k, v.p),
             Path::SubgroupW(v) => format!("subgroup-w-ko{}ci{}", v.ko, v.ci),
             Path::DepthwiseSubgroup(v) => format!("subgroup-dw-p{}", v.p),
+            Path::PointwiseSubgroup(v) => format!("subgroup-1x1-k{}p{}", v.k, v.p),
         }
     }
 }

@@ -43,6 +43,7 @@ pub mod depthwise_cpu;
 pub mod depthwise_subgroup;
 mod direct;
 mod gemm;
+pub mod pointwise_subgroup;
 pub mod subgroup;
 pub mod subgroup_w;
 pub mod window;
@@ -397,6 +398,7 @@ fn forward(
         Path::DepthwiseCpu(v) => depthwise_cpu::forward(x, w, b, p, v),
         Path::Subgroup(v) => subgroup::forward(x, w, b, p, v),
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::forward(x, w, b, p, v),
+        Path::PointwiseSubgroup(v) => pointwise_subgroup::forward(x, w, b, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::forward(g, p, x, w, b),
         Path::Direct | Path::CpuW(_) | Path::SubgroupW(_) => direct::forward(g, p, x, w, b),
     }
@@ -461,6 +463,7 @@ fn grad_x(
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_x(x, w, gy, acc, p, v),
         Path::Subgroup(v) => subgroup::grad_x(x, w, gy, acc, p, v),
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::grad_x(x, w, gy, acc, p, v),
+        Path::PointwiseSubgroup(v) => pointwise_subgroup::grad_x(x, w, gy, acc, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::grad_x(g, p, w, gy, acc),
         Path::Direct | Path::CpuW(_) | Path::SubgroupW(_) => direct::grad_x(g, p, w, gy, acc),
     }
@@ -485,9 +488,11 @@ fn grad_wb(
         Path::Window(wc) => Ok((wc.grad_w(x, gy)?, bias.then(|| grad_b(g, gy)).transpose()?)),
         Path::Gemm => gemm::grad_wb(g, p, x, gy, bias, None),
         Path::GemmSplit(spread) => gemm::grad_wb(g, p, x, gy, bias, Some(spread)),
-        Path::Direct | Path::Cpu(_) | Path::Subgroup(_) | Path::DepthwiseSubgroup(_) => {
-            direct::grad_wb(g, p, x, gy, bias)
-        }
+        Path::Direct
+        | Path::Cpu(_)
+        | Path::Subgroup(_)
+        | Path::DepthwiseSubgroup(_)
+        | Path::PointwiseSubgroup(_) => direct::grad_wb(g, p, x, gy, bias),
         Path::CpuW(v) => cpu::grad_w(x, w, gy, bias, p, v),
         Path::SubgroupW(v) => Ok((
             subgroup_w::grad_w(x, w, gy, p, v)?,
