@@ -13,7 +13,7 @@
 
 use anyhow::{bail, Result};
 use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
-use lskbb::ops::conv::pointwise_subgroup::{self, PW_VARIANTS};
+use lskbb::ops::conv::pointwise_subgroup::{self, PW_VARIANTS, PW_W_VARIANTS};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
 use lskbb::ops::conv::subgroup_w::{self, W_VARIANTS};
 use lskbb::ops::conv::{
@@ -208,6 +208,15 @@ fn main() -> Result<()> {
             runs.push((v.to_string(), tv, diff(&got, &want)?));
         }
         report("grad_x", t, &runs);
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_grad_w_with(&x, &w, &gy, p, ConvAlgo::Auto)
+        })?;
+        let mut runs = Vec::new();
+        for &v in PW_W_VARIANTS {
+            let (tv, got) = time(&gpu, reps, || pointwise_subgroup::grad_w(&x, &w, &gy, p, v))?;
+            runs.push((v.to_string(), tv, diff(&got, &want)?));
+        }
+        report("grad_w", t, &runs);
     }
     for &(c, hw, ks, dil, depthwise) in DW_SHAPES {
         let kind = if depthwise { "dw" } else { "dense" };

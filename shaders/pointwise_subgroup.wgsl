@@ -4,8 +4,8 @@
 // flattened plane. Forward: src = x, w(d, s) = w[d, s]; grad_x: src = gy, w(d, s) = w[s, d].
 //
 // Not valid WGSL alone: src/ops/conv/pointwise_subgroup.rs writes each variant's unrolled
-// body (K output channels × P runs of 8 pixels per workgroup) in place of the `/*...*/`
-// markers.
+// body (conv: K output channels × P runs of 8 pixels per workgroup; grad_w: KO output × CI
+// source channels) in place of the `/*...*/` markers, and empties the other entry point's.
 //
 // A workgroup is 8 invocations = one subgroup (run only where every subgroup has at least 8
 // lanes). Workgroup (x: block of 8·P pixels, y: block of K output channels, z: n). Per source
@@ -38,4 +38,55 @@ fn conv(
 /*BODY*/
     }
 /*STORE*/
+}
+
+// grad_w: gw[d, s] = sum over n and i of gy[n, d, i] · x[n, s, i]. Workgroup (x: block of
+// CI source channels, y: block of KO output channels, z: chunk of images); lane l takes pixels
+// 8q + l of each image's plane, so each run of 8 pixels costs KO + CI loads for KO·CI
+// multiply-adds per lane. At the end subgroupAdd sums the lanes and lane 0 stores the block's
+// sums in the chunk's slice of `gout` (gw itself when there is one chunk, else partial sums
+// that `reduce` adds in chunk order).
+struct WP {
+    n: u32, cin: u32, cout: u32, hw: u32,
+    per_chunk: u32, chunks: u32, numel: u32, pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> wp: WP;
+@group(0) @binding(1) var<storage, read> wx: array<f32>;
+@group(0) @binding(2) var<storage, read> wgy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gout: array<f32>;
+
+@compute @workgroup_size(8)
+fn grad_w(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let s0 = wid.x * /*CI*/;
+    let d0 = wid.y * /*KO*/;
+    let n0 = wid.z * wp.per_chunk;
+    let n1 = min(n0 + wp.per_chunk, wp.n);
+/*WACC*/
+    for (var n = n0; n < n1; n++) {
+        for (var i0 = 0u; i0 < wp.hw; i0 += 8u) {
+            let live = i0 + lane < wp.hw;
+            let at = min(i0 + lane, wp.hw - 1u);
+/*WBODY*/
+        }
+    }
+/*WSTORE*/
+}
+
+// gw[k] = the sum of the chunks' partial sums pin[c · numel + k] in chunk order.
+@group(0) @binding(1) var<storage, read> pin: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gw: array<f32>;
+
+@compute @workgroup_size(64)
+fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let k = gid.x + gid.y * nwg.x * 64u;
+    if k >= wp.numel { return; }
+    var s = 0.0;
+    for (var c = 0u; c < wp.chunks; c++) {
+        s += pin[c * wp.numel + k];
+    }
+    gw[k] = s;
 }

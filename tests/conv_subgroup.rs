@@ -7,7 +7,9 @@
 mod common;
 use common::{assert_close, gpu, up};
 use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
-use lskbb::ops::conv::pointwise_subgroup::{self, PwVariant, PW_VARIANTS};
+use lskbb::ops::conv::pointwise_subgroup::{
+    self, PwVariant, PwWVariant, PW_VARIANTS, PW_W_VARIANTS,
+};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
 use lskbb::ops::conv::subgroup_w::{self, WVariant, W_VARIANTS};
 use lskbb::ops::conv::Conv2dParams;
@@ -218,8 +220,9 @@ const PW_CASES: &[(usize, usize, usize, (usize, usize))] = &[
     (1, 8, 33, (4, 6)),
 ];
 
-/// Each output sums at most 33 products of values ≤ 1 (plus a bias or gradient ≤ 1): f32
-/// rounding stays below 1e-6 of the largest output; TOL leaves margin.
+/// Each output sums at most 33 products of values ≤ 1 (plus a bias or gradient ≤ 1), each
+/// weight gradient at most 3·221 = 663: f32 rounding stays below 1e-5 of the largest value;
+/// TOL leaves margin.
 #[test]
 fn pointwise_forward_and_grad_x_match_reference() {
     if !available() {
@@ -237,10 +240,19 @@ fn pointwise_forward_and_grad_x_match_reference() {
         let gy = rng.arr(&[n, cout, h, w], 1.0);
         let acc = rng.arr(&[n, cin, h, w], 1.0);
         let y = rconv::conv2d(&x, &wt, Some(&b), 1, 0, 1, 1);
-        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, 1, 0, 1, 1);
+        let (gx, gw, _) = rconv::conv2d_backward(&x, &wt, &gy, 1, 0, 1, 1);
         let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
         let (tx, tw, tb, tgy, tacc) = (up(&x), up(&wt), up(&b), up(&gy), up(&acc));
         assert!(pointwise_subgroup::applies(&tx, &tw, p));
+        // One chunk (gw written directly) and a chunk per image (partial sums reduced).
+        for &v in PW_W_VARIANTS {
+            for target in [1, 64] {
+                let v = PwWVariant { target, ..v };
+                let got = pointwise_subgroup::grad_w(&tx, &tw, &tgy, p, v).unwrap();
+                let what = format!("gw {v} target {target} {:?} w {:?}", x.shape, wt.shape);
+                assert_close(&what, &got, &gw, TOL);
+            }
+        }
         for &v in PW_VARIANTS {
             let what = format!("{v} {:?} w {:?}", x.shape, wt.shape);
             let got = pointwise_subgroup::forward(&tx, &tw, Some(&tb), p, v).unwrap();

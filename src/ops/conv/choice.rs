@@ -60,6 +60,8 @@ pub(super) enum Path {
     /// The 1×1 kernels that share weights across an 8-lane subgroup (`pointwise_subgroup`),
     /// forward and grad_x.
     PointwiseSubgroup(pointwise_subgroup::PwVariant),
+    /// The 1×1 grad_w that shares loads across an 8-lane subgroup (`pointwise_subgroup`).
+    PointwiseSubgroupW(pointwise_subgroup::PwWVariant),
 }
 
 /// Autotuning's other split-K sizes for grad_w: a quarter of the default target (longer
@@ -318,6 +320,15 @@ fn cpu_defaults(
         };
         ks.forward.insert(0, Path::PointwiseSubgroup(pw(g.cout)));
         ks.grad_x.insert(0, Path::PointwiseSubgroup(pw(g.cin)));
+        // grad_w: ko16ci8 at 1.9-6.8x, ko8ci8 (2.9x) where Cout is 8.
+        ks.w.insert(
+            0,
+            Path::PointwiseSubgroupW(pointwise_subgroup::PwWVariant {
+                ko: if g.cout <= 8 { 8 } else { 16 },
+                ci: 8,
+                target: 4 * threads,
+            }),
+        );
     }
     // Few-channel dense "same" convolutions (the LSK squeeze, 2→2 7×7) on the depthwise
     // subgroup kernels: 7.3-16x over the kernels above (lavapipe, batch 32, fastest of 5, one
@@ -407,6 +418,7 @@ impl Path {
             Path::SubgroupW(v) => format!("subgroup-w-ko{}ci{}", v.ko, v.ci),
             Path::DepthwiseSubgroup(v) => format!("subgroup-dw-p{}", v.p),
             Path::PointwiseSubgroup(v) => format!("subgroup-1x1-k{}p{}", v.k, v.p),
+            Path::PointwiseSubgroupW(v) => format!("subgroup-1x1-w-ko{}ci{}", v.ko, v.ci),
         }
     }
 }
