@@ -49,7 +49,7 @@ pub use split::{class_counts, long_tail_counts, long_tail_counts_capped};
 pub use synthetic::synthetic_image;
 
 use crate::tensor_file::write_atomic;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -358,12 +358,13 @@ impl Dataset {
                 check_nonempty(&classes, &all, "BreaKHis")?;
                 let s = split::balanced_split(
                     all,
-                    classes.len(),
+                    &classes,
                     cfg.test_per_class,
                     cfg.val_per_class,
                     cfg.split_by_patient,
                     cfg.seed,
-                )?;
+                )
+                .with_context(|| format!("BreaKHis under {}", root.display()))?;
                 notes.extend(s.notes);
                 (classes, s.train, s.test, s.val)
             }
