@@ -5,24 +5,9 @@
 
 mod common;
 
-use common::cli::{lskbb, make_imagefolder, ok, temp_dir, write_synthetic_png};
+use common::cli::{fails_with, lskbb, make_imagefolder, ok, stderr, temp_dir, write_synthetic_png};
 use lskbb::tensor_file::TensorFile;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Fails unless the command exited with `code` and its stderr holds every one of `words`.
-fn fails_with(out: &Output, code: i32, words: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "exit status; stderr: {err}");
-    for w in words {
-        assert!(err.contains(w), "stderr should name {w:?}: {err}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,6 +28,7 @@ fn training_flags_out_of_range_are_usage_errors_that_name_the_flag() {
         ("--image-size", "100000"),
         ("--epochs", "0"),
         ("--batch-size", "1"),
+        ("--channels", "2"),
     ] {
         let arg = format!("{flag}={value}");
         fails_with(&lskbb(&["train", &arg]), 2, &[flag]);
@@ -107,8 +93,6 @@ fn predict_lists_each_good_image_once_and_names_the_bad_ones() {
         "--checkpoint",
         ckpt.to_str().unwrap(),
         "--json",
-        "--channels",
-        "1",
         "--image-size",
         "16",
     ];
@@ -147,8 +131,6 @@ fn a_checkpoint_with_too_few_class_names_is_refused_by_name() {
         "predict",
         "--checkpoint",
         ckpt.to_str().unwrap(),
-        "--channels",
-        "1",
         img.to_str().unwrap(),
     ]);
     fails_with(
