@@ -116,7 +116,8 @@ fn predict_lists_each_good_image_once_and_names_the_bad_ones() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A checkpoint whose metadata names fewer classes than the model has outputs.
+/// A checkpoint whose metadata names fewer classes than the model has outputs, in predict
+/// and in eval.
 #[test]
 fn a_checkpoint_with_too_few_class_names_is_refused_by_name() {
     let dir = temp_dir("bad-classes");
@@ -127,17 +128,26 @@ fn a_checkpoint_with_too_few_class_names_is_refused_by_name() {
     f.save(&ckpt).unwrap();
     let img = dir.join("x.png");
     write_synthetic_png(&img, 0, 0, 5, 16);
-    let out = lskbb(&[
+    let named = ["two-names.safetensors", "2 classes", "5 outputs"];
+    let predict = lskbb(&[
         "predict",
         "--checkpoint",
         ckpt.to_str().unwrap(),
         img.to_str().unwrap(),
     ]);
-    fails_with(
-        &out,
-        1,
-        &["two-names.safetensors", "2 classes", "5 outputs"],
-    );
+    fails_with(&predict, 1, &named);
+    let data = dir.join("data");
+    make_imagefolder(&data);
+    let eval = lskbb(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "8",
+    ]);
+    fails_with(&eval, 1, &named);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -71,6 +71,34 @@ fn class_names(f: &TensorFile, path: &Path, outputs: usize) -> Result<Option<Vec
     Ok(Some(classes))
 }
 
+/// Numbers the dataset's classes as the checkpoint's outputs: by name where the checkpoint
+/// names its classes (a class it lacks is an error; one the data lacks has no images), else
+/// in the data's order.
+fn match_classes(ds: &mut Dataset, f: &TensorFile, path: &Path, outputs: usize) -> Result<()> {
+    let Some(classes) = class_names(f, path, outputs)? else {
+        eprintln!(
+            "warning: {} names no classes; the data's classes ({}) are taken as its outputs in order",
+            path.display(),
+            ds.classes.join(", ")
+        );
+        return Ok(());
+    };
+    ds.relabel(&classes).map_err(|unknown| {
+        let data = ds
+            .config
+            .root
+            .as_ref()
+            .map_or("the synthetic set".into(), |r| r.display().to_string());
+        anyhow::anyhow!(
+            "{data} has class(es) {} that {} was not trained on (its classes: {}); eval scores \
+             a checkpoint on its own classes only",
+            unknown.join(", "),
+            path.display(),
+            classes.join(", ")
+        )
+    })
+}
+
 pub fn eval(choice: &AdapterChoice, a: EvalArgs) -> Result<bool> {
     let split = match a.split {
         SplitArg::Test => Split::Test,
@@ -86,7 +114,9 @@ pub fn eval(choice: &AdapterChoice, a: EvalArgs) -> Result<bool> {
         &a.load,
         model.config.in_ch,
     )?;
-    let ds = Arc::new(Dataset::open(&data)?);
+    let mut ds = Dataset::open(&data)?;
+    match_classes(&mut ds, &f, &a.checkpoint, model.config.classes)?;
+    let ds = Arc::new(ds);
     let loader = BatchLoader::eval(ds.clone(), split, a.batch_size)?;
     let ev = evaluate(&model, &loader, &ds)?;
     println!(

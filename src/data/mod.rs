@@ -25,6 +25,7 @@ mod augment;
 mod layouts;
 mod loader;
 mod preprocess;
+mod relabel;
 pub mod rng;
 mod sampler;
 mod split;
