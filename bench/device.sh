@@ -67,7 +67,7 @@ if [ -f bench/ckpt/lskbb.safetensors ] && [ "${INTEROP:-1}" = 1 ]; then
     run 120 python3 reference/gen_golden.py "$EXTRA/golden"
     run 120 "$BIN" verify --failures-only "$EXTRA"/golden/*.safetensors
     run 20 python3 -c "from PIL import Image; import numpy as np; Image.fromarray((np.random.default_rng(0).random((20, 20)) * 255).astype('uint8')).save('$RUNS/probe.png')"
-    run 30 "$BIN" predict --checkpoint "$EXTRA/torch_model.safetensors" --image-size 16 --channels 1 "$RUNS/probe.png"
+    run 30 "$BIN" predict --checkpoint "$EXTRA/torch_model.safetensors" --image-size 16 "$RUNS/probe.png"
 fi
 
 # size batch lsk rust-steps rust-timeout recompute autotune: the table, slowest shapes

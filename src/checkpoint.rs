@@ -141,7 +141,7 @@ pub fn load_model(
             )
         })?,
     };
-    let model = BbnResNet32::new(gpu, &config, 0)?;
+    let model = BbnResNet32::new(gpu, &config, 0).with_context(|| path.display().to_string())?;
     load_state_dict(&model.store, &f, "", true, path)?;
     Ok((model, f))
 }

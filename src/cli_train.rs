@@ -1,33 +1,39 @@
 //! `lskbb train`, `lskbb eval` and `lskbb predict`: flags, defaults (the paper's recipe) and
 //! output formatting around the library's training loop and inference.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
-use lskbb::checkpoint::load_model;
-use lskbb::data::{
-    file_preprocessor, files_below, image_files, parse_imbalance, BatchLoader, Dataset, Split,
-};
+use lskbb::data::parse_imbalance;
 use lskbb::gpu::AdapterChoice;
 use lskbb::optim::{default_warmup, LrSchedule};
-use lskbb::tensor_file::write_atomic;
-use lskbb::train::eval::{argmax, evaluate, probabilities};
 use lskbb::train::method::Method;
-use lskbb::train::plot;
 use lskbb::train::progress::ProgressStyle;
 use lskbb::train::{self, Outcome, SgdSettings, ThetaPer, TrainConfig, TrainOptions};
 use lskbb::Gpu;
-use serde_json::json;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Arc;
 
 mod data;
+mod infer;
 mod table;
 
-use data::{checkpoint_data, DataArgs};
-use table::print_metrics;
+use data::DataArgs;
+pub use infer::{eval, predict, EvalArgs, PredictArgs};
+
+/// A command line whose flags do not fit together in a way clap cannot see (they depend on a
+/// file, such as a checkpoint): reported like clap's usage errors, with exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Schedule {
@@ -297,11 +303,12 @@ const CPU_IMAGE: usize = 16;
 pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
     let gpu = Gpu::new(choice)?;
     println!("adapter: {}", gpu.describe());
-    let untouched = a.epochs.is_none() && a.batch_size.is_none() && a.data.image_size.is_none();
+    let untouched =
+        a.epochs.is_none() && a.batch_size.is_none() && a.data.pipeline.image_size.is_none();
     if gpu.cpu_threads().is_some() && untouched && !a.resume {
         a.epochs = Some(CPU_EPOCHS);
         a.batch_size = Some(CPU_BATCH);
-        a.data.image_size = Some(CPU_IMAGE);
+        a.data.pipeline.image_size = Some(CPU_IMAGE);
         println!(
             "the adapter is a CPU driver: training a short schedule that fits it ({CPU_EPOCHS} \
              epochs, batch {CPU_BATCH}, {CPU_IMAGE}x{CPU_IMAGE} images); for the paper's recipe \
@@ -377,188 +384,4 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
     Ok(outcome == Outcome::Finished
         || STOP.load(Ordering::SeqCst)
         || opts.stop_after_steps.is_some())
-}
-
-#[derive(Args)]
-pub struct EvalArgs {
-    /// A checkpoint written by `lskbb train` (or a PyTorch state_dict in safetensors).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    #[command(flatten)]
-    data: DataArgs,
-    /// Which balanced set to score: test or val.
-    #[arg(long, default_value = "test")]
-    split: String,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Folder for eval-<checkpoint>.json and eval-<checkpoint>-confusion.png (default: the
-    /// checkpoint's folder).
-    #[arg(long)]
-    out: Option<PathBuf>,
-}
-
-pub fn eval(choice: &AdapterChoice, a: EvalArgs) -> Result<bool> {
-    let split = match a.split.as_str() {
-        "test" => Split::Test,
-        "val" => Split::Val,
-        other => bail!("--split must be test or val, got '{other}'"),
-    };
-    let gpu = Gpu::new(choice)?;
-    let (model, f) = load_model(&gpu, &a.checkpoint)?;
-    let data = checkpoint_data(&f, &a.checkpoint, &a.data, model.config.in_ch)?;
-    let ds = Arc::new(Dataset::open(&data)?);
-    let loader = BatchLoader::eval(ds.clone(), split, a.batch_size)?;
-    let ev = evaluate(&model, &loader, &ds)?;
-    println!(
-        "{} on the {} set of {} ({} images), adapter {}",
-        a.checkpoint.display(),
-        split.name(),
-        ds.kind.name(),
-        ev.pairs.len(),
-        gpu.describe()
-    );
-    print_metrics(&ev.metrics);
-    let out = a.out.unwrap_or_else(|| {
-        a.checkpoint
-            .parent()
-            .map_or(PathBuf::from("."), Path::to_path_buf)
-    });
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let stem = a
-        .checkpoint
-        .file_stem()
-        .map_or("checkpoint".into(), |s| s.to_string_lossy().into_owned());
-    let report = json!({
-        "checkpoint": a.checkpoint.display().to_string(),
-        "split": split.name(),
-        "accuracy": ev.metrics.accuracy,
-        "balanced_accuracy": ev.metrics.balanced_accuracy,
-        "auc": ev.metrics.auc,
-        "metrics": ev.metrics,
-        "classes": ds.classes,
-        "adapter": gpu.describe(),
-    });
-    let json_path = out.join(format!("eval-{stem}.json"));
-    write_atomic(&json_path, &serde_json::to_vec_pretty(&report)?)?;
-    plot::confusion(
-        &out.join(format!("eval-{stem}-confusion.png")),
-        &ds.classes,
-        &ev.metrics.confusion,
-    )?;
-    println!("written: {}", json_path.display());
-    Ok(true)
-}
-
-#[derive(Args)]
-pub struct PredictArgs {
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Image files or folders (searched recursively for png, jpg, jpeg, tif, tiff, bmp).
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Print JSON (one object per image) instead of a table.
-    #[arg(long)]
-    json: bool,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    #[command(flatten)]
-    data: DataArgs,
-}
-
-/// The images named on the command line: files as given, folders walked recursively (each
-/// folder once, however many links lead to it).
-fn collect_images(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    if p.is_dir() {
-        out.extend(image_files(files_below(p)?));
-    } else if p.exists() {
-        out.push(p.to_path_buf());
-    } else {
-        bail!("{} does not exist", p.display());
-    }
-    Ok(())
-}
-
-pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
-    let mut files = Vec::new();
-    for p in &a.inputs {
-        collect_images(p, &mut files)?;
-    }
-    if files.is_empty() {
-        bail!("no images (png, jpg, jpeg, tif, tiff, bmp) under the given paths");
-    }
-    let gpu = Gpu::new(choice)?;
-    let (model, f) = load_model(&gpu, &a.checkpoint)?;
-    let mut data = checkpoint_data(&f, &a.checkpoint, &a.data, model.config.in_ch)?;
-    // Prediction needs no data root: the saved kind fixes the preprocessing (without a
-    // kind, the generic ImageFolder pipeline).
-    data.root = None;
-    let pre = file_preprocessor(&data)?;
-    let classes: Vec<String> = match f.metadata.get("classes") {
-        Some(c) => serde_json::from_str(c)
-            .with_context(|| format!("{}: bad 'classes' metadata", a.checkpoint.display()))?,
-        None => (0..model.config.classes)
-            .map(|k| format!("class_{k}"))
-            .collect(),
-    };
-    if classes.len() != model.config.classes {
-        bail!(
-            "{}: its 'classes' metadata names {} classes but the model has {} outputs",
-            a.checkpoint.display(),
-            classes.len(),
-            model.config.classes
-        );
-    }
-    let mut rows = Vec::new();
-    for chunk in files.chunks(a.batch_size.max(1)) {
-        let mut x = Vec::new();
-        let mut good = Vec::new();
-        for file in chunk {
-            match pre.prepare_file(file) {
-                Ok(img) => {
-                    x.extend(img);
-                    good.push(file.clone());
-                }
-                Err(e) if a.data.skip_bad_images => {
-                    eprintln!(
-                        "warning: skipping unreadable image {}: {e:#}",
-                        file.display()
-                    );
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if good.is_empty() {
-            continue;
-        }
-        let shape = [good.len(), pre.channels(), pre.size(), pre.size()];
-        let probs = probabilities(&model, &x, shape)?;
-        rows.extend(good.into_iter().zip(probs));
-    }
-    if a.json {
-        for (file, p) in &rows {
-            let best = argmax(p);
-            let probs: serde_json::Map<String, serde_json::Value> = classes
-                .iter()
-                .zip(p)
-                .map(|(c, &v)| (c.clone(), json!(v)))
-                .collect();
-            println!(
-                "{}",
-                json!({"file": file.display().to_string(), "class": classes[best], "probability": p[best], "probabilities": probs})
-            );
-        }
-    } else {
-        let header: Vec<String> = classes.iter().map(|c| format!("{c:>12.12}")).collect();
-        println!("{:<40} {:<16} {}", "file", "class", header.join(" "));
-        for (file, p) in &rows {
-            let cells: Vec<String> = p.iter().map(|v| format!("{v:>12.4}")).collect();
-            println!(
-                "{:<40} {:<16} {}",
-                file.display(),
-                classes[argmax(p)],
-                cells.join(" ")
-            );
-        }
-    }
-    Ok(true)
 }

@@ -112,8 +112,6 @@ fn eval_and_predict_use_the_statistics_the_checkpoint_stores() {
         best.to_str().unwrap(),
         "--data",
         white.to_str().unwrap(),
-        "--normalize",
-        "imagenet",
     ]));
     let e = json(&out.join("eval-best.json"));
     let acc = e["accuracy"].as_f64().unwrap();

@@ -5,24 +5,9 @@
 
 mod common;
 
-use common::cli::{lskbb, make_imagefolder, ok, temp_dir, write_synthetic_png};
+use common::cli::{fails_with, lskbb, make_imagefolder, ok, stderr, temp_dir, write_synthetic_png};
 use lskbb::tensor_file::TensorFile;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Fails unless the command exited with `code` and its stderr holds every one of `words`.
-fn fails_with(out: &Output, code: i32, words: &[&str]) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "exit status; stderr: {err}");
-    for w in words {
-        assert!(err.contains(w), "stderr should name {w:?}: {err}");
-    }
-    assert!(!err.contains("panicked"), "{err}");
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -43,46 +28,48 @@ fn training_flags_out_of_range_are_usage_errors_that_name_the_flag() {
         ("--image-size", "100000"),
         ("--epochs", "0"),
         ("--batch-size", "1"),
+        ("--channels", "2"),
     ] {
         let arg = format!("{flag}={value}");
         fails_with(&lskbb(&["train", &arg]), 2, &[flag]);
     }
 }
 
-/// A 0-byte PNG among the training images: with --skip-bad-images the bilateral run (whose
-/// branches mix features pairwise) trains on and names the file; without it the run stops
-/// with an error that names it.
+/// A 0-byte PNG, or one whose header claims 30,000,000 x 1 pixels, among the training images:
+/// with --skip-bad-images the bilateral run (whose branches mix features pairwise) trains on
+/// and names the file; without it the run stops with an error that names it.
 #[test]
 fn an_unreadable_training_image_is_skipped_by_name_or_named_in_the_error() {
-    let dir = temp_dir("bad-train");
-    let data = dir.join("data");
-    make_imagefolder(&data);
-    let bad = data.join("train/c0/empty.png");
-    std::fs::write(&bad, b"").unwrap();
-    let out = dir.join("run");
-    let args = |extra: &'static [&'static str]| {
-        let mut a = vec![
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--image-size",
-            "8",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        a.extend_from_slice(extra);
-        a
-    };
-    let run = lskbb(&args(&["--skip-bad-images"]));
-    ok(&run);
-    assert!(stderr(&run).contains("empty.png"), "{}", stderr(&run));
-    let _ = std::fs::remove_dir_all(&out);
-    fails_with(&lskbb(&args(&[])), 1, &["empty.png"]);
-    let _ = std::fs::remove_dir_all(&dir);
+    for (name, bytes) in [("empty.png", Vec::new()), ("huge.png", huge_png())] {
+        let dir = temp_dir(&format!("bad-train-{name}"));
+        let data = dir.join("data");
+        make_imagefolder(&data);
+        std::fs::write(data.join("train/c0").join(name), bytes).unwrap();
+        let out = dir.join("run");
+        let args = |extra: &'static [&'static str]| {
+            let mut a = vec![
+                "train",
+                "--data",
+                data.to_str().unwrap(),
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--image-size",
+                "8",
+                "--out",
+                out.to_str().unwrap(),
+            ];
+            a.extend_from_slice(extra);
+            a
+        };
+        let run = lskbb(&args(&["--skip-bad-images"]));
+        ok(&run);
+        assert!(stderr(&run).contains(name), "{}", stderr(&run));
+        let _ = std::fs::remove_dir_all(&out);
+        fails_with(&lskbb(&args(&[])), 1, &[name]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 /// `predict` over a folder with an unreadable image, a PNG whose header claims 30,000,000 x 1
@@ -107,8 +94,6 @@ fn predict_lists_each_good_image_once_and_names_the_bad_ones() {
         "--checkpoint",
         ckpt.to_str().unwrap(),
         "--json",
-        "--channels",
-        "1",
         "--image-size",
         "16",
     ];
@@ -132,7 +117,8 @@ fn predict_lists_each_good_image_once_and_names_the_bad_ones() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A checkpoint whose metadata names fewer classes than the model has outputs.
+/// A checkpoint whose metadata names fewer classes than the model has outputs, in predict
+/// and in eval.
 #[test]
 fn a_checkpoint_with_too_few_class_names_is_refused_by_name() {
     let dir = temp_dir("bad-classes");
@@ -143,19 +129,26 @@ fn a_checkpoint_with_too_few_class_names_is_refused_by_name() {
     f.save(&ckpt).unwrap();
     let img = dir.join("x.png");
     write_synthetic_png(&img, 0, 0, 5, 16);
-    let out = lskbb(&[
+    let named = ["two-names.safetensors", "2 classes", "5 outputs"];
+    let predict = lskbb(&[
         "predict",
         "--checkpoint",
         ckpt.to_str().unwrap(),
-        "--channels",
-        "1",
         img.to_str().unwrap(),
     ]);
-    fails_with(
-        &out,
-        1,
-        &["two-names.safetensors", "2 classes", "5 outputs"],
-    );
+    fails_with(&predict, 1, &named);
+    let data = dir.join("data");
+    make_imagefolder(&data);
+    let eval = lskbb(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--image-size",
+        "8",
+    ]);
+    fails_with(&eval, 1, &named);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -174,6 +167,33 @@ fn a_golden_claiming_a_trillion_classes_is_refused() {
         &lskbb(&["verify", path.to_str().unwrap()]),
         1,
         &["trillion.safetensors", "classes"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A checkpoint whose model metadata claims 10^12 classes is refused by name before anything
+/// is allocated.
+#[test]
+fn a_checkpoint_claiming_a_trillion_classes_is_refused() {
+    let dir = temp_dir("bad-checkpoint-classes");
+    let mut f = TensorFile::load(&fixture("torch_lsk_5cls_gray_w4.safetensors")).unwrap();
+    f.metadata.insert(
+        "model".into(),
+        r#"{"classes": 1000000000000, "in_ch": 1, "lsk": true, "width": 4}"#.into(),
+    );
+    let ckpt = dir.join("trillion.safetensors");
+    f.save(&ckpt).unwrap();
+    let img = dir.join("x.png");
+    write_synthetic_png(&img, 0, 0, 5, 16);
+    fails_with(
+        &lskbb(&[
+            "predict",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ]),
+        1,
+        &["trillion.safetensors", "classes", "1000000000000"],
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -219,15 +239,12 @@ fn crc32(bytes: &[u8]) -> u32 {
     !crc
 }
 
-/// SIGTERM (a scheduler's stop) finishes the step, saves a checkpoint and exits 143; the run
-/// then resumes to the end.
+/// Starts a short synthetic run in `out`, sends it `signal` (TERM or INT) after its first
+/// step, and returns its exit status and stderr lines.
 #[cfg(unix)]
-#[test]
-fn sigterm_saves_a_checkpoint_and_exits_143_then_the_run_resumes() {
+fn stop_with(signal: &str, out: &Path) -> (Option<i32>, Vec<String>) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    let dir = temp_dir("sigterm");
-    let out = dir.join("run");
     let args = [
         "train",
         "--epochs",
@@ -261,13 +278,23 @@ fn sigterm_saves_a_checkpoint_and_exits_143_then_the_run_resumes() {
         }
     }
     let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
     seen.extend(lines.map_while(Result::ok));
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143), "{seen:#?}");
+    (child.wait().unwrap().code(), seen)
+}
+
+/// SIGTERM (a scheduler's stop) finishes the step, saves a checkpoint and exits 143; the run
+/// then resumes to the end.
+#[cfg(unix)]
+#[test]
+fn sigterm_saves_a_checkpoint_and_exits_143_then_the_run_resumes() {
+    let dir = temp_dir("sigterm");
+    let out = dir.join("run");
+    let (code, seen) = stop_with("TERM", &out);
+    assert_eq!(code, Some(143), "{seen:#?}");
     assert!(seen.iter().any(|l| l.contains("SIGTERM")), "{seen:#?}");
     assert!(out.join("last.safetensors").exists());
     ok(&lskbb(&[
@@ -276,6 +303,52 @@ fn sigterm_saves_a_checkpoint_and_exits_143_then_the_run_resumes() {
         "--out",
         out.to_str().unwrap(),
     ]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Ctrl-C (SIGINT) saves a checkpoint too and exits 130, not 0 like a finished run.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_exits_130() {
+    let dir = temp_dir("sigint");
+    let out = dir.join("run");
+    let (code, seen) = stop_with("INT", &out);
+    assert_eq!(code, Some(130), "{seen:#?}");
+    assert!(seen.iter().any(|l| l.contains("Ctrl-C")), "{seen:#?}");
+    assert!(out.join("last.safetensors").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A result file that cannot be written (here config.json, in the way as a folder, as a full
+/// disk would stop it) fails the run by name and leaves no temporary file behind.
+#[test]
+fn a_failed_write_names_the_file_and_leaves_no_temporary_file() {
+    let dir = temp_dir("failed-write");
+    let out = dir.join("run");
+    std::fs::create_dir_all(out.join("config.json")).unwrap();
+    fails_with(
+        &lskbb(&[
+            "train",
+            "--epochs",
+            "1",
+            "--image-size",
+            "8",
+            "--synthetic-per-class",
+            "20",
+            "--test-per-class",
+            "4",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        1,
+        &["config.json"],
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

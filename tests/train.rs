@@ -2,11 +2,13 @@
 //! built-in long-tailed set learns and writes the whole run folder; eval and predict read its
 //! checkpoints; an interrupted ImageFolder run resumed with --resume ends with exactly the
 //! uninterrupted run's weights and momentum; a non-finite loss stops training without
-//! touching the last checkpoint.
+//! touching the last checkpoint; validation is carved from train, or the paper's BreaKHis
+//! split; --patience stops early.
 
 mod common;
 
-use common::cli::{json, lskbb, make_imagefolder, ok, temp_dir, write_synthetic_png};
+use common::cli::{fails_with, json, lskbb, make_imagefolder, ok, temp_dir, write_synthetic_png};
+use lskbb::data::BREAKHIS_CLASSES;
 use lskbb::tensor_file::{Data, TensorFile};
 use std::path::Path;
 
@@ -384,17 +386,17 @@ fn every_method_runs_an_epoch() {
 }
 
 /// Without validation images the run carves them from train and records them in split.json;
-/// --patience 1 ends a run that cannot improve (a learning rate of ~0) after its second epoch.
+/// config.json holds the run's settings.
 #[test]
-fn carved_validation_and_patience_stop_early() {
-    let dir = temp_dir("patience");
+fn carved_validation_is_listed_in_split_json() {
+    let dir = temp_dir("carved-val");
     let out = dir.join("run");
-    let text = ok(&lskbb(&[
+    ok(&lskbb(&[
         "train",
         "--method",
         "ce",
         "--epochs",
-        "5",
+        "1",
         "--batch-size",
         "8",
         "--image-size",
@@ -403,12 +405,6 @@ fn carved_validation_and_patience_stop_early() {
         "40",
         "--test-per-class",
         "4",
-        "--lr",
-        "1e-12",
-        "--momentum",
-        "0",
-        "--patience",
-        "1",
         "--out",
         out.to_str().unwrap(),
     ]));
@@ -418,18 +414,177 @@ fn carved_validation_and_patience_stop_early() {
     assert_eq!(split["counts"]["train"], serde_json::json!([36, 16, 7, 3]));
     assert_eq!(split["val"].as_array().unwrap().len(), 8);
     let s = json(&out.join("summary.json"));
-    assert_eq!(s["stopped_early"], true, "{text}");
-    let done = s["epochs_done"].as_u64().unwrap();
-    assert!(done < 5, "{text}");
-    assert_eq!(done, s["best_epoch"].as_u64().unwrap() + 1, "{text}");
-    assert!(text.contains("stopping early"), "{text}");
+    assert_eq!(s["selected_on"], "validation balanced accuracy");
     assert!(s["validation"]["final"]["balanced_accuracy"].is_number());
     let cfg = json(&out.join("config.json"));
-    assert_eq!(cfg["patience"], 1);
     // The same settings as summary.json's (which prints f32 values widened to f64).
-    for key in ["epochs", "batch_size", "method", "seed"] {
+    for key in ["epochs", "batch_size", "method", "seed", "patience"] {
         assert_eq!(cfg[key], s["config"][key], "{key}");
     }
     assert_eq!(cfg["data"]["val_fraction"], 0.1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// --patience 1 stops a run whose validation balanced accuracy does not improve. Each class
+/// of this val/ folder holds the same image, so whatever the model learns it predicts one
+/// class for all three: balanced accuracy is exactly 1/3 every epoch, epoch 1 stays the best
+/// and the run stops after epoch 2 of 4.
+#[test]
+fn patience_stops_when_validation_does_not_improve() {
+    let dir = temp_dir("patience");
+    let data = dir.join("data");
+    make_imagefolder(&data);
+    for c in 0..3 {
+        write_synthetic_png(&data.join(format!("val/c{c}/same.png")), 0, 200, 3, 12);
+    }
+    let out = dir.join("run");
+    let text = ok(&lskbb(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "8",
+        "--patience",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let history: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(history.len(), 2, "{text}");
+    for rec in &history {
+        let v = rec["val_balanced_acc"].as_f64().unwrap();
+        assert!((v - 100.0 / 3.0).abs() < 1e-9, "{rec}");
+    }
+    let s = json(&out.join("summary.json"));
+    assert_eq!(s["stopped_early"], true, "{text}");
+    assert_eq!(s["epochs_done"], 2, "{text}");
+    assert_eq!(s["best_epoch"], 1, "{text}");
+    assert!(
+        text.contains("stopping early") && text.contains("not improved for 1 epoch"),
+        "{text}"
+    );
+    assert_eq!(json(&out.join("config.json"))["patience"], 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Writes `per_class` BreaKHis images of each class under `root` in the archive's layout
+/// (two patients per class, the four magnifications in turn) and two symlinks that loop
+/// back up the tree; returns the number of images.
+fn write_breakhis(root: &Path, per_class: usize) -> usize {
+    let breast = root.join("BreaKHis_v1/histology_slides/breast");
+    for (k, (code, name)) in BREAKHIS_CLASSES.iter().enumerate() {
+        let (group, dir) = if k < 4 {
+            ("B", "benign")
+        } else {
+            ("M", "malignant")
+        };
+        for i in 0..per_class {
+            let slide = format!("{}{code}", 1000 + 10 * k + i % 2);
+            let mag = [40, 100, 200, 400][i % 4];
+            let file = format!("SOB_{group}_{code}-14-{slide}-{mag}-{i:03}.png");
+            let path = breast.join(format!(
+                "{dir}/SOB/{name}/SOB_{group}_{code}-14-{slide}/{mag}X/{file}"
+            ));
+            write_synthetic_png(&path, k, i as u64, 8, 12);
+        }
+    }
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("..", breast.join("benign/SOB/loop")).unwrap();
+        std::os::unix::fs::symlink(&breast, breast.join("malignant/loop")).unwrap();
+    }
+    8 * per_class
+}
+
+/// The BreaKHis default is the paper's split: 80 validation and 80 test images per class held
+/// out, listed in split.json and counted in summary.json; the walker lists each image once
+/// whatever links loop; classes too small for the split are named with the flags to lower.
+#[test]
+fn breakhis_trains_on_the_papers_split() {
+    let dir = temp_dir("breakhis");
+    let data = dir.join("data");
+    let total = write_breakhis(&data, 162);
+    let out = dir.join("run");
+    ok(&lskbb(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let split = json(&out.join("split.json"));
+    assert_eq!(split["kind"], "breakhis");
+    let per_class = |n: usize| serde_json::json!(vec![n; 8]);
+    assert_eq!(split["counts"]["test"], per_class(80));
+    assert_eq!(split["counts"]["val"], per_class(80));
+    assert_eq!(split["counts"]["train"], per_class(2));
+    let mut listed = Vec::new();
+    for set in ["train", "val", "test"] {
+        for s in split[set].as_array().unwrap() {
+            assert!(
+                s["patient"].is_string() && s["magnification"].is_number(),
+                "{s}"
+            );
+            listed.push(s["file"].as_str().unwrap().to_string());
+        }
+    }
+    listed.sort();
+    listed.dedup();
+    assert_eq!(listed.len(), total);
+    let s = json(&out.join("summary.json"));
+    let names: Vec<&str> = BREAKHIS_CLASSES.iter().map(|(_, n)| *n).collect();
+    assert_eq!(s["classes"], serde_json::json!(names));
+    assert_eq!(s["selected_on"], "validation balanced accuracy");
+    assert_eq!(s["val_counts"], per_class(80));
+    assert_eq!(s["test_counts"], per_class(80));
+    assert_eq!(s["epochs_done"], 1);
+    assert_eq!(s["config"]["data"]["val_per_class"], 80);
+    assert_eq!(s["config"]["data"]["test_per_class"], 80);
+    assert_eq!(s["config"]["data"]["augment"], "crop");
+    for set in ["best", "final"] {
+        let v = &s["validation"][set]["per_class"];
+        let counts: Vec<u64> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["test_count"].as_u64().unwrap())
+            .collect();
+        assert_eq!(counts, [80; 8], "{set}");
+    }
+
+    let small = dir.join("small");
+    write_breakhis(&small, 3);
+    let small_out = dir.join("small-run");
+    let run = lskbb(&[
+        "train",
+        "--data",
+        small.to_str().unwrap(),
+        "--out",
+        small_out.to_str().unwrap(),
+    ]);
+    fails_with(
+        &run,
+        1,
+        &[
+            "adenosis (3)",
+            "papillary_carcinoma (3)",
+            "--test-per-class",
+            "--val-per-class",
+        ],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

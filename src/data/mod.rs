@@ -25,6 +25,7 @@ mod augment;
 mod layouts;
 mod loader;
 mod preprocess;
+mod relabel;
 pub mod rng;
 mod sampler;
 mod split;
@@ -40,14 +41,16 @@ pub use layouts::{
     BREAKHIS_CLASSES, CHEST_CLASSES, EXPECTED_LAYOUTS,
 };
 pub use loader::{Batch, BatchLoader, EpochIter};
-pub use preprocess::{Pixels, Preprocessor, IMAGENET_MEAN, IMAGENET_STD};
+pub use preprocess::{
+    file_preprocessor, preprocess_file, Pixels, Preprocessor, IMAGENET_MEAN, IMAGENET_STD,
+};
 pub use rng::Rng;
 pub use sampler::{batch_bounds, Sampler, SamplerKind};
 pub use split::{class_counts, long_tail_counts, long_tail_counts_capped};
 pub use synthetic::synthetic_image;
 
 use crate::tensor_file::write_atomic;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -356,12 +359,13 @@ impl Dataset {
                 check_nonempty(&classes, &all, "BreaKHis")?;
                 let s = split::balanced_split(
                     all,
-                    classes.len(),
+                    &classes,
                     cfg.test_per_class,
                     cfg.val_per_class,
                     cfg.split_by_patient,
                     cfg.seed,
-                )?;
+                )
+                .with_context(|| format!("BreaKHis under {}", root.display()))?;
                 notes.extend(s.notes);
                 (classes, s.train, s.test, s.val)
             }
@@ -572,28 +576,4 @@ impl Dataset {
         let bytes = serde_json::to_vec_pretty(&self.split_json())?;
         write_atomic(path, &bytes)
     }
-}
-
-/// The preprocessing of evaluation images (predict path), without opening the dataset.
-/// `Auto` means `root`'s detected kind, or the generic ImageFolder pipeline without a root;
-/// `Synthetic` resizes the whole image to S×S.
-pub fn file_preprocessor(cfg: &DataConfig) -> Result<Preprocessor> {
-    let kind = match (cfg.kind, &cfg.root) {
-        (DatasetKind::Auto, Some(root)) => layouts::detect(root)?,
-        (DatasetKind::Auto, None) => DatasetKind::ImageFolder,
-        (k, _) => k,
-    };
-    let pre = Preprocessor::new(kind, cfg, 0)?;
-    if pre.normalize() == Normalize::Dataset && cfg.mean.is_none() {
-        bail!(
-            "--normalize dataset needs the statistics of a training split: a checkpoint \
-             trained with it stores them; without one, choose --normalize imagenet or none"
-        );
-    }
-    Ok(pre)
-}
-
-/// Preprocesses one image file as evaluation images are (see [`file_preprocessor`]).
-pub fn preprocess_file(path: &Path, cfg: &DataConfig) -> Result<Vec<f32>> {
-    file_preprocessor(cfg)?.prepare_file(path)
 }

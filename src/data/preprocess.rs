@@ -431,3 +431,27 @@ impl Preprocessor {
         self.cache.lock().map(|c| c.len()).unwrap_or(0)
     }
 }
+
+/// The preprocessing of evaluation images (predict path), without opening the dataset.
+/// `Auto` means `root`'s detected kind, or the generic ImageFolder pipeline without a root;
+/// `Synthetic` resizes the whole image to S×S.
+pub fn file_preprocessor(cfg: &DataConfig) -> Result<Preprocessor> {
+    let kind = match (cfg.kind, &cfg.root) {
+        (DatasetKind::Auto, Some(root)) => super::layouts::detect(root)?,
+        (DatasetKind::Auto, None) => DatasetKind::ImageFolder,
+        (k, _) => k,
+    };
+    let pre = Preprocessor::new(kind, cfg, 0)?;
+    if pre.normalize() == Normalize::Dataset && cfg.mean.is_none() {
+        bail!(
+            "--normalize dataset needs the statistics of a training split: a checkpoint \
+             trained with it stores them; without one, choose --normalize imagenet or none"
+        );
+    }
+    Ok(pre)
+}
+
+/// Preprocesses one image file as evaluation images are (see [`file_preprocessor`]).
+pub fn preprocess_file(path: &Path, cfg: &DataConfig) -> Result<Vec<f32>> {
+    file_preprocessor(cfg)?.prepare_file(path)
+}

@@ -166,22 +166,30 @@ pub struct BalancedSplit {
 /// patients its test/val count is short, which is reported in the notes.
 pub fn balanced_split(
     samples: Vec<Sample>,
-    num_classes: usize,
+    classes: &[String],
     test_q: usize,
     val_q: usize,
     by_patient: bool,
     seed: u64,
 ) -> Result<BalancedSplit> {
+    let num_classes = classes.len();
     let counts = class_counts(&samples, num_classes);
     if by_patient {
         return Ok(patient_split(samples, num_classes, test_q, val_q, seed));
     }
-    for (c, &n) in counts.iter().enumerate() {
-        if n <= test_q + val_q {
-            bail!(
-                "class {c} has {n} images, too few for {test_q} test + {val_q} validation images and a training set (per-class counts: {counts:?})"
-            );
-        }
+    let short: Vec<String> = classes
+        .iter()
+        .zip(&counts)
+        .filter(|(_, &n)| n <= test_q + val_q)
+        .map(|(c, n)| format!("{c} ({n})"))
+        .collect();
+    if !short.is_empty() {
+        bail!(
+            "too few images in class {} for {test_q} test + {val_q} validation images per class \
+             and a training set (more than {} each); lower --test-per-class and --val-per-class",
+            short.join(", "),
+            test_q + val_q
+        );
     }
     let mut side = vec![0u8; samples.len()];
     for class in 0..num_classes {

@@ -130,7 +130,7 @@ impl Metrics {
                 let tp = confusion[i][i];
                 let row: usize = confusion[i].iter().sum();
                 let col: usize = (0..c).map(|t| confusion[t][i]).sum();
-                let tn = total - row - col + tp;
+                let tn = total + tp - row - col;
                 let (precision, sensitivity) = (pct(tp, col), pct(tp, row));
                 ClassMetrics {
                     class: classes[i].clone(),
@@ -231,6 +231,14 @@ mod tests {
         assert!((m.specificity - (75.0 + 500.0 / 6.0 + 100.0) / 3.0).abs() < 1e-9);
         assert!((m.f1 - (75.0 + 80.0 + 200.0 / 3.0) / 3.0).abs() < 1e-9);
         assert_eq!(m.auc, None);
+    }
+
+    #[test]
+    fn a_class_predicted_for_every_image_has_no_true_negatives() {
+        let classes: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let m = Metrics::from_predictions(&classes, &[1, 1, 1], &[(0, 0), (1, 0), (2, 0)]);
+        assert_eq!(m.per_class[0].specificity, 0.0);
+        assert_eq!(m.per_class[1].specificity, 100.0);
     }
 
     #[test]

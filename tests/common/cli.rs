@@ -29,6 +29,20 @@ pub fn ok(out: &Output) -> String {
     text
 }
 
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Fails unless the command exited with `code` and its stderr holds every one of `words`.
+pub fn fails_with(out: &Output, code: i32, words: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "exit status; stderr: {err}");
+    for w in words {
+        assert!(err.contains(w), "stderr should name {w:?}: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 pub fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
