@@ -67,3 +67,75 @@ fn conv(
     if ox >= dp.w { return; }
 /*STORE*/
 }
+
+// grad_w (depthwise only): gw[c, ky, kx] = sum over n, oy, ox of gy[n, c, oy, ox] · x[n, c,
+// oy + ky·DIL − PAD, ox + kx·DIL − PAD], and gb[c] = the sum of gy. Workgroup (x: channel, y:
+// chunk of the channel's (image, tile) items, tiles as `conv`'s). Per item each lane loads gy
+// at its column in the tile's P rows, then the tile's source rows as `conv` does, and adds
+// gy · tap for every (output row, kernel row) pair that meet. At the end subgroupAdd sums the
+// lanes, and lane 0 stores the KS² + 1 sums in the chunk's row of `wout`; `w_reduce` adds the
+// chunks in order.
+struct GP {
+    n: u32, c: u32, h: u32, w: u32,
+    tiles_x: u32, tiles: u32, per_chunk: u32, chunks: u32,
+    has_bias: u32, pad0: u32, pad1: u32, pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> gp: GP;
+@group(0) @binding(1) var<storage, read> wx: array<f32>;
+@group(0) @binding(2) var<storage, read> wgy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> wout: array<f32>;
+
+// x at (row, col) of the plane starting at `base`, or 0 outside the image.
+fn wxat(base: u32, row: i32, col: i32) -> f32 {
+    let inside = row >= 0 && row < i32(gp.h) && col >= 0 && col < i32(gp.w);
+    let i = base + u32(max(row, 0)) * gp.w + u32(max(col, 0));
+    return select(0.0, wx[min(i, arrayLength(&wx) - 1u)], inside);
+}
+
+@compute @workgroup_size(8)
+fn grad_w(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let c = wid.x;
+    let i0 = wid.y * gp.per_chunk;
+    let i1 = min(i0 + gp.per_chunk, gp.n * gp.tiles);
+    let plane = gp.h * gp.w;
+/*WACC*/
+    for (var it = i0; it < i1; it++) {
+        let n = it / gp.tiles;
+        let tile = it % gp.tiles;
+        let oy0 = (tile / gp.tiles_x) * /*P*/;
+        let ox0 = (tile % gp.tiles_x) * 8u;
+        let ox = ox0 + lane;
+        let base = (n * gp.c + c) * plane;
+        let col0 = i32(ox0 + lane) - /*PAD*/;
+/*WBODY*/
+    }
+/*WSTORE*/
+}
+
+// gw[c, t] (t < KS²) and gb[c] (t == KS², with has_bias) = the sum over the chunks of
+// wpart[chunk, c, t], in chunk order.
+@group(0) @binding(1) var<storage, read> wpart: array<f32>;
+@group(0) @binding(2) var<storage, read_write> rgw: array<f32>;
+@group(0) @binding(3) var<storage, read_write> rgb: array<f32>;
+
+@compute @workgroup_size(64)
+fn w_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let numel = gp.c * (/*KK*/ + 1u);
+    let k = gid.x;
+    if k >= numel { return; }
+    var s = 0.0;
+    for (var j = 0u; j < gp.chunks; j++) {
+        s += wpart[j * numel + k];
+    }
+    let c = k / (/*KK*/ + 1u);
+    let t = k % (/*KK*/ + 1u);
+    if t < /*KK*/ {
+        rgw[c * /*KK*/ + t] = s;
+    } else if gp.has_bias == 1u {
+        rgb[c] = s;
+    }
+}

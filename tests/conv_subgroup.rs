@@ -166,7 +166,8 @@ const DENSE_CASES: &[(usize, (usize, usize), (usize, usize), usize, usize)] = &[
     (1, (4, 3), (16, 9), 7, 3),
 ];
 
-/// Each output sums at most 4·49 products of values ≤ 1 (plus a bias or gradient ≤ 1): f32
+/// Each output sums at most 4·49 products of values ≤ 1 (plus a bias or gradient ≤ 1), each
+/// weight gradient at most 2·20·11 = 440 (the tests' largest planes): f32
 /// rounding stays below 1e-6 of the largest output; TOL leaves margin while a wrong tap,
 /// lane or row gives O(0.1).
 #[test]
@@ -195,10 +196,28 @@ fn depthwise_and_few_channel_forward_and_grad_x_match_reference() {
         let gy = rng.arr(&[n, cout, h, w], 1.0);
         let acc = rng.arr(&[n, cin, h, w], 1.0);
         let y = rconv::conv2d(&x, &wt, Some(&b), 1, pad, dil, groups);
-        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, 1, pad, dil, groups);
+        let (gx, gw, gb) = rconv::conv2d_backward(&x, &wt, &gy, 1, pad, dil, groups);
         let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
         let (tx, tw, tb, tgy, tacc) = (up(&x), up(&wt), up(&b), up(&gy), up(&acc));
         assert!(depthwise_subgroup::applies(&tx, &tw, p));
+        // grad_w (depthwise only) with and without the bias, in one chunk per channel and in
+        // up to one per (image, tile).
+        for &v in DW_SG_VARIANTS.iter().filter(|_| groups > 1) {
+            for (target, bias) in [(1, true), (1000, false), (1000, true)] {
+                let what = format!("gw {v} target {target} {:?} {ks}x{ks} d{dil}", x.shape);
+                let (w_got, b_got) =
+                    depthwise_subgroup::grad_wb(&tx, &tw, &tgy, bias, p, v, target).unwrap();
+                assert_close(&what, &w_got, &gw, TOL);
+                assert_eq!(b_got.is_some(), bias);
+                if let Some(b_got) = b_got {
+                    assert_close(&format!("gb {what}"), &b_got, &gb, TOL);
+                }
+            }
+        }
+        if groups == 1 {
+            let v = DW_SG_VARIANTS[0];
+            assert!(depthwise_subgroup::grad_wb(&tx, &tw, &tgy, false, p, v, 8).is_err());
+        }
         for &v in DW_SG_VARIANTS {
             let what = format!("{v} {:?} w {:?} d{dil} groups {groups}", x.shape, wt.shape);
             let got = depthwise_subgroup::forward(&tx, &tw, Some(&tb), p, v).unwrap();

@@ -62,6 +62,9 @@ pub(super) enum Path {
     PointwiseSubgroup(pointwise_subgroup::PwVariant),
     /// The 1×1 grad_w that shares loads across an 8-lane subgroup (`pointwise_subgroup`).
     PointwiseSubgroupW(pointwise_subgroup::PwWVariant),
+    /// The depthwise grad_w (and grad_b) that shares loads across an 8-lane subgroup
+    /// (`depthwise_subgroup`), over so many workgroups in all.
+    DepthwiseSubgroupW(depthwise_subgroup::DwSgVariant, usize),
 }
 
 /// Autotuning's other split-K sizes for grad_w: a quarter of the default target (longer
@@ -247,14 +250,20 @@ fn cpu_defaults(
         }
         let dw = |ks, dil, p, q| DwVariant { ks, dil, p, q };
         let v = if g.kh == 5 {
-            dw(5, 1, 2, 2)
+            Some(dw(5, 1, 2, 2))
         } else if g.h * g.w <= 64 {
-            dw(7, 3, 4, 2)
+            Some(dw(7, 3, 4, 2))
         } else {
-            return;
+            None
         };
-        if v.applies(x, w, p) {
+        if let Some(v) = v.filter(|v| v.applies(x, w, p)) {
             ks.w.insert(0, Path::DepthwiseCpu(v));
+        }
+        // grad_w on subgroups, 8 rows per tile: 2.5-4.5x (5×5) and 3.4-8.0x (7×7 dilation 3)
+        // over the kernels above (table in `depthwise_subgroup`'s doc).
+        if depthwise_subgroup::applies(x, w, p) {
+            let v = depthwise_subgroup::DwSgVariant { p: 8 };
+            ks.w.insert(0, Path::DepthwiseSubgroupW(v, 4 * threads));
         }
         return;
     }
@@ -419,6 +428,7 @@ impl Path {
             Path::DepthwiseSubgroup(v) => format!("subgroup-dw-p{}", v.p),
             Path::PointwiseSubgroup(v) => format!("subgroup-1x1-k{}p{}", v.k, v.p),
             Path::PointwiseSubgroupW(v) => format!("subgroup-1x1-w-ko{}ci{}", v.ko, v.ci),
+            Path::DepthwiseSubgroupW(v, _) => format!("subgroup-dw-w-p{}", v.p),
         }
     }
 }

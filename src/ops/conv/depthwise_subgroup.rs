@@ -3,8 +3,8 @@
 //! lane: a source row's taps for 8 output columns come from ceil((8 + (KS − 1)·DIL) / 8) loads
 //! and subgroup shuffles instead of KS gathers per lane, and each row loaded serves every
 //! output row of the tile it reaches. Forward (with bias) and grad_x (the flipped kernel, with
-//! a gradient to accumulate) of the LSK module's 5×5 and 7×7-dilation-3 layers (groups == Cin
-//! == Cout) and of its 7×7 squeeze (dense, 2 channels each way): stride 1, "same" padding,
+//! a gradient to accumulate), and grad_w with grad_b for the depthwise ones, of the LSK
+//! module's 5×5 and 7×7-dilation-3 layers (groups == Cin == Cout) and of its 7×7 squeeze (dense, 2 channels each way): stride 1, "same" padding,
 //! square odd kernels. Each variant's body is written out
 //! unrolled and compiled once per process (leaked, as `subgroup`'s).
 //!
@@ -22,6 +22,11 @@
 //! | 7×7 d3, 64, 8²      | 2.7x       | 2.2x        | 1.2x      | 1.1x       |
 //!
 //! p2 and p4 ran at 0.6-2.4x. Defaults (`choice`): p16 on maps of 16 rows or more, p8 below.
+//!
+//! grad_w (depthwise only), another run, speed-up over `depthwise_cpu`'s grad_w or the column
+//! kernels, p2 / p4 / p8 / p16: 5×5 32² 1.5 / 3.9 / 4.5 / 3.1x, 16² 1.6 / 2.3 / 2.5 / 3.2x,
+//! 8² 1.5 / 1.6 / 2.7 / 1.7x; 7×7 d3 32² 2.0 / 1.5 / 3.4 / 3.1x, 16² 2.6 / 3.6 / 6.9 / 9.8x,
+//! 8² 3.3 / 5.5 / 8.0 / 3.1x. Default p8.
 
 use super::{check_gy, subgroup, Conv2dParams, Geometry};
 use crate::gpu::Kernel;
@@ -106,45 +111,49 @@ fn source(ks: usize, dil: usize, p: usize) -> String {
         writeln!(acc, "    var a{q} = 0.0;").unwrap();
     }
     let mut body = String::new();
-    for r in 0..p + reach {
+    let mut wbody = String::new();
+    for q in 0..p {
         writeln!(
-            body,
-            "    {{\n    let row = i32(oy0) - {} + {r};\n    if row >= 0 && row < i32(dp.h) {{",
-            reach / 2
+            wbody,
+            "        let g{q} = select(0.0, wgy[base + min(oy0 + {q}u, gp.h - 1u) * gp.w + \
+             min(ox, gp.w - 1u)], ox < gp.w && oy0 + {q}u < gp.h);\n        ab += g{q};"
         )
         .unwrap();
-        for j in 0..loads {
-            writeln!(body, "        let v{j} = xat(base, row, col0 + {});", 8 * j).unwrap();
-        }
-        // Tap kx of lane l is the row's value l + kx·DIL: lane l + o % 8 of load o / 8, or
-        // for the last lanes lane l + o % 8 − 8 of the next load.
-        for kx in 0..ks {
-            let o = kx * dil;
-            let (j, s) = (o / 8, o % 8);
-            if s == 0 {
-                writeln!(body, "        let t{kx} = v{j};").unwrap();
-            } else {
-                writeln!(
-                    body,
-                    "        let t{kx} = select(subgroupShuffleDown(v{j}, {s}u), \
-                     subgroupShuffleUp(v{}, {}u), lane >= {}u);",
-                    j + 1,
-                    8 - s,
-                    8 - s
-                )
-                .unwrap();
-            }
-        }
+    }
+    for r in 0..p + reach {
+        let (open, taps) = (row_open(r, reach), row_taps(ks, dil, loads));
+        body.push_str(&open.replace("ROWS", "dp.h"));
+        body.push_str(&taps.replace("LOAD", "xat"));
+        wbody.push_str(&open.replace("ROWS", "gp.h"));
+        wbody.push_str(&taps.replace("LOAD", "wxat"));
         for q in 0..p {
             let Some(d) = r.checked_sub(q).filter(|d| d % dil == 0 && d / dil < ks) else {
                 continue;
             };
             let ky = d / dil;
             for kx in 0..ks {
-                writeln!(body, "        a{q} = fma(t{kx}, w{}, a{q});", ky * ks + kx).unwrap();
+                let t = ky * ks + kx;
+                writeln!(body, "        a{q} = fma(t{kx}, w{t}, a{q});").unwrap();
+                writeln!(wbody, "        a{t} = fma(g{q}, t{kx}, a{t});").unwrap();
             }
         }
         body.push_str("    }\n    }\n");
+        wbody.push_str("    }\n    }\n");
+    }
+    let kk = ks * ks;
+    let mut wacc = String::from("    var ab = 0.0;\n");
+    let mut wstore = String::new();
+    for t in 0..=kk {
+        let a = if t < kk { format!("a{t}") } else { "ab".into() };
+        if t < kk {
+            writeln!(wacc, "    var {a} = 0.0;").unwrap();
+        }
+        writeln!(
+            wstore,
+            "    let s{t} = subgroupAdd({a});\n    if lane == 0u {{ wout[(wid.y * gp.c + c) * {}u + {t}u] = s{t}; }}",
+            kk + 1
+        )
+        .unwrap();
     }
     let mut store = String::new();
     for q in 0..p {
@@ -168,11 +177,58 @@ fn source(ks: usize, dil: usize, p: usize) -> String {
         .replace("/*ACC*/\n", &acc)
         .replace("/*BODY*/\n", &body)
         .replace("/*STORE*/\n", &store)
+        .replace("/*WACC*/\n", &wacc)
+        .replace("/*WBODY*/\n", &wbody)
+        .replace("/*WSTORE*/\n", &wstore)
+}
+
+/// The opening of source row `r` of a tile (relative to its first output row): the row, and
+/// a branch (the same for the whole subgroup) that skips rows outside the image (ROWS: the
+/// uniform holding the height).
+fn row_open(r: usize, reach: usize) -> String {
+    format!(
+        "    {{\n    let row = i32(oy0) - {} + {r};\n    if row >= 0 && row < i32(ROWS) {{\n",
+        reach / 2
+    )
+}
+
+/// The row's `loads` loads (by the function LOAD) and its KS taps t0.. for each lane: tap kx
+/// of lane l is the row's value l + kx·DIL, lane l + o % 8 of load o / 8, or for the last
+/// lanes lane l + o % 8 − 8 of the next load.
+fn row_taps(ks: usize, dil: usize, loads: usize) -> String {
+    let mut out = String::new();
+    for j in 0..loads {
+        writeln!(out, "        let v{j} = LOAD(base, row, col0 + {});", 8 * j).unwrap();
+    }
+    for kx in 0..ks {
+        let o = kx * dil;
+        let (j, s) = (o / 8, o % 8);
+        if s == 0 {
+            writeln!(out, "        let t{kx} = v{j};").unwrap();
+        } else {
+            writeln!(
+                out,
+                "        let t{kx} = select(subgroupShuffleDown(v{j}, {s}u), \
+                 subgroupShuffleUp(v{}, {}u), lane >= {}u);",
+                j + 1,
+                8 - s,
+                8 - s
+            )
+            .unwrap();
+        }
+    }
+    out
 }
 
 /// The kernel for KS × KS taps at dilation `dil` on variant `v`, written and leaked once per
 /// process.
 fn kernel(ks: usize, dil: usize, v: DwSgVariant) -> Result<Kernel> {
+    kernel_entry(ks, dil, v, "conv")
+}
+
+/// The kernel `entry` (conv, grad_w, w_reduce) for KS × KS taps at dilation `dil` on variant
+/// `v`.
+fn kernel_entry(ks: usize, dil: usize, v: DwSgVariant, entry: &'static str) -> Result<Kernel> {
     if v.p == 0 || v.p > 16 {
         bail!("depthwise_subgroup: variant {v} needs 1 <= p <= 16");
     }
@@ -191,7 +247,7 @@ fn kernel(ks: usize, dil: usize, v: DwSgVariant) -> Result<Kernel> {
     Ok(Kernel {
         name,
         source,
-        entry: "conv",
+        entry,
     })
 }
 
@@ -304,4 +360,82 @@ pub fn grad_x(
     check_gy(&g, gy)?;
     super::check_acc("depthwise_subgroup", acc, x.shape())?;
     run(&g, p, v, gy, w, true, acc.map(|a| (a, 2)))
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct GP {
+    n: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+    tiles_x: u32,
+    tiles: u32,
+    per_chunk: u32,
+    chunks: u32,
+    has_bias: u32,
+    pad: [u32; 3],
+}
+
+/// (gw, gb) of y = conv2d(x, w) + b given gy for a depthwise convolution these kernels run
+/// (see [`applies`]; not the dense ones), gb with `bias`. The channel's (image, tile) items
+/// are split into chunks so that `target` workgroups run in all; their partial sums are
+/// added in chunk order (deterministic).
+pub fn grad_wb(
+    x: &Tensor,
+    w: &Tensor,
+    gy: &Tensor,
+    bias: bool,
+    p: Conv2dParams,
+    v: DwSgVariant,
+    target: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let g = checked(x, w, p)?;
+    if p.groups == 1 {
+        bail!("depthwise_subgroup grad_w: only depthwise convolutions, got {p:?}");
+    }
+    check_gy(&g, gy)?;
+    let (ks, dil) = kernel_size(&g, p)?;
+    let k_sum = kernel_entry(ks, dil, v, "grad_w")?;
+    let k_reduce = kernel_entry(ks, dil, v, "w_reduce")?;
+    let tiles_x = g.w.div_ceil(8);
+    let tiles = tiles_x * g.h.div_ceil(v.p);
+    let items = g.n * tiles;
+    let chunks = target.div_ceil(g.cin).clamp(1, items);
+    let per_chunk = items.div_ceil(chunks);
+    let chunks = items.div_ceil(per_chunk);
+    let numel = g.cin * (ks * ks + 1);
+    let pr = GP {
+        n: u(g.n),
+        c: u(g.cin),
+        h: u(g.h),
+        w: u(g.w),
+        tiles_x: u(tiles_x),
+        tiles: u(tiles),
+        per_chunk: u(per_chunk),
+        chunks: u(chunks),
+        has_bias: u32::from(bias),
+        pad: [0; 3],
+    };
+    let gpu = x.gpu();
+    let part = Tensor::empty(gpu, &[chunks, numel], DType::F32)?;
+    gpu.dispatch(
+        &k_sum,
+        bytemuck::bytes_of(&pr),
+        &[x.buf(), gy.buf()],
+        &[part.buf()],
+        [u(g.cin), u(chunks), 1],
+    )?;
+    let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
+    let gb = bias
+        .then(|| Tensor::empty(gpu, &[g.cin], DType::F32))
+        .transpose()?;
+    gpu.dispatch(
+        &k_reduce,
+        bytemuck::bytes_of(&pr),
+        &[part.buf()],
+        &[gw.buf(), gb.as_ref().unwrap_or(&gw).buf()],
+        [u(numel.div_ceil(64)), 1, 1],
+    )?;
+    Ok((gw, gb))
 }

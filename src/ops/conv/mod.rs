@@ -400,9 +400,11 @@ fn forward(
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::forward(x, w, b, p, v),
         Path::PointwiseSubgroup(v) => pointwise_subgroup::forward(x, w, b, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::forward(g, p, x, w, b),
-        Path::Direct | Path::CpuW(_) | Path::SubgroupW(_) | Path::PointwiseSubgroupW(_) => {
-            direct::forward(g, p, x, w, b)
-        }
+        Path::Direct
+        | Path::CpuW(_)
+        | Path::SubgroupW(_)
+        | Path::PointwiseSubgroupW(_)
+        | Path::DepthwiseSubgroupW(..) => direct::forward(g, p, x, w, b),
     }
 }
 
@@ -467,9 +469,11 @@ fn grad_x(
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::grad_x(x, w, gy, acc, p, v),
         Path::PointwiseSubgroup(v) => pointwise_subgroup::grad_x(x, w, gy, acc, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::grad_x(g, p, w, gy, acc),
-        Path::Direct | Path::CpuW(_) | Path::SubgroupW(_) | Path::PointwiseSubgroupW(_) => {
-            direct::grad_x(g, p, w, gy, acc)
-        }
+        Path::Direct
+        | Path::CpuW(_)
+        | Path::SubgroupW(_)
+        | Path::PointwiseSubgroupW(_)
+        | Path::DepthwiseSubgroupW(..) => direct::grad_x(g, p, w, gy, acc),
     }
 }
 
@@ -498,6 +502,9 @@ fn grad_wb(
         | Path::DepthwiseSubgroup(_)
         | Path::PointwiseSubgroup(_) => direct::grad_wb(g, p, x, gy, bias),
         Path::CpuW(v) => cpu::grad_w(x, w, gy, bias, p, v),
+        Path::DepthwiseSubgroupW(v, target) => {
+            depthwise_subgroup::grad_wb(x, w, gy, bias, p, v, target)
+        }
         Path::PointwiseSubgroupW(v) => Ok((
             pointwise_subgroup::grad_w(x, w, gy, p, v)?,
             bias.then(|| grad_b(g, gy)).transpose()?,
