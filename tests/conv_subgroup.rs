@@ -151,7 +151,9 @@ fn grad_w_matches_reference() {
 /// multiples of 8 (1, 7, 11, 17, 30) and wider and narrower than the reach, heights not
 /// multiples of the row blocks and smaller than the kernel, the model's 5×5 and 7×7
 /// dilation 3, a 3×3 and a 5×5 dilation 2, a 1×1 image.
-const DW_CASES: &[(usize, usize, (usize, usize), usize, usize)] = &[
+/// n, channels (one or Cin → Cout), (h, w), kernel size, dilation.
+type DwCase<C> = (usize, C, (usize, usize), usize, usize);
+const DW_CASES: &[DwCase<usize>] = &[
     (2, 3, (9, 7), 5, 1),
     (1, 5, (13, 17), 7, 3),
     (3, 2, (1, 1), 5, 1),
@@ -159,7 +161,7 @@ const DW_CASES: &[(usize, usize, (usize, usize), usize, usize)] = &[
     (2, 1, (6, 30), 7, 3),
     (1, 3, (17, 9), 5, 2),
 ];
-const DENSE_CASES: &[(usize, (usize, usize), (usize, usize), usize, usize)] = &[
+const DENSE_CASES: &[DwCase<(usize, usize)>] = &[
     (2, (2, 2), (9, 13), 7, 1),
     (1, (3, 1), (8, 5), 5, 1),
     (2, (1, 4), (11, 7), 3, 1),

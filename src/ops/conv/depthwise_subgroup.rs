@@ -6,7 +6,7 @@
 //! a gradient to accumulate), and grad_w with grad_b for the depthwise ones, of the LSK
 //! module's 5×5 and 7×7-dilation-3 layers (groups == Cin == Cout) and of its 7×7 squeeze (dense, 2 channels each way): stride 1, "same" padding,
 //! square odd kernels. Each variant's body is written out
-//! unrolled and compiled once per process (leaked, as `subgroup`'s).
+//! unrolled and compiled once per process (`generated`).
 //!
 //! `examples/conv_subgroup_lab.rs` (shapes `dw ...`) times the variants against the previous
 //! CPU-driver default (the column kernels of `depthwise`). One run (lavapipe, Mesa 22.3.6, 2
@@ -32,9 +32,7 @@ use super::{check_gy, subgroup, Conv2dParams, Geometry};
 use crate::gpu::Kernel;
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
 
 const TEMPLATE: &str = include_str!("../../../shaders/depthwise_subgroup.wgsl");
 
@@ -74,7 +72,7 @@ fn kernel_size(g: &Geometry, p: Conv2dParams) -> Result<(usize, usize)> {
     if !(depthwise || dense)
         || p.stride != 1
         || g.kw != ks
-        || ks % 2 == 0
+        || ks.is_multiple_of(2)
         || reach > MAX_REACH
         || 2 * p.padding != reach
     {
@@ -220,8 +218,7 @@ fn row_taps(ks: usize, dil: usize, loads: usize) -> String {
     out
 }
 
-/// The kernel for KS × KS taps at dilation `dil` on variant `v`, written and leaked once per
-/// process.
+/// The kernel for KS × KS taps at dilation `dil` on variant `v`.
 fn kernel(ks: usize, dil: usize, v: DwSgVariant) -> Result<Kernel> {
     kernel_entry(ks, dil, v, "conv")
 }
@@ -232,23 +229,8 @@ fn kernel_entry(ks: usize, dil: usize, v: DwSgVariant, entry: &'static str) -> R
     if v.p == 0 || v.p > 16 {
         bail!("depthwise_subgroup: variant {v} needs 1 <= p <= 16");
     }
-    static CACHE: OnceLock<Mutex<HashMap<(usize, usize, usize), (&'static str, &'static str)>>> =
-        OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let (name, source) = *cache.entry((ks, dil, v.p)).or_insert_with(|| {
-        let name = format!("depthwise_subgroup_{ks}d{dil}p{}", v.p);
-        let name: &'static str = Box::leak(name.into_boxed_str());
-        let source: &'static str = Box::leak(source(ks, dil, v.p).into_boxed_str());
-        (name, source)
-    });
-    Ok(Kernel {
-        name,
-        source,
-        entry,
-    })
+    let name = format!("depthwise_subgroup_{ks}d{dil}p{}", v.p);
+    Ok(super::generated(name, entry, || source(ks, dil, v.p)))
 }
 
 #[repr(C)]

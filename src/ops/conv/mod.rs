@@ -54,8 +54,31 @@ use crate::ops::reduce::sum_to;
 use crate::tensor::{nchw, DType, Tensor};
 use anyhow::{bail, Result};
 use choice::{paths, Kernels, Path};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 const SRC: &str = include_str!("../../../shaders/conv2d.wgsl");
+
+/// The kernel `entry` of a shader written at run time (the unrolled subgroup kernels): the
+/// source `make` writes for `name` is compiled once per process, and leaked with its name so
+/// that the pipeline cache can key on them (a handful of variants per process).
+fn generated(name: String, entry: &'static str, make: impl FnOnce() -> String) -> Kernel {
+    type Sources = HashMap<String, (&'static str, &'static str)>;
+    static SOURCES: OnceLock<Mutex<Sources>> = OnceLock::new();
+    let mut sources = SOURCES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let (name, source) = *sources.entry(name).or_insert_with_key(|name| {
+        let source: &'static str = Box::leak(make().into_boxed_str());
+        (Box::leak(name.clone().into_boxed_str()), source)
+    });
+    Kernel {
+        name,
+        source,
+        entry,
+    }
+}
 
 const fn kernel(entry: &'static str) -> Kernel {
     Kernel {

@@ -4,7 +4,7 @@
 //! subgroupBroadcast to share. Forward (with bias), grad_x (with a gradient to accumulate) and
 //! grad_w (partial sums per chunk of images, added in a fixed order: deterministic) of the LSK
 //! module's 1×1 layers: stride 1, no padding, groups == 1. Each variant's body is
-//! written out unrolled and compiled once per process (leaked, as `subgroup`'s).
+//! written out unrolled and compiled once per process (`generated`).
 //!
 //! `examples/conv_subgroup_lab.rs` (shapes `1x1 ...`) times the variants against the previous
 //! CPU-driver default (`cpu`'s quad kernel). One run (lavapipe, Mesa 22.3.6, 2 cores shared
@@ -38,9 +38,7 @@ use crate::gpu::{groups, Kernel};
 use crate::ops::SCRATCH;
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
 
 const TEMPLATE: &str = include_str!("../../../shaders/pointwise_subgroup.wgsl");
 
@@ -245,28 +243,13 @@ pub const PW_W_VARIANTS: &[PwWVariant] = &[
     },
 ];
 
-/// The kernels (`grad_w`, `reduce`) of `v`, written and leaked once per process.
+/// The kernels (`grad_w`, `reduce`) of `v`.
 fn w_kernels(v: PwWVariant) -> Result<(Kernel, Kernel)> {
     if v.ko == 0 || v.ci == 0 || v.ko * v.ci > 256 {
         bail!("pointwise_subgroup grad_w: variant {v} needs 1 <= ko·ci <= 256");
     }
-    static CACHE: OnceLock<Mutex<HashMap<(usize, usize), (&'static str, &'static str)>>> =
-        OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let (name, source) = *cache.entry((v.ko, v.ci)).or_insert_with(|| {
-        let name = format!("pointwise_subgroup_w_ko{}ci{}", v.ko, v.ci);
-        let name: &'static str = Box::leak(name.into_boxed_str());
-        let source: &'static str = Box::leak(w_source(v).into_boxed_str());
-        (name, source)
-    });
-    let k = |entry| Kernel {
-        name,
-        source,
-        entry,
-    };
+    let name = format!("pointwise_subgroup_w_ko{}ci{}", v.ko, v.ci);
+    let k = |entry| super::generated(name.clone(), entry, || w_source(v));
     Ok((k("grad_w"), k("reduce")))
 }
 
@@ -342,28 +325,13 @@ pub fn grad_w(
     Ok(gw)
 }
 
-/// The kernel of `v`, written and leaked once per process.
+/// The kernel of `v`.
 fn kernel(v: PwVariant) -> Result<Kernel> {
     if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.k * v.p > 256 {
         bail!("pointwise_subgroup: variant {v} needs k a multiple of 8, p >= 1, k·p <= 256");
     }
-    static CACHE: OnceLock<Mutex<HashMap<PwVariant, (&'static str, &'static str)>>> =
-        OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let (name, source) = *cache.entry(v).or_insert_with(|| {
-        let name = format!("pointwise_subgroup_k{}p{}", v.k, v.p);
-        let name: &'static str = Box::leak(name.into_boxed_str());
-        let source: &'static str = Box::leak(source(v).into_boxed_str());
-        (name, source)
-    });
-    Ok(Kernel {
-        name,
-        source,
-        entry: "conv",
-    })
+    let name = format!("pointwise_subgroup_k{}p{}", v.k, v.p);
+    Ok(super::generated(name, "conv", || source(v)))
 }
 
 #[repr(C)]

@@ -3,10 +3,10 @@
 //! lane by lane (a uniform load costs as much as a gather), so that one load shared by
 //! `subgroupBroadcast` / `subgroupShuffleDown` could replace 8 per-lane ones.
 //!
-//! Only forward (padding 1, stride 1 or 2, no dilation, groups == 1), K output channels ×
+//! Forward (padding 1, stride 1 or 2, no dilation, groups == 1) and stride-1 grad_x, K output channels ×
 //! P output rows × 8 columns per workgroup of 8 invocations. WGSL's `subgroupBroadcast`
 //! takes a constant lane only, so each variant's body is written out unrolled here and
-//! compiled once (leaked: a handful of variants per process). The kernels need
+//! compiled once per process (`generated`). The kernels need
 //! `wgpu::Features::SUBGROUP` and subgroups of at least 8 lanes ([`supported`]).
 //!
 //! `examples/conv_subgroup_lab.rs` times them against `ConvAlgo::Auto`; see the results
@@ -16,9 +16,7 @@ use super::{check_gy, Conv2dParams, Geometry};
 use crate::gpu::{Gpu, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
 
 const TEMPLATE: &str = include_str!("../../../shaders/conv_subgroup.wgsl");
 
@@ -187,35 +185,20 @@ fn forward_source(v: FwdVariant, s: usize, transposed: bool) -> String {
         .replace("/*STORE*/\n", &store)
 }
 
-type Key = (usize, usize, usize, bool);
-
-/// The kernel of `forward` for `v` at stride `s` (`transposed`: grad_x), written and leaked
-/// once per process.
+/// The kernel of `forward` for `v` at stride `s` (`transposed`: grad_x).
 fn forward_kernel(v: FwdVariant, s: usize, transposed: bool) -> Result<Kernel> {
     if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 8 {
         bail!("conv_subgroup: variant {v} needs k a multiple of 8 and 1 <= p <= 8");
     }
-    static CACHE: OnceLock<Mutex<HashMap<Key, (&'static str, &'static str)>>> = OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let (name, source) = *cache.entry((v.k, v.p, s, transposed)).or_insert_with(|| {
-        let name = format!(
-            "conv_subgroup_k{}p{}s{s}t{}",
-            v.k,
-            v.p,
-            u8::from(transposed)
-        );
-        let name: &'static str = Box::leak(name.into_boxed_str());
-        let source: &'static str = Box::leak(forward_source(v, s, transposed).into_boxed_str());
-        (name, source)
-    });
-    Ok(Kernel {
-        name,
-        source,
-        entry: "forward",
-    })
+    let name = format!(
+        "conv_subgroup_k{}p{}s{s}t{}",
+        v.k,
+        v.p,
+        u8::from(transposed)
+    );
+    Ok(super::generated(name, "forward", || {
+        forward_source(v, s, transposed)
+    }))
 }
 
 #[repr(C)]

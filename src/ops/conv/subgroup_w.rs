@@ -7,7 +7,7 @@
 //! none). A workgroup of 8 invocations sums KO output channels × CI input channels × 9 taps
 //! over a chunk of images; the chunks' partial sums are added in a fixed order, so results
 //! are deterministic. Each variant's body is written out unrolled and compiled once per
-//! process (leaked, as `subgroup`'s).
+//! process (`generated`).
 //!
 //! `examples/conv_subgroup_lab.rs` times the variants against the previous CPU-driver
 //! default (`cpu`'s register-blocked grad_w or the split-K GEMM). One run (lavapipe, Mesa
@@ -29,9 +29,7 @@ use crate::gpu::{groups, Kernel};
 use crate::ops::SCRATCH;
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
-use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock};
 
 const TEMPLATE: &str = include_str!("../../../shaders/conv_subgroup_w.wgsl");
 
@@ -212,29 +210,13 @@ fn source(v: WVariant, s: usize) -> String {
         .replace("/*STORE*/\n", &store)
 }
 
-/// The kernels (`grad_w`, `reduce`) of `v` at stride `s`, written and leaked once per
-/// process.
+/// The kernels (`grad_w`, `reduce`) of `v` at stride `s`.
 fn kernels(v: WVariant, s: usize) -> Result<(Kernel, Kernel)> {
     if v.ko == 0 || v.ci == 0 || v.ko * v.ci > 64 {
         bail!("conv_subgroup grad_w: variant {v} needs 1 <= ko·ci <= 64");
     }
-    static CACHE: OnceLock<Mutex<HashMap<(usize, usize, usize), (&'static str, &'static str)>>> =
-        OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let (name, source) = *cache.entry((v.ko, v.ci, s)).or_insert_with(|| {
-        let name = format!("conv_subgroup_w_ko{}ci{}s{s}", v.ko, v.ci);
-        let name: &'static str = Box::leak(name.into_boxed_str());
-        let source: &'static str = Box::leak(source(v, s).into_boxed_str());
-        (name, source)
-    });
-    let k = |entry| Kernel {
-        name,
-        source,
-        entry,
-    };
+    let name = format!("conv_subgroup_w_ko{}ci{}s{s}", v.ko, v.ci);
+    let k = |entry| super::generated(name.clone(), entry, || source(v, s));
     Ok((k("grad_w"), k("reduce")))
 }
 
