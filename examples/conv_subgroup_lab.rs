@@ -256,19 +256,17 @@ fn main() -> Result<()> {
             runs.push((v.to_string(), tv, diff(&got, &want)?));
         }
         report("grad_x", t, &runs);
-        if depthwise {
-            let (t, want) = time(&gpu, reps, || {
-                conv2d_grad_w_with(&x, &w, &gy, p, ConvAlgo::Auto)
+        let (t, want) = time(&gpu, reps, || {
+            conv2d_grad_w_with(&x, &w, &gy, p, ConvAlgo::Auto)
+        })?;
+        let mut runs = Vec::new();
+        for &v in DW_SG_VARIANTS {
+            let (tv, got) = time(&gpu, reps, || {
+                Ok(depthwise_subgroup::grad_wb(&x, &w, &gy, false, p, v, 8)?.0)
             })?;
-            let mut runs = Vec::new();
-            for &v in DW_SG_VARIANTS {
-                let (tv, got) = time(&gpu, reps, || {
-                    Ok(depthwise_subgroup::grad_wb(&x, &w, &gy, false, p, v, 8)?.0)
-                })?;
-                runs.push((v.to_string(), tv, diff(&got, &want)?));
-            }
-            report("grad_w", t, &runs);
+            runs.push((v.to_string(), tv, diff(&got, &want)?));
         }
+        report("grad_w", t, &runs);
     }
     Ok(())
 }

@@ -68,17 +68,20 @@ fn conv(
 /*STORE*/
 }
 
-// grad_w (depthwise only): gw[c, ky, kx] = sum over n, oy, ox of gy[n, c, oy, ox] · x[n, c,
-// oy + ky·DIL − PAD, ox + kx·DIL − PAD], and gb[c] = the sum of gy. Workgroup (x: channel, y:
+// grad_w: gw[d, s, ky, kx] = sum over n, oy, ox of gy[n, d, oy, ox] · x[n, s, oy + ky·DIL −
+// PAD, ox + kx·DIL − PAD] (depthwise: s = d), and gb[d] = the sum of gy. Workgroup (x: pair, y:
 // chunk of the channel's (image, tile) items, tiles as `conv`'s). Per item each lane loads gy
 // at its column in the tile's P rows, then the tile's source rows as `conv` does, and adds
 // gy · tap for every (output row, kernel row) pair that meet. At the end subgroupAdd sums the
 // lanes, and lane 0 stores the KS² + 1 sums in the chunk's row of `wout`; `w_reduce` adds the
 // chunks in order.
+// The workgroups' (output, source) channel pairs: c of them, pair k taking x channel k % cx
+// and gy channel k / cin_g (depthwise: c = cx = cy channels, cin_g 1; dense: c = Cout·Cin,
+// cx = Cin, cy = Cout, cin_g = Cin).
 struct GP {
     n: u32, c: u32, h: u32, w: u32,
     tiles_x: u32, tiles: u32, per_chunk: u32, chunks: u32,
-    has_bias: u32, pad0: u32, pad1: u32, pad2: u32,
+    has_bias: u32, cx: u32, cy: u32, cin_g: u32,
 }
 
 @group(0) @binding(0) var<uniform> gp: GP;
@@ -109,15 +112,16 @@ fn grad_w(
         let oy0 = (tile / gp.tiles_x) * /*P*/;
         let ox0 = (tile % gp.tiles_x) * 8u;
         let ox = ox0 + lane;
-        let base = (n * gp.c + c) * plane;
+        let base = (n * gp.cx + c % gp.cx) * plane;
+        let gbase = (n * gp.cy + c / gp.cin_g) * plane;
         let col0 = i32(ox0 + lane) - /*PAD*/;
 /*WBODY*/
     }
 /*WSTORE*/
 }
 
-// gw[c, t] (t < KS²) and gb[c] (t == KS², with has_bias) = the sum over the chunks of
-// wpart[chunk, c, t], in chunk order.
+// gw[pair, t] (t < KS²) and gb[d] (t == KS², with has_bias, from the pair (d, 0)) = the sum
+// over the chunks of wpart[chunk, pair, t], in chunk order.
 @group(0) @binding(1) var<storage, read> wpart: array<f32>;
 @group(0) @binding(2) var<storage, read_write> rgw: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rgb: array<f32>;
@@ -135,7 +139,7 @@ fn w_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = k % (/*KK*/ + 1u);
     if t < /*KK*/ {
         rgw[c * /*KK*/ + t] = s;
-    } else if gp.has_bias == 1u {
-        rgb[c] = s;
+    } else if gp.has_bias == 1u && c % gp.cin_g == 0u {
+        rgb[c / gp.cin_g] = s;
     }
 }

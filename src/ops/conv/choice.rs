@@ -341,13 +341,16 @@ fn cpu_defaults(
     }
     // Few-channel dense "same" convolutions (the LSK squeeze, 2→2 7×7) on the depthwise
     // subgroup kernels: 7.3-16x over the kernels above (lavapipe, batch 32, fastest of 5, one
-    // run of the lab: p16 11.2x/16.2x at 32², 11.5x/12.1x at 16², p8 7.3x/7.4x at 8²).
+    // run of the lab: p16 11.2x/16.2x at 32², 11.5x/12.1x at 16², p8 7.3x/7.4x at 8²), and
+    // grad_w p8 8.4x, 13.9x, 14.0x.
     if depthwise_subgroup::applies(x, w, p) {
         let v = depthwise_subgroup::DwSgVariant {
             p: if g.h >= 16 { 16 } else { 8 },
         };
         ks.forward.insert(0, Path::DepthwiseSubgroup(v));
         ks.grad_x.insert(0, Path::DepthwiseSubgroup(v));
+        let v8 = depthwise_subgroup::DwSgVariant { p: 8 };
+        ks.w.insert(0, Path::DepthwiseSubgroupW(v8, 4 * threads));
     }
     // Dense 3×3 forward and stride-1 grad_x sharing loads across a subgroup where the
     // device has subgroups of 8: 4.7-8.5x (forward) and 8.3-10.5x (grad_x) over the kernels

@@ -3,7 +3,7 @@
 //! lane: a source row's taps for 8 output columns come from ceil((8 + (KS − 1)·DIL) / 8) loads
 //! and subgroup shuffles instead of KS gathers per lane, and each row loaded serves every
 //! output row of the tile it reaches. Forward (with bias) and grad_x (the flipped kernel, with
-//! a gradient to accumulate), and grad_w with grad_b for the depthwise ones, of the LSK
+//! a gradient to accumulate), and grad_w with grad_b, of the LSK
 //! module's 5×5 and 7×7-dilation-3 layers (groups == Cin == Cout) and of its 7×7 squeeze (dense, 2 channels each way): stride 1, "same" padding,
 //! square odd kernels. Each variant's body is written out
 //! unrolled and compiled once per process (`generated`).
@@ -113,7 +113,7 @@ fn source(ks: usize, dil: usize, p: usize) -> String {
     for q in 0..p {
         writeln!(
             wbody,
-            "        let g{q} = select(0.0, wgy[base + min(oy0 + {q}u, gp.h - 1u) * gp.w + \
+            "        let g{q} = select(0.0, wgy[gbase + min(oy0 + {q}u, gp.h - 1u) * gp.w + \
              min(ox, gp.w - 1u)], ox < gp.w && oy0 + {q}u < gp.h);\n        ab += g{q};"
         )
         .unwrap();
@@ -356,13 +356,15 @@ struct GP {
     per_chunk: u32,
     chunks: u32,
     has_bias: u32,
-    pad: [u32; 3],
+    cx: u32,
+    cy: u32,
+    cin_g: u32,
 }
 
-/// (gw, gb) of y = conv2d(x, w) + b given gy for a depthwise convolution these kernels run
-/// (see [`applies`]; not the dense ones), gb with `bias`. The channel's (image, tile) items
-/// are split into chunks so that `target` workgroups run in all; their partial sums are
-/// added in chunk order (deterministic).
+/// (gw, gb) of y = conv2d(x, w) + b given gy for a convolution these kernels run (see
+/// [`applies`]), gb with `bias`. Each (output, source) channel pair's (image, tile) items are
+/// split into chunks so that `target` workgroups run in all; their partial sums are added in
+/// chunk order (deterministic).
 pub fn grad_wb(
     x: &Tensor,
     w: &Tensor,
@@ -373,23 +375,26 @@ pub fn grad_wb(
     target: usize,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let g = checked(x, w, p)?;
-    if p.groups == 1 {
-        bail!("depthwise_subgroup grad_w: only depthwise convolutions, got {p:?}");
-    }
     check_gy(&g, gy)?;
+    // (pairs, x channels, gy channels, sources per output).
+    let (pairs, cx, cy, cin_g) = if p.groups == 1 {
+        (g.cout * g.cin, g.cin, g.cout, g.cin)
+    } else {
+        (g.cin, g.cin, g.cin, 1)
+    };
     let (ks, dil) = kernel_size(&g, p)?;
     let k_sum = kernel_entry(ks, dil, v, "grad_w")?;
     let k_reduce = kernel_entry(ks, dil, v, "w_reduce")?;
     let tiles_x = g.w.div_ceil(8);
     let tiles = tiles_x * g.h.div_ceil(v.p);
     let items = g.n * tiles;
-    let chunks = target.div_ceil(g.cin).clamp(1, items);
+    let chunks = target.div_ceil(pairs).clamp(1, items);
     let per_chunk = items.div_ceil(chunks);
     let chunks = items.div_ceil(per_chunk);
-    let numel = g.cin * (ks * ks + 1);
+    let numel = pairs * (ks * ks + 1);
     let pr = GP {
         n: u(g.n),
-        c: u(g.cin),
+        c: u(pairs),
         h: u(g.h),
         w: u(g.w),
         tiles_x: u(tiles_x),
@@ -397,7 +402,9 @@ pub fn grad_wb(
         per_chunk: u(per_chunk),
         chunks: u(chunks),
         has_bias: u32::from(bias),
-        pad: [0; 3],
+        cx: u(cx),
+        cy: u(cy),
+        cin_g: u(cin_g),
     };
     let gpu = x.gpu();
     let part = Tensor::empty(gpu, &[chunks, numel], DType::F32)?;
@@ -406,11 +413,11 @@ pub fn grad_wb(
         bytemuck::bytes_of(&pr),
         &[x.buf(), gy.buf()],
         &[part.buf()],
-        [u(g.cin), u(chunks), 1],
+        [u(pairs), u(chunks), 1],
     )?;
     let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
     let gb = bias
-        .then(|| Tensor::empty(gpu, &[g.cin], DType::F32))
+        .then(|| Tensor::empty(gpu, &[g.cout], DType::F32))
         .transpose()?;
     gpu.dispatch(
         &k_reduce,
