@@ -213,7 +213,9 @@ fn main() -> Result<()> {
         })?;
         let mut runs = Vec::new();
         for &v in PW_W_VARIANTS {
-            let (tv, got) = time(&gpu, reps, || pointwise_subgroup::grad_w(&x, &w, &gy, p, v))?;
+            let (tv, got) = time(&gpu, reps, || {
+                Ok(pointwise_subgroup::grad_wb(&x, &w, &gy, false, p, v)?.0)
+            })?;
             runs.push((v.to_string(), tv, diff(&got, &want)?));
         }
         report("grad_w", t, &runs);

@@ -46,9 +46,11 @@ fn conv(
 // multiply-adds per lane. At the end subgroupAdd sums the lanes and lane 0 stores the block's
 // sums in the chunk's slice of `gout` (gw itself when there is one chunk, else partial sums
 // that `reduce` adds in chunk order).
+// numel: a chunk's sums, Cout·Cin weights then, with has_bias, Cout bias sums (gb[d] = the
+// sum of gy[., d, .], taken by the workgroups of the first source block).
 struct WP {
     n: u32, cin: u32, cout: u32, hw: u32,
-    per_chunk: u32, chunks: u32, numel: u32, pad0: u32,
+    per_chunk: u32, chunks: u32, numel: u32, has_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> wp: WP;
@@ -76,9 +78,11 @@ fn grad_w(
 /*WSTORE*/
 }
 
-// gw[k] = the sum of the chunks' partial sums pin[c · numel + k] in chunk order.
+// gw[k] (and gb[k − Cout·Cin] past the weights) = the sum of the chunks' partial sums
+// pin[c · numel + k] in chunk order.
 @group(0) @binding(1) var<storage, read> pin: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gw: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gb: array<f32>;
 
 @compute @workgroup_size(64)
 fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -88,5 +92,10 @@ fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     for (var c = 0u; c < wp.chunks; c++) {
         s += pin[c * wp.numel + k];
     }
-    gw[k] = s;
+    let weights = wp.cout * wp.cin;
+    if k < weights {
+        gw[k] = s;
+    } else {
+        gb[k - weights] = s;
+    }
 }

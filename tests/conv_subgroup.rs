@@ -257,17 +257,23 @@ fn pointwise_forward_and_grad_x_match_reference() {
         let gy = rng.arr(&[n, cout, h, w], 1.0);
         let acc = rng.arr(&[n, cin, h, w], 1.0);
         let y = rconv::conv2d(&x, &wt, Some(&b), 1, 0, 1, 1);
-        let (gx, gw, _) = rconv::conv2d_backward(&x, &wt, &gy, 1, 0, 1, 1);
+        let (gx, gw, gb) = rconv::conv2d_backward(&x, &wt, &gy, 1, 0, 1, 1);
         let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
         let (tx, tw, tb, tgy, tacc) = (up(&x), up(&wt), up(&b), up(&gy), up(&acc));
         assert!(pointwise_subgroup::applies(&tx, &tw, p));
-        // One chunk (gw written directly) and a chunk per image (partial sums reduced).
+        // One chunk (gw written directly when there is no bias) and a chunk per image
+        // (partial sums reduced), with and without the bias.
         for &v in PW_W_VARIANTS {
-            for target in [1, 64] {
+            for (target, bias) in [(1, false), (1, true), (64, false), (64, true)] {
                 let v = PwWVariant { target, ..v };
-                let got = pointwise_subgroup::grad_w(&tx, &tw, &tgy, p, v).unwrap();
-                let what = format!("gw {v} target {target} {:?} w {:?}", x.shape, wt.shape);
-                assert_close(&what, &got, &gw, TOL);
+                let (w_got, b_got) =
+                    pointwise_subgroup::grad_wb(&tx, &tw, &tgy, bias, p, v).unwrap();
+                let what = format!("{v} target {target} {:?} w {:?}", x.shape, wt.shape);
+                assert_close(&format!("gw {what}"), &w_got, &gw, TOL);
+                assert_eq!(b_got.is_some(), bias);
+                if let Some(b_got) = b_got {
+                    assert_close(&format!("gb {what}"), &b_got, &gb, TOL);
+                }
             }
         }
         for &v in PW_VARIANTS {

@@ -528,10 +528,7 @@ fn grad_wb(
         Path::DepthwiseSubgroupW(v, target) => {
             depthwise_subgroup::grad_wb(x, w, gy, bias, p, v, target)
         }
-        Path::PointwiseSubgroupW(v) => Ok((
-            pointwise_subgroup::grad_w(x, w, gy, p, v)?,
-            bias.then(|| grad_b(g, gy)).transpose()?,
-        )),
+        Path::PointwiseSubgroupW(v) => pointwise_subgroup::grad_wb(x, w, gy, bias, p, v),
         Path::SubgroupW(v) => Ok((
             subgroup_w::grad_w(x, w, gy, p, v)?,
             bias.then(|| grad_b(g, gy)).transpose()?,

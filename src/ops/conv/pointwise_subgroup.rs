@@ -175,7 +175,17 @@ fn w_source(v: PwWVariant) -> String {
     for k in 0..ko {
         writeln!(
             body,
-            "            let g{k} = wgy[(n * wp.cout + min(d0 + {k}u, wp.cout - 1u)) * wp.hw + at];"
+            "            let g{k} = wgy[(n * wp.cout + min(d0 + {k}u, wp.cout - 1u)) * wp.hw + at];\n\
+             \x20           ab{k} += select(0.0, g{k}, live);"
+        )
+        .unwrap();
+        writeln!(acc, "    var ab{k} = 0.0;").unwrap();
+        writeln!(
+            store,
+            "    let tb{k} = subgroupAdd(ab{k});\n\
+             \x20   if lane == 0u && wid.x == 0u && wp.has_bias == 1u && d0 + {k}u < wp.cout {{\n\
+             \x20       gout[wid.z * wp.numel + wp.cout * wp.cin + d0 + {k}u] = tb{k};\n\
+             \x20   }}"
         )
         .unwrap();
         for c in 0..ci {
@@ -263,22 +273,23 @@ struct WP {
     per_chunk: u32,
     chunks: u32,
     numel: u32,
-    pad0: u32,
+    has_bias: u32,
 }
 
-/// gw [Cout, Cin, 1, 1] of y = conv2d(x, w) + b given gy, for a 1×1 convolution these
-/// kernels run (see [`applies`]).
-pub fn grad_w(
+/// gw [Cout, Cin, 1, 1] of y = conv2d(x, w) + b given gy, and with `bias` gb [Cout], for a 1×1
+/// convolution these kernels run (see [`applies`]).
+pub fn grad_wb(
     x: &Tensor,
     w: &Tensor,
     gy: &Tensor,
+    bias: bool,
     p: Conv2dParams,
     v: PwWVariant,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Option<Tensor>)> {
     let g = checked(x, w, p)?;
     check_gy(&g, gy)?;
     let (k_sum, k_reduce) = w_kernels(v)?;
-    let numel = g.cout * g.cin;
+    let numel = g.cout * g.cin + if bias { g.cout } else { 0 };
     let blocks = g.cout.div_ceil(v.ko) * g.cin.div_ceil(v.ci);
     let chunks = v
         .target
@@ -296,12 +307,17 @@ pub fn grad_w(
         per_chunk: u(per_chunk),
         chunks: u(chunks),
         numel: u(numel),
-        pad0: 0,
+        has_bias: u32::from(bias),
     };
     let gpu = x.gpu();
     let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
+    let gb = bias
+        .then(|| Tensor::empty(gpu, &[g.cout], DType::F32))
+        .transpose()?;
     let launch = [u(g.cin.div_ceil(v.ci)), u(g.cout.div_ceil(v.ko)), u(chunks)];
-    let sums = if chunks == 1 {
+    // One chunk without a bias writes gw itself.
+    let direct = chunks == 1 && !bias;
+    let sums = if direct {
         gw.clone()
     } else {
         Tensor::empty(gpu, &[chunks, numel], DType::F32)?
@@ -313,16 +329,16 @@ pub fn grad_w(
         &[sums.buf()],
         launch,
     )?;
-    if chunks > 1 {
+    if !direct {
         gpu.dispatch(
             &k_reduce,
             bytemuck::bytes_of(&pr),
             &[sums.buf()],
-            &[gw.buf()],
+            &[gw.buf(), gb.as_ref().unwrap_or(&gw).buf()],
             groups(numel.div_ceil(64)),
         )?;
     }
-    Ok(gw)
+    Ok((gw, gb))
 }
 
 /// The kernel of `v`.
