@@ -1,6 +1,9 @@
-//! Kernel lab for the subgroup-sharing convolutions (`ops::conv::subgroup`): times each
-//! variant side by side with the engine's default kernels (`ConvAlgo::Auto`) on the model's
-//! dense 3×3 convolutions (forward, grad_x and grad_w) at training batch (32 images), in one run.
+//! Kernel lab for the subgroup-sharing convolutions (`ops::conv::subgroup`, `subgroup_w`,
+//! `pointwise_subgroup`, `depthwise_subgroup`): times each variant side by side with the
+//! engine's default kernels (`ConvAlgo::Auto`) on the model's dense 3×3, 1×1, depthwise and
+//! 7×7 squeeze convolutions (forward, grad_x and grad_w) at training batch (32 images), in one
+//! run. Once a variant is the default, `auto` runs it too: the speed-ups are then against
+//! the variant chosen.
 //!
 //! Per shape and pass: ms per call of the default (fastest of the repetitions after one
 //! warm-up call), then of every variant with its speed-up (default ms / variant ms); a
@@ -8,7 +11,8 @@
 //! flagged `MISMATCH`. The device must offer `wgpu::Features::SUBGROUP` (lavapipe does).
 //!
 //! `cargo run --release --example conv_subgroup_lab` runs every shape; `-- FILTER` only the
-//! shapes whose label contains FILTER (e.g. `-- 32->32`); `-- reps=N` the repetitions
+//! shapes whose label contains FILTER (e.g. `-- 32->32`, `-- 1x1`, `-- dw`, `-- dense`);
+//! `-- reps=N` the repetitions
 //! (default 3).
 
 use anyhow::{bail, Result};
@@ -92,16 +96,34 @@ fn diff(a: &Tensor, b: &Tensor) -> Result<f64> {
     Ok(f64::from(d / max))
 }
 
-fn report(name: &str, default: f64, runs: &[(String, f64, f64)]) {
+/// Times the default kernels (`auto`) and every variant of one pass side by side and prints
+/// ms per call, the speed-up over the default, and `MISMATCH` where a variant's result
+/// differs from the default's by over 1e-3 of its largest value.
+fn compare<V: std::fmt::Display + Copy>(
+    gpu: &Arc<Gpu>,
+    reps: usize,
+    name: &str,
+    auto: impl FnMut() -> Result<Tensor>,
+    variants: &[V],
+    mut run: impl FnMut(V) -> Result<Tensor>,
+) -> Result<()> {
+    let (default, want) = time(gpu, reps, auto)?;
     println!("  {name:<7} auto    {:>9.3} ms", default * 1e3);
-    for (label, t, d) in runs {
+    for &v in variants {
+        let (t, got) = time(gpu, reps, || run(v))?;
         println!(
-            "    {label:<12} {:>9.3} ms {:>6.2}x{}",
+            "    {:<12} {:>9.3} ms {:>6.2}x{}",
+            v.to_string(),
             t * 1e3,
             default / t,
-            if *d > 1e-3 { "  MISMATCH" } else { "" }
+            if diff(&got, &want)? > 1e-3 {
+                "  MISMATCH"
+            } else {
+                ""
+            }
         );
     }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -111,6 +133,8 @@ fn main() -> Result<()> {
         .find_map(|a| a.strip_prefix("reps=")?.parse().ok())
         .unwrap_or(3);
     let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("reps=")).collect();
+    let wanted =
+        |label: &str| filter.is_empty() || filter.iter().any(|f| label.contains(f.as_str()));
     let gpu = Gpu::new(&AdapterChoice::default())?;
     println!(
         "{} — batch {N}, fastest of {reps} after a warm-up",
@@ -126,9 +150,10 @@ fn main() -> Result<()> {
             .collect();
         Tensor::from_f32(&gpu, &data, shape)
     };
+    let auto = ConvAlgo::Auto;
     for &(cin, cout, hw, stride) in SHAPES {
         let label = format!("{cin}->{cout} {hw}x{hw} 3x3 s{stride}");
-        if !filter.is_empty() && !filter.iter().any(|f| label.contains(f.as_str())) {
+        if !wanted(&label) {
             continue;
         }
         let p = Conv2dParams {
@@ -138,44 +163,27 @@ fn main() -> Result<()> {
         };
         let x = fill(&[N, cin, hw, hw], 1)?;
         let w = fill(&[cout, cin, 3, 3], 2)?;
-        let y = conv2d_forward_with(&x, &w, None, p, ConvAlgo::Auto)?;
-        let flops = 2.0 * (y.numel() * cin * 9) as f64;
+        let gy = fill(&[N, cout, hw.div_ceil(stride), hw.div_ceil(stride)], 3)?;
+        let flops = 2.0 * (gy.numel() * cin * 9) as f64;
         println!("{label} ({:.0} MFLOP per pass)", flops / 1e6);
-        let (t, want) = time(&gpu, reps, || {
-            conv2d_forward_with(&x, &w, None, p, ConvAlgo::Auto)
+        let fwd = || conv2d_forward_with(&x, &w, None, p, auto);
+        compare(&gpu, reps, "forward", fwd, FWD_VARIANTS, |v| {
+            subgroup::forward(&x, &w, None, p, v)
         })?;
-        let mut runs = Vec::new();
-        for &v in FWD_VARIANTS {
-            let (tv, got) = time(&gpu, reps, || subgroup::forward(&x, &w, None, p, v))?;
-            runs.push((v.to_string(), tv, diff(&got, &want)?));
-        }
-        report("forward", t, &runs);
         if subgroup::grad_x_applies(&x, &w, p) {
-            let gy = fill(y.shape(), 3)?;
-            let (t, want) = time(&gpu, reps, || {
-                conv2d_grad_x_with(&x, &w, &gy, None, p, ConvAlgo::Auto)
+            let gx = || conv2d_grad_x_with(&x, &w, &gy, None, p, auto);
+            compare(&gpu, reps, "grad_x", gx, FWD_VARIANTS, |v| {
+                subgroup::grad_x(&x, &w, &gy, None, p, v)
             })?;
-            let mut runs = Vec::new();
-            for &v in FWD_VARIANTS {
-                let (tv, got) = time(&gpu, reps, || subgroup::grad_x(&x, &w, &gy, None, p, v))?;
-                runs.push((v.to_string(), tv, diff(&got, &want)?));
-            }
-            report("grad_x", t, &runs);
         }
-        let gy = fill(y.shape(), 4)?;
-        let (t, want) = time(&gpu, reps, || {
-            conv2d_grad_w_with(&x, &w, &gy, p, ConvAlgo::Auto)
+        let gw = || conv2d_grad_w_with(&x, &w, &gy, p, auto);
+        compare(&gpu, reps, "grad_w", gw, W_VARIANTS, |v| {
+            subgroup_w::grad_w(&x, &w, &gy, p, v)
         })?;
-        let mut runs = Vec::new();
-        for &v in W_VARIANTS {
-            let (tv, got) = time(&gpu, reps, || subgroup_w::grad_w(&x, &w, &gy, p, v))?;
-            runs.push((v.to_string(), tv, diff(&got, &want)?));
-        }
-        report("grad_w", t, &runs);
     }
     for &(cin, cout, hw) in PW_SHAPES {
         let label = format!("1x1 {cin}->{cout} {hw}x{hw}");
-        if !filter.is_empty() && !filter.iter().any(|f| label.contains(f.as_str())) {
+        if !wanted(&label) {
             continue;
         }
         let p = Conv2dParams {
@@ -186,44 +194,23 @@ fn main() -> Result<()> {
         let w = fill(&[cout, cin, 1, 1], 2)?;
         let gy = fill(&[N, cout, hw, hw], 3)?;
         println!("{label}");
-        let (t, want) = time(&gpu, reps, || {
-            conv2d_forward_with(&x, &w, None, p, ConvAlgo::Auto)
+        let fwd = || conv2d_forward_with(&x, &w, None, p, auto);
+        compare(&gpu, reps, "forward", fwd, PW_VARIANTS, |v| {
+            pointwise_subgroup::forward(&x, &w, None, p, v)
         })?;
-        let mut runs = Vec::new();
-        for &v in PW_VARIANTS {
-            let (tv, got) = time(&gpu, reps, || {
-                pointwise_subgroup::forward(&x, &w, None, p, v)
-            })?;
-            runs.push((v.to_string(), tv, diff(&got, &want)?));
-        }
-        report("forward", t, &runs);
-        let (t, want) = time(&gpu, reps, || {
-            conv2d_grad_x_with(&x, &w, &gy, None, p, ConvAlgo::Auto)
+        let gx = || conv2d_grad_x_with(&x, &w, &gy, None, p, auto);
+        compare(&gpu, reps, "grad_x", gx, PW_VARIANTS, |v| {
+            pointwise_subgroup::grad_x(&x, &w, &gy, None, p, v)
         })?;
-        let mut runs = Vec::new();
-        for &v in PW_VARIANTS {
-            let (tv, got) = time(&gpu, reps, || {
-                pointwise_subgroup::grad_x(&x, &w, &gy, None, p, v)
-            })?;
-            runs.push((v.to_string(), tv, diff(&got, &want)?));
-        }
-        report("grad_x", t, &runs);
-        let (t, want) = time(&gpu, reps, || {
-            conv2d_grad_w_with(&x, &w, &gy, p, ConvAlgo::Auto)
+        let gw = || conv2d_grad_w_with(&x, &w, &gy, p, auto);
+        compare(&gpu, reps, "grad_w", gw, PW_W_VARIANTS, |v| {
+            Ok(pointwise_subgroup::grad_wb(&x, &w, &gy, false, p, v)?.0)
         })?;
-        let mut runs = Vec::new();
-        for &v in PW_W_VARIANTS {
-            let (tv, got) = time(&gpu, reps, || {
-                Ok(pointwise_subgroup::grad_wb(&x, &w, &gy, false, p, v)?.0)
-            })?;
-            runs.push((v.to_string(), tv, diff(&got, &want)?));
-        }
-        report("grad_w", t, &runs);
     }
     for &(c, hw, ks, dil, depthwise) in DW_SHAPES {
         let kind = if depthwise { "dw" } else { "dense" };
         let label = format!("{kind} {c}ch {hw}x{hw} {ks}x{ks} d{dil}");
-        if !filter.is_empty() && !filter.iter().any(|f| label.contains(f.as_str())) {
+        if !wanted(&label) {
             continue;
         }
         let p = Conv2dParams {
@@ -236,39 +223,18 @@ fn main() -> Result<()> {
         let w = fill(&[c, c / p.groups, ks, ks], 2)?;
         let gy = fill(&[N, c, hw, hw], 3)?;
         println!("{label}");
-        let (t, want) = time(&gpu, reps, || {
-            conv2d_forward_with(&x, &w, None, p, ConvAlgo::Auto)
+        let fwd = || conv2d_forward_with(&x, &w, None, p, auto);
+        compare(&gpu, reps, "forward", fwd, DW_SG_VARIANTS, |v| {
+            depthwise_subgroup::forward(&x, &w, None, p, v)
         })?;
-        let mut runs = Vec::new();
-        for &v in DW_SG_VARIANTS {
-            let (tv, got) = time(&gpu, reps, || {
-                depthwise_subgroup::forward(&x, &w, None, p, v)
-            })?;
-            runs.push((v.to_string(), tv, diff(&got, &want)?));
-        }
-        report("forward", t, &runs);
-        let (t, want) = time(&gpu, reps, || {
-            conv2d_grad_x_with(&x, &w, &gy, None, p, ConvAlgo::Auto)
+        let gx = || conv2d_grad_x_with(&x, &w, &gy, None, p, auto);
+        compare(&gpu, reps, "grad_x", gx, DW_SG_VARIANTS, |v| {
+            depthwise_subgroup::grad_x(&x, &w, &gy, None, p, v)
         })?;
-        let mut runs = Vec::new();
-        for &v in DW_SG_VARIANTS {
-            let (tv, got) = time(&gpu, reps, || {
-                depthwise_subgroup::grad_x(&x, &w, &gy, None, p, v)
-            })?;
-            runs.push((v.to_string(), tv, diff(&got, &want)?));
-        }
-        report("grad_x", t, &runs);
-        let (t, want) = time(&gpu, reps, || {
-            conv2d_grad_w_with(&x, &w, &gy, p, ConvAlgo::Auto)
+        let gw = || conv2d_grad_w_with(&x, &w, &gy, p, auto);
+        compare(&gpu, reps, "grad_w", gw, DW_SG_VARIANTS, |v| {
+            Ok(depthwise_subgroup::grad_wb(&x, &w, &gy, false, p, v, 8)?.0)
         })?;
-        let mut runs = Vec::new();
-        for &v in DW_SG_VARIANTS {
-            let (tv, got) = time(&gpu, reps, || {
-                Ok(depthwise_subgroup::grad_wb(&x, &w, &gy, false, p, v, 8)?.0)
-            })?;
-            runs.push((v.to_string(), tv, diff(&got, &want)?));
-        }
-        report("grad_w", t, &runs);
     }
     Ok(())
 }
