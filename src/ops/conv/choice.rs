@@ -364,9 +364,9 @@ fn cpu_defaults(
     if subgroup::grad_x_applies(x, w, p) {
         ks.grad_x.insert(0, Path::Subgroup(sg));
     }
-    // grad_w of the same layers: 4.9-11x (ko8ci4) and 7.6-8.5x (ko16ci2 at stride 2) over
+    // grad_w of the same layers: 4.6-12.5x (ko8ci8) and 7.6-8.5x (ko16ci2 at stride 2) over
     // the kernels above (table in `subgroup_w`'s doc).
-    let (ko, ci) = if p.stride == 1 { (8, 4) } else { (16, 2) };
+    let (ko, ci) = if p.stride == 1 { (8, 8) } else { (16, 2) };
     if subgroup_w::applies(x, w, p) {
         ks.w.insert(
             0,

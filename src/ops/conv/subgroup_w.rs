@@ -22,7 +22,10 @@
 //! | 16→32 32² s2     | 3.7x   | 3.3x   | 5.6x   | 4.8x    | 3.5x   | 7.3x   | 8.5x    | 5.8x   |
 //! | 32→64 16² s2     | 2.5x   | 1.6x   | 2.3x   | 2.6x    | 2.4x   | 4.3x   | 7.6x    | 2.9x   |
 //!
-//! Defaults (`choice`): ko8ci4 at stride 1, ko16ci2 at stride 2.
+//! A second run on a quiet machine (fastest of 5) had ko8ci8 1.08-1.10x ahead of ko8ci4 on
+//! the three stride-1 shapes (6.8-8.5 ms against 7.0-9.4 ms per 151 MFLOP pass).
+//!
+//! Defaults (`choice`): ko8ci8 at stride 1, ko16ci2 at stride 2.
 
 use super::{check_gy, subgroup, Conv2dParams};
 use crate::gpu::{groups, Kernel};
