@@ -26,7 +26,11 @@
 //! grad_w (depthwise only), another run, speed-up over `depthwise_cpu`'s grad_w or the column
 //! kernels, p2 / p4 / p8 / p16: 5×5 32² 1.5 / 3.9 / 4.5 / 3.1x, 16² 1.6 / 2.3 / 2.5 / 3.2x,
 //! 8² 1.5 / 1.6 / 2.7 / 1.7x; 7×7 d3 32² 2.0 / 1.5 / 3.4 / 3.1x, 16² 2.6 / 3.6 / 6.9 / 9.8x,
-//! 8² 3.3 / 5.5 / 8.0 / 3.1x. Default p8.
+//! 8² 3.3 / 5.5 / 8.0 / 3.1x.
+//!
+//! A third run on a quiet machine with p32 too: the tile as tall as the map wins in every
+//! pass (32²: p32 1.24-1.70x over p16 but for one 0.82x forward; 16²: p16 1.0-1.4x over p8
+//! and p32; 8²: p8). Defaults (`choice`): p32, p16 or p8 by the map's height, every pass.
 
 use super::{check_gy, subgroup, Conv2dParams, Geometry};
 use crate::gpu::Kernel;
@@ -54,6 +58,7 @@ pub const DW_SG_VARIANTS: &[DwSgVariant] = &[
     DwSgVariant { p: 4 },
     DwSgVariant { p: 8 },
     DwSgVariant { p: 16 },
+    DwSgVariant { p: 32 },
 ];
 
 /// The widest reach (KS − 1)·DIL the kernels take: four loads per source row.
@@ -226,8 +231,8 @@ fn kernel(ks: usize, dil: usize, v: DwSgVariant) -> Result<Kernel> {
 /// The kernel `entry` (conv, grad_w, w_reduce) for KS × KS taps at dilation `dil` on variant
 /// `v`.
 fn kernel_entry(ks: usize, dil: usize, v: DwSgVariant, entry: &'static str) -> Result<Kernel> {
-    if v.p == 0 || v.p > 16 {
-        bail!("depthwise_subgroup: variant {v} needs 1 <= p <= 16");
+    if v.p == 0 || v.p > 32 {
+        bail!("depthwise_subgroup: variant {v} needs 1 <= p <= 32");
     }
     let name = format!("depthwise_subgroup_{ks}d{dil}p{}", v.p);
     Ok(super::generated(name, entry, || source(ks, dil, v.p)))
