@@ -362,8 +362,14 @@ fn cpu_defaults(
     // device has subgroups of 8: 4.7-8.5x (forward) and 8.3-10.5x (grad_x) over the kernels
     // above on the model's 3×3 layers (lavapipe, batch 32, one run of
     // examples/conv_subgroup_lab.rs; table in `subgroup`'s doc).
+    // On a quiet machine (three runs of the lab, fastest of 5-7) k8p16 ran 1.15-1.26x faster
+    // than k8p8 on maps of 16 and 32 rows in 7 of 8 comparisons, and 0.6x on 8×8.
     let k = |k, rows| subgroup::FwdVariant { k, p: rows };
-    let sg = if p.stride == 1 { k(8, 8) } else { k(16, 4) };
+    let sg = match (p.stride, g.h) {
+        (1, 16..) => k(8, 16),
+        (1, _) => k(8, 8),
+        _ => k(16, 4),
+    };
     if subgroup::applies(x, w, p) {
         ks.forward.insert(0, Path::Subgroup(sg));
     }

@@ -42,6 +42,7 @@ pub const FWD_VARIANTS: &[FwdVariant] = &[
     FwdVariant { k: 16, p: 2 },
     FwdVariant { k: 8, p: 8 },
     FwdVariant { k: 16, p: 4 },
+    FwdVariant { k: 8, p: 16 },
 ];
 
 /// Whether this device can run these kernels: the SUBGROUP feature, and subgroups of at
@@ -187,8 +188,8 @@ fn forward_source(v: FwdVariant, s: usize, transposed: bool) -> String {
 
 /// The kernel of `forward` for `v` at stride `s` (`transposed`: grad_x).
 fn forward_kernel(v: FwdVariant, s: usize, transposed: bool) -> Result<Kernel> {
-    if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 8 {
-        bail!("conv_subgroup: variant {v} needs k a multiple of 8 and 1 <= p <= 8");
+    if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 16 {
+        bail!("conv_subgroup: variant {v} needs k a multiple of 8 and 1 <= p <= 16");
     }
     let name = format!(
         "conv_subgroup_k{}p{}s{s}t{}",
