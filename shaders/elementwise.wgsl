@@ -71,6 +71,30 @@ fn binary(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     y[i] = r;
 }
 
+// binary4: the same ops on four values at a time where a, b and y have one shape of a
+// multiple of 4 values (p.n counts vec4s): CPU drivers load a storage buffer lane by lane, a
+// vec4 as fast as an f32.
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn binary4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    let va = a4[i];
+    let vb = b4[i];
+    var r: vec4<f32>;
+    switch p.op {
+        case 0u: { r = va + vb; }
+        case 1u: { r = va - vb; }
+        case 2u: { r = va * vb; }
+        case 3u: { r = va / vb; }
+        default: { r = max(va + vb, vec4<f32>(0.0)); }
+    }
+    y4[i] = r;
+}
+
 @compute @workgroup_size(256)
 fn mul_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);

@@ -24,10 +24,11 @@ const TOL: Tol = Tol::new(1e-5, 5e-2);
 /// held to 1e-5 of the largest (floor 1).
 const SIGMOID_GRAD_TOL: Tol = Tol::new(1e-5, 1.0);
 
-/// (a shape, b shape): same shape (mul then has a one-pass backward), per-channel, per-sample,
-/// scalar, odd sizes, rank 2.
+/// (a shape, b shape): same shape (mul then has a one-pass backward; 144 values: four at a
+/// time on a CPU driver), per-channel, per-sample, scalar, odd sizes, rank 2.
 const BINARY_CASES: &[(&[usize], &[usize])] = &[
     (&[2, 3, 5, 7], &[2, 3, 5, 7]),
+    (&[2, 3, 4, 6], &[2, 3, 4, 6]),
     (&[2, 3, 5, 7], &[3, 1, 1]),
     (&[3, 5, 4, 3], &[3, 1, 1, 1]),
     (&[1, 6, 9, 9], &[1]),
