@@ -29,7 +29,7 @@
 //! instructions per FMA decides: bigger register blocks (k8p8, k16p4, ko8t8) win, and
 //! contiguity across lanes matters little.
 
-use super::{check_gy, Conv2dParams, Geometry};
+use super::{check_gy, u, Conv2dParams, Geometry};
 use crate::gpu::{groups, Kernel};
 use crate::ops::SCRATCH;
 use crate::tensor::{DType, Tensor};
@@ -339,10 +339,6 @@ fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {
     super::geometry(x, w, p)
 }
 
-fn u(v: usize) -> u32 {
-    v as u32
-}
-
 /// One dispatch of `conv` over `phases_x`² phases of a dst grid, `c` channels in blocks of
 /// `v.k`.
 fn run_conv(
@@ -566,14 +562,8 @@ pub fn grad_w(
             v.wg
         );
     }
-    let chunks = v
-        .target
-        .div_ceil(blocks)
-        .min(total_rows)
-        .min(SCRATCH / (v.wg * numel))
-        .max(1);
-    let rows = total_rows.div_ceil(chunks);
-    let chunks = total_rows.div_ceil(rows);
+    let wanted = v.target.div_ceil(blocks).min(SCRATCH / (v.wg * numel));
+    let (rows, chunks) = super::even_chunks(total_rows, wanted);
     let slots = chunks * v.wg;
     let gpu = gy.gpu();
     let partial = Tensor::empty(gpu, &[slots, numel], DType::F32)?;
@@ -606,10 +596,7 @@ pub fn grad_w(
         &[partial.buf()],
         [u(blocks), u(chunks), 1],
     )?;
-    let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
-    let gb = bias
-        .then(|| Tensor::empty(gpu, &[g.cout], DType::F32))
-        .transpose()?;
+    let (gw, gb) = super::grad_wb_outputs(w, bias)?;
     gpu.dispatch(
         &k_reduce,
         bytemuck::bytes_of(&pr),

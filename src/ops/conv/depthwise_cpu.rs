@@ -27,7 +27,7 @@
 //! lavapipe runs 8 invocations per 8-lane vector, so each per-invocation float is a 256-bit
 //! register, and the windows, weights and accumulators spill.
 
-use super::{check_gy, Conv2dParams, Geometry};
+use super::{check_gy, u, Conv2dParams, Geometry};
 use crate::gpu::{groups, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
@@ -139,10 +139,6 @@ struct DwP {
     accumulate: u32,
     slots: u32,
     per_c: u32,
-}
-
-fn u(v: usize) -> u32 {
-    v as u32
 }
 
 impl DwVariant {
@@ -298,10 +294,7 @@ pub fn grad_wb(
         &[partial.buf()],
         groups((g.cin * slots).div_ceil(WG)),
     )?;
-    let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
-    let gb = bias
-        .then(|| Tensor::empty(gpu, &[g.cin], DType::F32))
-        .transpose()?;
+    let (gw, gb) = super::grad_wb_outputs(w, bias)?;
     gpu.dispatch(
         &v.kernel("grad_w_reduce")?,
         bytemuck::bytes_of(&pr),

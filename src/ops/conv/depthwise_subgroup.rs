@@ -32,7 +32,7 @@
 //! pass (32²: p32 1.24-1.70x over p16 but for one 0.82x forward; 16²: p16 1.0-1.4x over p8
 //! and p32; 8²: p8). Defaults (`choice`): p32, p16 or p8 by the map's height, every pass.
 
-use super::{check_gy, subgroup, Conv2dParams, Geometry};
+use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::gpu::Kernel;
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
@@ -255,10 +255,6 @@ struct DP {
     wss: u32,
 }
 
-fn u(v: usize) -> u32 {
-    v as u32
-}
-
 /// One dispatch: dst = src ⋆ w + extra; for grad_x (`transposed`) src = gy and the kernel
 /// is flipped and, when dense, transposed.
 fn run(
@@ -393,9 +389,7 @@ pub fn grad_wb(
     let tiles_x = g.w.div_ceil(8);
     let tiles = tiles_x * g.h.div_ceil(v.p);
     let items = g.n * tiles;
-    let chunks = target.div_ceil(pairs).clamp(1, items);
-    let per_chunk = items.div_ceil(chunks);
-    let chunks = items.div_ceil(per_chunk);
+    let (per_chunk, chunks) = super::even_chunks(items, target.div_ceil(pairs));
     let numel = pairs * (ks * ks + 1);
     let pr = GP {
         n: u(g.n),
@@ -420,10 +414,7 @@ pub fn grad_wb(
         &[part.buf()],
         [u(pairs), u(chunks), 1],
     )?;
-    let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
-    let gb = bias
-        .then(|| Tensor::empty(gpu, &[g.cout], DType::F32))
-        .transpose()?;
+    let (gw, gb) = super::grad_wb_outputs(w, bias)?;
     gpu.dispatch(
         &k_reduce,
         bytemuck::bytes_of(&pr),

@@ -59,6 +59,27 @@ use std::sync::{Mutex, OnceLock};
 
 const SRC: &str = include_str!("../../../shaders/conv2d.wgsl");
 
+/// A size as the u32 a kernel's parameter block holds.
+fn u(v: usize) -> u32 {
+    v as u32
+}
+
+/// `items` split into `wanted` (at least 1, at most `items`) runs of equal length, the last
+/// shorter: (items per run, runs).
+fn even_chunks(items: usize, wanted: usize) -> (usize, usize) {
+    let per = items.div_ceil(wanted.min(items).max(1)).max(1);
+    (per, items.div_ceil(per))
+}
+
+/// Empty gw of `w`'s shape and, with `bias`, gb [Cout] for a grad_w kernel to fill.
+fn grad_wb_outputs(w: &Tensor, bias: bool) -> Result<(Tensor, Option<Tensor>)> {
+    let gw = Tensor::empty(w.gpu(), w.shape(), DType::F32)?;
+    let gb = bias
+        .then(|| Tensor::empty(w.gpu(), &w.shape()[..1], DType::F32))
+        .transpose()?;
+    Ok((gw, gb))
+}
+
 /// The kernel `entry` of a shader written at run time (the unrolled subgroup kernels): the
 /// source `make` writes for `name` is compiled once per process, and leaked with its name so
 /// that the pipeline cache can key on them (a handful of variants per process).

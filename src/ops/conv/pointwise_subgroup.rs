@@ -33,7 +33,7 @@
 //! Defaults (`choice`): k16p8, k8p8 where the pass writes 8 channels; grad_w ko16ci8, ko8ci8
 //! where Cout is 8.
 
-use super::{check_gy, subgroup, Conv2dParams, Geometry};
+use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::gpu::{groups, Kernel};
 use crate::ops::SCRATCH;
 use crate::tensor::{DType, Tensor};
@@ -291,14 +291,8 @@ pub fn grad_wb(
     let (k_sum, k_reduce) = w_kernels(v)?;
     let numel = g.cout * g.cin + if bias { g.cout } else { 0 };
     let blocks = g.cout.div_ceil(v.ko) * g.cin.div_ceil(v.ci);
-    let chunks = v
-        .target
-        .div_ceil(blocks)
-        .min(g.n)
-        .min(SCRATCH / numel.max(1))
-        .max(1);
-    let per_chunk = g.n.div_ceil(chunks);
-    let chunks = g.n.div_ceil(per_chunk);
+    let wanted = v.target.div_ceil(blocks).min(SCRATCH / numel.max(1));
+    let (per_chunk, chunks) = super::even_chunks(g.n, wanted);
     let pr = WP {
         n: u(g.n),
         cin: u(g.cin),
@@ -310,10 +304,7 @@ pub fn grad_wb(
         has_bias: u32::from(bias),
     };
     let gpu = x.gpu();
-    let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
-    let gb = bias
-        .then(|| Tensor::empty(gpu, &[g.cout], DType::F32))
-        .transpose()?;
+    let (gw, gb) = super::grad_wb_outputs(w, bias)?;
     let launch = [u(g.cin.div_ceil(v.ci)), u(g.cout.div_ceil(v.ko)), u(chunks)];
     // One chunk without a bias writes gw itself.
     let direct = chunks == 1 && !bias;
@@ -361,10 +352,6 @@ struct PP {
     sstride: u32,
     extra: u32,
     pad0: u32,
-}
-
-fn u(v: usize) -> u32 {
-    v as u32
 }
 
 /// One dispatch: dst [n, cd, hw] = w(d, s) · src [n, cs, hw] + extra, with w(d, s) at

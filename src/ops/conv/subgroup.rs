@@ -12,7 +12,7 @@
 //! `examples/conv_subgroup_lab.rs` times them against `ConvAlgo::Auto`; see the results
 //! there.
 
-use super::{check_gy, Conv2dParams, Geometry};
+use super::{check_gy, u, Conv2dParams, Geometry};
 use crate::gpu::{Gpu, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
@@ -215,10 +215,6 @@ struct FwdP {
     tiles_x: u32,
     extra: u32,
     pad: [u32; 3],
-}
-
-fn u(v: usize) -> u32 {
-    v as u32
 }
 
 /// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1, stride 1 or 2 (see

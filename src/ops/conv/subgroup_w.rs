@@ -27,7 +27,7 @@
 //!
 //! Defaults (`choice`): ko8ci8 at stride 1, ko16ci2 at stride 2.
 
-use super::{check_gy, subgroup, Conv2dParams};
+use super::{check_gy, subgroup, u, Conv2dParams};
 use crate::gpu::{groups, Kernel};
 use crate::ops::SCRATCH;
 use crate::tensor::{DType, Tensor};
@@ -240,10 +240,6 @@ struct WP {
     pad0: u32,
 }
 
-fn u(v: usize) -> u32 {
-    v as u32
-}
-
 /// gw [Cout, Cin, 3, 3] of y = conv2d(x, w) given gy, for a dense 3×3 convolution with
 /// padding 1 and stride 1 or 2 (see [`applies`]), on variant `v`.
 pub fn grad_w(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, v: WVariant) -> Result<Tensor> {
@@ -263,14 +259,8 @@ pub fn grad_w(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, v: WVariant)
     let (k_sum, k_reduce) = kernels(v, p.stride)?;
     let numel = g.cout * g.cin * 9;
     let blocks = g.cout.div_ceil(v.ko) * g.cin.div_ceil(v.ci);
-    let chunks = v
-        .target
-        .div_ceil(blocks)
-        .min(g.n)
-        .min(SCRATCH / numel)
-        .max(1);
-    let per_chunk = g.n.div_ceil(chunks);
-    let chunks = g.n.div_ceil(per_chunk);
+    let wanted = v.target.div_ceil(blocks).min(SCRATCH / numel);
+    let (per_chunk, chunks) = super::even_chunks(g.n, wanted);
     let pr = WP {
         n: u(g.n),
         cin: u(g.cin),

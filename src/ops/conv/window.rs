@@ -196,13 +196,10 @@ impl WindowConv {
         let tiles = tiles_x * self.ho.div_ceil(GH);
         let (cgroups, cigroups) = (self.cout.div_ceil(CO), self.cin.div_ceil(CI));
         let pairs = self.n * tiles;
-        let chunks = GRAD_W_GROUPS
+        let wanted = GRAD_W_GROUPS
             .div_ceil(cgroups * cigroups)
-            .min(pairs)
-            .min(SCRATCH / numel)
-            .max(1);
-        let chunk = pairs.div_ceil(chunks);
-        let chunks = pairs.div_ceil(chunk);
+            .min(SCRATCH / numel);
+        let (chunk, chunks) = super::even_chunks(pairs, wanted);
         let partial = Tensor::empty(x.gpu(), &[chunks, numel], DType::F32)?;
         // The forward's geometry, with grad_w's tiles, channel groups and chunks.
         let pad = self.pad as i32;
