@@ -9,6 +9,7 @@
 //! and the direct kernels of `shaders/conv2d.wgsl` as autotuning candidates;
 //! `examples/conv_bench.rs` times them against each other.
 
+use super::u;
 use crate::gpu::{groups, Kernel};
 use crate::ops::reduce::sum_to;
 use crate::ops::SCRATCH;
@@ -328,7 +329,6 @@ impl Depthwise {
     }
 
     fn params(&self, t: &Tiling, src: (usize, usize), dst: (usize, usize)) -> Params {
-        let u = |v: usize| v as u32;
         Params {
             planes_total: u(self.n * self.c),
             c: u(self.c),

@@ -4,7 +4,8 @@
 
 use super::choice::Spread;
 use super::{
-    params, reduce_splits, Conv2dParams, Geometry, Params, FORWARD_GEMM, GRAD_W_GEMM, GRAD_X_GEMM,
+    params, reduce_splits, u, Conv2dParams, Geometry, Params, FORWARD_GEMM, GRAD_W_GEMM,
+    GRAD_X_GEMM,
 };
 use crate::gpu::groups;
 use crate::ops::SCRATCH;
@@ -52,7 +53,6 @@ fn gemm_params(
     total: usize,
     has_bias: bool,
 ) -> Params {
-    let u = |v: usize| v as u32;
     Params {
         bm: u(bm),
         bn: u(bn),
@@ -100,7 +100,6 @@ pub(super) fn grad_x(
     let gx = Tensor::empty(gy.gpu(), &[g.n, g.cin, g.h, g.w], DType::F32)?;
     let reads = [gy.buf(), w.buf(), acc.unwrap_or(w).buf()];
     let accumulate = u32::from(acc.is_some());
-    let u = |v: usize| v as u32;
     let ((bm, bn), div) = (tile_shape(g.cin), gcd(p.stride, p.dilation));
     for py in phases(g.h, g.kh, p) {
         for px in phases(g.w, g.kw, p) {

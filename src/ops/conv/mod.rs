@@ -295,7 +295,6 @@ fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {
 }
 
 fn params(g: &Geometry, p: Conv2dParams, tiles: usize, total: usize, has_bias: bool) -> Params {
-    let u = |v: usize| v as u32;
     Params {
         n: u(g.n),
         cin: u(g.cin),

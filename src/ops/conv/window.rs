@@ -6,6 +6,7 @@
 //! (`ConvAlgo::Window` forces them), which on a GPU spends much of its time gathering the
 //! im2col operand that these kernels read once per tile.
 
+use super::u;
 use crate::gpu::{groups, Kernel};
 use crate::ops::reduce::sum_to;
 use crate::ops::SCRATCH;
@@ -117,7 +118,6 @@ impl WindowConv {
         (dst_c, dst): (usize, (usize, usize)),
         pad: (i32, i32),
     ) -> Params {
-        let u = |v: usize| v as u32;
         let tiles_x = dst.1.div_ceil(TW);
         let tiles = tiles_x * dst.0.div_ceil(TH);
         let cgroups = dst_c.div_ceil(CO);
@@ -191,7 +191,6 @@ impl WindowConv {
                 self.dil
             );
         }
-        let u = |v: usize| v as u32;
         let (tiles_x, numel) = (self.wo.div_ceil(GWD), self.cout * self.cin * 9);
         let tiles = tiles_x * self.ho.div_ceil(GH);
         let (cgroups, cigroups) = (self.cout.div_ceil(CO), self.cin.div_ceil(CI));
