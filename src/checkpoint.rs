@@ -101,6 +101,24 @@ pub fn load_state_dict(
     Ok(loaded)
 }
 
+/// The class names a checkpoint stores (None when it names none, as a PyTorch state_dict),
+/// which must be one per output.
+pub fn class_names(f: &TensorFile, path: &Path, outputs: usize) -> Result<Option<Vec<String>>> {
+    let Some(c) = f.metadata.get("classes") else {
+        return Ok(None);
+    };
+    let classes: Vec<String> = serde_json::from_str(c)
+        .with_context(|| format!("{}: bad 'classes' metadata", path.display()))?;
+    if classes.len() != outputs {
+        bail!(
+            "{}: its 'classes' metadata names {} classes but the model has {outputs} outputs",
+            path.display(),
+            classes.len(),
+        );
+    }
+    Ok(Some(classes))
+}
+
 /// The optimizer side file of a checkpoint.
 pub fn optim_path(path: &Path) -> PathBuf {
     path.with_extension("optim.safetensors")
@@ -130,7 +148,16 @@ pub fn load_model(
     gpu: &std::sync::Arc<crate::Gpu>,
     path: &Path,
 ) -> Result<(BbnResNet32, TensorFile)> {
-    let f = TensorFile::load(path)?;
+    model_from(gpu, TensorFile::load(path)?, path)
+}
+
+/// Builds the model a checkpoint already read into memory describes, with its weights;
+/// `path` names it in errors.
+pub fn model_from(
+    gpu: &std::sync::Arc<crate::Gpu>,
+    f: TensorFile,
+    path: &Path,
+) -> Result<(BbnResNet32, TensorFile)> {
     let config: ModelConfig = match f.metadata.get("model") {
         Some(m) => serde_json::from_str(m)
             .with_context(|| format!("{}: bad 'model' metadata", path.display()))?,

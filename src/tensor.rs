@@ -78,6 +78,22 @@ impl Tensor {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
+    /// [`Tensor::to_f32`] for async code (in a browser, the only readback that completes).
+    pub async fn to_f32_async(&self) -> Result<Vec<f32>> {
+        if self.dtype != DType::F32 {
+            bail!(
+                "to_f32_async on a {:?} tensor of shape {:?}",
+                self.dtype,
+                self.shape
+            );
+        }
+        let bytes = self
+            .gpu()
+            .read_async(&self.buf, 4 * self.numel() as u64)
+            .await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
     pub fn to_u32(&self) -> Result<Vec<u32>> {
         if self.dtype != DType::U32 {
             bail!(

@@ -52,10 +52,15 @@ pub struct TensorFile {
 impl TensorFile {
     pub fn load(path: &Path) -> Result<TensorFile> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| anyhow!("{} is not a safetensors file: {e}", path.display()))?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes)
-            .map_err(|e| anyhow!("{}: bad safetensors header: {e}", path.display()))?;
+        TensorFile::from_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Parses a safetensors file held in memory; `what` names it in errors.
+    pub fn from_bytes(bytes: &[u8], what: &str) -> Result<TensorFile> {
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| anyhow!("{what} is not a safetensors file: {e}"))?;
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| anyhow!("{what}: bad safetensors header: {e}"))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             let shape = view.shape().to_vec();
@@ -76,8 +81,7 @@ impl TensorFile {
                         .collect(),
                 ),
                 other => bail!(
-                    "{}: tensor '{name}' has dtype {other:?}; lskbb reads F32, F64, I64 and I32",
-                    path.display()
+                    "{what}: tensor '{name}' has dtype {other:?}; lskbb reads F32, F64, I64 and I32"
                 ),
             };
             tensors.insert(name, Entry { shape, data });

@@ -7,7 +7,7 @@ use super::table::print_metrics;
 use anyhow::{bail, Context, Result};
 use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
-use lskbb::checkpoint::load_model;
+use lskbb::checkpoint::{class_names, load_model};
 use lskbb::data::{file_preprocessor, files_below, image_files, BatchLoader, Dataset, Split};
 use lskbb::gpu::AdapterChoice;
 use lskbb::tensor_file::{write_atomic, TensorFile};
@@ -51,24 +51,6 @@ pub struct EvalArgs {
     /// checkpoint's folder).
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-/// The class names a checkpoint stores (None when it names none, as a PyTorch state_dict),
-/// which must be one per output.
-fn class_names(f: &TensorFile, path: &Path, outputs: usize) -> Result<Option<Vec<String>>> {
-    let Some(c) = f.metadata.get("classes") else {
-        return Ok(None);
-    };
-    let classes: Vec<String> = serde_json::from_str(c)
-        .with_context(|| format!("{}: bad 'classes' metadata", path.display()))?;
-    if classes.len() != outputs {
-        bail!(
-            "{}: its 'classes' metadata names {} classes but the model has {outputs} outputs",
-            path.display(),
-            classes.len(),
-        );
-    }
-    Ok(Some(classes))
 }
 
 /// Numbers the dataset's classes as the checkpoint's outputs: by name where the checkpoint

@@ -42,7 +42,8 @@ pub use layouts::{
 };
 pub use loader::{Batch, BatchLoader, EpochIter};
 pub use preprocess::{
-    file_preprocessor, preprocess_file, Pixels, Preprocessor, IMAGENET_MEAN, IMAGENET_STD,
+    decode_image_bytes, file_preprocessor, preprocess_file, Pixels, Preprocessor, IMAGENET_MEAN,
+    IMAGENET_STD,
 };
 pub use rng::Rng;
 pub use sampler::{batch_bounds, Sampler, SamplerKind};

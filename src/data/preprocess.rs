@@ -76,6 +76,35 @@ fn scaled(v: usize, size: usize) -> usize {
     ((v * size) as f64 / 224.0).round().max(1.0) as usize
 }
 
+/// Decodes what `reader` reads (named `what` in errors) within the size limits: a header may
+/// claim any size, so it is refused before decoding rather than allocate gigabytes (a 29 KB
+/// PNG claiming 30,000,000 x 1 pixels took 5.7 GB).
+fn decode_limited<R: std::io::BufRead + std::io::Seek>(
+    mut reader: image::ImageReader<R>,
+    what: &str,
+) -> Result<image::DynamicImage> {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    reader.decode().map_err(|e| {
+        anyhow!("cannot decode image {what}: {e} (images up to {MAX_SIDE} pixels a side are read)")
+    })
+}
+
+/// Decodes an encoded image (PNG, JPEG, TIFF or BMP bytes; `what` names it in errors) within
+/// the same limits as image files.
+pub fn decode_image_bytes(bytes: &[u8], what: &str) -> Result<image::DynamicImage> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| anyhow!("cannot read image {what}: {e}"))?;
+    if reader.format().is_none() {
+        bail!("{what} is not a PNG, JPEG, TIFF or BMP image");
+    }
+    decode_limited(reader, what)
+}
+
 fn resize_any(img: &image::DynamicImage, w: usize, h: usize) -> Pixels {
     let (w, h) = (w.max(1) as u32, h.max(1) as u32);
     if img.color().has_color() {
@@ -247,35 +276,28 @@ impl Preprocessor {
 
     /// Decodes a file and brings it to the pre-crop size of this dataset's pipeline.
     fn decode_file(&self, path: &Path) -> Result<Pixels> {
-        let mut reader = image::ImageReader::open(path)
+        let reader = image::ImageReader::open(path)
             .and_then(|r| r.with_guessed_format())
             .map_err(|e| anyhow!("cannot read image {}: {e}", path.display()))?;
-        // A header may claim any size: refuse it before decoding rather than allocate
-        // gigabytes (a 29 KB PNG claiming 30,000,000 x 1 pixels took 5.7 GB).
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_SIDE);
-        limits.max_image_height = Some(MAX_SIDE);
-        limits.max_alloc = Some(MAX_DECODE_BYTES);
-        reader.limits(limits);
-        let img = reader.decode().map_err(|e| {
-            anyhow!(
-                "cannot decode image {}: {e} (images up to {MAX_SIDE} pixels a side are read)",
-                path.display()
-            )
-        })?;
+        let what = path.display().to_string();
+        self.fit(&decode_limited(reader, &what)?, &what)
+    }
+
+    /// Brings a decoded image (named `what` in errors) to the pre-crop size of this
+    /// dataset's pipeline.
+    fn fit(&self, img: &image::DynamicImage, what: &str) -> Result<Pixels> {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let long = w.max(h) as u64;
         if long > MAX_ASPECT * w.min(h).max(1) as u64 {
             bail!(
-                "image {} is {w}x{h} pixels: its sides differ by more than {MAX_ASPECT} times, \
-                 too far from the square crops the model reads",
-                path.display()
+                "image {what} is {w}x{h} pixels: its sides differ by more than {MAX_ASPECT} times, \
+                 too far from the square crops the model reads"
             );
         }
         let (s, side) = (self.size, self.pre_crop_side());
         Ok(match self.kind {
             DatasetKind::BreaKHis if self.augment.crop => {
-                resize_any(&img, scaled(350, s).max(s), scaled(230, s).max(s))
+                resize_any(img, scaled(350, s).max(s), scaled(230, s).max(s))
             }
             DatasetKind::ChestXray => {
                 // ¼ scale, centre square crop, then to S (the paper's "scale ½ → 224").
@@ -293,7 +315,7 @@ impl Preprocessor {
                 );
                 resize_any(&square, side, side)
             }
-            DatasetKind::Synthetic => resize_any(&img, side, side),
+            DatasetKind::Synthetic => resize_any(img, side, side),
             _ => {
                 // shorter side to `side`, aspect kept
                 let (nw, nh) = if w <= h {
@@ -301,7 +323,7 @@ impl Preprocessor {
                 } else {
                     (((w * side) as f64 / h.max(1) as f64).round() as usize, side)
                 };
-                resize_any(&img, nw.max(s), nh.max(s))
+                resize_any(img, nw.max(s), nh.max(s))
             }
         })
     }
@@ -361,6 +383,16 @@ impl Preprocessor {
         Ok(out)
     }
 
+    /// The C·S·S normalised image of an image already in memory (named `what` in errors),
+    /// prepared the evaluation way, as [`Preprocessor::prepare_file`] prepares a file.
+    pub fn prepare_image(&self, img: &image::DynamicImage, what: &str) -> Result<Vec<f32>> {
+        let px = self.fit(img, what)?;
+        let mut out = vec![0.0; self.image_len()];
+        let d = Draw::centre(px.w, px.h, self.size);
+        self.fill_with(&px, what, &d, &self.mean, &self.std, &mut out)?;
+        Ok(out)
+    }
+
     /// Writes the C·S·S normalised image of `src` into `out`. With `aug` (training): the
     /// random transforms of this pipeline's [`Augment`], drawn from it; without: the centre
     /// window, nothing else.
@@ -379,13 +411,13 @@ impl Preprocessor {
             Some(rng) => Draw::random(self.augment, rng, px.w, px.h, s),
             None => Draw::centre(px.w, px.h, s),
         };
-        self.fill_with(&px, src, &d, &self.mean, &self.std, out)
+        self.fill_with(&px, &src.describe(), &d, &self.mean, &self.std, out)
     }
 
     /// Writes the C·S·S normalised image of `src` with the decisions `d` into `out`.
     pub fn prepare_drawn(&self, src: &ImageSource, d: &Draw, out: &mut [f32]) -> Result<()> {
         let px = self.base(src)?;
-        self.fill_with(&px, src, d, &self.mean, &self.std, out)
+        self.fill_with(&px, &src.describe(), d, &self.mean, &self.std, out)
     }
 
     /// The evaluation image of `src` as [0, 1] values, not normalised (for statistics).
@@ -393,13 +425,13 @@ impl Preprocessor {
         let px = self.base(src)?;
         let d = Draw::centre(px.w, px.h, self.size);
         let (zero, one) = (vec![0.0; self.channels], vec![1.0; self.channels]);
-        self.fill_with(&px, src, &d, &zero, &one, out)
+        self.fill_with(&px, &src.describe(), &d, &zero, &one, out)
     }
 
     fn fill_with(
         &self,
         px: &Pixels,
-        src: &ImageSource,
+        what: &str,
         d: &Draw,
         mean: &[f32],
         std: &[f32],
@@ -416,7 +448,7 @@ impl Preprocessor {
                 d.x0,
                 d.y0,
                 d.quarter_turns,
-                src.describe(),
+                what,
                 px.w,
                 px.h,
                 out.len()

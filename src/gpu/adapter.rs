@@ -150,7 +150,8 @@ fn adapters(choice: &AdapterChoice) -> Result<Vec<wgpu::Adapter>> {
     Ok(all)
 }
 
-/// The adapter to open for `choice`.
+/// The adapter to open for `choice` (natively; a page asks WebGPU for its adapter).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn select(choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     match adapters(choice)?.into_iter().next() {
         Some(a) => Ok(a),

@@ -2,6 +2,7 @@
 //! pool and a command recorder that batches every dispatch of a step into one submission.
 
 mod adapter;
+mod oneshot;
 mod pool;
 mod recorder;
 mod tune;
@@ -35,6 +36,11 @@ pub struct Kernel {
 /// up to stays small next to the activations.
 const LEAN_TRIM_MIN: u64 = 1 << 20;
 
+/// How a GPU error's message starts when the driver ran out of memory, and when the device
+/// was lost: [`crate::app::Error`] tells these apart from other GPU errors by them.
+pub const OUT_OF_MEMORY: &str = "GPU out of memory";
+pub const DEVICE_LOST: &str = "GPU device lost";
+
 /// Workgroup size used by every one-dimensional kernel (`@workgroup_size(256)`).
 pub const WG: u32 = 256;
 
@@ -62,35 +68,60 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Gpu {
     /// Opens the adapter chosen by `choice` with the adapter's own limits.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(choice: &AdapterChoice) -> Result<Arc<Gpu>> {
         let adapter = adapter::select(choice)?;
+        pollster::block_on(Self::open(&adapter, adapter.limits()))
+    }
+
+    /// Opens `adapter` with `limits` and the features the kernels use where it has them
+    /// (timestamps, subgroups). In a browser, pass `wgpu::Limits::default()` (WebGPU's
+    /// defaults, which every adapter grants) unless the page needs more.
+    pub async fn open(adapter: &wgpu::Adapter, limits: wgpu::Limits) -> Result<Arc<Gpu>> {
         let info = adapter.get_info();
-        let limits = adapter.limits();
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("lskbb"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .with_context(|| format!("opening GPU device on adapter '{}'", info.name))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("lskbb"),
+                required_features: features,
+                required_limits: limits,
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .with_context(|| format!("opening GPU device on adapter '{}'", info.name))?;
+        Ok(Self::from_device(device, queue, info))
+    }
+
+    /// Runs on a device the application already has (its own limits and features decide
+    /// which kernels are used). lskbb installs its uncaptured-error and device-lost handlers
+    /// on it, so that GPU errors come back as `Err` from lskbb's calls.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+    ) -> Arc<Gpu> {
+        let limits = device.limits();
+        let features = device.features();
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let mut slot = lock(&sink);
             if slot.is_none() {
-                *slot = Some(e.to_string());
+                *slot = Some(match e {
+                    wgpu::Error::OutOfMemory { .. } => format!("{OUT_OF_MEMORY}: {e}"),
+                    e => e.to_string(),
+                });
             }
         }));
         let lost = error.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            *lock(&lost) = Some(format!("GPU device lost ({reason:?}): {msg}"));
+            *lock(&lost) = Some(format!("{DEVICE_LOST} ({reason:?}): {msg}"));
         });
         let rec = Recorder::new(&device);
-        Ok(Arc::new(Gpu {
+        Arc::new(Gpu {
             device,
             queue,
             info,
@@ -105,7 +136,7 @@ impl Gpu {
             rec: Mutex::new(rec),
             tuning: Mutex::new(tune::Tuning::default()),
             error,
-        }))
+        })
     }
 
     /// Threads of a CPU driver (lavapipe runs one workgroup per thread, `LP_NUM_THREADS` or
@@ -190,9 +221,9 @@ impl Gpu {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope_error(scope) {
             bail!(
-                "GPU out of memory allocating {size} bytes on '{}' ({} bytes already held): {e}",
+                "{OUT_OF_MEMORY} allocating {size} bytes on '{}' ({} bytes already held): {e}",
                 self.info.name,
                 lock(&self.pool).held()
             );
@@ -328,7 +359,7 @@ impl Gpu {
                 compilation_options: Default::default(),
                 cache: None,
             });
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = scope_error(scope) {
             bail!("building kernel {}::{}: {e}", k.name, k.entry);
         }
         let pipe = Arc::new(pipe);
@@ -489,7 +520,22 @@ impl Gpu {
     }
 
     /// Reads the first `bytes` bytes of `buf` back (waits for the GPU).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, buf: &GpuBuffer, bytes: u64) -> Result<Vec<u8>> {
+        pollster::block_on(self.read_async(buf, bytes))
+    }
+
+    /// In a browser a readback completes only once control returns to the page's event
+    /// loop: there, use [`Gpu::read_async`].
+    #[cfg(target_arch = "wasm32")]
+    pub fn read(&self, _buf: &GpuBuffer, _bytes: u64) -> Result<Vec<u8>> {
+        bail!("a blocking GPU readback cannot complete in a browser; use the async readback (read_async, Tensor::to_f32_async)")
+    }
+
+    /// Reads the first `bytes` bytes of `buf` back once the GPU has run everything recorded
+    /// before. Natively the wait happens inside; in a browser the future resolves when the
+    /// page's event loop has mapped the buffer.
+    pub async fn read_async(&self, buf: &GpuBuffer, bytes: u64) -> Result<Vec<u8>> {
         let padded = bytes.div_ceil(4) * 4;
         if padded == 0 {
             return Ok(Vec::new());
@@ -511,16 +557,16 @@ impl Gpu {
             });
             rec.submit(&self.device, &self.queue)?;
         }
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| anyhow!("waiting for the GPU on '{}': {e}", self.info.name))?;
+        let (mapped, on_mapped) = oneshot::channel();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| on_mapped.send(r));
+        #[cfg(not(target_arch = "wasm32"))]
+        self.wait()?;
+        let result = mapped.await;
         self.check()?;
-        rx.recv()
-            .map_err(|_| anyhow!("GPU readback was cancelled on '{}'", self.info.name))?
+        result
+            .ok_or_else(|| anyhow!("GPU readback was cancelled on '{}'", self.info.name))?
             .map_err(|e| anyhow!("mapping a GPU buffer for readback: {e}"))?;
         let out = staging
             .slice(..)
@@ -529,6 +575,19 @@ impl Gpu {
             .to_vec();
         staging.unmap();
         Ok(out)
+    }
+}
+
+/// The error an error scope caught. Natively it is waited for; in a browser the answer
+/// arrives only through the event loop, so the scope is popped without waiting and an error
+/// reaches [`Gpu::check`] through the uncaptured-error handler instead.
+fn scope_error(scope: wgpu::ErrorScopeGuard) -> Option<wgpu::Error> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return pollster::block_on(scope.pop());
+    #[cfg(target_arch = "wasm32")]
+    {
+        drop(scope.pop());
+        None
     }
 }
 
