@@ -32,8 +32,11 @@ struct P {
 
 var<workgroup> red: array<vec4<f32>, 256>;
 
+// A quiet NaN, built at run time: a NaN constant expression is a shader-creation error in
+// WGSL (browsers refuse the module; naga lets it pass).
 fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    var bits = 0x7fc00000u;
+    return bitcast<f32>(bits);
 }
 
 // Sums v over the workgroup; with `is_max`, takes the component-wise max instead.
@@ -67,7 +70,7 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let label = labels[row];
     let valid = label < p.c;
     let y = min(label, p.c - 1u);
-    var m = -3.4028235e38;
+    var m = -3.4028234663852886e38; // the lowest f32 (a constant past it is an error in WGSL)
     for (var j = lid; j < p.c; j += 256u) { m = max(m, z[base + j]); }
     m = reduce(vec4<f32>(m), lid, true).x;
     // s: Σ_j e^(z_j − m); so: the same without j = y, so 1 − p_y = so / s keeps its precision

@@ -30,8 +30,11 @@ struct P {
 
 var<workgroup> red: array<f32, 256>;
 
+// A quiet NaN, built at run time: a NaN constant expression is a shader-creation error in
+// WGSL (browsers refuse the module; naga lets it pass).
 fn nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    var bits = 0x7fc00000u;
+    return bitcast<f32>(bits);
 }
 
 fn reduce_max(v: f32, lid: u32) -> f32 {
@@ -64,7 +67,7 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let row = wid.x + wid.y * nwg.x;
     if row >= p.n { return; }
     let base = row * p.c;
-    var m = -3.4028235e38;
+    var m = -3.4028234663852886e38; // the lowest f32 (a constant past it is an error in WGSL)
     for (var j = lid; j < p.c; j += 256u) { m = max(m, x[base + j]); }
     m = reduce_max(m, lid);
     var s = 0.0;

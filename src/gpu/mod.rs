@@ -158,14 +158,20 @@ impl Gpu {
     }
 
     /// A one-line description: adapter name, backend and device type.
+    /// A browser may keep the name and driver to itself: then only what it says is shown.
     pub fn describe(&self) -> String {
+        let name = match self.info.name.as_str() {
+            "" => "unnamed adapter",
+            n => n,
+        };
+        let driver = format!("{} {}", self.info.driver, self.info.driver_info);
+        let driver = match driver.trim() {
+            "" => String::new(),
+            d => format!(", driver {d}"),
+        };
         format!(
-            "{} ({:?}, {:?}, driver {} {})",
-            self.info.name,
-            self.info.backend,
-            self.info.device_type,
-            self.info.driver,
-            self.info.driver_info
+            "{name} ({:?}, {:?}{driver})",
+            self.info.backend, self.info.device_type
         )
     }
 
@@ -212,16 +218,17 @@ impl Gpu {
         if trim {
             self.trim_for(size)?;
         }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let (buf, caught) = self.catching(wgpu::ErrorFilter::OutOfMemory, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
-        if let Some(e) = scope_error(scope) {
+        if let Some(e) = caught {
             bail!(
                 "{OUT_OF_MEMORY} allocating {size} bytes on '{}' ({} bytes already held): {e}",
                 self.info.name,
@@ -331,7 +338,19 @@ impl Gpu {
             return Ok(p.clone());
         }
         let layout = self.layout(reads, writes);
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let (pipe, caught) = self.catching(wgpu::ErrorFilter::Validation, || {
+            self.build_pipeline(k, &layout)
+        });
+        if let Some(e) = caught {
+            bail!("building kernel {}::{}: {e}", k.name, k.entry);
+        }
+        let pipe = Arc::new(pipe);
+        lock(&self.pipelines).insert((k.name, k.entry), pipe.clone());
+        Ok(pipe)
+    }
+
+    /// The shader module (cached) and compute pipeline of `k` with `layout`.
+    fn build_pipeline(&self, k: &Kernel, layout: &wgpu::BindGroupLayout) -> wgpu::ComputePipeline {
         let module = lock(&self.modules)
             .entry(k.name)
             .or_insert_with(|| {
@@ -346,11 +365,10 @@ impl Gpu {
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: None,
-                bind_group_layouts: &[Some(&layout)],
+                bind_group_layouts: &[Some(layout)],
                 immediate_size: 0,
             });
-        let pipe = self
-            .device
+        self.device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(k.entry),
                 layout: Some(&pl),
@@ -358,13 +376,29 @@ impl Gpu {
                 entry_point: Some(k.entry),
                 compilation_options: Default::default(),
                 cache: None,
-            });
-        if let Some(e) = scope_error(scope) {
-            bail!("building kernel {}::{}: {e}", k.name, k.entry);
+            })
+    }
+
+    /// Runs `f` and returns the error of kind `filter` it raised, if any. Natively an error
+    /// scope catches it and is waited for. In a browser that answer arrives only through the
+    /// event loop, so no scope is pushed: the error reaches [`Gpu::check`] through the
+    /// uncaptured-error handler, with the browser's whole message (a shader's compile log).
+    fn catching<T>(
+        &self,
+        filter: wgpu::ErrorFilter,
+        f: impl FnOnce() -> T,
+    ) -> (T, Option<wgpu::Error>) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let scope = self.device.push_error_scope(filter);
+            let out = f();
+            (out, pollster::block_on(scope.pop()))
         }
-        let pipe = Arc::new(pipe);
-        lock(&self.pipelines).insert((k.name, k.entry), pipe.clone());
-        Ok(pipe)
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = filter;
+            (f(), None)
+        }
     }
 
     /// Records one dispatch of `k` with a parameter block, read-only inputs and read-write
@@ -575,19 +609,6 @@ impl Gpu {
             .to_vec();
         staging.unmap();
         Ok(out)
-    }
-}
-
-/// The error an error scope caught. Natively it is waited for; in a browser the answer
-/// arrives only through the event loop, so the scope is popped without waiting and an error
-/// reaches [`Gpu::check`] through the uncaptured-error handler instead.
-fn scope_error(scope: wgpu::ErrorScopeGuard) -> Option<wgpu::Error> {
-    #[cfg(not(target_arch = "wasm32"))]
-    return pollster::block_on(scope.pop());
-    #[cfg(target_arch = "wasm32")]
-    {
-        drop(scope.pop());
-        None
     }
 }
 
