@@ -4,14 +4,17 @@
 //! Split for callers whose readback is asynchronous (a browser): [`forward_with_maps`] and
 //! [`grad_cam`] only record GPU work and return GPU tensors; the caller reads them back
 //! ([`Tensor::to_f32`], or its own asynchronous readback) and hands plain slices to the CPU
-//! presentation in [`render`] (normalising, upsampling, colouring, overlaying).
+//! presentation in [`render`] (normalising, upsampling, colouring, overlaying) and [`sheet`]
+//! (one picture per image).
 //!
 //! The bilateral network's classifier reads cat(GAP(a_c), GAP(a_r)), the last-stage outputs
 //! of both branch blocks (`cb_block`, `rb_block`), so Grad-CAM is taken on that concatenation:
 //! the map is ReLU(Σ_k α_k·A_k) over the channels of both branches, the sum of both branches'
 //! weighted maps before one ReLU. A single-branch model's map is `cb_block`'s alone.
 
+pub mod font;
 pub mod render;
+pub mod sheet;
 
 use crate::autograd::{backward, enable_grad, no_grad, Var};
 use crate::model::head::InferHead;
