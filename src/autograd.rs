@@ -75,7 +75,17 @@ pub fn grad_enabled() -> bool {
 
 /// Runs `f` with recording off (inference); restores the previous mode afterwards.
 pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
-    let before = GRAD_ENABLED.with(|g| g.replace(false));
+    with_grad(false, f)
+}
+
+/// Runs `f` with recording on, also inside [`no_grad`] (a backward that an inference-side
+/// caller asks for: an explanation's); restores the previous mode afterwards.
+pub fn enable_grad<T>(f: impl FnOnce() -> T) -> T {
+    with_grad(true, f)
+}
+
+fn with_grad<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    let before = GRAD_ENABLED.with(|g| g.replace(on));
     let out = f();
     GRAD_ENABLED.with(|g| g.set(before));
     out

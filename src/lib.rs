@@ -10,6 +10,7 @@ pub mod autograd;
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod explain;
 pub mod gpu;
 pub mod model;
 pub mod ops;

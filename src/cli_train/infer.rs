@@ -3,6 +3,7 @@
 //! `lskbb train` stores its data settings, and flags that would change them are refused.
 
 use super::data::{eval_data, predict_data, LoadArgs, PipelineArgs, SourceArgs};
+use super::explain::Explainer;
 use super::table::print_metrics;
 use anyhow::{bail, Context, Result};
 use clap::builder::TypedValueParser;
@@ -163,6 +164,10 @@ pub struct PredictArgs {
     /// Skip unreadable images (each named on stderr) instead of stopping.
     #[arg(long)]
     skip_bad_images: bool,
+    /// Write DIR/<image stem>.png for each image: the Grad-CAM map of the predicted class over
+    /// the image, and the LSK modules' choice between their 5x5 and dilated 7x7 branches.
+    #[arg(long, value_name = "DIR")]
+    explain: Option<PathBuf>,
 }
 
 /// The images named on the command line: files as given, folders walked recursively (each
@@ -186,6 +191,7 @@ pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
     if files.is_empty() {
         bail!("no images (png, jpg, jpeg, tif, tiff, bmp) under the given paths");
     }
+    let mut explainer = a.explain.as_deref().map(Explainer::new).transpose()?;
     let gpu = Gpu::new(choice)?;
     let (model, f) = load_model(&gpu, &a.checkpoint)?;
     let data = predict_data(
@@ -223,27 +229,36 @@ pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
         if good.is_empty() {
             continue;
         }
-        let shape = [good.len(), pre.channels(), pre.size(), pre.size()];
-        let probs = probabilities(&model, &x, shape)?;
-        rows.extend(good.into_iter().zip(probs));
+        let (probs, pictures) = match explainer.as_mut() {
+            Some(e) => {
+                let (probs, pictures) = e.batch(&gpu, &model, &pre, &good, &x, &classes)?;
+                (probs, pictures.into_iter().map(Some).collect())
+            }
+            None => {
+                let shape = [good.len(), pre.channels(), pre.size(), pre.size()];
+                (probabilities(&model, &x, shape)?, vec![None; good.len()])
+            }
+        };
+        rows.extend(good.into_iter().zip(probs).zip(pictures));
     }
     if a.json {
-        for (file, p) in &rows {
+        for ((file, p), picture) in &rows {
             let best = argmax(p);
             let probs: serde_json::Map<String, serde_json::Value> = classes
                 .iter()
                 .zip(p)
                 .map(|(c, &v)| (c.clone(), json!(v)))
                 .collect();
-            println!(
-                "{}",
-                json!({"file": file.display().to_string(), "class": classes[best], "probability": p[best], "probabilities": probs})
-            );
+            let mut row = json!({"file": file.display().to_string(), "class": classes[best], "probability": p[best], "probabilities": probs});
+            if let Some(picture) = picture {
+                row["explanation"] = json!(picture.display().to_string());
+            }
+            println!("{row}");
         }
     } else {
         let header: Vec<String> = classes.iter().map(|c| format!("{c:>12.12}")).collect();
         println!("{:<40} {:<16} {}", "file", "class", header.join(" "));
-        for (file, p) in &rows {
+        for ((file, p), _) in &rows {
             let cells: Vec<String> = p.iter().map(|v| format!("{v:>12.4}")).collect();
             println!(
                 "{:<40} {:<16} {}",
@@ -251,6 +266,9 @@ pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
                 classes[argmax(p)],
                 cells.join(" ")
             );
+        }
+        if let Some(dir) = &a.explain {
+            println!("explanations: {} pictures in {}", rows.len(), dir.display());
         }
     }
     Ok(true)

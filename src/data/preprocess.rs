@@ -393,6 +393,14 @@ impl Preprocessor {
         Ok(out)
     }
 
+    /// The C·S·S image of a file as [`Preprocessor::prepare_file`] prepares it, before the
+    /// normalisation: [0, 1] values (what an explanation draws its maps over).
+    pub fn prepare_file_unnormalised(&self, path: &Path) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; self.image_len()];
+        self.unnormalised(&ImageSource::File(path.to_path_buf()), &mut out)?;
+        Ok(out)
+    }
+
     /// Writes the C·S·S normalised image of `src` into `out`. With `aug` (training): the
     /// random transforms of this pipeline's [`Augment`], drawn from it; without: the centre
     /// window, nothing else.

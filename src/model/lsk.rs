@@ -63,6 +63,13 @@ impl LskBlock {
     /// in its residual join (`ops::elementwise::mul_add_relu`), so the product is never a
     /// tensor of its own.
     pub fn attention(&self, x: &Var) -> Result<Var> {
+        Ok(self.attention_with_logits(x)?.0)
+    }
+
+    /// [`LskBlock::attention`] and the spatial selection logits z [N, 2, H, W] it weighs its
+    /// branches with: σ(z₀) the 5×5 depthwise branch's map, σ(z₁) the dilated 7×7 one's
+    /// (which sees the 5×5 output, a 23×23 receptive field in all).
+    pub fn attention_with_logits(&self, x: &Var) -> Result<(Var, Var)> {
         let a1 = self.conv0.forward(x)?;
         let a2 = self.conv_spatial.forward(&a1)?;
         let a1 = self.conv1.forward(&a1)?;
@@ -70,7 +77,8 @@ impl LskBlock {
         // agg = [mean; max] over cat(a1, a2); attn = a1·σ(z₀) + a2·σ(z₁) with z the squeezed
         // logits (the sigmoid fused in, see ops::select).
         let agg = channel_mean_max_pair(&a1, &a2)?;
-        let attn = lsk_select(&a1, &a2, &self.conv_squeeze.forward(&agg)?)?;
-        self.conv.forward(&attn)
+        let z = self.conv_squeeze.forward(&agg)?;
+        let attn = lsk_select(&a1, &a2, &z)?;
+        Ok((self.conv.forward(&attn)?, z))
     }
 }

@@ -1,6 +1,7 @@
 //! The LSKBB model: layers, the LSK module and the bilateral-branch ResNet-32, with
 //! PyTorch-compatible parameter names (`reference/lskbb_torch.py`).
 
+pub mod head;
 pub mod init;
 pub mod layers;
 pub mod lsk;

@@ -1,6 +1,7 @@
 //! CIFAR-style ResNet-32 (BBN's resnet_cifar, option-A shortcut), with an LSK module in every
 //! basic block when asked, as a bilateral-branch network (SPEC.md "Model").
 
+use super::head::InferHead;
 use super::init::Init;
 use super::layers::{BatchNorm2d, Conv2d, ConvSpec, InitKind, Linear, Pass};
 use super::lsk::LskBlock;
@@ -12,7 +13,6 @@ use crate::ops::channels::{concat_channels, shortcut_a};
 use crate::ops::conv::Conv2dParams;
 use crate::ops::elementwise::{add_relu, mul_add_relu, scale};
 use crate::ops::pool::global_avg_pool;
-use crate::tensor::Tensor;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -85,6 +85,8 @@ fn conv3x3(
 
 /// y = relu(lsk(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)).
 pub struct BasicBlock {
+    /// PyTorch's module name (`layer2.0`, `cb_block`).
+    name: String,
     conv1: Conv2d,
     bn1: BatchNorm2d,
     conv2: Conv2d,
@@ -130,6 +132,7 @@ impl BasicBlock {
             None
         };
         Ok(BasicBlock {
+            name: name.to_string(),
             conv1,
             bn1,
             conv2,
@@ -141,6 +144,11 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Var, pass: Pass) -> Result<Var> {
+        Ok(self.forward_with_logits(x, pass)?.0)
+    }
+
+    /// The block's output and its LSK module's selection logits (None without LSK).
+    fn forward_with_logits(&self, x: &Var, pass: Pass) -> Result<(Var, Option<Var>)> {
         let out = self.bn1.forward_relu(&self.conv1.forward(x)?, pass)?;
         let out = self.bn2.forward(&self.conv2.forward(&out)?, pass)?;
         let sc = if self.stride != 1 || self.pad_ch > 0 {
@@ -150,10 +158,32 @@ impl BasicBlock {
         };
         match &self.lsk {
             // relu(lsk(out) + sc) with lsk(out) = out · attention(out), in one kernel.
-            Some(lsk) => mul_add_relu(&out, &lsk.attention(&out)?, &sc),
-            None => add_relu(&out, &sc),
+            Some(lsk) => {
+                let (attention, z) = lsk.attention_with_logits(&out)?;
+                Ok((mul_add_relu(&out, &attention, &sc)?, Some(z)))
+            }
+            None => Ok((add_relu(&out, &sc)?, None)),
         }
     }
+}
+
+/// Runs `b` and adds its LSK selection logits, under its name, to `probe`.
+fn probed(b: &BasicBlock, x: &Var, pass: Pass, probe: &mut Vec<(String, Var)>) -> Result<Var> {
+    let (y, z) = b.forward_with_logits(x, pass)?;
+    probe.extend(z.map(|z| (b.name.clone(), z)));
+    Ok(y)
+}
+
+/// What an inference forward passes on to the classifier, and what the LSK modules chose on
+/// the way (for explanations, `crate::explain`).
+pub struct Probe {
+    /// The last stage's outputs that the classifier pools: `cb_block`'s and `rb_block`'s
+    /// (bilateral), or `cb_block`'s alone (single-branch), each [N, 4w, ⌈H/4⌉, ⌈W/4⌉].
+    pub last: Vec<Var>,
+    /// Every LSK module's selection logits z [N, 2, h, w] with its block's name, in forward
+    /// order (`layer1.0` … `layer3.3`, `cb_block`, then `rb_block` when bilateral); empty
+    /// without LSK.
+    pub select_logits: Vec<(String, Var)>,
 }
 
 /// BBN ResNet-32: shared stem and stages, unshared `cb_block` / `rb_block`, one fc.
@@ -303,10 +333,24 @@ impl BbnResNet32 {
     /// The shared trunk: stem and the shared blocks of the three stages, over `pass.batches`
     /// batches stacked along N.
     pub fn features(&self, x: &Var, pass: Pass) -> Result<Var> {
+        self.trunk(x, pass, None)
+    }
+
+    /// [`BbnResNet32::features`], adding each LSK module's selection logits to `probe` where
+    /// one is given.
+    fn trunk(
+        &self,
+        x: &Var,
+        pass: Pass,
+        mut probe: Option<&mut Vec<(String, Var)>>,
+    ) -> Result<Var> {
         self.check_input(x)?;
         let mut h = self.bn1.forward_relu(&self.conv1.forward(x)?, pass)?;
         for b in &self.blocks {
-            h = self.block(b, &h, pass)?;
+            h = match probe.as_deref_mut() {
+                Some(p) => probed(b, &h, pass, p)?,
+                None => self.block(b, &h, pass)?,
+            };
         }
         Ok(h)
     }
@@ -351,25 +395,67 @@ impl BbnResNet32 {
             training,
             batches: 1,
         };
-        let f_c = global_avg_pool(&self.cb_block.forward(&self.features(x, pass)?, pass)?)?;
-        let zeros = Var::constant(Tensor::zeros(f_c.value().gpu(), f_c.shape())?);
-        self.fc
-            .forward(&concat_channels(&[&scale(&f_c, 2.0)?, &zeros])?)
+        let a_c = self.cb_block.forward(&self.features(x, pass)?, pass)?;
+        InferHead {
+            bilateral: false,
+            ..self.infer_head(false)
+        }
+        .forward(&[a_c])
     }
 
     /// Inference: both branches see the same image; z = fc(cat(f_c, f_r)) (BBN), or the
     /// conventional branch alone for a single-branch model.
     pub fn infer(&self, x: &Var) -> Result<Var> {
-        if !self.config.bilateral {
-            return self.forward_single(x, false);
+        self.infer_head(false).forward(&self.last_stage(x, None)?)
+    }
+
+    /// The inference forward up to the classifier ([`BbnResNet32::infer_head`] takes it from
+    /// there), with every LSK module's selection logits.
+    pub fn infer_probed(&self, x: &Var) -> Result<Probe> {
+        let mut select_logits = Vec::new();
+        let last = self.last_stage(x, Some(&mut select_logits))?;
+        Ok(Probe {
+            last,
+            select_logits,
+        })
+    }
+
+    /// The classifier of [`BbnResNet32::infer`]. With `frozen` its weights enter as constants,
+    /// so that a backward through it leaves the model's gradients as they are.
+    pub fn infer_head(&self, frozen: bool) -> InferHead {
+        let take = |v: &Var| {
+            if frozen {
+                Var::constant(v.value().clone())
+            } else {
+                v.clone()
+            }
+        };
+        InferHead {
+            weight: take(&self.fc.weight),
+            bias: take(&self.fc.bias),
+            bilateral: self.config.bilateral,
         }
+    }
+
+    /// The last stage's outputs of the inference forward (eval mode, both branches on `x`
+    /// when bilateral), adding the LSK selection logits to `probe` where one is given.
+    fn last_stage(&self, x: &Var, mut probe: Option<&mut Vec<(String, Var)>>) -> Result<Vec<Var>> {
         let eval = Pass {
             training: false,
             batches: 1,
         };
-        let f = self.features(x, eval)?;
-        let f_c = global_avg_pool(&self.cb_block.forward(&f, eval)?)?;
-        let f_r = global_avg_pool(&self.rb_block.forward(&f, eval)?)?;
-        self.fc.forward(&concat_channels(&[&f_c, &f_r])?)
+        let f = self.trunk(x, eval, probe.as_deref_mut())?;
+        let branches = if self.config.bilateral {
+            vec![&self.cb_block, &self.rb_block]
+        } else {
+            vec![&self.cb_block]
+        };
+        branches
+            .into_iter()
+            .map(|b| match probe.as_deref_mut() {
+                Some(p) => probed(b, &f, eval, p),
+                None => b.forward(&f, eval),
+            })
+            .collect()
     }
 }
