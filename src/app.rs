@@ -1,7 +1,8 @@
 //! The library API for apps: open a GPU (or share the app's), load a checkpoint written by
 //! `lskbb train` from a path or bytes, and classify images given as bytes or
-//! [`image::DynamicImage`]. Every call that reads results back is `async`, so the same code
-//! runs natively (where [`block_on`] drives it) and in a browser on WebGPU.
+//! [`image::DynamicImage`]; [`Classifier::explain`] adds where the model looked. Every call
+//! that reads results back is `async`, so the same code runs natively (where [`block_on`]
+//! drives it) and in a browser on WebGPU.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lskbb::app::Error> {
@@ -15,6 +16,8 @@
 use crate::autograd::{no_grad, Var};
 use crate::checkpoint::{class_names, model_from};
 use crate::data::{decode_image_bytes, file_preprocessor, DataConfig, Preprocessor};
+use crate::explain::pictures::explain_batch;
+use crate::explain::render::{normalize_max, upsample_bilinear};
 use crate::gpu::{DEVICE_LOST, OUT_OF_MEMORY};
 use crate::model::BbnResNet32;
 use crate::ops::softmax::softmax_forward;
@@ -130,6 +133,19 @@ impl Prediction {
     }
 }
 
+/// A prediction with where the model looked.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    pub prediction: Prediction,
+    /// The Grad-CAM map of the predicted class over the network's input (the centre window
+    /// the image was cropped to): `size`×`size` values, row-major, scaled so the largest is 1.
+    pub heat_map: Vec<f32>,
+    pub size: usize,
+    /// The picture as a PNG file's bytes: the input, the Grad-CAM overlay and map, and the
+    /// 5×5 and dilated 7×7 selection masks of the last LSK block of each stage.
+    pub png: Vec<u8>,
+}
+
 /// A trained model ready to classify: its network on the GPU, the preprocessing it was
 /// trained with and its class names.
 pub struct Classifier {
@@ -227,6 +243,41 @@ impl Classifier {
             .await
             .map_err(|e| classify(e, Error::Gpu))?;
         Ok(Prediction::new(&self.classes, &p))
+    }
+
+    /// Classifies a decoded image and explains the prediction: the Grad-CAM map of the
+    /// predicted class and the picture `lskbb predict --explain` writes (the input, the map
+    /// over it, and each stage's LSK selection masks), computed on the GPU.
+    pub async fn explain(&self, image: &image::DynamicImage) -> Result<Explanation, Error> {
+        let bad = |e: anyhow::Error| Error::BadImage(format!("{e:#}"));
+        let x = self.pre.prepare_image(image, "the image").map_err(bad)?;
+        let shown = self
+            .pre
+            .prepare_image_unnormalised(image, "the image")
+            .map_err(bad)?;
+        let (c, s) = (self.pre.channels(), self.pre.size());
+        let gpu_error = |e: anyhow::Error| classify(e, Error::Gpu);
+        let x = Var::constant(Tensor::from_f32(&self.gpu, &x, &[1, c, s, s]).map_err(gpu_error)?);
+        let e = explain_batch(&self.model, &x, &shown, &self.classes)
+            .await
+            .map_err(gpu_error)?
+            .pop()
+            .ok_or_else(|| Error::Gpu("the explanation of the image is missing".into()))?;
+        let heat_map = upsample_bilinear(&normalize_max(&e.cam), e.cam_height, e.cam_width, s, s)
+            .map_err(gpu_error)?;
+        Ok(Explanation {
+            prediction: Prediction::new(&self.classes, &e.probabilities),
+            heat_map,
+            size: s,
+            png: e.sheet.png().map_err(gpu_error)?,
+        })
+    }
+
+    /// [`Classifier::explain`] of an encoded image (PNG, JPEG, TIFF or BMP bytes).
+    pub async fn explain_bytes(&self, bytes: &[u8]) -> Result<Explanation, Error> {
+        let img = decode_image_bytes(bytes, "the image")
+            .map_err(|e| Error::BadImage(format!("{e:#}")))?;
+        self.explain(&img).await
     }
 
     /// Class probabilities of one preprocessed image (C·S·S values).

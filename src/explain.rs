@@ -13,6 +13,7 @@
 //! weighted maps before one ReLU. A single-branch model's map is `cb_block`'s alone.
 
 pub mod font;
+pub mod pictures;
 pub mod render;
 pub mod sheet;
 

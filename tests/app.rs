@@ -74,6 +74,22 @@ fn the_library_classifies_as_predict_does() {
     let decoded = image::open(&image).unwrap();
     assert_eq!(block_on(model.classify(&decoded)).unwrap(), p);
 
+    // The explanation predicts the same, with a heat map over the input and a picture.
+    let e = block_on(model.explain(&decoded)).unwrap();
+    assert_eq!(e.prediction, p);
+    assert_eq!((e.size, e.heat_map.len()), (8, 64));
+    let top = e.heat_map.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    assert!(e
+        .heat_map
+        .iter()
+        .all(|v| v.is_finite() && (0.0..=1.0).contains(v)));
+    assert!(
+        top == 1.0 || top == 0.0,
+        "the map is scaled to a largest value of 1: {top}"
+    );
+    let picture = image::load_from_memory(&e.png).unwrap();
+    assert!(picture.width() >= 128 && picture.height() >= 128);
+
     // On a device the app opened itself, with its own (WebGPU default) limits.
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = wgpu::Backends::PRIMARY;

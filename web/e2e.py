@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end test of the browser page: the same checkpoint and image through native
 `lskbb predict --json` and through web/index.html in headless Chromium on WebGPU, driven
-over WebDriver (chromedriver); the probabilities must agree within 1e-4.
+over WebDriver (chromedriver); the probabilities must agree within 1e-4, and the page must
+show the explanation picture (Grad-CAM and LSK masks, computed in the browser).
 
 Needs web/pkg (web/build.sh), the release binary (cargo build --release) and Debian's
 chromium and chromium-driver. Python's standard library only. Prints `1 passed, 0 failed`
@@ -81,7 +82,7 @@ class WebDriver:
             return json.loads(r.read() or b"{}").get("value")
 
     def start(self, user_data_dir):
-        args = ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu",
+        args = ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--window-size=820,1400",
                 "--enable-features=Vulkan", "--use-vulkan=swiftshader", "--use-angle=vulkan",
                 "--disable-quic", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync",
@@ -146,10 +147,11 @@ def main():
         wd.call("POST", f"/session/{wd.session}/url", {"url": url})
         start = time.time()
         while True:
-            state, status, result = wd.js(
+            state, status, result, picture = wd.js(
                 "return [document.body.dataset.state || '', "
                 "document.getElementById('status').textContent, "
-                "document.getElementById('result').textContent]")
+                "document.getElementById('result').textContent, "
+                "document.getElementById('explanation').naturalWidth]")
             if state or time.time() - start > TIMEOUT_S:
                 break
             time.sleep(1)
@@ -172,6 +174,9 @@ def main():
         if got["probabilities"].keys() != want["probabilities"].keys() or worst > TOLERANCE:
             raise RuntimeError(f"probabilities differ by {worst:.2e} (tolerance {TOLERANCE})")
         print(f"largest difference {worst:.2e} (tolerance {TOLERANCE})")
+        if not picture:
+            raise RuntimeError("the explanation picture was not shown")
+        print(f"explanation picture {picture} px wide")
     finally:
         for p in procs:
             p.terminate()

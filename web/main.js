@@ -1,5 +1,6 @@
 // The page: reads the chosen checkpoint and image, runs lskbb (compiled to WebAssembly) on
-// WebGPU and shows the top classes and the image with the model's heat map.
+// WebGPU and shows the top classes, and the explanation picture: the image as the model saw
+// it, the Grad-CAM heat map of the predicted class over it, and the LSK selection masks.
 // `?checkpoint=URL&image=URL` loads both from the server instead (the end-to-end test does).
 import init, { Model } from "./pkg/lskbb_web.js";
 
@@ -54,10 +55,16 @@ function showClasses(p) {
 
 async function classify() {
   if (!model || !imageBytes) return;
-  status("Classifying…");
+  status("Classifying and explaining…");
   await showImage(imageBytes);
-  const p = JSON.parse(await model.classify(imageBytes));
+  const [json, png] = await model.explain(imageBytes);
+  const p = JSON.parse(json);
   showClasses(p);
+  await new Promise((resolve) => {
+    const img = $("explanation");
+    img.onload = img.onerror = resolve;
+    img.src = URL.createObjectURL(new Blob([png], { type: "image/png" }));
+  });
   $("result").textContent = JSON.stringify(p);
   status(`${p.class} (${(100 * p.probability).toFixed(1)}%), on ${model.adapter()}`);
   document.body.dataset.state = "done";

@@ -1,16 +1,14 @@
 //! `lskbb predict --explain DIR`: one picture per image in DIR, `<image stem>.png`, with the
-//! Grad-CAM map of the predicted class and the LSK selection masks of the blocks in
-//! [`SHOWN_BLOCKS`] (layout: `lskbb::explain::sheet`). The library records the maps on the GPU;
-//! this reads them back (blocking) and draws them.
+//! Grad-CAM map of the predicted class and the LSK selection masks of the last block of each
+//! stage (layout: `lskbb::explain::sheet`). The library computes and draws them
+//! (`lskbb::explain::pictures`); this names and writes the files.
 
 use anyhow::{Context, Result};
+use lskbb::app::block_on;
 use lskbb::data::Preprocessor;
-use lskbb::explain::sheet::{explanation, BlockMasks, ImageMaps, SHOWN_BLOCKS};
-use lskbb::explain::{forward_with_maps, grad_cam};
+use lskbb::explain::pictures::explain_batch;
 use lskbb::model::BbnResNet32;
-use lskbb::ops::softmax::softmax_forward;
 use lskbb::tensor_file::write_atomic;
-use lskbb::train::eval::argmax;
 use lskbb::{Gpu, Tensor, Var};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -62,65 +60,24 @@ impl Explainer {
     ) -> Result<(Vec<Vec<f32>>, Vec<PathBuf>)> {
         let (c, s) = (pre.channels(), pre.size());
         let x = Var::constant(Tensor::from_f32(gpu, x, &[files.len(), c, s, s])?);
-        let captured = forward_with_maps(model, &x)?;
-        let probs: Vec<Vec<f32>> = softmax_forward(&captured.logits, false)?
-            .to_f32()?
-            .chunks(classes.len())
-            .map(<[f32]>::to_vec)
-            .collect();
-        let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-        let cam = grad_cam(&captured, &predicted)?;
-        let [_, ch, cw] = *cam.shape() else {
-            anyhow::bail!("Grad-CAM map of shape {:?}", cam.shape());
-        };
-        let cam = cam.to_f32()?;
-        let mut masks = Vec::new();
-        for block in SHOWN_BLOCKS {
-            if let Some(m) = captured.masks(block) {
-                masks.push((block, m.shape().to_vec(), m.to_f32()?));
-            }
+        let mut images = Vec::with_capacity(files.len() * c * s * s);
+        for file in files {
+            images.extend(pre.prepare_file_unnormalised(file)?);
         }
+        let explained = block_on(explain_batch(model, &x, &images, classes))?;
+        let mut probs = Vec::with_capacity(files.len());
         let mut written = Vec::with_capacity(files.len());
-        for (i, file) in files.iter().enumerate() {
-            let map = &cam[i * ch * cw..(i + 1) * ch * cw];
-            if map.iter().any(|v| !v.is_finite()) {
+        for (file, e) in files.iter().zip(explained) {
+            if e.cam.iter().any(|v| !v.is_finite()) {
                 eprintln!(
                     "warning: the Grad-CAM map of {} is not finite; its non-finite values show as 0",
                     file.display()
                 );
             }
-            let label = format!(
-                "{} {:.0}%",
-                classes[predicted[i]],
-                100.0 * probs[i][predicted[i]]
-            );
-            let lsk = masks
-                .iter()
-                .map(|(block, shape, v)| {
-                    let n = 2 * shape[2] * shape[3];
-                    BlockMasks {
-                        block,
-                        masks: &v[i * n..(i + 1) * n],
-                        height: shape[2],
-                        width: shape[3],
-                    }
-                })
-                .collect();
-            let image = pre.prepare_file_unnormalised(file)?;
-            let sheet = explanation(&ImageMaps {
-                image: &image,
-                channels: c,
-                height: s,
-                width: s,
-                cam: map,
-                cam_height: ch,
-                cam_width: cw,
-                label: &label,
-                lsk,
-            })?;
             let path = self.path_for(file);
-            write_atomic(&path, &sheet.png()?)?;
+            write_atomic(&path, &e.sheet.png()?)?;
             written.push(path);
+            probs.push(e.probabilities);
         }
         Ok((probs, written))
     }

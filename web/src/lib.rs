@@ -1,10 +1,10 @@
 //! lskbb in the browser: the page (`web/index.html`) hands a checkpoint's and an image's bytes
-//! to [`Model`], which runs the network on the browser's WebGPU adapter through
-//! `lskbb::app`, the same library calls a native app makes.
+//! to [`Model`], which classifies and explains the image on the browser's WebGPU adapter
+//! through `lskbb::app`, the same library calls a native app makes.
 #![cfg(target_arch = "wasm32")]
 
-use js_sys::Promise;
-use lskbb::app::{request_gpu, Classifier};
+use js_sys::{Array, Promise, Uint8Array};
+use lskbb::app::{request_gpu, Classifier, Prediction};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -50,17 +50,36 @@ impl Model {
         let model = self.inner.clone();
         future_to_promise(async move {
             let p = model.classify_bytes(&image).await.map_err(js_error)?;
-            let probabilities: serde_json::Map<String, serde_json::Value> = p
-                .probabilities
-                .iter()
-                .map(|(c, v)| (c.clone(), (*v).into()))
-                .collect();
-            let json = serde_json::json!({
-                "class": p.class,
-                "probability": p.probability,
-                "probabilities": probabilities,
-            });
-            Ok(JsValue::from_str(&json.to_string()))
+            Ok(JsValue::from_str(&prediction_json(&p)))
         })
     }
+
+    /// Classifies an encoded image and explains it. Resolves to `[json, png]`: the JSON of
+    /// [`Model::classify`] and the explanation picture (the input, the Grad-CAM map of the
+    /// predicted class over it, the LSK selection masks) as PNG bytes in a `Uint8Array`.
+    pub fn explain(&self, image: Vec<u8>) -> Promise {
+        let model = self.inner.clone();
+        future_to_promise(async move {
+            let e = model.explain_bytes(&image).await.map_err(js_error)?;
+            let pair = Array::new();
+            pair.push(&JsValue::from_str(&prediction_json(&e.prediction)));
+            pair.push(&Uint8Array::from(e.png.as_slice()));
+            Ok(pair.into())
+        })
+    }
+}
+
+/// A prediction as a line of `lskbb predict --json` has it.
+fn prediction_json(p: &Prediction) -> String {
+    let probabilities: serde_json::Map<String, serde_json::Value> = p
+        .probabilities
+        .iter()
+        .map(|(c, v)| (c.clone(), (*v).into()))
+        .collect();
+    serde_json::json!({
+        "class": p.class,
+        "probability": p.probability,
+        "probabilities": probabilities,
+    })
+    .to_string()
 }
