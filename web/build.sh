@@ -19,6 +19,8 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$version" ];
   cargo install --quiet wasm-bindgen-cli --version "$version"
 fi
 target="${CARGO_TARGET_DIR:-$root/target}"
+# The library alone, without the CLI: what an app that embeds lskbb on the web builds.
+cargo build --quiet --release --lib --target wasm32-unknown-unknown --no-default-features
 cargo build --quiet -p lskbb-web --target wasm32-unknown-unknown --release
 wasm-bindgen --target web --no-typescript --out-dir web/pkg \
   "$target/wasm32-unknown-unknown/release/lskbb_web.wasm"
