@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli::{lskbb, make_imagefolder, ok, temp_dir};
+use common::cli::{lskbb, make_imagefolder, ok, temp_dir, train_tiny};
 use lskbb::app::{block_on, Classifier, Error};
 use std::path::Path;
 
@@ -13,19 +13,7 @@ fn trained(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let data = dir.join("data");
     make_imagefolder(&data);
     let out = dir.join("run");
-    ok(&lskbb(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--image-size",
-        "8",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    train_tiny(&data, &out, &[]);
     let image = std::fs::read_dir(data.join("test/c1"))
         .unwrap()
         .next()

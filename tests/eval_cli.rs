@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::cli::{fails_with, json, lskbb, make_imagefolder, ok, temp_dir, write_synthetic_png};
+use common::cli::{
+    fails_with, json, lskbb, make_imagefolder, ok, temp_dir, train_tiny, write_synthetic_png,
+};
 use lskbb::tensor_file::TensorFile;
 use std::path::Path;
 
@@ -168,19 +170,7 @@ fn eval_maps_the_data_classes_to_the_checkpoint_by_name() {
     let data = dir.join("data");
     make_imagefolder(&data);
     let out = dir.join("run");
-    ok(&lskbb(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--image-size",
-        "8",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    train_tiny(&data, &out, &[]);
     // The same model with its outputs named in another order than the folders sort.
     let best = out.join("best.safetensors");
     let mut f = TensorFile::load(&best).unwrap();

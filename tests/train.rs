@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::cli::{fails_with, json, lskbb, make_imagefolder, ok, temp_dir, write_synthetic_png};
+use common::cli::{
+    fails_with, json, lskbb, make_imagefolder, ok, temp_dir, train_tiny, write_synthetic_png,
+};
 use lskbb::data::BREAKHIS_CLASSES;
 use lskbb::tensor_file::{Data, TensorFile};
 use std::path::Path;
@@ -513,19 +515,7 @@ fn breakhis_trains_on_the_papers_split() {
     let data = dir.join("data");
     let total = write_breakhis(&data, 162);
     let out = dir.join("run");
-    ok(&lskbb(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--image-size",
-        "8",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    train_tiny(&data, &out, &[]);
     let split = json(&out.join("split.json"));
     assert_eq!(split["kind"], "breakhis");
     let per_class = |n: usize| serde_json::json!(vec![n; 8]);

@@ -68,3 +68,23 @@ pub fn make_imagefolder(root: &Path) {
         }
     }
 }
+
+/// `lskbb train` for one epoch, batch 4, 8×8 images on the data folder `data` into `out`,
+/// with `extra` flags; fails the test unless it succeeds, and returns what it printed.
+pub fn train_tiny(data: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(&lskbb(&args))
+}
