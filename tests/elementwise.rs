@@ -74,7 +74,8 @@ fn binary_ops_forward_and_backward_match_reference() {
 }
 
 /// relu(a·b + c) through autograd, on odd shapes (the LSK block's join), with about half the
-/// outputs clipped; a shape mismatch is an error naming the input.
+/// outputs clipped ([3, 17, 4, 9] is whole vec4s: the CPU driver's four-wide kernels); a shape
+/// mismatch is an error naming the input.
 #[test]
 fn mul_add_relu_forward_and_backward_match_reference() {
     let mut rng = Rng(5);
@@ -105,6 +106,7 @@ fn mul_add_relu_forward_and_backward_match_reference() {
     assert!(format!("{err}").contains("input c has shape [3]"), "{err}");
 }
 
+/// [1000, 3] is whole vec4s (the CPU driver's four-wide kernels), the others are not.
 #[test]
 fn unary_ops_forward_and_backward_match_reference() {
     let mut rng = Rng(2);
@@ -246,22 +248,45 @@ fn broadcast_reduction_reference_passes_finite_differences() {
     }
 }
 
+/// acc += g in place (a parameter's gradient at home), on a shape of whole vec4s (the CPU
+/// driver's four-wide kernel) and one without.
+#[test]
+fn add_into_accumulates_in_place() {
+    let mut rng = Rng(9);
+    for shape in [&[3usize][..], &[2, 3, 4], &[5, 7]] {
+        let (acc, g) = (rng.arr(shape, 1.0), rng.arr(shape, 1.0));
+        let t = up(&acc);
+        ew::add_into(&t, &up(&g)).unwrap();
+        assert_close(
+            &format!("add_into {shape:?}"),
+            &t,
+            &acc.zip(&g, |a, b| a + b),
+            POINTWISE_TOL,
+        );
+    }
+}
+
+/// Three values, and eight (whole vec4s: the CPU driver's four-wide accumulate and mul
+/// backward).
 #[test]
 fn gradients_accumulate_across_backward_calls() {
     let g = gpu();
-    let x = Var::param(lskbb::Tensor::from_f32(&g, &[1.0, -2.0, 3.0], &[3]).unwrap());
-    for _ in 0..2 {
-        let y = ew::mul(&x, &x).unwrap();
-        let s = reduce::sum(&y, &[0], false).unwrap();
-        let s = Var::from_op(
-            "id",
-            s.value().reshape(&[1]).unwrap(),
-            &[&s],
-            Box::new(|g| Ok(vec![Some(g.reshape(&[]).unwrap())])),
-        );
-        backward(&s).unwrap();
+    for v in [&[1.0, -2.0, 3.0][..], &[1.0, -2.0, 3.0, 0.5, -1.0, 2.0, 4.0, -0.25]] {
+        let x = Var::param(lskbb::Tensor::from_f32(&g, v, &[v.len()]).unwrap());
+        for _ in 0..2 {
+            let y = ew::mul(&x, &x).unwrap();
+            let s = reduce::sum(&y, &[0], false).unwrap();
+            let s = Var::from_op(
+                "id",
+                s.value().reshape(&[1]).unwrap(),
+                &[&s],
+                Box::new(|g| Ok(vec![Some(g.reshape(&[]).unwrap())])),
+            );
+            backward(&s).unwrap();
+        }
+        let want: Vec<f32> = v.iter().map(|x| 4.0 * x).collect();
+        assert_eq!(x.grad().unwrap().to_f32().unwrap(), want);
     }
-    assert_eq!(x.grad().unwrap().to_f32().unwrap(), vec![4.0, -8.0, 12.0]);
 }
 
 /// A graph back-propagates once: its backward closures, and the tensors they saved, are

@@ -1,13 +1,14 @@
-//! Elementwise ops (`shaders/elementwise.wgsl`): add/sub/mul/div with broadcasting (per
-//! channel, per sample, scalar), relu(a + b) and relu(a·b + c) in one pass (the residual
-//! joins of a basic block, the second with the LSK module's product), relu, sigmoid, exp, log
-//! and scale, forward and backward.
+//! Elementwise ops: add/sub/mul/div with broadcasting (per channel, per sample, scalar;
+//! `shaders/elementwise.wgsl`), and the same-shape maps (`elementwise_map.wgsl`): relu(a + b)
+//! and relu(a·b + c) in one pass (the residual joins of a basic block, the second with the LSK
+//! module's product), relu, sigmoid, exp, log and scale, forward and backward.
 
 use super::reduce::sum_to;
 use crate::autograd::Var;
-use crate::gpu::{grid, Kernel};
+use crate::gpu::{grid, GpuBuffer, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::{anyhow, bail, Result};
+use std::sync::LazyLock;
 
 const SRC: &str = include_str!("../../shaders/elementwise.wgsl");
 const BINARY: Kernel = Kernel {
@@ -15,41 +16,35 @@ const BINARY: Kernel = Kernel {
     source: SRC,
     entry: "binary",
 };
-const BINARY4: Kernel = Kernel {
-    name: "elementwise",
-    source: SRC,
-    entry: "binary4",
-};
-const MUL_BACKWARD: Kernel = Kernel {
-    name: "elementwise",
-    source: SRC,
-    entry: "mul_backward",
-};
-const MUL_ADD_RELU: Kernel = Kernel {
-    name: "elementwise",
-    source: SRC,
-    entry: "mul_add_relu",
-};
-const MUL_ADD_RELU_BACKWARD: Kernel = Kernel {
-    name: "elementwise",
-    source: SRC,
-    entry: "mul_add_relu_backward",
-};
-const UNARY: Kernel = Kernel {
-    name: "elementwise",
-    source: SRC,
-    entry: "unary",
-};
-const UNARY_BACKWARD: Kernel = Kernel {
-    name: "elementwise",
-    source: SRC,
-    entry: "unary_backward",
-};
-const ACCUMULATE: Kernel = Kernel {
-    name: "elementwise",
-    source: SRC,
-    entry: "accumulate",
-};
+const MAP_SRC: &str = include_str!("../../shaders/elementwise_map.wgsl");
+static MAP_SRC_VEC4: LazyLock<String> =
+    LazyLock::new(|| MAP_SRC.replace("alias V = f32;", "alias V = vec4<f32>;"));
+
+/// Runs the same-shape map `entry` of `elementwise_map.wgsl` over `n` values: four per
+/// invocation (`vec4<f32>`) on a CPU driver where `n` is a multiple of 4 (lavapipe loads a
+/// vec4 at the cost of an f32: 2.6x for the binary ops of the plain step), else one.
+fn dispatch_map(
+    like: &Tensor,
+    entry: &'static str,
+    mut p: Params,
+    n: usize,
+    reads: &[&GpuBuffer],
+    writes: &[&GpuBuffer],
+) -> Result<()> {
+    let (name, source, per) = if like.gpu().cpu_threads().is_some() && n.is_multiple_of(4) {
+        ("elementwise_map_vec4", MAP_SRC_VEC4.as_str(), 4)
+    } else {
+        ("elementwise_map", MAP_SRC, 1)
+    };
+    p.n = (n / per) as u32;
+    let k = Kernel {
+        name,
+        source,
+        entry,
+    };
+    like.gpu()
+        .dispatch(&k, bytemuck::bytes_of(&p), reads, writes, grid(n / per))
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
@@ -134,22 +129,16 @@ pub fn binary_forward(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     check_f32(b, "binary op input b")?;
     let shape = broadcast_shape(a.shape(), b.shape())?;
     let y = Tensor::empty(a.gpu(), &shape, DType::F32)?;
-    // Four values per invocation on a CPU driver when nothing broadcasts (see binary4).
+    // On a CPU driver, without broadcasting, four values per invocation (dispatch_map);
+    // on a GPU the broadcasting kernel serves every shape, as measured there.
     let n = y.numel();
     let same = a.shape() == shape.as_slice() && b.shape() == shape.as_slice();
     if a.gpu().cpu_threads().is_some() && same && n.is_multiple_of(4) {
         let p = Params {
-            n: (n / 4) as u32,
             op: op as u32,
             ..Default::default()
         };
-        a.gpu().dispatch(
-            &BINARY4,
-            bytemuck::bytes_of(&p),
-            &[a.buf(), b.buf()],
-            &[y.buf()],
-            grid(n / 4),
-        )?;
+        dispatch_map(a, "binary_same", p, n, &[a.buf(), b.buf()], &[y.buf()])?;
         return Ok(y);
     }
     let d = rank4(&shape)?;
@@ -240,16 +229,13 @@ fn binary_grads<'a>(
 fn mul_backward(a: &Tensor, b: &Tensor, gy: &Tensor) -> Result<(Tensor, Tensor)> {
     let ga = Tensor::empty(gy.gpu(), gy.shape(), DType::F32)?;
     let gb = Tensor::empty(gy.gpu(), gy.shape(), DType::F32)?;
-    let p = Params {
-        n: gy.numel() as u32,
-        ..Default::default()
-    };
-    gy.gpu().dispatch(
-        &MUL_BACKWARD,
-        bytemuck::bytes_of(&p),
+    dispatch_map(
+        gy,
+        "mul_backward",
+        Params::default(),
+        gy.numel(),
         &[a.buf(), b.buf(), gy.buf()],
         &[ga.buf(), gb.buf()],
-        grid(gy.numel()),
     )?;
     Ok((ga, gb))
 }
@@ -259,18 +245,11 @@ pub fn unary_forward(x: &Tensor, op: UnaryOp, k: f32) -> Result<Tensor> {
     check_f32(x, "unary op input")?;
     let y = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
     let p = Params {
-        n: x.numel() as u32,
         op: op as u32,
         k,
         ..Default::default()
     };
-    x.gpu().dispatch(
-        &UNARY,
-        bytemuck::bytes_of(&p),
-        &[x.buf()],
-        &[y.buf()],
-        grid(x.numel()),
-    )?;
+    dispatch_map(x, "unary", p, x.numel(), &[x.buf()], &[y.buf()])?;
     Ok(y)
 }
 
@@ -300,16 +279,16 @@ pub fn unary_backward(saved: Option<&Tensor>, gy: &Tensor, op: UnaryOp, k: f32) 
     let saved = need()?;
     let gx = Tensor::empty(gy.gpu(), gy.shape(), DType::F32)?;
     let p = Params {
-        n: gy.numel() as u32,
         op: code,
         ..Default::default()
     };
-    gy.gpu().dispatch(
-        &UNARY_BACKWARD,
-        bytemuck::bytes_of(&p),
+    dispatch_map(
+        gy,
+        "unary_backward",
+        p,
+        gy.numel(),
         &[saved.buf(), gy.buf()],
         &[gx.buf()],
-        grid(gy.numel()),
     )?;
     Ok(gx)
 }
@@ -319,16 +298,13 @@ pub fn add_into(acc: &Tensor, g: &Tensor) -> Result<()> {
     if acc.shape() != g.shape() {
         bail!("accumulate {:?} into {:?}", g.shape(), acc.shape());
     }
-    let p = Params {
-        n: acc.numel() as u32,
-        ..Default::default()
-    };
-    acc.gpu().dispatch(
-        &ACCUMULATE,
-        bytemuck::bytes_of(&p),
+    dispatch_map(
+        acc,
+        "accumulate",
+        Params::default(),
+        acc.numel(),
         &[g.buf()],
         &[acc.buf()],
-        grid(acc.numel()),
     )
 }
 
@@ -398,16 +374,13 @@ fn check_join(a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
 pub fn mul_add_relu_forward(a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Tensor> {
     check_join(a, b, c)?;
     let y = Tensor::empty(a.gpu(), a.shape(), DType::F32)?;
-    let p = Params {
-        n: y.numel() as u32,
-        ..Default::default()
-    };
-    a.gpu().dispatch(
-        &MUL_ADD_RELU,
-        bytemuck::bytes_of(&p),
+    dispatch_map(
+        a,
+        "mul_add_relu",
+        Params::default(),
+        y.numel(),
         &[a.buf(), b.buf(), c.buf()],
         &[y.buf()],
-        grid(y.numel()),
     )?;
     Ok(y)
 }
@@ -424,16 +397,13 @@ pub fn mul_add_relu_backward(
     check_join(a, b, gy)?;
     let g = || Tensor::empty(gy.gpu(), gy.shape(), DType::F32);
     let (ga, gb, gc) = (g()?, g()?, g()?);
-    let p = Params {
-        n: gy.numel() as u32,
-        ..Default::default()
-    };
-    gy.gpu().dispatch(
-        &MUL_ADD_RELU_BACKWARD,
-        bytemuck::bytes_of(&p),
+    dispatch_map(
+        gy,
+        "mul_add_relu_backward",
+        Params::default(),
+        gy.numel(),
         &[a.buf(), b.buf(), y.buf(), gy.buf()],
         &[ga.buf(), gb.buf(), gc.buf()],
-        grid(gy.numel()),
     )?;
     Ok((ga, gb, gc))
 }
