@@ -136,7 +136,7 @@ fn main() -> Result<()> {
             let cfg = BenchConfig {
                 image_size: size,
                 batch,
-                method,
+                choices: method.choices(),
                 steps,
                 warmup: 1,
                 profile_steps: 1,

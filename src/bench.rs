@@ -6,6 +6,7 @@ use crate::data::rng::Rng;
 use crate::gpu::{Gpu, KernelTime, TunedChoice};
 use crate::model::BbnResNet32;
 use crate::ops::sgd::SgdConfig;
+use crate::train::choices::Choices;
 use crate::train::method::Method;
 use crate::train::step::{HostBatch, StepSettings, Trainer};
 use anyhow::{bail, Context, Result};
@@ -19,7 +20,8 @@ use std::time::Instant;
 pub struct BenchConfig {
     pub image_size: usize,
     pub batch: usize,
-    pub method: Method,
+    /// Backbone, loss and branches (the sampler does not apply: the batches are synthetic).
+    pub choices: Choices,
     /// Timed steps.
     pub steps: usize,
     /// Untimed steps first (pipeline compilation, buffer pool growth).
@@ -40,7 +42,7 @@ impl Default for BenchConfig {
         BenchConfig {
             image_size: 224,
             batch: 32,
-            method: Method::Lskbb,
+            choices: Method::Lskbb.choices(),
             steps: 10,
             warmup: 2,
             profile_steps: 2,
@@ -324,7 +326,7 @@ pub fn time_op(
     Ok((ms, timed?))
 }
 
-/// Benchmarks the training step of `cfg.method` at one shape on synthetic data.
+/// Benchmarks the training step of `cfg.choices` at one shape on synthetic data.
 pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.batch < 2 {
         bail!(
@@ -341,7 +343,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.steps == 0 {
         bail!("bench: at least one timed step is needed");
     }
-    let model_cfg = cfg.method.model_config(cfg.classes, cfg.channels);
+    let model_cfg = cfg.choices.model_config(cfg.classes, cfg.channels);
     let (lsk, bilateral) = (model_cfg.lsk, model_cfg.bilateral);
     let model = BbnResNet32::new(gpu, &model_cfg, 0)?;
     let sgd = SgdConfig {
@@ -350,7 +352,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         weight_decay: 2e-4,
         nesterov: false,
     };
-    let mut trainer = Trainer::new(model, sgd, cfg.method, 2.0, vec![1.0; cfg.classes])?;
+    let mut trainer = Trainer::new(model, sgd, cfg.choices, 2.0, vec![1.0; cfg.classes])?;
     trainer.set_recompute(cfg.recompute)?;
     gpu.set_autotune(cfg.autotune);
     let shape = [cfg.batch, cfg.channels, cfg.image_size, cfg.image_size];
@@ -428,7 +430,8 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         adapter: gpu.describe(),
         image_size: cfg.image_size,
         batch: cfg.batch,
-        method: format!("{:?}", cfg.method).to_lowercase(),
+        method: Method::matching(&cfg.choices, Method::Lskbb)
+            .map_or_else(|| cfg.choices.describe(), |m| m.name().to_string()),
         lsk,
         bilateral,
         recompute: cfg.recompute,

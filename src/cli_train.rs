@@ -7,19 +7,23 @@ use clap::{Args, ValueEnum};
 use lskbb::data::parse_imbalance;
 use lskbb::gpu::AdapterChoice;
 use lskbb::optim::{default_warmup, LrSchedule};
-use lskbb::train::method::Method;
+use lskbb::train::choices::Sampler;
 use lskbb::train::progress::ProgressStyle;
+use lskbb::train::run::run_name;
 use lskbb::train::{self, Outcome, SgdSettings, ThetaPer, TrainConfig, TrainOptions};
 use lskbb::Gpu;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+mod choices;
 mod data;
 mod explain;
 mod infer;
 mod table;
 
+pub use choices::ChoiceArgs;
+use choices::LossFlag;
 use data::DataArgs;
 pub use infer::{eval, predict, EvalArgs, PredictArgs};
 
@@ -60,9 +64,13 @@ pub struct TrainArgs {
     /// Cap each long-tail target at the class's count instead of failing (needed for BreaKHis).
     #[arg(long)]
     long_tail_cap: bool,
-    /// lskbb, bbn, ce, focal, cb-ce, dflce or dflcsce.
-    #[arg(long, default_value = "lskbb")]
-    method: Method,
+    #[command(flatten)]
+    choices: ChoiceArgs,
+    /// uniform, class-balanced or reversed: the batches of a single branch, or of the
+    /// re-balancing branch of two (the conventional branch always draws uniformly). Default:
+    /// uniform for a single branch, reversed for bilateral, whatever the --method preset.
+    #[arg(long)]
+    sampler: Option<Sampler>,
     /// Epochs (default: the paper's 200; a short schedule when the adapter is a CPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     epochs: Option<usize>,
@@ -85,15 +93,16 @@ pub struct TrainArgs {
     /// Warm-up epochs (default: 5, or a tenth of a shorter run).
     #[arg(long)]
     warmup: Option<usize>,
-    /// Focal loss γ (>= 0).
-    #[arg(long, default_value_t = 2.0, value_parser = non_negative)]
-    gamma: f32,
-    /// Class-balanced loss β, 0 <= β < 1.
-    #[arg(long, default_value_t = 0.9999, value_parser = fraction_f64)]
-    cb_beta: f64,
-    /// DFLCE's θ = 1 − (T/T_max)² counts iterations or epochs.
-    #[arg(long, value_enum, default_value = "iteration")]
-    theta_per: ThetaArg,
+    /// Focal loss γ (>= 0; focal, dflce and dflcsce) [default: 2].
+    #[arg(long, value_parser = non_negative)]
+    gamma: Option<f32>,
+    /// Class-balanced loss β, 0 <= β < 1 (cb-ce and dflcsce) [default: 0.9999].
+    #[arg(long, value_parser = fraction_f64)]
+    cb_beta: Option<f64>,
+    /// The dynamic losses' θ = 1 − (T/T_max)² counts iterations or epochs (dflce and
+    /// dflcsce) [default: iteration].
+    #[arg(long, value_enum)]
+    theta_per: Option<ThetaArg>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Without validation images in the data (no val/ folder, --val-per-class 0): the fraction
@@ -104,7 +113,8 @@ pub struct TrainArgs {
     /// Stop when validation balanced accuracy has not improved for N epochs.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     patience: Option<usize>,
-    /// Run folder (default: runs/<method>-<dataset>-<date>; with --resume, the latest run).
+    /// Run folder (default: runs/<method>-<dataset>-<date>, the method being
+    /// backbone+loss+branches where the choices are no preset's; with --resume, the latest run).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue the run in --out (or the latest under runs/) exactly where it stopped.
@@ -289,6 +299,11 @@ fn fraction(s: &str) -> Result<f32, String> {
     fraction_f64(s).map(|v| v as f32)
 }
 
+/// The focal term's γ (Lin et al. 2017's best) and the class-balanced β (Cui et al. 2019's
+/// for long-tailed CIFAR).
+const DEFAULT_GAMMA: f32 = 2.0;
+const DEFAULT_CB_BETA: f64 = 0.9999;
+
 /// The paper's recipe: 200 epochs of batch 32 per branch.
 const PAPER_EPOCHS: usize = 200;
 const PAPER_BATCH: usize = 32;
@@ -302,6 +317,30 @@ const CPU_BATCH: usize = 8;
 const CPU_IMAGE: usize = 16;
 
 pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
+    let (method, choices) = a.choices.resolve(a.sampler);
+    a.choices.check_loss_flags(
+        &choices,
+        &[
+            LossFlag {
+                flag: "--gamma",
+                given: a.gamma.is_some(),
+                applies: |c| c.loss.uses_gamma(),
+                what: "the focal term's γ, which only focal, dflce and dflcsce have",
+            },
+            LossFlag {
+                flag: "--cb-beta",
+                given: a.cb_beta.is_some(),
+                applies: |c| c.loss.uses_cb_beta(),
+                what: "the class-balanced weights' β, which only cb-ce and dflcsce have",
+            },
+            LossFlag {
+                flag: "--theta-per",
+                given: a.theta_per.is_some(),
+                applies: |c| c.loss.uses_theta(),
+                what: "how the dynamic weight θ decays, which only dflce and dflcsce have",
+            },
+        ],
+    )?;
     let gpu = Gpu::new(choice)?;
     println!("adapter: {}", gpu.describe());
     let untouched =
@@ -332,7 +371,8 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
     };
     let cfg = TrainConfig {
         data,
-        method: a.method,
+        method,
+        choices,
         epochs,
         batch_size: a.batch_size.unwrap_or(PAPER_BATCH),
         sgd: SgdSettings {
@@ -341,11 +381,11 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
             nesterov: a.nesterov,
         },
         schedule,
-        gamma: a.gamma,
-        cb_beta: a.cb_beta,
+        gamma: a.gamma.unwrap_or(DEFAULT_GAMMA),
+        cb_beta: a.cb_beta.unwrap_or(DEFAULT_CB_BETA),
         theta_per: match a.theta_per {
-            ThetaArg::Iteration => ThetaPer::Iteration,
-            ThetaArg::Epoch => ThetaPer::Epoch,
+            None | Some(ThetaArg::Iteration) => ThetaPer::Iteration,
+            Some(ThetaArg::Epoch) => ThetaPer::Epoch,
         },
         seed: a.seed,
         patience: a.patience,
@@ -360,11 +400,7 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
                     .map_or("data".into(), |n| n.to_string_lossy().into_owned()),
                 None => "synthetic".into(),
             };
-            PathBuf::from("runs").join(format!(
-                "{}-{name}-{}",
-                format!("{:?}", cfg.method).to_lowercase(),
-                utc_stamp()
-            ))
+            PathBuf::from("runs").join(format!("{}-{name}-{}", run_name(&cfg), utc_stamp()))
         }
     };
     let opts = TrainOptions {

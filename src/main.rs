@@ -4,7 +4,7 @@ mod cli_train;
 
 use anyhow::Result;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use cli_train::{EvalArgs, PredictArgs, TrainArgs};
+use cli_train::{ChoiceArgs, EvalArgs, PredictArgs, TrainArgs};
 use lskbb::gpu::{list_adapters, AdapterChoice};
 use lskbb::tensor_file::write_atomic;
 use lskbb::verify::{error_start, verify_file};
@@ -76,9 +76,8 @@ struct BenchArgs {
     /// Images per branch per step.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// lskbb, bbn, ce, focal, cb-ce, dflce or dflcsce.
-    #[arg(long, default_value = "lskbb")]
-    method: String,
+    #[command(flatten)]
+    choices: ChoiceArgs,
     /// Timed steps.
     #[arg(long, default_value_t = 10)]
     steps: usize,
@@ -168,7 +167,7 @@ fn bench(choice: &AdapterChoice, a: BenchArgs) -> Result<()> {
     let cfg = lskbb::bench::BenchConfig {
         image_size: a.image_size,
         batch: a.batch_size,
-        method: a.method.parse()?,
+        choices: a.choices.resolved(),
         steps: a.steps,
         warmup: a.warmup,
         profile_steps: a.profile_steps,

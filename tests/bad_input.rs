@@ -437,10 +437,31 @@ fn resume_keeps_its_data_and_settings_or_says_why_not() {
             .output()
             .unwrap()
     };
+    let changed = [
+        "--epochs",
+        "3",
+        "--lr",
+        "0.1",
+        "--backbone",
+        "resnet32",
+        "--loss",
+        "ce",
+        "--branches",
+        "single",
+        "--sampler",
+        "uniform",
+    ];
     fails_with(
-        &resume(Path::new("/"), &["--epochs", "3", "--lr", "0.1"]),
+        &resume(Path::new("/"), &changed),
         2,
-        &["--epochs", "--lr"],
+        &[
+            "--epochs",
+            "--lr",
+            "--backbone",
+            "--loss",
+            "--branches",
+            "--sampler",
+        ],
     );
     let extra = dir.join("data/train/c0/extra.png");
     write_synthetic_png(&extra, 0, 77, 3, 12);

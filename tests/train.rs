@@ -344,11 +344,11 @@ fn interrupted_imagefolder_run_resumes_to_the_same_weights() {
 fn every_method_runs_an_epoch() {
     let dir = temp_dir("methods");
     for (method, extra) in [
-        ("bbn", None),
-        ("ce", None),
-        ("focal", None),
-        ("cb-ce", Some("--recompute")),
-        ("dflcsce", Some("--recompute")),
+        ("bbn", &[][..]),
+        ("ce", &[]),
+        ("focal", &[]),
+        ("cb-ce", &["--recompute"]),
+        ("dflcsce", &["--recompute", "--theta-per", "epoch"]),
     ] {
         let out = dir.join(method);
         let mut args = vec![
@@ -365,12 +365,10 @@ fn every_method_runs_an_epoch() {
             "10",
             "--test-per-class",
             "3",
-            "--theta-per",
-            "epoch",
             "--out",
             out.to_str().unwrap(),
         ];
-        args.extend(extra);
+        args.extend_from_slice(extra);
         let text = ok(&lskbb(&args));
         assert!(text.contains("epoch 1/1"), "{method}: {text}");
         let s = json(&out.join("summary.json"));

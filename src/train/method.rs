@@ -1,7 +1,8 @@
-//! The training methods of `lskbb train --method`: the paper's LSKBB and its baselines.
+//! The presets of `lskbb train --method`: the paper's LSKBB and its baselines, each a backbone,
+//! a loss and one or two branches (`super::choices`). Choices given explicitly override the
+//! preset's; a run stores the resolved choices, and the preset's name where they are its own.
 
-use crate::model::ModelConfig;
-use crate::ops::loss::LossKind;
+use super::choices::{Backbone, Branches, Choices, Loss, Sampler};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -23,63 +24,229 @@ pub enum Method {
     Dflcsce,
 }
 
+/// Every preset, in the order a match is looked for (lskbb before its alias dflce).
+pub const METHODS: [Method; 7] = [
+    Method::Lskbb,
+    Method::Bbn,
+    Method::Ce,
+    Method::Focal,
+    Method::CbCe,
+    Method::Dflce,
+    Method::Dflcsce,
+];
+
 impl std::str::FromStr for Method {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Method> {
-        Ok(match s.to_ascii_lowercase().as_str() {
-            "lskbb" => Method::Lskbb,
-            "bbn" => Method::Bbn,
-            "ce" => Method::Ce,
-            "focal" => Method::Focal,
-            "cb-ce" | "cbce" => Method::CbCe,
-            "dflce" => Method::Dflce,
-            "dflcsce" => Method::Dflcsce,
-            other => bail!(
-                "--method '{other}' is not one of lskbb, bbn, ce, focal, cb-ce, dflce, dflcsce"
-            ),
-        })
+        let lower = s.to_ascii_lowercase();
+        match METHODS
+            .iter()
+            .find(|m| m.name() == lower || (lower == "cbce" && **m == Method::CbCe))
+        {
+            Some(&m) => Ok(m),
+            None => {
+                bail!("--method '{s}' is not one of lskbb, bbn, ce, focal, cb-ce, dflce, dflcsce")
+            }
+        }
     }
 }
 
 impl Method {
-    /// Whether the backbone carries LSK modules (before any --backbone override).
-    pub fn lsk(self) -> bool {
-        matches!(self, Method::Lskbb | Method::Dflce | Method::Dflcsce)
-    }
-
-    /// Whether both branches train (conventional + re-balancing).
-    pub fn bilateral(self) -> bool {
-        matches!(
-            self,
-            Method::Lskbb | Method::Bbn | Method::Dflce | Method::Dflcsce
-        )
-    }
-
-    /// The network this method trains for `classes` classes and `in_ch` input channels.
-    pub fn model_config(self, classes: usize, in_ch: usize) -> ModelConfig {
-        ModelConfig {
-            classes,
-            in_ch,
-            lsk: self.lsk(),
-            bilateral: self.bilateral(),
-            width: ModelConfig::PAPER_WIDTH,
-        }
-    }
-
-    /// The loss at dynamic-loss weight θ (eq. 19-20); `cbw` are class-balanced weights.
-    pub fn loss(self, theta: f32, gamma: f32, cbw: &[f32]) -> LossKind {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
         match self {
-            Method::Bbn | Method::Ce => LossKind::Ce,
-            Method::Focal => LossKind::Focal { gamma, alpha: None },
-            Method::CbCe => LossKind::CbCe {
-                weights: cbw.to_vec(),
-            },
-            Method::Lskbb | Method::Dflce => LossKind::Dflce { theta, gamma },
-            Method::Dflcsce => LossKind::Dflcsce {
-                theta,
-                gamma,
-                weights: cbw.to_vec(),
-            },
+            Method::Lskbb => "lskbb",
+            Method::Bbn => "bbn",
+            Method::Ce => "ce",
+            Method::Focal => "focal",
+            Method::CbCe => "cb-ce",
+            Method::Dflce => "dflce",
+            Method::Dflcsce => "dflcsce",
         }
+    }
+
+    /// The backbone, loss and branches of the preset, with the branches' default sampler.
+    pub fn choices(self) -> Choices {
+        use Backbone::{LskResnet32, Resnet32};
+        use Branches::{Bilateral, Single};
+        let (backbone, loss, branches) = match self {
+            Method::Lskbb | Method::Dflce => (LskResnet32, Loss::Dflce, Bilateral),
+            Method::Bbn => (Resnet32, Loss::Ce, Bilateral),
+            Method::Ce => (Resnet32, Loss::Ce, Single),
+            Method::Focal => (Resnet32, Loss::Focal, Single),
+            Method::CbCe => (Resnet32, Loss::CbCe, Single),
+            Method::Dflcsce => (LskResnet32, Loss::Dflcsce, Bilateral),
+        };
+        Choices {
+            backbone,
+            loss,
+            branches,
+            sampler: Sampler::default_for(branches),
+        }
+    }
+
+    /// The preset whose choices are `c`: `preferred` where it is one, else the first that is.
+    pub fn matching(c: &Choices, preferred: Method) -> Option<Method> {
+        std::iter::once(preferred)
+            .chain(METHODS)
+            .find(|m| m.choices() == *c)
+    }
+}
+
+/// What the `--method` preset and the choices given explicitly resolve to: the preset's
+/// choices with each given one in its place; the sampler, where not given, is the default of
+/// the resolved branches (uniform for one, reversed for two), whatever the preset's.
+pub fn resolve(
+    method: Method,
+    backbone: Option<Backbone>,
+    loss: Option<Loss>,
+    branches: Option<Branches>,
+    sampler: Option<Sampler>,
+) -> Choices {
+    let p = method.choices();
+    let branches = branches.unwrap_or(p.branches);
+    Choices {
+        backbone: backbone.unwrap_or(p.backbone),
+        loss: loss.unwrap_or(p.loss),
+        branches,
+        sampler: sampler.unwrap_or(Sampler::default_for(branches)),
+    }
+}
+
+/// Brings the 'train' metadata of a checkpoint saved before the choices were separate (a
+/// `method` alone) up to date: the method's choices beside it.
+pub fn upgrade_saved_choices(train: &mut serde_json::Value) -> Result<()> {
+    let Some(obj) = train.as_object_mut() else {
+        return Ok(());
+    };
+    if obj.contains_key("backbone") {
+        return Ok(());
+    }
+    let Some(m) = obj.get("method") else {
+        bail!("neither the choices (backbone, loss, branches, sampler) nor a method");
+    };
+    let method: Method = serde_json::from_value(m.clone())?;
+    let serde_json::Value::Object(choices) = serde_json::to_value(method.choices())? else {
+        bail!("the choices of {method:?} are not a JSON object");
+    };
+    obj.extend(choices);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_expand_to_their_choices() {
+        use Backbone::{LskResnet32, Resnet32};
+        use Branches::{Bilateral, Single};
+        use Sampler::{Reversed, Uniform};
+        for (m, backbone, loss, branches, sampler) in [
+            (Method::Lskbb, LskResnet32, Loss::Dflce, Bilateral, Reversed),
+            (Method::Bbn, Resnet32, Loss::Ce, Bilateral, Reversed),
+            (Method::Ce, Resnet32, Loss::Ce, Single, Uniform),
+            (Method::Focal, Resnet32, Loss::Focal, Single, Uniform),
+            (Method::CbCe, Resnet32, Loss::CbCe, Single, Uniform),
+            (Method::Dflce, LskResnet32, Loss::Dflce, Bilateral, Reversed),
+            (
+                Method::Dflcsce,
+                LskResnet32,
+                Loss::Dflcsce,
+                Bilateral,
+                Reversed,
+            ),
+        ] {
+            let want = Choices {
+                backbone,
+                loss,
+                branches,
+                sampler,
+            };
+            assert_eq!(m.choices(), want, "{m:?}");
+            assert_eq!(resolve(m, None, None, None, None), want, "{m:?}");
+            assert_eq!(m.name().parse::<Method>().unwrap(), m);
+            assert_eq!(Method::matching(&want, m), Some(m));
+        }
+    }
+
+    #[test]
+    fn given_choices_override_the_preset() {
+        // The LSK backbone with CE on one branch: Table 5's LSK+CE row.
+        let c = resolve(
+            Method::Lskbb,
+            None,
+            Some(Loss::Ce),
+            Some(Branches::Single),
+            None,
+        );
+        assert_eq!(
+            c,
+            Choices {
+                backbone: Backbone::LskResnet32,
+                loss: Loss::Ce,
+                branches: Branches::Single,
+                // The single branch's default, not the preset's reversed sampler.
+                sampler: Sampler::Uniform,
+            }
+        );
+        assert_eq!(Method::matching(&c, Method::Lskbb), None);
+        assert_eq!(c.describe(), "lsk-resnet32+ce+single");
+        // lskbb with the plain backbone and CE is BBN.
+        let bbn = resolve(
+            Method::Lskbb,
+            Some(Backbone::Resnet32),
+            Some(Loss::Ce),
+            None,
+            None,
+        );
+        assert_eq!(Method::matching(&bbn, Method::Lskbb), Some(Method::Bbn));
+        // dflce is lskbb's alias: named as given.
+        let d = Method::Dflce.choices();
+        assert_eq!(Method::matching(&d, Method::Dflce), Some(Method::Dflce));
+        assert_eq!(Method::matching(&d, Method::Ce), Some(Method::Lskbb));
+        let cb = resolve(Method::Ce, None, None, None, Some(Sampler::ClassBalanced));
+        assert_eq!(cb.describe(), "resnet32+ce+single+class-balanced");
+        assert_eq!(Method::matching(&cb, Method::Ce), None);
+    }
+
+    #[test]
+    fn names_parse_back_and_bad_ones_name_the_flag() {
+        for b in ["resnet32", "LSK-ResNet32"] {
+            assert_eq!(b.parse::<Backbone>().unwrap().name(), b.to_lowercase());
+        }
+        for l in ["ce", "focal", "cb-ce", "dflce", "dflcsce"] {
+            assert_eq!(l.parse::<Loss>().unwrap().name(), l);
+        }
+        for (bad, flag) in [
+            ("vgg16".parse::<Backbone>().err(), "--backbone"),
+            ("ldam".parse::<Loss>().err(), "--loss"),
+            ("double".parse::<Branches>().err(), "--branches"),
+            ("square-root".parse::<Sampler>().err(), "--sampler"),
+            ("mislas".parse::<Method>().err(), "--method"),
+        ] {
+            let e = bad.expect("refused").to_string();
+            assert!(e.starts_with(flag), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_method_only_config_gets_its_choices() {
+        let mut v = serde_json::json!({"method": "Bbn", "epochs": 3});
+        upgrade_saved_choices(&mut v).unwrap();
+        assert_eq!(v["backbone"], "resnet32");
+        assert_eq!(v["loss"], "ce");
+        assert_eq!(v["branches"], "bilateral");
+        assert_eq!(v["sampler"], "reversed");
+        assert_eq!(v["method"], "Bbn");
+        // Saved choices are kept as they are.
+        let mut w = serde_json::json!({"method": null, "backbone": "lsk-resnet32"});
+        upgrade_saved_choices(&mut w).unwrap();
+        assert_eq!(
+            w,
+            serde_json::json!({"method": null, "backbone": "lsk-resnet32"})
+        );
+        let mut neither = serde_json::json!({"epochs": 3});
+        assert!(upgrade_saved_choices(&mut neither).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Training: methods, the GPU step, the `lskbb train` loop, evaluation and prediction,
 //! metrics and plots.
 
+pub mod choices;
 pub mod eval;
 pub mod method;
 pub mod metrics;

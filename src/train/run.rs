@@ -1,20 +1,19 @@
 //! `lskbb train`: the epoch loop of the paper's recipe. Each step draws a conventional batch
-//! from the uniform sampler and (bilateral methods) a re-balancing batch from the reversed
-//! sampler, mixes them with α = 1 − (epoch/E)² (BBN) and weights the dynamic loss with
+//! from the uniform sampler and (two branches) a re-balancing batch from the reversed (or the
+//! chosen) sampler, mixes them with α = 1 − (epoch/E)² (BBN) and weights the dynamic loss with
 //! θ = 1 − (T/T_max)² (eq. 18). After every epoch the validation and test sets are evaluated,
 //! the best epoch is chosen by validation balanced accuracy (`--patience` stops early when it
 //! stops improving) and the run folder is brought up to date; `last.safetensors` always holds a state that `--resume`
 //! continues exactly (same weights, momentum, sampler epoch and batch, RNG streams).
 
+use super::choices::Choices;
 use super::eval::evaluate;
-use super::method::Method;
+use super::method::{upgrade_saved_choices, Method};
 use super::metrics::Metrics;
 use super::progress::{Progress, ProgressStyle};
 use super::step::{HostBatch, StepSettings, Trainer};
 use crate::checkpoint;
-use crate::data::{
-    upgrade_saved_data_config, BatchLoader, DataConfig, Dataset, SamplerKind, Split,
-};
+use crate::data::{upgrade_saved_data_config, BatchLoader, DataConfig, Dataset, Split};
 use crate::model::BbnResNet32;
 use crate::ops::loss::cb_weights;
 use crate::ops::sgd::SgdConfig;
@@ -41,7 +40,12 @@ pub enum ThetaPer {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainConfig {
     pub data: DataConfig,
-    pub method: Method,
+    /// The `--method` preset whose choices these are; none where explicit choices made them
+    /// another combination.
+    pub method: Option<Method>,
+    /// Backbone, loss, branches and sampler (saved beside the other settings).
+    #[serde(flatten)]
+    pub choices: Choices,
     pub epochs: usize,
     pub batch_size: usize,
     pub sgd: SgdSettings,
@@ -170,16 +174,18 @@ fn last_path(out: &Path) -> PathBuf {
 }
 
 /// The run config saved in a checkpoint written by `lskbb train`; one saved before the
-/// augmentation and normalisation were choices gets the pipeline it was trained with.
+/// augmentation and normalisation were choices gets the pipeline it was trained with, and one
+/// saved with a method alone gets the method's backbone, loss, branches and sampler.
 pub fn saved_config(f: &TensorFile, path: &Path) -> Result<Option<TrainConfig>> {
     f.metadata
         .get("train")
-        .map(|s| {
+        .map(|s| -> Result<TrainConfig> {
             let mut v: serde_json::Value = serde_json::from_str(s)?;
             if let Some(data) = v.get_mut("data") {
                 upgrade_saved_data_config(data);
             }
-            serde_json::from_value(v)
+            upgrade_saved_choices(&mut v)?;
+            Ok(serde_json::from_value(v)?)
         })
         .transpose()
         .with_context(|| format!("{}: bad 'train' metadata", path.display()))
@@ -252,7 +258,9 @@ impl<'a> Run<'a> {
                 ds.train.len()
             );
         }
-        let model_cfg = cfg.method.model_config(ds.num_classes(), cfg.data.channels);
+        let model_cfg = cfg
+            .choices
+            .model_config(ds.num_classes(), cfg.data.channels);
         let model = BbnResNet32::new(gpu, &model_cfg, cfg.seed)?;
         let sgd = SgdConfig {
             lr: cfg.schedule.lr(0),
@@ -261,7 +269,7 @@ impl<'a> Run<'a> {
             nesterov: cfg.sgd.nesterov,
         };
         let weights = cb_weights(&counts, cfg.cb_beta);
-        let trainer = Trainer::new(model, sgd, cfg.method, cfg.gamma, weights)?;
+        let trainer = Trainer::new(model, sgd, cfg.choices, cfg.gamma, weights)?;
         trainer.set_recompute(opts.recompute)?;
         gpu.set_autotune(opts.autotune);
         let state = match resumed {
@@ -298,16 +306,11 @@ impl<'a> Run<'a> {
 
     fn go(&mut self, stop: &AtomicBool) -> Result<Outcome> {
         let b = self.cfg.batch_size;
-        let conv = BatchLoader::train(self.ds.clone(), SamplerKind::Uniform, b)?;
-        let rebal = if self.cfg.method.bilateral() {
-            Some(BatchLoader::train(
-                self.ds.clone(),
-                SamplerKind::Reversed,
-                b,
-            )?)
-        } else {
-            None
-        };
+        let (conv_sampler, rebal_sampler) = self.cfg.choices.samplers();
+        let conv = BatchLoader::train(self.ds.clone(), conv_sampler, b)?;
+        let rebal = rebal_sampler
+            .map(|s| BatchLoader::train(self.ds.clone(), s, b))
+            .transpose()?;
         let test = BatchLoader::eval(self.ds.clone(), Split::Test, b)?;
         let val = if self.ds.val.is_empty() {
             println!("no validation images: the best epoch is chosen on the test set");
@@ -321,8 +324,8 @@ impl<'a> Run<'a> {
         let mut last_read = Instant::now();
         if self.state.epoch == 0 && self.state.next_batch == 0 {
             println!(
-                "training {:?} on {} ({} classes, train counts {:?}, test counts {:?}), {} epochs of {per_epoch} steps, batch {b}, image {}px; run folder {}",
-                self.cfg.method,
+                "training {} on {} ({} classes, train counts {:?}, test counts {:?}), {} epochs of {per_epoch} steps, batch {b}, image {}px; run folder {}",
+                run_name(&self.cfg),
                 self.ds.kind.name(),
                 self.ds.num_classes(),
                 self.ds.train_counts(),
@@ -579,6 +582,12 @@ impl<'a> Run<'a> {
             Some(optim),
         )
     }
+}
+
+/// The run's method, or `backbone+loss+branches[+sampler]` where its choices are no preset's.
+pub fn run_name(cfg: &TrainConfig) -> String {
+    cfg.method
+        .map_or_else(|| cfg.choices.describe(), |m| m.name().to_string())
 }
 
 fn host(b: &crate::data::Batch) -> HostBatch<'_> {

@@ -1,7 +1,7 @@
 //! One training step on the GPU: both branches forward, the bilateral loss, backward and the
 //! fused SGD update, recorded without any readback (statistics stay on the GPU).
 
-use super::method::Method;
+use super::choices::Choices;
 use crate::autograd::{backward, Var};
 use crate::model::BbnResNet32;
 use crate::ops::elementwise::{add, scale};
@@ -50,7 +50,7 @@ pub struct Trainer {
     pub model: BbnResNet32,
     pub opt: Sgd,
     pub stats: RunningStats,
-    pub method: Method,
+    pub choices: Choices,
     pub gamma: f32,
     /// Class-balanced weights (CB-CE and DFLCSCE).
     pub cb_weights: Vec<f32>,
@@ -60,7 +60,7 @@ impl Trainer {
     pub fn new(
         model: BbnResNet32,
         sgd: SgdConfig,
-        method: Method,
+        choices: Choices,
         gamma: f32,
         cb_weights: Vec<f32>,
     ) -> Result<Trainer> {
@@ -70,7 +70,7 @@ impl Trainer {
             stats: RunningStats::new(&gpu)?,
             model,
             opt,
-            method,
+            choices,
             gamma,
             cb_weights,
         })
@@ -94,9 +94,12 @@ impl Trainer {
     ) -> Result<()> {
         let gpu = self.opt.gpu()?.clone();
         let classes = self.model.config.classes;
-        let kind = self.method.loss(s.theta, self.gamma, &self.cb_weights);
+        let kind = self
+            .choices
+            .loss
+            .kind(s.theta, self.gamma, &self.cb_weights);
         let (xc, yc) = conv.upload(&gpu, classes)?;
-        let total = match (self.method.bilateral(), rebal) {
+        let total = match (self.choices.bilateral(), rebal) {
             (true, Some(rb)) => {
                 let (xr, yr) = rb.upload(&gpu, classes)?;
                 let z = self.model.forward(&xc, &xr, s.alpha, true)?;
@@ -106,7 +109,7 @@ impl Trainer {
                 self.stats.add_correct(z.value(), &yr, 1.0 - s.alpha)?;
                 add(&scale(&lc, s.alpha)?, &scale(&lr, 1.0 - s.alpha)?)?
             }
-            (true, None) => bail!("a bilateral method needs a re-balancing batch"),
+            (true, None) => bail!("two branches need a re-balancing batch"),
             (false, _) => {
                 let z = self.model.forward_single(&xc, true)?;
                 self.stats.add_correct(z.value(), &yc, 1.0)?;

@@ -1,0 +1,231 @@
+//! What a run trains, chosen separately: the backbone (`--backbone`), the loss (`--loss`), one
+//! or two branches (`--branches`) and the sampler (`--sampler`). `--method` names presets of
+//! them (`super::method`).
+
+use crate::data::SamplerKind;
+use crate::model::ModelConfig;
+use crate::ops::loss::LossKind;
+use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
+
+/// The value of `flag` named `s` in `table` (case-insensitive), or an error listing the names.
+fn parse<T: Copy>(flag: &str, s: &str, table: &[(&str, T)]) -> Result<T> {
+    let lower = s.to_ascii_lowercase();
+    table
+        .iter()
+        .find(|(name, _)| *name == lower)
+        .map(|&(_, v)| v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+            anyhow!("{flag} '{s}' is not one of {}", names.join(", "))
+        })
+}
+
+/// The name of `v` in `table`.
+fn name<T: Copy + PartialEq>(v: T, table: &[(&'static str, T)]) -> &'static str {
+    table.iter().find(|(_, t)| *t == v).map_or("?", |(n, _)| *n)
+}
+
+/// The network's trunk and blocks (`--backbone`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backbone {
+    /// The CIFAR ResNet-32 of He et al. (2016), as BBN uses it.
+    Resnet32,
+    /// ResNet-32 with a Large Selective Kernel module in every basic block (the paper's).
+    LskResnet32,
+}
+
+const BACKBONES: [(&str, Backbone); 2] = [
+    ("resnet32", Backbone::Resnet32),
+    ("lsk-resnet32", Backbone::LskResnet32),
+];
+
+/// The training loss (`--loss`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Loss {
+    /// Cross-entropy.
+    Ce,
+    /// Softmax focal loss (γ).
+    Focal,
+    /// Class-balanced cross-entropy (Cui et al. 2019, β).
+    CbCe,
+    /// θ·focal + (1−θ)·CE, θ = 1 − (T/T_max)² (the paper's eq. 19).
+    Dflce,
+    /// θ·focal + (1−θ)·CB-CE (the paper's eq. 20).
+    Dflcsce,
+}
+
+const LOSSES: [(&str, Loss); 5] = [
+    ("ce", Loss::Ce),
+    ("focal", Loss::Focal),
+    ("cb-ce", Loss::CbCe),
+    ("dflce", Loss::Dflce),
+    ("dflcsce", Loss::Dflcsce),
+];
+
+impl Loss {
+    /// Whether the loss has a focal term (and so reads `--gamma`).
+    pub fn uses_gamma(self) -> bool {
+        matches!(self, Loss::Focal | Loss::Dflce | Loss::Dflcsce)
+    }
+
+    /// Whether the loss weights classes class-balanced (and so reads `--cb-beta`).
+    pub fn uses_cb_beta(self) -> bool {
+        matches!(self, Loss::CbCe | Loss::Dflcsce)
+    }
+
+    /// Whether the loss has the dynamic weight θ (and so reads `--theta-per`).
+    pub fn uses_theta(self) -> bool {
+        matches!(self, Loss::Dflce | Loss::Dflcsce)
+    }
+
+    /// The loss at dynamic-loss weight θ; `cbw` are the class-balanced weights.
+    pub fn kind(self, theta: f32, gamma: f32, cbw: &[f32]) -> LossKind {
+        match self {
+            Loss::Ce => LossKind::Ce,
+            Loss::Focal => LossKind::Focal { gamma, alpha: None },
+            Loss::CbCe => LossKind::CbCe {
+                weights: cbw.to_vec(),
+            },
+            Loss::Dflce => LossKind::Dflce { theta, gamma },
+            Loss::Dflcsce => LossKind::Dflcsce {
+                theta,
+                gamma,
+                weights: cbw.to_vec(),
+            },
+        }
+    }
+}
+
+/// One branch, or BBN's two (`--branches`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Branches {
+    /// The conventional branch alone: one batch per step, inference from that branch.
+    Single,
+    /// BBN: a conventional branch on uniform batches and a re-balancing branch, mixed by
+    /// α = 1 − (epoch/E)².
+    Bilateral,
+}
+
+const BRANCHES: [(&str, Branches); 2] = [
+    ("single", Branches::Single),
+    ("bilateral", Branches::Bilateral),
+];
+
+/// How training batches are drawn (`--sampler`): for one branch, that branch's batches; for
+/// two, the re-balancing branch's (the conventional branch always draws uniformly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sampler {
+    /// A shuffled permutation of the training set each epoch (instance-balanced).
+    Uniform,
+    /// A class uniformly, then an image of it (with replacement).
+    ClassBalanced,
+    /// Class i with probability ∝ N_max/N_i, then an image of it (BBN's reversed sampler).
+    Reversed,
+}
+
+const SAMPLERS: [(&str, Sampler); 3] = [
+    ("uniform", Sampler::Uniform),
+    ("class-balanced", Sampler::ClassBalanced),
+    ("reversed", Sampler::Reversed),
+];
+
+impl Sampler {
+    /// The sampler a run with `branches` draws from when `--sampler` is not given: uniform
+    /// for one branch, reversed for BBN's re-balancing branch.
+    pub fn default_for(branches: Branches) -> Sampler {
+        match branches {
+            Branches::Single => Sampler::Uniform,
+            Branches::Bilateral => Sampler::Reversed,
+        }
+    }
+
+    pub fn kind(self) -> SamplerKind {
+        match self {
+            Sampler::Uniform => SamplerKind::Uniform,
+            Sampler::ClassBalanced => SamplerKind::ClassBalanced,
+            Sampler::Reversed => SamplerKind::Reversed,
+        }
+    }
+}
+
+macro_rules! named {
+    ($t:ty, $table:ident, $flag:literal) => {
+        impl std::str::FromStr for $t {
+            type Err = anyhow::Error;
+            fn from_str(s: &str) -> Result<$t> {
+                parse($flag, s, &$table)
+            }
+        }
+
+        impl $t {
+            /// The name on the command line.
+            pub fn name(self) -> &'static str {
+                name(self, &$table)
+            }
+
+            /// Every value, in the order the help lists them.
+            pub fn all() -> impl Iterator<Item = $t> {
+                $table.into_iter().map(|(_, v)| v)
+            }
+        }
+    };
+}
+
+named!(Backbone, BACKBONES, "--backbone");
+named!(Loss, LOSSES, "--loss");
+named!(Branches, BRANCHES, "--branches");
+named!(Sampler, SAMPLERS, "--sampler");
+
+/// Everything that decides the network and the objective of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choices {
+    pub backbone: Backbone,
+    pub loss: Loss,
+    pub branches: Branches,
+    pub sampler: Sampler,
+}
+
+impl Choices {
+    pub fn bilateral(&self) -> bool {
+        self.branches == Branches::Bilateral
+    }
+
+    /// The network for `classes` classes and `in_ch` input channels.
+    pub fn model_config(&self, classes: usize, in_ch: usize) -> ModelConfig {
+        ModelConfig {
+            classes,
+            in_ch,
+            lsk: self.backbone == Backbone::LskResnet32,
+            bilateral: self.bilateral(),
+            width: ModelConfig::PAPER_WIDTH,
+        }
+    }
+
+    /// The samplers of the conventional (or only) branch and of the re-balancing branch.
+    pub fn samplers(&self) -> (SamplerKind, Option<SamplerKind>) {
+        match self.branches {
+            Branches::Single => (self.sampler.kind(), None),
+            Branches::Bilateral => (SamplerKind::Uniform, Some(self.sampler.kind())),
+        }
+    }
+
+    /// `backbone+loss+branches[+sampler]`, the sampler only where it is not the default.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{}+{}+{}",
+            self.backbone.name(),
+            self.loss.name(),
+            self.branches.name()
+        );
+        if self.sampler != Sampler::default_for(self.branches) {
+            s += "+";
+            s += self.sampler.name();
+        }
+        s
+    }
+}

@@ -1,0 +1,201 @@
+//! The separate choices of `lskbb train` (issue 16): --backbone, --loss, --branches and
+//! --sampler train what they name, override the --method preset, are stored in the
+//! checkpoint and rebuild its network in eval and predict; a loss flag that does not apply
+//! to the chosen loss is a usage error; a checkpoint saved with a method alone still loads.
+
+mod common;
+
+use common::cli::{fails_with, json, lskbb, ok, temp_dir, write_synthetic_png};
+use lskbb::tensor_file::TensorFile;
+use std::path::Path;
+
+/// One tiny epoch on the built-in set (4 classes) into `out`, with `choices`.
+fn train_tiny(out: &Path, choices: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--image-size",
+        "8",
+        "--synthetic-per-class",
+        "10",
+        "--test-per-class",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(choices);
+    ok(&lskbb(&args))
+}
+
+/// eval and predict of `ckpt` work: eval writes its report, predict gives each image a
+/// class and probabilities that sum to 1.
+fn eval_and_predict(ckpt: &Path, dir: &Path) {
+    let text = ok(&lskbb(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        dir.join("eval").to_str().unwrap(),
+    ]));
+    assert!(text.contains("balanced accuracy"), "{text}");
+    let stem = ckpt.file_stem().unwrap().to_str().unwrap();
+    let e = json(&dir.join(format!("eval/eval-{stem}.json")));
+    assert!(e["accuracy"].is_number(), "{e}");
+    let imgs = dir.join("images");
+    for k in 0..4 {
+        write_synthetic_png(&imgs.join(format!("img{k}.png")), k, 500, 4, 8);
+    }
+    let text = ok(&lskbb(&[
+        "predict",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--json",
+        imgs.to_str().unwrap(),
+    ]));
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    for r in &rows {
+        let total: f64 = r["probabilities"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-4, "{r}");
+    }
+}
+
+/// The LSK backbone with CE on one branch (Table 5's LSK+CE row, no preset of its own)
+/// trains, its config and checkpoint say so, and eval and predict rebuild that network.
+#[test]
+fn lsk_backbone_with_ce_on_one_branch_trains_and_evaluates() {
+    let dir = temp_dir("choices-lsk-ce");
+    let out = dir.join("run");
+    let text = train_tiny(
+        &out,
+        &[
+            "--backbone",
+            "lsk-resnet32",
+            "--loss",
+            "ce",
+            "--branches",
+            "single",
+        ],
+    );
+    assert!(text.contains("training lsk-resnet32+ce+single"), "{text}");
+    let cfg = json(&out.join("config.json"));
+    assert_eq!(cfg["backbone"], "lsk-resnet32", "{cfg}");
+    assert_eq!(cfg["loss"], "ce", "{cfg}");
+    assert_eq!(cfg["branches"], "single", "{cfg}");
+    assert_eq!(cfg["sampler"], "uniform", "{cfg}");
+    assert!(cfg["method"].is_null(), "no preset is this: {cfg}");
+    let best = out.join("best.safetensors");
+    let f = TensorFile::load(&best).unwrap();
+    let train: serde_json::Value = serde_json::from_str(&f.metadata["train"]).unwrap();
+    for key in ["backbone", "loss", "branches", "sampler", "method"] {
+        assert_eq!(train[key], cfg[key], "{key}");
+    }
+    let model: serde_json::Value = serde_json::from_str(&f.metadata["model"]).unwrap();
+    assert_eq!(model["lsk"], true, "{model}");
+    assert_eq!(model["bilateral"], false, "{model}");
+    assert!(f.tensors.contains_key("layer1.0.lsk.conv0.weight"));
+    eval_and_predict(&best, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A choice given with a preset replaces the preset's; the sampler follows the branches.
+#[test]
+fn a_given_choice_overrides_the_preset_and_names_the_run() {
+    let dir = temp_dir("choices-override");
+    let out = dir.join("run");
+    train_tiny(
+        &out,
+        &[
+            "--method",
+            "lskbb",
+            "--backbone",
+            "resnet32",
+            "--loss",
+            "ce",
+        ],
+    );
+    let cfg = json(&out.join("config.json"));
+    // lskbb with the plain backbone and CE is BBN's recipe.
+    assert_eq!(cfg["method"], "Bbn", "{cfg}");
+    assert_eq!(cfg["branches"], "bilateral", "{cfg}");
+    assert_eq!(cfg["sampler"], "reversed", "{cfg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A loss flag that does not apply to the chosen loss, or a value that names no choice, is a
+/// usage error that names the flags.
+#[test]
+fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
+    for (args, words) in [
+        (
+            &["--loss", "ce", "--gamma", "1"][..],
+            &["--gamma", "--loss ce"][..],
+        ),
+        (
+            &["--method", "bbn", "--cb-beta", "0.99"],
+            &["--cb-beta", "--method bbn"],
+        ),
+        (
+            &[
+                "--method",
+                "lskbb",
+                "--loss",
+                "focal",
+                "--theta-per",
+                "epoch",
+            ],
+            &["--theta-per", "--loss focal", "dflce"],
+        ),
+        (
+            &["--backbone", "vgg16"],
+            &["--backbone", "resnet32, lsk-resnet32"],
+        ),
+        (
+            &["--branches", "three"],
+            &["--branches", "single, bilateral"],
+        ),
+        (
+            &["--sampler", "square-root"],
+            &["--sampler", "class-balanced"],
+        ),
+        (&["--method", "mislas"], &["--method"]),
+    ] {
+        let mut a = vec!["train"];
+        a.extend_from_slice(args);
+        fails_with(&lskbb(&a), 2, words);
+    }
+    fails_with(&lskbb(&["bench", "--loss", "nope"]), 2, &["--loss"]);
+}
+
+/// A checkpoint saved when a run was a method alone (no backbone, loss, branches or sampler
+/// in its 'train' metadata) still evaluates and predicts.
+#[test]
+fn a_checkpoint_with_a_method_alone_still_evaluates() {
+    let dir = temp_dir("choices-old");
+    let out = dir.join("run");
+    train_tiny(&out, &["--method", "ce"]);
+    let best = out.join("best.safetensors");
+    let mut f = TensorFile::load(&best).unwrap();
+    let mut train: serde_json::Value = serde_json::from_str(&f.metadata["train"]).unwrap();
+    let obj = train.as_object_mut().unwrap();
+    for key in ["backbone", "loss", "branches", "sampler"] {
+        assert!(obj.remove(key).is_some(), "{key}");
+    }
+    assert_eq!(obj["method"], "Ce");
+    f.metadata.insert("train".into(), train.to_string());
+    let old = dir.join("old.safetensors");
+    f.save(&old).unwrap();
+    eval_and_predict(&old, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
