@@ -1,15 +1,20 @@
 // Fused classification losses on logits z [N, C] with labels y [N]:
 //   L = θ · mean_i(−α_y (1−p_y)^γ log p_y) + (1−θ) · Σ_i w_y (−log p_y) / Σ_i w_y,
-// p = softmax(z). Focal-only is θ = 1, (weighted) CE is θ = 0; α and w default to ones.
-// Three passes: `rows` (one workgroup per sample: log-softmax, p_y, the loss terms and
-// the unscaled gradient row p − onehot(y)), `batch` (one workgroup: the batch sums, the loss
-// value and the two normalisers) and `scale` (each gradient row times its coefficient).
+// p = softmax(s·(z − Δ_y·onehot(y))). Focal-only is θ = 1, (weighted) CE is θ = 0; α and w
+// default to ones, the margins Δ to zeros and the scale s to 1 (LDAM sets both). Three
+// passes: `rows` (one workgroup per sample: log-softmax, p_y, the loss terms and the unscaled
+// gradient row s·(p − onehot(y))), `batch` (one workgroup: the batch sums, the loss value and
+// the two normalisers) and `scale` (each gradient row times its coefficient).
 
 struct P {
     n: u32,
     c: u32,
     theta: f32,
     gamma: f32,
+    s: f32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -17,7 +22,7 @@ struct P {
 // rows
 @group(0) @binding(1) var<storage, read> z: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read> weights: array<f32>;   // α[C] then w[C]
+@group(0) @binding(3) var<storage, read> weights: array<f32>;   // α[C], w[C], then Δ[C]
 @group(0) @binding(4) var<storage, read_write> terms: array<vec4<f32>>;  // per sample
 @group(0) @binding(5) var<storage, read_write> gz: array<f32>;
 
@@ -70,24 +75,30 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let label = labels[row];
     let valid = label < p.c;
     let y = min(label, p.c - 1u);
+    // The logits with the true class's lowered by its margin: z_j − δ_jy·Δ_y (z where Δ = 0).
+    let margin = weights[2u * p.c + y];
     var m = -3.4028234663852886e38; // the lowest f32 (a constant past it is an error in WGSL)
-    for (var j = lid; j < p.c; j += 256u) { m = max(m, z[base + j]); }
+    for (var j = lid; j < p.c; j += 256u) {
+        m = max(m, z[base + j] - select(0.0, margin, j == y));
+    }
     m = reduce(vec4<f32>(m), lid, true).x;
-    // s: Σ_j e^(z_j − m); so: the same without j = y, so 1 − p_y = so / s keeps its precision
-    // when p_y is close to 1.
+    // e_j = e^(s·(z_j − δ_jy·Δ_y − m)), the scale applied after the max is subtracted (s = 1
+    // leaves every term as it was). total: Σ_j e_j; acc.y: the same without j = y, so
+    // 1 − p_y = acc.y / total keeps its precision when p_y is close to 1.
     var acc = vec4<f32>(0.0);
     for (var j = lid; j < p.c; j += 256u) {
-        let e = exp(z[base + j] - m);
+        let e = exp(p.s * (z[base + j] - select(0.0, margin, j == y) - m));
         acc += vec4<f32>(e, select(e, 0.0, j == y), 0.0, 0.0);
     }
     acc = reduce(acc, lid, false);
-    let s = acc.x;
-    let zy = z[base + y] - m;
-    let py = exp(zy) / s;
-    let q = acc.y / s;
-    let logp = zy - log(s);
+    let total = acc.x;
+    let zy = p.s * (z[base + y] - margin - m);
+    let py = exp(zy) / total;
+    let q = acc.y / total;
+    let logp = zy - log(total);
     for (var j = lid; j < p.c; j += 256u) {
-        let g = select(exp(z[base + j] - m) / s, -q, j == y);
+        let pj = exp(p.s * (z[base + j] - m)) / total;
+        let g = p.s * select(pj, -q, j == y);
         gz[base + j] = select(nan(), g, valid);
     }
     if lid == 0u {

@@ -1,7 +1,7 @@
 //! Fused classification losses on logits (`shaders/loss.wgsl`): cross-entropy, focal loss,
-//! class-balanced CE and the dynamic mixtures DFLCE / DFLCSCE. The forward computes the value
-//! and the gradient with respect to the logits on the GPU; the backward only scales that
-//! gradient by the upstream scalar.
+//! class-balanced CE, the dynamic mixtures DFLCE / DFLCSCE and LDAM. The forward computes the
+//! value and the gradient with respect to the logits on the GPU; the backward only scales
+//! that gradient by the upstream scalar.
 //!
 //! Labels stay on the GPU and are not read back: the data loader validates them. A label
 //! >= C makes the loss value and its gradient row NaN instead of reading out of bounds.
@@ -37,6 +37,9 @@ struct Params {
     c: u32,
     theta: f32,
     gamma: f32,
+    /// The logits' scale s (1 but for LDAM).
+    s: f32,
+    pad: [u32; 3],
 }
 
 /// A classification loss on logits z [N, C] with labels y; p = softmax(z).
@@ -56,20 +59,73 @@ pub enum LossKind {
         gamma: f32,
         weights: Vec<f32>,
     },
+    /// LDAM (Cao et al. 2019): CE of s·(z − Δ_y·onehot(y)), the true class's logit lowered by
+    /// its class's margin Δ_y, weighted as CB-CE where `weights` are given (DRW's second
+    /// stage).
+    Ldam {
+        margins: Vec<f32>,
+        scale: f32,
+        weights: Option<Vec<f32>>,
+    },
 }
 
-/// The loss as θ·Focal(γ, α) + (1−θ)·weighted CE(w): (θ, γ, α, w).
-pub fn mixture(kind: &LossKind) -> (f32, f32, Option<&[f32]>, Option<&[f32]>) {
+/// A loss as θ·Focal(γ, α) + (1−θ)·weighted CE(w), on the logits s·(z − Δ_y·onehot(y)).
+pub struct Mixture<'a> {
+    pub theta: f32,
+    pub gamma: f32,
+    pub alpha: Option<&'a [f32]>,
+    pub weights: Option<&'a [f32]>,
+    pub margins: Option<&'a [f32]>,
+    pub scale: f32,
+}
+
+/// The mixture that is `kind`.
+pub fn mixture(kind: &LossKind) -> Mixture<'_> {
+    let m = Mixture {
+        theta: 0.0,
+        gamma: 0.0,
+        alpha: None,
+        weights: None,
+        margins: None,
+        scale: 1.0,
+    };
     match kind {
-        LossKind::Ce => (0.0, 0.0, None, None),
-        LossKind::Focal { gamma, alpha } => (1.0, *gamma, alpha.as_deref(), None),
-        LossKind::CbCe { weights } => (0.0, 0.0, None, Some(weights)),
-        LossKind::Dflce { theta, gamma } => (*theta, *gamma, None, None),
+        LossKind::Ce => m,
+        LossKind::Focal { gamma, alpha } => Mixture {
+            theta: 1.0,
+            gamma: *gamma,
+            alpha: alpha.as_deref(),
+            ..m
+        },
+        LossKind::CbCe { weights } => Mixture {
+            weights: Some(weights),
+            ..m
+        },
+        LossKind::Dflce { theta, gamma } => Mixture {
+            theta: *theta,
+            gamma: *gamma,
+            ..m
+        },
         LossKind::Dflcsce {
             theta,
             gamma,
             weights,
-        } => (*theta, *gamma, None, Some(weights)),
+        } => Mixture {
+            theta: *theta,
+            gamma: *gamma,
+            weights: Some(weights),
+            ..m
+        },
+        LossKind::Ldam {
+            margins,
+            scale,
+            weights,
+        } => Mixture {
+            weights: weights.as_deref(),
+            margins: Some(margins),
+            scale: *scale,
+            ..m
+        },
     }
 }
 
@@ -87,6 +143,20 @@ pub fn cb_weights(counts: &[usize], beta: f64) -> Vec<f32> {
         .collect()
 }
 
+/// LDAM's margins (Cao et al. 2019, eq. 12): Δ_j ∝ n_j^(−1/4), scaled so that the rarest
+/// class's is `max_margin` (their code's `max_m`, 0.5). A class without images counts as one.
+/// Computed in f64 and rounded to f32.
+pub fn ldam_margins(counts: &[usize], max_margin: f64) -> Vec<f32> {
+    let m: Vec<f64> = counts
+        .iter()
+        .map(|&n| (n.max(1) as f64).powf(-0.25))
+        .collect();
+    let largest = m.iter().cloned().fold(0.0, f64::max);
+    m.iter()
+        .map(|v| (v / largest * max_margin) as f32)
+        .collect()
+}
+
 /// The loss value [1] and its gradient with respect to the logits [N, C].
 pub fn loss_forward(logits: &Tensor, labels: &Tensor, kind: &LossKind) -> Result<(Tensor, Tensor)> {
     let (n, c) = rows(logits, "loss logits")?;
@@ -97,12 +167,21 @@ pub fn loss_forward(logits: &Tensor, labels: &Tensor, kind: &LossKind) -> Result
         );
     }
     check_labels(labels, n)?;
-    let (theta, gamma, alpha, w) = mixture(kind);
-    if !(0.0..=1.0).contains(&theta) || !(0.0..).contains(&gamma) {
-        bail!("loss {kind:?}: needs 0 <= theta <= 1 and gamma >= 0");
+    let mx = mixture(kind);
+    let (theta, gamma, s) = (mx.theta, mx.gamma, mx.scale);
+    let usable =
+        (0.0..=1.0).contains(&theta) && (0.0..).contains(&gamma) && s > 0.0 && s.is_finite();
+    if !usable {
+        bail!("loss {kind:?}: needs 0 <= theta <= 1, gamma >= 0 and a finite scale s > 0");
     }
-    let mut table = vec![1.0f32; 2 * c];
-    for (name, v, off) in [("focal alpha", alpha, 0), ("class weights", w, c)] {
+    // α[C], w[C] (ones where not given), then the margins Δ[C] (zeros).
+    let mut table = vec![1.0f32; 3 * c];
+    table[2 * c..].fill(0.0);
+    for (name, v, off) in [
+        ("focal alpha", mx.alpha, 0),
+        ("class weights", mx.weights, c),
+        ("margins", mx.margins, 2 * c),
+    ] {
         if let Some(v) = v {
             if v.len() != c {
                 bail!("loss: {name} has {} entries for {c} classes", v.len());
@@ -111,7 +190,7 @@ pub fn loss_forward(logits: &Tensor, labels: &Tensor, kind: &LossKind) -> Result
         }
     }
     let gpu = logits.gpu();
-    let table = Tensor::from_f32(gpu, &table, &[2 * c])?;
+    let table = Tensor::from_f32(gpu, &table, &[3 * c])?;
     let terms = Tensor::empty(gpu, &[n, 4], DType::F32)?;
     let grad = Tensor::empty(gpu, &[n, c], DType::F32)?;
     let value = Tensor::empty(gpu, &[1], DType::F32)?;
@@ -121,6 +200,8 @@ pub fn loss_forward(logits: &Tensor, labels: &Tensor, kind: &LossKind) -> Result
         c: c as u32,
         theta,
         gamma,
+        s,
+        pad: [0; 3],
     };
     let pb = bytemuck::bytes_of(&p);
     gpu.dispatch(

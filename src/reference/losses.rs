@@ -171,6 +171,17 @@ fn ce(z: &Arr, labels: &[u32], w: Option<&[f32]>) -> (f64, Arr) {
     (v / total, g)
 }
 
+/// LDAM: CE (weighted where `w` is given) of s·(z − Δ_y·onehot(y)), and its gradient.
+fn ldam(z: &Arr, labels: &[u32], margins: &[f32], s: f64, w: Option<&[f32]>) -> (f64, Arr) {
+    let c = z.shape[1];
+    let mut zs = z.clone();
+    for (i, &y) in labels.iter().enumerate() {
+        zs.data[i * c + y as usize] -= margins[y as usize] as f64;
+    }
+    let (v, g) = ce(&zs.map(|x| s * x), labels, w);
+    (v, g.map(|x| s * x))
+}
+
 fn mix(theta: f64, a: (f64, Arr), b: (f64, Arr)) -> (f64, Arr) {
     (
         theta * a.0 + (1.0 - theta) * b.0,
@@ -198,6 +209,11 @@ pub fn loss(z: &Arr, labels: &[u32], kind: &LossKind) -> (f64, Arr) {
             focal(z, labels, *gamma as f64, None),
             ce(z, labels, Some(weights)),
         ),
+        LossKind::Ldam {
+            margins,
+            scale,
+            weights,
+        } => ldam(z, labels, margins, *scale as f64, weights.as_deref()),
     }
 }
 
