@@ -1,5 +1,5 @@
-//! CPU reference of the fully connected layer, softmax, label gathering, the classification
-//! losses (value and gradient) and the SGD step.
+//! CPU reference of the fully connected layer, row L2 normalisation (the cosine classifier),
+//! softmax, label gathering, the classification losses (value and gradient) and the SGD step.
 
 use super::Arr;
 use crate::ops::loss::LossKind;
@@ -56,6 +56,38 @@ pub fn linear_backward(x: &Arr, w: &Arr, gy: &Arr) -> (Arr, Arr, Arr) {
         gb.data[i % o] += gy.data[i];
     }
     (matmul(gy, w, false, false), matmul(gy, x, true, false), gb)
+}
+
+/// x / max(‖x_i‖, eps) per row of an [N, F] array.
+pub fn normalize(x: &Arr, eps: f64) -> Arr {
+    let f = x.shape[1];
+    let mut y = x.clone();
+    for row in y.data.chunks_mut(f) {
+        let d = row.iter().map(|v| v * v).sum::<f64>().sqrt().max(eps);
+        row.iter_mut().for_each(|v| *v /= d);
+    }
+    y
+}
+
+/// gx of y = normalize(x): (gy − y (y·gy)) / ‖x‖ per row, gy / eps where the norm is
+/// below eps.
+pub fn normalize_backward(x: &Arr, gy: &Arr, eps: f64) -> Arr {
+    let f = x.shape[1];
+    let y = normalize(x, eps);
+    let mut gx = Arr::zeros(&x.shape);
+    for i in 0..x.shape[0] {
+        let r = i * f..(i + 1) * f;
+        let norm = x.data[r.clone()].iter().map(|v| v * v).sum::<f64>().sqrt();
+        let proj: f64 = if norm > eps {
+            r.clone().map(|k| y.data[k] * gy.data[k]).sum()
+        } else {
+            0.0
+        };
+        for k in r {
+            gx.data[k] = (gy.data[k] - y.data[k] * proj) / norm.max(eps);
+        }
+    }
+    gx
 }
 
 /// Row-wise log-softmax of an [N, C] array.
