@@ -7,6 +7,9 @@ so it loads here with load_state_dict(strict=True), and the other way round.
 
 `width` is the stem's and stage 1's channel count (16 in the paper's ResNet-32; stages 2 and 3
 have twice and four times as many). Narrower widths keep the test fixtures small.
+
+`cosine_scale` (LDAM's runs) replaces the fc by Cao et al.'s cosine classifier: fc.weight
+alone, on the conventional branch's features for a single-branch model (`bilateral=False`).
 """
 import torch
 import torch.nn as nn
@@ -105,13 +108,30 @@ class BasicBlock(nn.Module):
         return F.relu(out + sc)
 
 
+class NormedLinear(nn.Module):
+    """Cao et al. (2019)'s cosine classifier: z_k = cos(x, w_k), no bias. Its weight is
+    stored [classes, in] (nn.Linear's layout; theirs is the transpose), each class vector
+    initialised U(-1, 1) and scaled to unit norm as theirs."""
+
+    def __init__(self, fin, classes):
+        super().__init__()
+        w = torch.empty(classes, fin).uniform_(-1, 1)
+        self.weight = nn.Parameter(w / w.norm(dim=1, keepdim=True))
+
+    def forward(self, x):
+        return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=1).t()
+
+
 class BBNResNet32(nn.Module):
     """ResNet-32 (3 stages of 5 blocks, widths w/2w/4w); the last block of stage 3 is two
     blocks, cb_block (conventional branch) and rb_block (re-balancing branch)."""
 
-    def __init__(self, num_classes, lsk=True, in_ch=3, width=PAPER_WIDTH):
+    def __init__(self, num_classes, lsk=True, in_ch=3, width=PAPER_WIDTH, bilateral=True,
+                 cosine_scale=None):
         super().__init__()
         w = width
+        self.bilateral = bilateral
+        self.cosine_scale = cosine_scale
         self.conv1 = nn.Conv2d(in_ch, w, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
         self.layer1 = nn.Sequential(*[BasicBlock(w, w, 1, lsk) for _ in range(5)])
@@ -119,7 +139,10 @@ class BBNResNet32(nn.Module):
         self.layer3 = nn.Sequential(BasicBlock(2 * w, 4 * w, 2, lsk), *[BasicBlock(4 * w, 4 * w, 1, lsk) for _ in range(3)])
         self.cb_block = BasicBlock(4 * w, 4 * w, 1, lsk)
         self.rb_block = BasicBlock(4 * w, 4 * w, 1, lsk)
-        self.fc = nn.Linear(8 * w, num_classes, bias=True)
+        if cosine_scale is None:
+            self.fc = nn.Linear(8 * w, num_classes, bias=True)
+        else:
+            self.fc = NormedLinear((8 if bilateral else 4) * w, num_classes)
         # BBN's init (kaiming_normal_, fan_in) for the ResNet's convs and the fc; the LSK
         # modules keep PyTorch's default Conv2d init (kaiming_uniform_ a=sqrt(5), uniform
         # bias): kaiming_normal_ on them too makes training diverge in the first epoch.
@@ -142,9 +165,21 @@ class BBNResNet32(nn.Module):
         f_r = F.adaptive_avg_pool2d(self.rb_block(self.features(x_r)), 1).flatten(1)
         return self.fc(2 * torch.cat([alpha * f_c, (1 - alpha) * f_r], dim=1))
 
+    def forward_single(self, x):
+        """Single-branch forward: fc(cat(2 f_c, 0)), or the cosines of f_c."""
+        f_c = F.adaptive_avg_pool2d(self.cb_block(self.features(x)), 1).flatten(1)
+        if self.cosine_scale is not None:
+            return self.fc(f_c)
+        return self.fc(torch.cat([2 * f_c, torch.zeros_like(f_c)], dim=1))
+
     def infer(self, x):
-        """Inference: both branches see the same image, features concatenated unweighted."""
-        f = self.features(x)
-        f_c = F.adaptive_avg_pool2d(self.cb_block(f), 1).flatten(1)
-        f_r = F.adaptive_avg_pool2d(self.rb_block(f), 1).flatten(1)
-        return self.fc(torch.cat([f_c, f_r], dim=1))
+        """Inference: both branches see the same image, features concatenated unweighted (the
+        conventional branch alone for a single-branch model); cosines scaled by s."""
+        if self.bilateral:
+            f = self.features(x)
+            f_c = F.adaptive_avg_pool2d(self.cb_block(f), 1).flatten(1)
+            f_r = F.adaptive_avg_pool2d(self.rb_block(f), 1).flatten(1)
+            z = self.fc(torch.cat([f_c, f_r], dim=1))
+        else:
+            z = self.forward_single(x)
+        return z if self.cosine_scale is None else self.cosine_scale * z

@@ -6,7 +6,7 @@ use crate::data::rng::Rng;
 use crate::gpu::{Gpu, KernelTime, TunedChoice};
 use crate::model::BbnResNet32;
 use crate::ops::sgd::SgdConfig;
-use crate::train::choices::Choices;
+use crate::train::choices::{Choices, LossSettings, LDAM_SCALE};
 use crate::train::method::Method;
 use crate::train::step::{HostBatch, StepSettings, Trainer};
 use anyhow::{bail, Context, Result};
@@ -343,7 +343,9 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.steps == 0 {
         bail!("bench: at least one timed step is needed");
     }
-    let model_cfg = cfg.choices.model_config(cfg.classes, cfg.channels);
+    let model_cfg = cfg
+        .choices
+        .model_config(cfg.classes, cfg.channels, LDAM_SCALE);
     let (lsk, bilateral) = (model_cfg.lsk, model_cfg.bilateral);
     let model = BbnResNet32::new(gpu, &model_cfg, 0)?;
     let sgd = SgdConfig {
@@ -352,7 +354,14 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         weight_decay: 2e-4,
         nesterov: false,
     };
-    let mut trainer = Trainer::new(model, sgd, cfg.choices, 2.0, vec![1.0; cfg.classes])?;
+    // Balanced classes: every class weight 1 and every LDAM margin LDAM's largest.
+    let loss = LossSettings {
+        gamma: 2.0,
+        cb_weights: vec![1.0; cfg.classes],
+        margins: vec![0.5; cfg.classes],
+        ldam_scale: LDAM_SCALE,
+    };
+    let mut trainer = Trainer::new(model, sgd, cfg.choices, loss)?;
     trainer.set_recompute(cfg.recompute)?;
     gpu.set_autotune(cfg.autotune);
     let shape = [cfg.batch, cfg.channels, cfg.image_size, cfg.image_size];
@@ -384,6 +393,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         alpha: 0.5,
         theta: 0.5,
         lr: 0.05,
+        reweighted: false,
     };
     let mut step = |n: usize| -> Result<()> {
         for _ in 0..n {

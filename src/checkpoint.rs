@@ -174,18 +174,28 @@ pub fn model_from(
 }
 
 /// The config of a state_dict written by PyTorch (no lskbb metadata): classes from fc.weight,
-/// input channels and width from conv1.weight, LSK from the presence of `layer1.0.lsk.*`.
+/// input channels and width from conv1.weight, LSK from the presence of `layer1.0.lsk.*`. An
+/// fc without a bias is the cosine classifier, on one branch's features where fc.weight has
+/// 4·width inputs; its scale, not in the tensors, is LDAM's s = 30 (Cao et al.'s code).
 fn infer_config(f: &TensorFile) -> Result<ModelConfig> {
     let (fc, _) = f.f32("fc.weight")?;
     let (c1, _) = f.f32("conv1.weight")?;
-    let (&[classes, _], &[width, in_ch, _, _]) = (fc, c1) else {
+    let cosine = !f.tensors.contains_key("fc.bias");
+    let (&[classes, fin], &[width, in_ch, _, _]) = (fc, c1) else {
         bail!("fc.weight must be [classes, 8·width] and conv1.weight [width, in_ch, 3, 3], got {fc:?} and {c1:?}");
     };
+    if fin != 8 * width && !(cosine && fin == 4 * width) {
+        bail!(
+            "fc.weight has {fin} inputs for conv1's width {width}: expected 8·width (or 4·width \
+             for a single-branch cosine classifier, without fc.bias)"
+        );
+    }
     Ok(ModelConfig {
         classes,
         in_ch,
         lsk: f.tensors.contains_key("layer1.0.lsk.conv0.weight"),
-        bilateral: true,
+        bilateral: fin == 8 * width,
         width,
+        cosine_scale: cosine.then_some(30.0),
     })
 }

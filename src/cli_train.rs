@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use lskbb::data::parse_imbalance;
 use lskbb::gpu::AdapterChoice;
 use lskbb::optim::{default_warmup, LrSchedule};
-use lskbb::train::choices::Sampler;
+use lskbb::train::choices::{Reweight, Sampler, LDAM_MAX_MARGIN, LDAM_SCALE};
 use lskbb::train::progress::ProgressStyle;
 use lskbb::train::run::run_name;
 use lskbb::train::{self, Outcome, SgdSettings, ThetaPer, TrainConfig, TrainOptions};
@@ -23,7 +23,6 @@ mod infer;
 mod table;
 
 pub use choices::ChoiceArgs;
-use choices::LossFlag;
 use data::DataArgs;
 pub use infer::{eval, predict, EvalArgs, PredictArgs};
 
@@ -46,6 +45,9 @@ pub enum Schedule {
     Step,
     /// Linear warm-up, then cosine decay.
     Cosine,
+    /// Linear warm-up, then ×0.01 at 80% and 90% of the epochs (LDAM-DRW: 160 and 180 of
+    /// 200), DRW's re-weighting starting with the first drop.
+    Ldam,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -71,6 +73,11 @@ pub struct TrainArgs {
     /// uniform for a single branch, reversed for bilateral, whatever the --method preset.
     #[arg(long)]
     sampler: Option<Sampler>,
+    /// none (classes weighted as the loss itself does) or drw (deferred re-weighting, Cao et
+    /// al. 2019: unweighted, then class-balanced weights of β = --cb-beta from 80% of the
+    /// epochs on; ce and ldam). Default: the --method preset's (drw for ldam-drw).
+    #[arg(long)]
+    reweight: Option<Reweight>,
     /// Epochs (default: the paper's 200; a short schedule when the adapter is a CPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     epochs: Option<usize>,
@@ -88,21 +95,28 @@ pub struct TrainArgs {
     weight_decay: f32,
     #[arg(long)]
     nesterov: bool,
-    #[arg(long, value_enum, default_value = "step")]
-    schedule: Schedule,
+    /// The learning-rate schedule [default: ldam with --reweight drw (ldam-drw), else step].
+    #[arg(long, value_enum)]
+    schedule: Option<Schedule>,
     /// Warm-up epochs (default: 5, or a tenth of a shorter run).
     #[arg(long)]
     warmup: Option<usize>,
     /// Focal loss γ (>= 0; focal, dflce and dflcsce) [default: 2].
     #[arg(long, value_parser = non_negative)]
     gamma: Option<f32>,
-    /// Class-balanced loss β, 0 <= β < 1 (cb-ce and dflcsce) [default: 0.9999].
+    /// Class-balanced loss β, 0 <= β < 1 (cb-ce, dflcsce and --reweight drw) [default: 0.9999].
     #[arg(long, value_parser = fraction_f64)]
     cb_beta: Option<f64>,
     /// The dynamic losses' θ = 1 − (T/T_max)² counts iterations or epochs (dflce and
     /// dflcsce) [default: iteration].
     #[arg(long, value_enum)]
     theta_per: Option<ThetaArg>,
+    /// LDAM's largest margin, the rarest class's (> 0; ldam) [default: 0.5].
+    #[arg(long, value_parser = positive)]
+    ldam_max_margin: Option<f32>,
+    /// LDAM's logit scale s (> 0; ldam) [default: 30].
+    #[arg(long, value_parser = positive)]
+    ldam_scale: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Without validation images in the data (no val/ folder, --val-per-class 0): the fraction
@@ -317,30 +331,7 @@ const CPU_BATCH: usize = 8;
 const CPU_IMAGE: usize = 16;
 
 pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
-    let (method, choices) = a.choices.resolve(a.sampler);
-    a.choices.check_loss_flags(
-        &choices,
-        &[
-            LossFlag {
-                flag: "--gamma",
-                given: a.gamma.is_some(),
-                applies: |c| c.loss.uses_gamma(),
-                what: "the focal term's γ, which only focal, dflce and dflcsce have",
-            },
-            LossFlag {
-                flag: "--cb-beta",
-                given: a.cb_beta.is_some(),
-                applies: |c| c.loss.uses_cb_beta(),
-                what: "the class-balanced weights' β, which only cb-ce and dflcsce have",
-            },
-            LossFlag {
-                flag: "--theta-per",
-                given: a.theta_per.is_some(),
-                applies: |c| c.loss.uses_theta(),
-                what: "how the dynamic weight θ decays, which only dflce and dflcsce have",
-            },
-        ],
-    )?;
+    let (method, choices) = choices::resolve_train(&a)?;
     let gpu = Gpu::new(choice)?;
     println!("adapter: {}", gpu.describe());
     let untouched =
@@ -361,8 +352,12 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
     data.long_tail_cap = a.long_tail_cap;
     data.val_fraction = Some(a.val_fraction);
     let warmup = a.warmup.unwrap_or(default_warmup(epochs));
-    let schedule = match a.schedule {
+    let schedule = match a.schedule.unwrap_or(match choices.reweight {
+        Reweight::Drw => Schedule::Ldam,
+        Reweight::None => Schedule::Step,
+    }) {
         Schedule::Step => LrSchedule::bbn_step(a.lr, epochs, warmup),
+        Schedule::Ldam => LrSchedule::ldam_step(a.lr, epochs, warmup),
         Schedule::Cosine => LrSchedule::Cosine {
             base: a.lr,
             warmup,
@@ -387,6 +382,8 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
             None | Some(ThetaArg::Iteration) => ThetaPer::Iteration,
             Some(ThetaArg::Epoch) => ThetaPer::Epoch,
         },
+        ldam_max_margin: a.ldam_max_margin.unwrap_or(LDAM_MAX_MARGIN),
+        ldam_scale: a.ldam_scale.unwrap_or(LDAM_SCALE),
         seed: a.seed,
         patience: a.patience,
     };

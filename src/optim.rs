@@ -135,10 +135,27 @@ impl LrSchedule {
     /// BBN's recipe scaled to `epochs`: linear warm-up over `warmup` epochs (BBN: 5, see
     /// [`default_warmup`]), then ×0.01 at 60% and 80% of the run.
     pub fn bbn_step(base: f32, epochs: usize, warmup: usize) -> LrSchedule {
-        // At 60% and 80% of the run; in short runs each drop comes after at least one epoch
-        // at the rate before it (1 epoch: none; 2: one, before epoch 2).
-        let first = (epochs * 3 / 5).max(1);
-        let second = (epochs * 4 / 5).max(first + 1);
+        LrSchedule::two_drops(base, epochs, warmup, [3, 4], 5)
+    }
+
+    /// Cao et al.'s LDAM-DRW recipe scaled to `epochs`: linear warm-up, then ×0.01 at 80%
+    /// and again at 90% of the run (their CIFAR code: epochs 160 and 180 of 200), DRW's
+    /// re-weighting starting with the first drop.
+    pub fn ldam_step(base: f32, epochs: usize, warmup: usize) -> LrSchedule {
+        LrSchedule::two_drops(base, epochs, warmup, [8, 9], 10)
+    }
+
+    /// ×0.01 at `at[0]`/`per` and `at[1]`/`per` of the run; in short runs each drop comes
+    /// after at least one epoch at the rate before it (1 epoch: none; 2: one, before epoch 2).
+    fn two_drops(
+        base: f32,
+        epochs: usize,
+        warmup: usize,
+        at: [usize; 2],
+        per: usize,
+    ) -> LrSchedule {
+        let first = (epochs * at[0] / per).max(1);
+        let second = (epochs * at[1] / per).max(first + 1);
         LrSchedule::Step {
             base,
             warmup,
@@ -215,6 +232,22 @@ mod tests {
         assert_eq!(drops(200), vec![120, 160]);
         let one = LrSchedule::bbn_step(0.05, 1, default_warmup(1));
         assert!((one.lr(0) - 0.05).abs() < 1e-7, "{}", one.lr(0));
+    }
+
+    #[test]
+    fn ldam_schedule_steps_at_160_and_180_with_drw() {
+        let s = LrSchedule::ldam_step(0.1, 200, default_warmup(200));
+        assert!((s.lr(159) - 0.1).abs() < 1e-7);
+        assert!((s.lr(160) - 0.001).abs() < 1e-9);
+        assert!((s.lr(180) - 0.00001).abs() < 1e-11);
+        for epochs in [1, 2, 3, 10, 200] {
+            let LrSchedule::Step { milestones, .. } = LrSchedule::ldam_step(0.1, epochs, 0) else {
+                panic!("a step schedule");
+            };
+            // DRW starts with the first drop (where the run is long enough to have one).
+            let drw = crate::train::choices::drw_epoch(epochs);
+            assert_eq!(milestones.first().copied().unwrap_or(drw), drw, "{epochs}");
+        }
     }
 
     #[test]

@@ -178,6 +178,7 @@ fn model_step(gpu: &Arc<Gpu>, f: &TensorFile, path: &Path) -> Result<Vec<Row>> {
             .get("width")
             .and_then(Value::as_u64)
             .map_or(ModelConfig::PAPER_WIDTH, |w| w as usize),
+        cosine_scale: None,
     };
     let alpha = num(&cfg, "alpha")? as f32;
     let kind = loss_kind(&cfg, classes)?;

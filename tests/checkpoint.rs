@@ -29,6 +29,7 @@ fn config_of(f: &TensorFile) -> ModelConfig {
         lsk: cfg["lsk"].as_bool().unwrap(),
         bilateral: true,
         width: cfg["width"].as_u64().unwrap() as usize,
+        cosine_scale: None,
     }
 }
 
@@ -108,6 +109,7 @@ fn strict_load_names_missing_extra_and_misshapen_tensors() {
         lsk: true,
         bilateral: true,
         width: ModelConfig::PAPER_WIDTH,
+        cosine_scale: None,
     };
     let model = BbnResNet32::new(&gpu, &cfg, 2).unwrap();
     let full = state_dict(&model.store).unwrap();
@@ -148,7 +150,8 @@ fn a_state_dict_saved_by_pytorch_loads_strictly() {
             in_ch: 1,
             lsk: true,
             bilateral: true,
-            width: 4
+            width: 4,
+            cosine_scale: None,
         }
     );
     let sd = state_dict(&model.store).unwrap();
@@ -157,4 +160,42 @@ fn a_state_dict_saved_by_pytorch_loads_strictly() {
         f.tensors.keys().collect::<Vec<_>>()
     );
     assert_eq!(sd.tensors, f.tensors);
+}
+
+/// A cosine classifier (LDAM's) has fc.weight alone: on one branch's 4·width features for a
+/// single-branch model, on both branches' 8·width for a bilateral one. A state_dict without
+/// lskbb metadata gives back that config (the scale, not in the tensors, LDAM's s = 30).
+#[test]
+fn a_cosine_classifier_state_dict_names_its_config() {
+    let gpu = common::gpu();
+    let dir = std::env::temp_dir().join(format!("lskbb-cosine-sd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for bilateral in [false, true] {
+        let cfg = ModelConfig {
+            classes: 3,
+            in_ch: 3,
+            lsk: false,
+            bilateral,
+            width: 4,
+            cosine_scale: Some(30.0),
+        };
+        let model = BbnResNet32::new(&gpu, &cfg, 3).unwrap();
+        let sd = state_dict(&model.store).unwrap();
+        let fin = if bilateral { 32 } else { 16 };
+        assert_eq!(sd.tensors["fc.weight"].shape, vec![3, fin]);
+        assert!(!sd.tensors.contains_key("fc.bias"));
+        // Cao et al.'s init: unit-norm class vectors.
+        let Data::F32(w) = &sd.tensors["fc.weight"].data else {
+            panic!("fc.weight is f32");
+        };
+        for row in w.chunks(fin) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-6, "{norm}");
+        }
+        let path = dir.join(format!("cosine-{bilateral}.safetensors"));
+        sd.save(&path).unwrap();
+        let (loaded, _) = load_model(&gpu, &path).unwrap();
+        assert_eq!(loaded.config, cfg);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

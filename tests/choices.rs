@@ -9,12 +9,12 @@ use common::cli::{fails_with, json, lskbb, ok, temp_dir, write_synthetic_png};
 use lskbb::tensor_file::TensorFile;
 use std::path::Path;
 
-/// One tiny epoch on the built-in set (4 classes) into `out`, with `choices`.
-fn train_tiny(out: &Path, choices: &[&str]) -> String {
+/// `epochs` tiny epochs on the built-in set (4 classes) into `out`, with `choices`.
+fn train_tiny(out: &Path, epochs: &str, choices: &[&str]) -> String {
     let mut args = vec![
         "train",
         "--epochs",
-        "1",
+        epochs,
         "--batch-size",
         "4",
         "--image-size",
@@ -79,6 +79,7 @@ fn lsk_backbone_with_ce_on_one_branch_trains_and_evaluates() {
     let out = dir.join("run");
     let text = train_tiny(
         &out,
+        "1",
         &[
             "--backbone",
             "lsk-resnet32",
@@ -116,6 +117,7 @@ fn a_given_choice_overrides_the_preset_and_names_the_run() {
     let out = dir.join("run");
     train_tiny(
         &out,
+        "1",
         &[
             "--method",
             "lskbb",
@@ -169,7 +171,23 @@ fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
             &["--sampler", "square-root"],
             &["--sampler", "class-balanced"],
         ),
-        (&["--method", "mislas"], &["--method"]),
+        (&["--method", "mislas"], &["--method", "ldam-drw"]),
+        (
+            &["--method", "ldam-drw", "--loss", "focal"],
+            &["--method ldam-drw", "--loss focal", "--reweight none"],
+        ),
+        (
+            &["--reweight", "drw", "--loss", "dflce"],
+            &["--reweight drw", "--loss dflce"],
+        ),
+        (
+            &["--loss", "ce", "--ldam-scale", "10"],
+            &["--ldam-scale", "--loss ce"],
+        ),
+        (
+            &["--method", "ce", "--ldam-max-margin", "0.3"],
+            &["--ldam-max-margin", "--method ce"],
+        ),
     ] {
         let mut a = vec!["train"];
         a.extend_from_slice(args);
@@ -178,13 +196,58 @@ fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
     fails_with(&lskbb(&["bench", "--loss", "nope"]), 2, &["--loss"]);
 }
 
+/// LDAM-DRW: the cosine classifier, LDAM's margins, and from the DRW epoch (the second of
+/// two, with the learning rate's first drop) class-balanced weights; eval and predict
+/// rebuild the cosine classifier, whose probabilities are softmax(s·cos).
+#[test]
+fn ldam_drw_trains_with_its_cosine_classifier_and_deferred_weights() {
+    let dir = temp_dir("choices-ldam");
+    let out = dir.join("run");
+    let text = train_tiny(&out, "2", &["--method", "ldam-drw"]);
+    assert!(text.contains("training ldam-drw"), "{text}");
+    assert!(
+        text.contains("epoch 2: deferred re-weighting starts"),
+        "{text}"
+    );
+    let cfg = json(&out.join("config.json"));
+    assert_eq!(cfg["method"], "LdamDrw", "{cfg}");
+    assert_eq!(cfg["loss"], "ldam", "{cfg}");
+    assert_eq!(cfg["reweight"], "drw", "{cfg}");
+    assert_eq!(cfg["ldam_scale"], 30.0, "{cfg}");
+    assert_eq!(cfg["ldam_max_margin"], 0.5, "{cfg}");
+    // LDAM-DRW's schedule: its first drop (×0.01) at the DRW epoch.
+    assert_eq!(
+        cfg["schedule"]["Step"]["milestones"],
+        serde_json::json!([1]),
+        "{cfg}"
+    );
+    let metrics: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(metrics
+        .iter()
+        .all(|m| m["train_loss"].as_f64().unwrap().is_finite()));
+    let last = out.join("last.safetensors");
+    let f = TensorFile::load(&last).unwrap();
+    let model: serde_json::Value = serde_json::from_str(&f.metadata["model"]).unwrap();
+    assert_eq!(model["cosine_scale"], 30.0, "{model}");
+    assert_eq!(model["bilateral"], false, "{model}");
+    // The cosine classifier: fc.weight on the conventional branch's 64 features, no bias.
+    assert_eq!(f.tensors["fc.weight"].shape, vec![4, 64]);
+    assert!(!f.tensors.contains_key("fc.bias"));
+    eval_and_predict(&last, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A checkpoint saved when a run was a method alone (no backbone, loss, branches or sampler
 /// in its 'train' metadata) still evaluates and predicts.
 #[test]
 fn a_checkpoint_with_a_method_alone_still_evaluates() {
     let dir = temp_dir("choices-old");
     let out = dir.join("run");
-    train_tiny(&out, &["--method", "ce"]);
+    train_tiny(&out, "1", &["--method", "ce"]);
     let best = out.join("best.safetensors");
     let mut f = TensorFile::load(&best).unwrap();
     let mut train: serde_json::Value = serde_json::from_str(&f.metadata["train"]).unwrap();

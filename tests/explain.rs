@@ -35,6 +35,7 @@ fn grad_cam_and_lsk_masks_match_pytorch() {
         lsk: true,
         bilateral: true,
         width: 2,
+        cosine_scale: None,
     };
     let model = BbnResNet32::new(&gpu, &config, 0).unwrap();
     let store = &model.store;
@@ -122,6 +123,7 @@ fn a_single_branch_map_follows_from_the_fc_weights() {
         lsk: false,
         bilateral: false,
         width: 2,
+        cosine_scale: None,
     };
     let model = BbnResNet32::new(&gpu, &config, 3).unwrap();
     let xs = Rng(5).arr(&[3, 1, 9, 11], 1.0);

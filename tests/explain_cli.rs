@@ -105,6 +105,7 @@ fn a_model_without_lsk_gets_the_grad_cam_row_alone() {
         lsk: false,
         bilateral: false,
         width: 2,
+        cosine_scale: None,
     };
     let model = BbnResNet32::new(&gpu(), &config, 1).unwrap();
     let ckpt = dir.join("plain.safetensors");

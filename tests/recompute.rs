@@ -32,6 +32,7 @@ fn step(recompute: bool, stack: bool) -> (Vec<f32>, BTreeMap<String, Vec<f32>>, 
         lsk: true,
         bilateral: true,
         width: ModelConfig::PAPER_WIDTH,
+        cosine_scale: None,
     };
     let model = BbnResNet32::new(&gpu, &cfg, 0).unwrap();
     load_state_dict(&model.store, &g, "param.", false, &p).unwrap();

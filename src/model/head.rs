@@ -1,32 +1,137 @@
-//! The classifier of inference over the last stage's outputs (both branch blocks' for the
-//! bilateral network, the conventional one's for a single-branch model).
+//! The classifier over the last stage's outputs (both branch blocks' for the bilateral
+//! network, the conventional one's for a single-branch model): BBN's fc, or Cao et al.'s
+//! cosine classifier (LDAM's).
 
+use super::init::Init;
+use super::layers::Linear;
+use super::params::ParamStore;
+use super::resnet::ModelConfig;
 use crate::autograd::Var;
+use crate::gpu::Gpu;
 use crate::ops::channels::concat_channels;
 use crate::ops::elementwise::scale;
 use crate::ops::linear::linear;
+use crate::ops::normalize::normalize_rows;
 use crate::ops::pool::global_avg_pool;
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
+use std::sync::Arc;
+
+/// The classifier's parameters, named `fc.*` as the PyTorch reference's.
+#[derive(Clone)]
+pub enum Fc {
+    /// BBN's fc: z = W f + b.
+    Linear { weight: Var, bias: Var },
+    /// z_k = cos(f, w_k), features and class vectors L2-normalised, no bias (Cao et al.'s
+    /// `NormedLinear`); the inference logits are s·cos, as LDAM's loss scales them.
+    Cosine { weight: Var, scale: f32 },
+}
+
+impl Fc {
+    /// A freshly initialised classifier of `config` over 8·width features, or for a
+    /// single-branch cosine classifier over the conventional branch's 4·width.
+    pub(super) fn new(
+        gpu: &Arc<Gpu>,
+        store: &mut ParamStore,
+        init: &mut Init,
+        config: &ModelConfig,
+    ) -> Result<Fc> {
+        let (w, classes) = (config.width, config.classes);
+        let Some(scale) = config.cosine_scale else {
+            let fc = Linear::new(gpu, store, init, "fc", 8 * w, classes)?;
+            return Ok(Fc::Linear {
+                weight: fc.weight,
+                bias: fc.bias,
+            });
+        };
+        if !(scale > 0.0 && scale.is_finite()) {
+            bail!("the cosine classifier's scale must be finite and positive, got {scale}");
+        }
+        let fin = if config.bilateral { 8 * w } else { 4 * w };
+        // Cao et al.'s init: U(−1, 1), then each class vector scaled to unit norm.
+        let mut v = init.torch_default(classes * fin, 1);
+        for row in v.chunks_mut(fin) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        let weight = store.param(gpu, "fc.weight".into(), &v, &[classes, fin])?;
+        Ok(Fc::Cosine { weight, scale })
+    }
+
+    /// The features it takes per image.
+    fn inputs(&self) -> usize {
+        match self {
+            Fc::Linear { weight, .. } | Fc::Cosine { weight, .. } => weight.shape()[1],
+        }
+    }
+
+    /// The logits the loss sees of features f [N, F]: W f + b, or the cosines unscaled
+    /// (LDAM's loss scales them).
+    pub fn logits(&self, f: &Var) -> Result<Var> {
+        match self {
+            Fc::Linear { weight, bias } => linear(f, weight, Some(bias)),
+            Fc::Cosine { weight, .. } => {
+                linear(&normalize_rows(f)?, &normalize_rows(weight)?, None)
+            }
+        }
+    }
+
+    /// The inference logits: as [`Fc::logits`], a cosine classifier's scaled by s.
+    pub fn infer(&self, f: &Var) -> Result<Var> {
+        match self {
+            Fc::Linear { .. } => self.logits(f),
+            Fc::Cosine { scale: s, .. } => scale(&self.logits(f)?, *s),
+        }
+    }
+
+    /// The same classifier with its weights as constants, so that a backward through it
+    /// leaves the model's gradients as they are.
+    pub(super) fn frozen(&self) -> Fc {
+        let take = |v: &Var| Var::constant(v.value().clone());
+        match self {
+            Fc::Linear { weight, bias } => Fc::Linear {
+                weight: take(weight),
+                bias: take(bias),
+            },
+            Fc::Cosine { weight, scale } => Fc::Cosine {
+                weight: take(weight),
+                scale: *scale,
+            },
+        }
+    }
+}
 
 /// The inference classifier over the last stage's outputs ([`super::resnet::Probe::last`]).
 #[derive(Clone)]
 pub struct InferHead {
-    pub(super) weight: Var,
-    pub(super) bias: Var,
+    pub(super) classifier: Fc,
     pub(super) bilateral: bool,
 }
 
 impl InferHead {
     /// z = fc(cat(GAP(a_c), GAP(a_r))) (bilateral), or fc(cat(2·GAP(a_c), 0)) (the
-    /// single-branch combiner at α = 1).
+    /// single-branch combiner at α = 1; GAP(a_c) alone for a classifier that takes one
+    /// branch's features, the single-branch cosine one); a cosine classifier's scaled by s.
     pub fn forward(&self, last: &[Var]) -> Result<Var> {
-        let joined = match (self.bilateral, last) {
-            (true, [c, r]) => concat_channels(&[&global_avg_pool(c)?, &global_avg_pool(r)?])?,
+        self.classifier.infer(&self.join(last)?)
+    }
+
+    /// The logits the loss sees (a cosine classifier's unscaled), for single-branch training.
+    pub(super) fn training_logits(&self, last: &[Var]) -> Result<Var> {
+        self.classifier.logits(&self.join(last)?)
+    }
+
+    /// The features the classifier takes from the last stage's outputs.
+    fn join(&self, last: &[Var]) -> Result<Var> {
+        match (self.bilateral, last) {
+            (true, [c, r]) => concat_channels(&[&global_avg_pool(c)?, &global_avg_pool(r)?]),
             (false, [c]) => {
                 let f_c = global_avg_pool(c)?;
+                if self.classifier.inputs() == f_c.shape()[1] {
+                    return Ok(f_c);
+                }
                 let zeros = Var::constant(Tensor::zeros(f_c.value().gpu(), f_c.shape())?);
-                concat_channels(&[&scale(&f_c, 2.0)?, &zeros])?
+                concat_channels(&[&scale(&f_c, 2.0)?, &zeros])
             }
             _ => bail!(
                 "the classifier of a {} model takes {} last-stage outputs, got {}",
@@ -38,7 +143,6 @@ impl InferHead {
                 if self.bilateral { 2 } else { 1 },
                 last.len()
             ),
-        };
-        linear(&joined, &self.weight, Some(&self.bias))
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! CIFAR-style ResNet-32 (BBN's resnet_cifar, option-A shortcut), with an LSK module in every
 //! basic block when asked, as a bilateral-branch network (SPEC.md "Model").
 
-use super::head::InferHead;
+use super::head::{Fc, InferHead};
 use super::init::Init;
-use super::layers::{BatchNorm2d, Conv2d, ConvSpec, InitKind, Linear, Pass};
+use super::layers::{BatchNorm2d, Conv2d, ConvSpec, InitKind, Pass};
 use super::lsk::LskBlock;
 use super::params::ParamStore;
 use crate::autograd::{checkpoint, Var};
@@ -38,6 +38,11 @@ pub struct ModelConfig {
     /// same depth and wiring keep the golden files of `reference/` small.
     #[serde(default = "paper_width")]
     pub width: usize,
+    /// Cao et al.'s cosine classifier (LDAM's) with this logit scale s: logits cos(f, w_k),
+    /// the features f and class vectors w_k L2-normalised, no bias, and s·cos at inference.
+    /// None: BBN's linear fc with a bias.
+    #[serde(default)]
+    pub cosine_scale: Option<f32>,
 }
 
 impl ModelConfig {
@@ -195,7 +200,7 @@ pub struct BbnResNet32 {
     blocks: Vec<Rc<BasicBlock>>,
     cb_block: Rc<BasicBlock>,
     rb_block: Rc<BasicBlock>,
-    fc: Linear,
+    fc: Fc,
     /// Checkpoint every block in training (see [`BbnResNet32::set_recompute`]).
     recompute: Cell<bool>,
     /// Run both branches through the trunk as one stacked batch where it fits (see
@@ -264,7 +269,7 @@ impl BbnResNet32 {
             1,
             config.lsk,
         )?);
-        let fc = Linear::new(gpu, s, i, "fc", 8 * w, config.classes)?;
+        let fc = Fc::new(gpu, s, i, config)?;
         Ok(BbnResNet32 {
             config: config.clone(),
             store,
@@ -385,11 +390,11 @@ impl BbnResNet32 {
             &scale(&f_c, 2.0 * alpha)?,
             &scale(&f_r, 2.0 * (1.0 - alpha))?,
         ])?;
-        self.fc.forward(&mixed)
+        self.fc.logits(&mixed)
     }
 
     /// Single-branch forward (the baselines): the bilateral combiner at α = 1,
-    /// z = fc(cat(2·f_c, 0)).
+    /// z = fc(cat(2·f_c, 0)); a single-branch cosine classifier's cos(f_c, w_k), unscaled.
     pub fn forward_single(&self, x: &Var, training: bool) -> Result<Var> {
         let pass = Pass {
             training,
@@ -400,11 +405,12 @@ impl BbnResNet32 {
             bilateral: false,
             ..self.infer_head(false)
         }
-        .forward(&[a_c])
+        .training_logits(&[a_c])
     }
 
     /// Inference: both branches see the same image; z = fc(cat(f_c, f_r)) (BBN), or the
-    /// conventional branch alone for a single-branch model.
+    /// conventional branch alone for a single-branch model; a cosine classifier's cosines
+    /// scaled by its s.
     pub fn infer(&self, x: &Var) -> Result<Var> {
         self.infer_head(false).forward(&self.last_stage(x, None)?)
     }
@@ -423,16 +429,12 @@ impl BbnResNet32 {
     /// The classifier of [`BbnResNet32::infer`]. With `frozen` its weights enter as constants,
     /// so that a backward through it leaves the model's gradients as they are.
     pub fn infer_head(&self, frozen: bool) -> InferHead {
-        let take = |v: &Var| {
-            if frozen {
-                Var::constant(v.value().clone())
-            } else {
-                v.clone()
-            }
-        };
         InferHead {
-            weight: take(&self.fc.weight),
-            bias: take(&self.fc.bias),
+            classifier: if frozen {
+                self.fc.frozen()
+            } else {
+                self.fc.clone()
+            },
             bilateral: self.config.bilateral,
         }
     }

@@ -143,7 +143,7 @@ pub fn cb_weights(counts: &[usize], beta: f64) -> Vec<f32> {
         .collect()
 }
 
-/// LDAM's margins (Cao et al. 2019, eq. 12): Δ_j ∝ n_j^(−1/4), scaled so that the rarest
+/// LDAM's margins (Cao et al. 2019): Δ_j ∝ n_j^(−1/4), scaled so that the rarest
 /// class's is `max_margin` (their code's `max_m`, 0.5). A class without images counts as one.
 /// Computed in f64 and rounded to f32.
 pub fn ldam_margins(counts: &[usize], max_margin: f64) -> Vec<f32> {

@@ -55,14 +55,18 @@ pub enum Loss {
     Dflce,
     /// θ·focal + (1−θ)·CB-CE (the paper's eq. 20).
     Dflcsce,
+    /// Label-distribution-aware margin loss (Cao et al. 2019): CE of s·(z − Δ_y), Δ_j ∝
+    /// n_j^(−1/4).
+    Ldam,
 }
 
-const LOSSES: [(&str, Loss); 5] = [
+const LOSSES: [(&str, Loss); 6] = [
     ("ce", Loss::Ce),
     ("focal", Loss::Focal),
     ("cb-ce", Loss::CbCe),
     ("dflce", Loss::Dflce),
     ("dflcsce", Loss::Dflcsce),
+    ("ldam", Loss::Ldam),
 ];
 
 impl Loss {
@@ -81,22 +85,47 @@ impl Loss {
         matches!(self, Loss::Dflce | Loss::Dflcsce)
     }
 
-    /// The loss at dynamic-loss weight θ; `cbw` are the class-balanced weights.
-    pub fn kind(self, theta: f32, gamma: f32, cbw: &[f32]) -> LossKind {
-        match self {
-            Loss::Ce => LossKind::Ce,
-            Loss::Focal => LossKind::Focal { gamma, alpha: None },
-            Loss::CbCe => LossKind::CbCe {
-                weights: cbw.to_vec(),
-            },
-            Loss::Dflce => LossKind::Dflce { theta, gamma },
-            Loss::Dflcsce => LossKind::Dflcsce {
-                theta,
-                gamma,
-                weights: cbw.to_vec(),
-            },
-        }
+    /// Whether deferred re-weighting applies to the loss: CE and LDAM, the two that Cao et
+    /// al. (2019) train with DRW (the others weight classes their own way or not at all).
+    pub fn takes_drw(self) -> bool {
+        matches!(self, Loss::Ce | Loss::Ldam)
     }
+}
+
+/// How classes are weighted in the loss over the run (`--reweight`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reweight {
+    /// As the loss itself weights them (CB-CE and DFLCSCE class-balanced, the others not).
+    None,
+    /// Deferred re-weighting (Cao et al. 2019): unweighted until [`drw_epoch`], then
+    /// class-balanced weights (Cui et al. 2019, β = `--cb-beta`).
+    Drw,
+}
+
+const REWEIGHTS: [(&str, Reweight); 2] = [("none", Reweight::None), ("drw", Reweight::Drw)];
+
+/// The 0-based epoch from which DRW weights the classes: 80% of the run, LDAM-DRW's 160 of
+/// 200 (Cao et al.'s code, `epoch // 160`); in a short run after at least one epoch.
+pub fn drw_epoch(epochs: usize) -> usize {
+    (epochs * 4 / 5).max(1)
+}
+
+/// LDAM's largest margin (the rarest class's) and logit scale s: Cao et al.'s code's `max_m`
+/// and `s`.
+pub const LDAM_MAX_MARGIN: f32 = 0.5;
+pub const LDAM_SCALE: f32 = 30.0;
+
+/// The constants of a run's loss, from its flags and the training set's class counts.
+#[derive(Clone, Debug)]
+pub struct LossSettings {
+    /// The focal term's γ.
+    pub gamma: f32,
+    /// Class-balanced weights (CB-CE, DFLCSCE, DRW's second stage).
+    pub cb_weights: Vec<f32>,
+    /// LDAM's per-class margins Δ_j and logit scale s.
+    pub margins: Vec<f32>,
+    pub ldam_scale: f32,
 }
 
 /// One branch, or BBN's two (`--branches`).
@@ -180,6 +209,7 @@ named!(Backbone, BACKBONES, "--backbone");
 named!(Loss, LOSSES, "--loss");
 named!(Branches, BRANCHES, "--branches");
 named!(Sampler, SAMPLERS, "--sampler");
+named!(Reweight, REWEIGHTS, "--reweight");
 
 /// Everything that decides the network and the objective of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,6 +218,7 @@ pub struct Choices {
     pub loss: Loss,
     pub branches: Branches,
     pub sampler: Sampler,
+    pub reweight: Reweight,
 }
 
 impl Choices {
@@ -195,14 +226,44 @@ impl Choices {
         self.branches == Branches::Bilateral
     }
 
-    /// The network for `classes` classes and `in_ch` input channels.
-    pub fn model_config(&self, classes: usize, in_ch: usize) -> ModelConfig {
+    /// The network for `classes` classes and `in_ch` input channels. LDAM trains the cosine
+    /// classifier it was made for (Cao et al.'s `NormedLinear`), its logits scaled by
+    /// `ldam_scale` at inference as in the loss.
+    pub fn model_config(&self, classes: usize, in_ch: usize, ldam_scale: f32) -> ModelConfig {
         ModelConfig {
             classes,
             in_ch,
             lsk: self.backbone == Backbone::LskResnet32,
             bilateral: self.bilateral(),
             width: ModelConfig::PAPER_WIDTH,
+            cosine_scale: (self.loss == Loss::Ldam).then_some(ldam_scale),
+        }
+    }
+
+    /// The loss at dynamic-loss weight θ, with DRW's class weights where `deferred_on` (the
+    /// run has reached [`drw_epoch`]).
+    pub fn loss_kind(&self, s: &LossSettings, theta: f32, deferred_on: bool) -> LossKind {
+        let (gamma, cbw) = (s.gamma, &s.cb_weights);
+        let drw = (self.reweight == Reweight::Drw && deferred_on).then(|| cbw.to_vec());
+        match (self.loss, drw) {
+            (Loss::Ce, None) => LossKind::Ce,
+            // CE-DRW's second stage is CB-CE.
+            (Loss::Ce, Some(weights)) => LossKind::CbCe { weights },
+            (Loss::CbCe, _) => LossKind::CbCe {
+                weights: cbw.to_vec(),
+            },
+            (Loss::Focal, _) => LossKind::Focal { gamma, alpha: None },
+            (Loss::Dflce, _) => LossKind::Dflce { theta, gamma },
+            (Loss::Dflcsce, _) => LossKind::Dflcsce {
+                theta,
+                gamma,
+                weights: cbw.to_vec(),
+            },
+            (Loss::Ldam, weights) => LossKind::Ldam {
+                margins: s.margins.clone(),
+                scale: s.ldam_scale,
+                weights,
+            },
         }
     }
 
@@ -214,7 +275,8 @@ impl Choices {
         }
     }
 
-    /// `backbone+loss+branches[+sampler]`, the sampler only where it is not the default.
+    /// `backbone+loss+branches[+sampler][+drw]`, the sampler only where it is not the
+    /// default.
     pub fn describe(&self) -> String {
         let mut s = format!(
             "{}+{}+{}",
@@ -225,6 +287,9 @@ impl Choices {
         if self.sampler != Sampler::default_for(self.branches) {
             s += "+";
             s += self.sampler.name();
+        }
+        if self.reweight == Reweight::Drw {
+            s += "+drw";
         }
         s
     }

@@ -2,7 +2,7 @@
 //! a loss and one or two branches (`super::choices`). Choices given explicitly override the
 //! preset's; a run stores the resolved choices, and the preset's name where they are its own.
 
-use super::choices::{Backbone, Branches, Choices, Loss, Sampler};
+use super::choices::{Backbone, Branches, Choices, Loss, Reweight, Sampler};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
@@ -22,10 +22,12 @@ pub enum Method {
     Dflce,
     /// LSK-ResNet-32, bilateral, DFLCSCE.
     Dflcsce,
+    /// Plain ResNet-32, one branch, LDAM with deferred re-weighting (Cao et al. 2019).
+    LdamDrw,
 }
 
 /// Every preset, in the order a match is looked for (lskbb before its alias dflce).
-pub const METHODS: [Method; 7] = [
+pub const METHODS: [Method; 8] = [
     Method::Lskbb,
     Method::Bbn,
     Method::Ce,
@@ -33,6 +35,7 @@ pub const METHODS: [Method; 7] = [
     Method::CbCe,
     Method::Dflce,
     Method::Dflcsce,
+    Method::LdamDrw,
 ];
 
 impl std::str::FromStr for Method {
@@ -45,7 +48,8 @@ impl std::str::FromStr for Method {
         {
             Some(&m) => Ok(m),
             None => {
-                bail!("--method '{s}' is not one of lskbb, bbn, ce, focal, cb-ce, dflce, dflcsce")
+                let names: Vec<&str> = METHODS.iter().map(|m| m.name()).collect();
+                bail!("--method '{s}' is not one of {}", names.join(", "))
             }
         }
     }
@@ -62,10 +66,12 @@ impl Method {
             Method::CbCe => "cb-ce",
             Method::Dflce => "dflce",
             Method::Dflcsce => "dflcsce",
+            Method::LdamDrw => "ldam-drw",
         }
     }
 
-    /// The backbone, loss and branches of the preset, with the branches' default sampler.
+    /// The backbone, loss, branches and re-weighting of the preset, with the branches'
+    /// default sampler.
     pub fn choices(self) -> Choices {
         use Backbone::{LskResnet32, Resnet32};
         use Branches::{Bilateral, Single};
@@ -76,12 +82,17 @@ impl Method {
             Method::Focal => (Resnet32, Loss::Focal, Single),
             Method::CbCe => (Resnet32, Loss::CbCe, Single),
             Method::Dflcsce => (LskResnet32, Loss::Dflcsce, Bilateral),
+            Method::LdamDrw => (Resnet32, Loss::Ldam, Single),
         };
         Choices {
             backbone,
             loss,
             branches,
             sampler: Sampler::default_for(branches),
+            reweight: match self {
+                Method::LdamDrw => Reweight::Drw,
+                _ => Reweight::None,
+            },
         }
     }
 
@@ -93,23 +104,28 @@ impl Method {
     }
 }
 
+/// The choices given explicitly on the command line (None: the preset's).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Given {
+    pub backbone: Option<Backbone>,
+    pub loss: Option<Loss>,
+    pub branches: Option<Branches>,
+    pub sampler: Option<Sampler>,
+    pub reweight: Option<Reweight>,
+}
+
 /// What the `--method` preset and the choices given explicitly resolve to: the preset's
 /// choices with each given one in its place; the sampler, where not given, is the default of
 /// the resolved branches (uniform for one, reversed for two), whatever the preset's.
-pub fn resolve(
-    method: Method,
-    backbone: Option<Backbone>,
-    loss: Option<Loss>,
-    branches: Option<Branches>,
-    sampler: Option<Sampler>,
-) -> Choices {
+pub fn resolve(method: Method, given: Given) -> Choices {
     let p = method.choices();
-    let branches = branches.unwrap_or(p.branches);
+    let branches = given.branches.unwrap_or(p.branches);
     Choices {
-        backbone: backbone.unwrap_or(p.backbone),
-        loss: loss.unwrap_or(p.loss),
+        backbone: given.backbone.unwrap_or(p.backbone),
+        loss: given.loss.unwrap_or(p.loss),
         branches,
-        sampler: sampler.unwrap_or(Sampler::default_for(branches)),
+        sampler: given.sampler.unwrap_or(Sampler::default_for(branches)),
+        reweight: given.reweight.unwrap_or(p.reweight),
     }
 }
 
@@ -141,30 +157,48 @@ mod tests {
     fn presets_expand_to_their_choices() {
         use Backbone::{LskResnet32, Resnet32};
         use Branches::{Bilateral, Single};
+        use Reweight::{Drw, None};
         use Sampler::{Reversed, Uniform};
-        for (m, backbone, loss, branches, sampler) in [
-            (Method::Lskbb, LskResnet32, Loss::Dflce, Bilateral, Reversed),
-            (Method::Bbn, Resnet32, Loss::Ce, Bilateral, Reversed),
-            (Method::Ce, Resnet32, Loss::Ce, Single, Uniform),
-            (Method::Focal, Resnet32, Loss::Focal, Single, Uniform),
-            (Method::CbCe, Resnet32, Loss::CbCe, Single, Uniform),
-            (Method::Dflce, LskResnet32, Loss::Dflce, Bilateral, Reversed),
+        for (m, backbone, loss, branches, sampler, reweight) in [
+            (
+                Method::Lskbb,
+                LskResnet32,
+                Loss::Dflce,
+                Bilateral,
+                Reversed,
+                None,
+            ),
+            (Method::Bbn, Resnet32, Loss::Ce, Bilateral, Reversed, None),
+            (Method::Ce, Resnet32, Loss::Ce, Single, Uniform, None),
+            (Method::Focal, Resnet32, Loss::Focal, Single, Uniform, None),
+            (Method::CbCe, Resnet32, Loss::CbCe, Single, Uniform, None),
+            (
+                Method::Dflce,
+                LskResnet32,
+                Loss::Dflce,
+                Bilateral,
+                Reversed,
+                None,
+            ),
             (
                 Method::Dflcsce,
                 LskResnet32,
                 Loss::Dflcsce,
                 Bilateral,
                 Reversed,
+                None,
             ),
+            (Method::LdamDrw, Resnet32, Loss::Ldam, Single, Uniform, Drw),
         ] {
             let want = Choices {
                 backbone,
                 loss,
                 branches,
                 sampler,
+                reweight,
             };
             assert_eq!(m.choices(), want, "{m:?}");
-            assert_eq!(resolve(m, None, None, None, None), want, "{m:?}");
+            assert_eq!(resolve(m, Given::default()), want, "{m:?}");
             assert_eq!(m.name().parse::<Method>().unwrap(), m);
             assert_eq!(Method::matching(&want, m), Some(m));
         }
@@ -175,10 +209,11 @@ mod tests {
         // The LSK backbone with CE on one branch: Table 5's LSK+CE row.
         let c = resolve(
             Method::Lskbb,
-            None,
-            Some(Loss::Ce),
-            Some(Branches::Single),
-            None,
+            Given {
+                loss: Some(Loss::Ce),
+                branches: Some(Branches::Single),
+                ..Given::default()
+            },
         );
         assert_eq!(
             c,
@@ -188,6 +223,7 @@ mod tests {
                 branches: Branches::Single,
                 // The single branch's default, not the preset's reversed sampler.
                 sampler: Sampler::Uniform,
+                reweight: Reweight::None,
             }
         );
         assert_eq!(Method::matching(&c, Method::Lskbb), None);
@@ -195,19 +231,44 @@ mod tests {
         // lskbb with the plain backbone and CE is BBN.
         let bbn = resolve(
             Method::Lskbb,
-            Some(Backbone::Resnet32),
-            Some(Loss::Ce),
-            None,
-            None,
+            Given {
+                backbone: Some(Backbone::Resnet32),
+                loss: Some(Loss::Ce),
+                ..Given::default()
+            },
         );
         assert_eq!(Method::matching(&bbn, Method::Lskbb), Some(Method::Bbn));
         // dflce is lskbb's alias: named as given.
         let d = Method::Dflce.choices();
         assert_eq!(Method::matching(&d, Method::Dflce), Some(Method::Dflce));
         assert_eq!(Method::matching(&d, Method::Ce), Some(Method::Lskbb));
-        let cb = resolve(Method::Ce, None, None, None, Some(Sampler::ClassBalanced));
+        let cb = resolve(
+            Method::Ce,
+            Given {
+                sampler: Some(Sampler::ClassBalanced),
+                ..Given::default()
+            },
+        );
         assert_eq!(cb.describe(), "resnet32+ce+single+class-balanced");
         assert_eq!(Method::matching(&cb, Method::Ce), None);
+        // CE-DRW, a row of Cao et al.'s: ldam-drw with CE.
+        let ce_drw = resolve(
+            Method::LdamDrw,
+            Given {
+                loss: Some(Loss::Ce),
+                ..Given::default()
+            },
+        );
+        assert_eq!(ce_drw.describe(), "resnet32+ce+single+drw");
+        // ... and without its re-weighting, plain LDAM.
+        let ldam = resolve(
+            Method::LdamDrw,
+            Given {
+                reweight: Some(Reweight::None),
+                ..Given::default()
+            },
+        );
+        assert_eq!(ldam.describe(), "resnet32+ldam+single");
     }
 
     #[test]
@@ -215,12 +276,13 @@ mod tests {
         for b in ["resnet32", "LSK-ResNet32"] {
             assert_eq!(b.parse::<Backbone>().unwrap().name(), b.to_lowercase());
         }
-        for l in ["ce", "focal", "cb-ce", "dflce", "dflcsce"] {
+        for l in ["ce", "focal", "cb-ce", "dflce", "dflcsce", "ldam"] {
             assert_eq!(l.parse::<Loss>().unwrap().name(), l);
         }
         for (bad, flag) in [
             ("vgg16".parse::<Backbone>().err(), "--backbone"),
-            ("ldam".parse::<Loss>().err(), "--loss"),
+            ("ldam-drw".parse::<Loss>().err(), "--loss"),
+            ("rw".parse::<Reweight>().err(), "--reweight"),
             ("double".parse::<Branches>().err(), "--branches"),
             ("square-root".parse::<Sampler>().err(), "--sampler"),
             ("mislas".parse::<Method>().err(), "--method"),
@@ -238,6 +300,7 @@ mod tests {
         assert_eq!(v["loss"], "ce");
         assert_eq!(v["branches"], "bilateral");
         assert_eq!(v["sampler"], "reversed");
+        assert_eq!(v["reweight"], "none");
         assert_eq!(v["method"], "Bbn");
         // Saved choices are kept as they are.
         let mut w = serde_json::json!({"method": null, "backbone": "lsk-resnet32"});

@@ -6,7 +6,7 @@
 //! stops improving) and the run folder is brought up to date; `last.safetensors` always holds a state that `--resume`
 //! continues exactly (same weights, momentum, sampler epoch and batch, RNG streams).
 
-use super::choices::Choices;
+use super::choices::{drw_epoch, Choices, LossSettings, Reweight, LDAM_MAX_MARGIN, LDAM_SCALE};
 use super::eval::evaluate;
 use super::method::{upgrade_saved_choices, Method};
 use super::metrics::Metrics;
@@ -15,7 +15,7 @@ use super::step::{HostBatch, StepSettings, Trainer};
 use crate::checkpoint;
 use crate::data::{upgrade_saved_data_config, BatchLoader, DataConfig, Dataset, Split};
 use crate::model::BbnResNet32;
-use crate::ops::loss::cb_weights;
+use crate::ops::loss::{cb_weights, ldam_margins};
 use crate::ops::sgd::SgdConfig;
 use crate::optim::{parabolic, LrSchedule};
 use crate::tensor_file::{write_atomic, TensorFile};
@@ -52,13 +52,26 @@ pub struct TrainConfig {
     pub schedule: LrSchedule,
     /// Focal γ (focal, DFLCE, DFLCSCE).
     pub gamma: f32,
-    /// Class-balanced β (CB-CE, DFLCSCE).
+    /// Class-balanced β (CB-CE, DFLCSCE, DRW).
     pub cb_beta: f64,
+    /// LDAM's largest margin and logit scale s (Cao et al. 2019: 0.5 and 30).
+    #[serde(default = "ldam_max_margin")]
+    pub ldam_max_margin: f32,
+    #[serde(default = "ldam_scale")]
+    pub ldam_scale: f32,
     pub theta_per: ThetaPer,
     pub seed: u64,
     /// Stop when validation balanced accuracy has not improved for this many epochs.
     #[serde(default)]
     pub patience: Option<usize>,
+}
+
+fn ldam_max_margin() -> f32 {
+    LDAM_MAX_MARGIN
+}
+
+fn ldam_scale() -> f32 {
+    LDAM_SCALE
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -258,9 +271,9 @@ impl<'a> Run<'a> {
                 ds.train.len()
             );
         }
-        let model_cfg = cfg
-            .choices
-            .model_config(ds.num_classes(), cfg.data.channels);
+        let model_cfg =
+            cfg.choices
+                .model_config(ds.num_classes(), cfg.data.channels, cfg.ldam_scale);
         let model = BbnResNet32::new(gpu, &model_cfg, cfg.seed)?;
         let sgd = SgdConfig {
             lr: cfg.schedule.lr(0),
@@ -268,8 +281,13 @@ impl<'a> Run<'a> {
             weight_decay: cfg.sgd.weight_decay,
             nesterov: cfg.sgd.nesterov,
         };
-        let weights = cb_weights(&counts, cfg.cb_beta);
-        let trainer = Trainer::new(model, sgd, cfg.choices, cfg.gamma, weights)?;
+        let settings = LossSettings {
+            gamma: cfg.gamma,
+            cb_weights: cb_weights(&counts, cfg.cb_beta),
+            margins: ldam_margins(&counts, cfg.ldam_max_margin as f64),
+            ldam_scale: cfg.ldam_scale,
+        };
+        let trainer = Trainer::new(model, sgd, cfg.choices, settings)?;
         trainer.set_recompute(opts.recompute)?;
         gpu.set_autotune(opts.autotune);
         let state = match resumed {
@@ -346,6 +364,15 @@ impl<'a> Run<'a> {
             let epoch = self.state.epoch;
             let lr = self.cfg.schedule.lr(epoch);
             let alpha = parabolic(epoch as f64, self.cfg.epochs as f64) as f32;
+            let reweighted =
+                self.cfg.choices.reweight == Reweight::Drw && epoch >= drw_epoch(self.cfg.epochs);
+            if reweighted && epoch == drw_epoch(self.cfg.epochs) && self.state.next_batch == 0 {
+                println!(
+                    "epoch {}: deferred re-weighting starts (class-balanced weights, β = {})",
+                    epoch + 1,
+                    self.cfg.cb_beta
+                );
+            }
             let start = Instant::now();
             let mut progress = Progress::new(epoch, self.cfg.epochs, per_epoch, self.opts.progress);
             let mut batches = conv.epoch(epoch as u64, self.state.next_batch)?;
@@ -378,7 +405,12 @@ impl<'a> Run<'a> {
                     self.trainer.step(
                         &conv_b,
                         rebal_b.as_ref(),
-                        StepSettings { alpha, theta, lr },
+                        StepSettings {
+                            alpha,
+                            theta,
+                            lr,
+                            reweighted,
+                        },
                     )?;
                     self.state.step += 1;
                     self.state.epoch_steps += 1;

@@ -1,7 +1,7 @@
 //! One training step on the GPU: both branches forward, the bilateral loss, backward and the
 //! fused SGD update, recorded without any readback (statistics stay on the GPU).
 
-use super::choices::Choices;
+use super::choices::{Choices, LossSettings};
 use crate::autograd::{backward, Var};
 use crate::model::BbnResNet32;
 use crate::ops::elementwise::{add, scale};
@@ -44,6 +44,8 @@ pub struct StepSettings {
     /// DFLCE's θ.
     pub theta: f32,
     pub lr: f32,
+    /// DRW's class weights are on (from its epoch; only where the run re-weights).
+    pub reweighted: bool,
 }
 
 pub struct Trainer {
@@ -51,9 +53,8 @@ pub struct Trainer {
     pub opt: Sgd,
     pub stats: RunningStats,
     pub choices: Choices,
-    pub gamma: f32,
-    /// Class-balanced weights (CB-CE and DFLCSCE).
-    pub cb_weights: Vec<f32>,
+    /// The loss's constants (γ, class-balanced weights, LDAM's margins and scale).
+    pub loss: LossSettings,
 }
 
 impl Trainer {
@@ -61,8 +62,7 @@ impl Trainer {
         model: BbnResNet32,
         sgd: SgdConfig,
         choices: Choices,
-        gamma: f32,
-        cb_weights: Vec<f32>,
+        loss: LossSettings,
     ) -> Result<Trainer> {
         let opt = Sgd::new(&model.store, sgd)?;
         let gpu = opt.gpu()?.clone();
@@ -71,8 +71,7 @@ impl Trainer {
             model,
             opt,
             choices,
-            gamma,
-            cb_weights,
+            loss,
         })
     }
 
@@ -94,10 +93,7 @@ impl Trainer {
     ) -> Result<()> {
         let gpu = self.opt.gpu()?.clone();
         let classes = self.model.config.classes;
-        let kind = self
-            .choices
-            .loss
-            .kind(s.theta, self.gamma, &self.cb_weights);
+        let kind = self.choices.loss_kind(&self.loss, s.theta, s.reweighted);
         let (xc, yc) = conv.upload(&gpu, classes)?;
         let total = match (self.choices.bilateral(), rebal) {
             (true, Some(rb)) => {
