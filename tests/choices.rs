@@ -10,7 +10,7 @@ use lskbb::tensor_file::TensorFile;
 use std::path::Path;
 
 /// `epochs` tiny epochs on the built-in set (4 classes) into `out`, with `choices`.
-fn train_tiny(out: &Path, epochs: &str, choices: &[&str]) -> String {
+fn train_synthetic(out: &Path, epochs: &str, choices: &[&str]) -> String {
     let mut args = vec![
         "train",
         "--epochs",
@@ -77,7 +77,7 @@ fn eval_and_predict(ckpt: &Path, dir: &Path) {
 fn lsk_backbone_with_ce_on_one_branch_trains_and_evaluates() {
     let dir = temp_dir("choices-lsk-ce");
     let out = dir.join("run");
-    let text = train_tiny(
+    let text = train_synthetic(
         &out,
         "1",
         &[
@@ -115,7 +115,7 @@ fn lsk_backbone_with_ce_on_one_branch_trains_and_evaluates() {
 fn a_given_choice_overrides_the_preset_and_names_the_run() {
     let dir = temp_dir("choices-override");
     let out = dir.join("run");
-    train_tiny(
+    train_synthetic(
         &out,
         "1",
         &[
@@ -203,7 +203,7 @@ fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
 fn ldam_drw_trains_with_its_cosine_classifier_and_deferred_weights() {
     let dir = temp_dir("choices-ldam");
     let out = dir.join("run");
-    let text = train_tiny(&out, "2", &["--method", "ldam-drw"]);
+    let text = train_synthetic(&out, "2", &["--method", "ldam-drw"]);
     assert!(text.contains("training ldam-drw"), "{text}");
     assert!(
         text.contains("epoch 2: deferred re-weighting starts"),
@@ -247,7 +247,7 @@ fn ldam_drw_trains_with_its_cosine_classifier_and_deferred_weights() {
 fn a_checkpoint_with_a_method_alone_still_evaluates() {
     let dir = temp_dir("choices-old");
     let out = dir.join("run");
-    train_tiny(&out, "1", &["--method", "ce"]);
+    train_synthetic(&out, "1", &["--method", "ce"]);
     let best = out.join("best.safetensors");
     let mut f = TensorFile::load(&best).unwrap();
     let mut train: serde_json::Value = serde_json::from_str(&f.metadata["train"]).unwrap();
