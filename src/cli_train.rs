@@ -313,8 +313,8 @@ fn fraction(s: &str) -> Result<f32, String> {
     fraction_f64(s).map(|v| v as f32)
 }
 
-/// The focal term's γ (Lin et al. 2017's best) and the class-balanced β (Cui et al. 2019's
-/// for long-tailed CIFAR).
+/// The focal term's γ (Lin et al. 2017's best) and the class-balanced β of Cui et al. 2019's
+/// weights (the value Cao et al.'s LDAM-DRW code uses; BASELINES.md).
 const DEFAULT_GAMMA: f32 = 2.0;
 const DEFAULT_CB_BETA: f64 = 0.9999;
 

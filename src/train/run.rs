@@ -43,7 +43,7 @@ pub struct TrainConfig {
     /// The `--method` preset whose choices these are; none where explicit choices made them
     /// another combination.
     pub method: Option<Method>,
-    /// Backbone, loss, branches and sampler (saved beside the other settings).
+    /// Backbone, loss, branches, sampler and re-weighting (saved beside the other settings).
     #[serde(flatten)]
     pub choices: Choices,
     pub epochs: usize,
