@@ -271,7 +271,10 @@ fn add_into_accumulates_in_place() {
 #[test]
 fn gradients_accumulate_across_backward_calls() {
     let g = gpu();
-    for v in [&[1.0, -2.0, 3.0][..], &[1.0, -2.0, 3.0, 0.5, -1.0, 2.0, 4.0, -0.25]] {
+    for v in [
+        &[1.0, -2.0, 3.0][..],
+        &[1.0, -2.0, 3.0, 0.5, -1.0, 2.0, 4.0, -0.25],
+    ] {
         let x = Var::param(lskbb::Tensor::from_f32(&g, v, &[v.len()]).unwrap());
         for _ in 0..2 {
             let y = ew::mul(&x, &x).unwrap();
