@@ -25,7 +25,8 @@ fn profiling_counts_dispatches() {
     let total: u64 = times.iter().map(|t| t.dispatches).sum();
     assert_eq!(total, 6, "{times:?}");
     for t in &times {
-        assert_eq!(t.name, "elementwise", "{times:?}");
+        // elementwise_map, or elementwise_map_vec4 on a CPU driver
+        assert!(t.name.starts_with("elementwise_map"), "{times:?}");
         assert_eq!(t.dispatches, 3, "{times:?}");
         assert!(t.ns > 0.0, "{times:?}");
     }
