@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cli::{fails_with, json, lskbb, ok, temp_dir, write_synthetic_png};
+use common::cli::{fails_with, json, lskbb, ok, predict_rows, temp_dir, write_synthetic_png};
 use lskbb::tensor_file::TensorFile;
 use std::path::Path;
 
@@ -48,27 +48,7 @@ fn eval_and_predict(ckpt: &Path, dir: &Path) {
     for k in 0..4 {
         write_synthetic_png(&imgs.join(format!("img{k}.png")), k, 500, 4, 8);
     }
-    let text = ok(&lskbb(&[
-        "predict",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--json",
-        imgs.to_str().unwrap(),
-    ]));
-    let rows: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 4, "{text}");
-    for r in &rows {
-        let total: f64 = r["probabilities"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_f64().unwrap())
-            .sum();
-        assert!((total - 1.0).abs() < 1e-4, "{r}");
-    }
+    assert_eq!(predict_rows(ckpt, &imgs).len(), 4);
 }
 
 /// The LSK backbone with CE on one branch (Table 5's LSK+CE row, no preset of its own)

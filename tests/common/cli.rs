@@ -88,3 +88,29 @@ pub fn train_tiny(data: &Path, out: &Path, extra: &[&str]) -> String {
     args.extend_from_slice(extra);
     ok(&lskbb(&args))
 }
+
+/// `lskbb predict --json` of `checkpoint` on `input` (a file or folder): one JSON object per
+/// image, each checked to hold probabilities that sum to 1.
+pub fn predict_rows(checkpoint: &Path, input: &Path) -> Vec<serde_json::Value> {
+    let text = ok(&lskbb(&[
+        "predict",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--json",
+        input.to_str().unwrap(),
+    ]));
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for r in &rows {
+        let total: f64 = r["probabilities"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-4, "{r}");
+    }
+    rows
+}
