@@ -15,6 +15,7 @@ use lskbb::Gpu;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 
 mod choices;
 mod data;
@@ -163,6 +164,11 @@ pub fn interrupted_status() -> Option<u8> {
         0 => None,
         s => Some((128 + s) as u8),
     }
+}
+
+/// Ctrl-C or SIGTERM has asked the run to stop.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
 }
 
 /// The first signal finishes the step and saves a checkpoint; a second exits at once.
@@ -330,10 +336,21 @@ const CPU_EPOCHS: usize = 10;
 const CPU_BATCH: usize = 8;
 const CPU_IMAGE: usize = 16;
 
-pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
-    let (method, choices) = choices::resolve_train(&a)?;
+pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
+    // A choice that does not fit is a usage error before the GPU is asked for.
+    choices::resolve_train(&a)?;
     let gpu = Gpu::new(choice)?;
     println!("adapter: {}", gpu.describe());
+    catch_stop_signals()?;
+    let time_boxed = a.stop_after_steps.is_some();
+    let outcome = train_on(&gpu, a)?;
+    Ok(outcome == Outcome::Finished || stop_requested() || time_boxed)
+}
+
+/// The run `a` describes on `gpu` (`lskbb train`'s, and each run of `lskbb experiment`);
+/// Ctrl-C and SIGTERM stop it once [`catch_stop_signals`] has installed their handlers.
+fn train_on(gpu: &Arc<Gpu>, mut a: TrainArgs) -> Result<Outcome> {
+    let (method, choices) = choices::resolve_train(&a)?;
     let untouched =
         a.epochs.is_none() && a.batch_size.is_none() && a.data.pipeline.image_size.is_none();
     if gpu.cpu_threads().is_some() && untouched && !a.resume {
@@ -413,9 +430,5 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
         recompute: a.recompute,
         autotune: a.autotune,
     };
-    catch_stop_signals()?;
-    let outcome = train::train(&gpu, cfg, &opts, &STOP)?;
-    Ok(outcome == Outcome::Finished
-        || STOP.load(Ordering::SeqCst)
-        || opts.stop_after_steps.is_some())
+    train::train(gpu, cfg, &opts, &STOP)
 }
