@@ -2,7 +2,8 @@
 //! trained and rendered (table.md and table.csv hold each cell's mean and sample std over
 //! the runs' summary.json and the paper's number; the figures are drawn); a second
 //! invocation skips every finished run, and one whose flags the file no longer gives is
-//! refused; a run stopped part-way is resumed; a bad key or flag is an error that names it.
+//! refused; a run stopped part-way is resumed; a bad key or flag is an error that names it;
+//! every shipped experiments/*.toml parses and its runs' flags pass `train`'s checks.
 
 mod common;
 
@@ -263,4 +264,41 @@ fn bad_keys_and_flags_are_errors_that_name_them() {
         &["column name 'if 2' is not a folder name"],
     );
     assert!(!dir.join("out").exists(), "--check writes nothing");
+}
+
+#[test]
+fn every_shipped_experiment_file_parses_and_its_flags_pass_trains_checks() {
+    let dir = temp_dir("experiment-shipped");
+    let mut files: Vec<_> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "table2-breakhis.toml",
+            "table3-chestxray.toml",
+            "table4-backbones.toml",
+            "table5-losses.toml"
+        ]
+    );
+    for file in &files {
+        let out = dir.join(file.file_stem().unwrap());
+        let text = ok(&lskbb(&[
+            "experiment",
+            file.to_str().unwrap(),
+            "--check",
+            "--out",
+            out.to_str().unwrap(),
+        ]));
+        assert!(text.contains("0 finished, 0 to resume"), "{text}");
+        assert!(!out.exists(), "--check writes nothing");
+    }
 }
