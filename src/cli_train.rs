@@ -15,6 +15,7 @@ use lskbb::Gpu;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 
 mod choices;
 mod data;
@@ -165,6 +166,11 @@ pub fn interrupted_status() -> Option<u8> {
     }
 }
 
+/// Ctrl-C or SIGTERM has asked the run to stop.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// The first signal finishes the step and saves a checkpoint; a second exits at once.
 fn on_stop_signal(sig: i32, name: &str) {
     if STOP.swap(true, Ordering::SeqCst) {
@@ -178,7 +184,7 @@ fn on_stop_signal(sig: i32, name: &str) {
 /// Catches Ctrl-C and SIGTERM (a scheduler's stop, `docker stop`) on a thread of its own,
 /// which may print and exit, unlike a signal handler.
 #[cfg(unix)]
-fn catch_stop_signals() -> Result<()> {
+pub fn catch_stop_signals() -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing the SIGINT and SIGTERM handlers")?;
@@ -192,7 +198,7 @@ fn catch_stop_signals() -> Result<()> {
 
 /// Catches Ctrl-C (Windows has no SIGTERM).
 #[cfg(not(unix))]
-fn catch_stop_signals() -> Result<()> {
+pub fn catch_stop_signals() -> Result<()> {
     ctrlc::set_handler(|| on_stop_signal(2, "Ctrl-C")).context("installing the Ctrl-C handler")
 }
 
@@ -236,7 +242,7 @@ fn latest_run() -> Result<PathBuf> {
 
 /// Flags that `--resume` accepts: where the run is and how this invocation runs it (memory,
 /// kernels, progress, loading), none of which changes the saved run.
-const RESUME_FLAGS: [&str; 9] = [
+pub const RESUME_FLAGS: [&str; 9] = [
     "out",
     "resume",
     "log_every",
@@ -330,10 +336,31 @@ const CPU_EPOCHS: usize = 10;
 const CPU_BATCH: usize = 8;
 const CPU_IMAGE: usize = 16;
 
-pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
-    let (method, choices) = choices::resolve_train(&a)?;
+impl TrainArgs {
+    /// The checks of `train`'s flags that need neither a GPU nor the data, which `lskbb
+    /// experiment` makes on every run it plans before the first one starts.
+    pub fn check(&self) -> Result<()> {
+        choices::resolve_train(self)?;
+        parse_imbalance(&self.imbalance).context("--imbalance")?;
+        self.data.source.check()
+    }
+}
+
+pub fn train(choice: &AdapterChoice, a: TrainArgs) -> Result<bool> {
+    // A flag that does not fit is an error before the GPU is asked for.
+    a.check()?;
     let gpu = Gpu::new(choice)?;
     println!("adapter: {}", gpu.describe());
+    catch_stop_signals()?;
+    let time_boxed = a.stop_after_steps.is_some();
+    let outcome = train_on(&gpu, a)?;
+    Ok(outcome == Outcome::Finished || stop_requested() || time_boxed)
+}
+
+/// The run `a` describes on `gpu` (`lskbb train`'s, and each run of `lskbb experiment`);
+/// Ctrl-C and SIGTERM stop it once [`catch_stop_signals`] has installed their handlers.
+pub fn train_on(gpu: &Arc<Gpu>, mut a: TrainArgs) -> Result<Outcome> {
+    let (method, choices) = choices::resolve_train(&a)?;
     let untouched =
         a.epochs.is_none() && a.batch_size.is_none() && a.data.pipeline.image_size.is_none();
     if gpu.cpu_threads().is_some() && untouched && !a.resume {
@@ -413,9 +440,5 @@ pub fn train(choice: &AdapterChoice, mut a: TrainArgs) -> Result<bool> {
         recompute: a.recompute,
         autotune: a.autotune,
     };
-    catch_stop_signals()?;
-    let outcome = train::train(&gpu, cfg, &opts, &STOP)?;
-    Ok(outcome == Outcome::Finished
-        || STOP.load(Ordering::SeqCst)
-        || opts.stop_after_steps.is_some())
+    train::train(gpu, cfg, &opts, &STOP)
 }

@@ -1,9 +1,11 @@
 //! The `lskbb` command line.
 
+mod cli_experiment;
 mod cli_train;
 
 use anyhow::Result;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use cli_experiment::ExperimentArgs;
 use cli_train::{ChoiceArgs, EvalArgs, PredictArgs, TrainArgs};
 use lskbb::gpu::{list_adapters, AdapterChoice};
 use lskbb::tensor_file::write_atomic;
@@ -48,6 +50,9 @@ impl GpuArgs {
 enum Command {
     /// Train a model (default: the paper's LSKBB recipe on the built-in synthetic set).
     Train(Box<TrainArgs>),
+    /// Train a table of runs (rows × columns × seeds, from a TOML file), resumably, and
+    /// write its mean ± std beside the paper's numbers (table.md, table.csv) and the figures.
+    Experiment(ExperimentArgs),
     /// Evaluate a checkpoint on a dataset's balanced test set.
     Eval(EvalArgs),
     /// Classify image files (or every image under folders) with a checkpoint.
@@ -187,6 +192,7 @@ fn run(cli: Cli) -> Result<bool> {
     let choice = cli.gpu.choice();
     match cli.command {
         Command::Train(a) => cli_train::train(&choice, *a),
+        Command::Experiment(a) => cli_experiment::experiment(&choice, a),
         Command::Eval(a) => cli_train::eval(&choice, a),
         Command::Predict(a) => cli_train::predict(&choice, a),
         Command::Devices => devices(&choice).map(|_| true),
@@ -208,7 +214,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match run(cli) {
-        // A training run that a signal stopped after its clean save: 130 or 143.
+        // A training run (or experiment) that a signal stopped after its clean save: 130 or 143.
         Ok(true) => cli_train::interrupted_status().map_or(ExitCode::SUCCESS, ExitCode::from),
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

@@ -130,6 +130,13 @@ fn given(flags: &[(&'static str, bool)]) -> Vec<&'static str> {
 }
 
 impl SourceArgs {
+    /// The flags that can be checked before the data is read (`--magnification`).
+    pub(super) fn check(&self) -> Result<()> {
+        parse_magnification(self.magnification.as_deref().unwrap_or("all"))
+            .context("--magnification")
+            .map(drop)
+    }
+
     /// The flags given besides --data (which a stored split decides).
     pub(super) fn split_flags_given(&self) -> Vec<&'static str> {
         given(&[

@@ -1,5 +1,11 @@
 //! PNG figures of a run: `curves.png` (loss and train/test accuracy per epoch, like the
-//! paper's figure 9) and `confusion.png`, drawn with a tiny built-in bitmap font.
+//! paper's figure 9) and `confusion.png`, and line charts of any series (`lines`, for
+//! `lskbb experiment`'s figures; bar charts are in `bars`), drawn with a tiny built-in bitmap
+//! font.
+
+mod bars;
+
+pub use bars::{bars, Bar};
 
 use crate::tensor_file::write_atomic;
 use anyhow::{Context, Result};
@@ -12,6 +18,19 @@ const GRID: Rgb<u8> = Rgb([225, 225, 225]);
 const BLUE: Rgb<u8> = Rgb([31, 119, 180]);
 const RED: Rgb<u8> = Rgb([214, 39, 40]);
 const GREEN: Rgb<u8> = Rgb([44, 160, 44]);
+/// Colours of the series of a line chart, in order (matplotlib's tab10), repeating after ten.
+const PALETTE: [Rgb<u8>; 10] = [
+    BLUE,
+    RED,
+    GREEN,
+    Rgb([255, 127, 14]),
+    Rgb([148, 103, 189]),
+    Rgb([140, 86, 75]),
+    Rgb([227, 119, 194]),
+    Rgb([127, 127, 127]),
+    Rgb([188, 189, 34]),
+    Rgb([23, 190, 207]),
+];
 const SCALE: u32 = 2;
 
 /// 3×5 glyphs, rows top to bottom, 3 bits each (MSB = left column).
@@ -32,6 +51,11 @@ fn glyph(c: char) -> [u8; 5] {
         '-' => [0, 0, 7, 0, 0],
         ':' => [0, 2, 0, 2, 0],
         '/' => [1, 1, 2, 4, 4],
+        '+' => [0, 2, 7, 2, 0],
+        '=' => [0, 7, 0, 7, 0],
+        '_' => [0, 0, 0, 0, 7],
+        '^' => [2, 5, 0, 0, 0],
+        ',' => [0, 0, 0, 2, 4],
         '(' => [1, 2, 2, 2, 1],
         ')' => [4, 2, 2, 2, 4],
         'A' => [2, 5, 7, 5, 5],
@@ -100,8 +124,53 @@ fn line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: Rgb<u
     }
 }
 
-/// One panel: series of (label, colour, values per epoch) on shared axes.
-fn panel(img: &mut RgbImage, ox: i64, title: &str, series: &[(&str, Rgb<u8>, &[f64])]) {
+/// The x axis of a panel: the values of each series are spread evenly from `first` to `last`.
+#[derive(Clone, Copy)]
+pub struct XAxis<'a> {
+    pub label: &'a str,
+    pub first: f64,
+    pub last: f64,
+}
+
+impl XAxis<'_> {
+    /// Epochs 1 to n.
+    fn epochs(n: usize) -> XAxis<'static> {
+        XAxis {
+            label: "EPOCH",
+            first: 1.0,
+            last: n.max(2) as f64,
+        }
+    }
+}
+
+/// A tick label: whole numbers without decimals.
+fn tick(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A value axis's tick label, with as many decimals as a `range` of values needs.
+fn value_tick(v: f64, range: f64) -> String {
+    match range {
+        r if r >= 100.0 => format!("{v:.0}"),
+        r if r >= 10.0 => format!("{v:.1}"),
+        _ => format!("{v:.3}"),
+    }
+}
+
+/// One panel: series of (label, colour, values) on shared axes; the value axis reaches down
+/// to 0 with `from_zero`.
+fn panel(
+    img: &mut RgbImage,
+    ox: i64,
+    title: &str,
+    x: XAxis,
+    from_zero: bool,
+    series: &[(&str, Rgb<u8>, &[f64])],
+) {
     let (w, h, top, left) = (430.0, 300.0, 40.0, 60.0);
     let finite = series
         .iter()
@@ -110,6 +179,9 @@ fn panel(img: &mut RgbImage, ox: i64, title: &str, series: &[(&str, Rgb<u8>, &[f
     let (mut lo, mut hi) = finite.fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
     if lo > hi {
         (lo, hi) = (0.0, 1.0);
+    }
+    if from_zero {
+        lo = lo.min(0.0);
     }
     if hi - lo < 1e-9 {
         hi = lo + 1.0;
@@ -120,26 +192,18 @@ fn panel(img: &mut RgbImage, ox: i64, title: &str, series: &[(&str, Rgb<u8>, &[f
     for k in 0..=4 {
         let v = lo + (hi - lo) * k as f64 / 4.0;
         line(img, (px(0), py(v)), (px(n - 1), py(v)), GRID);
-        text(img, ox + 4, py(v) as i64 - 5, &format!("{v:.3}"), INK);
+        text(img, ox + 4, py(v) as i64 - 5, &value_tick(v, hi - lo), INK);
     }
     line(img, (px(0), top), (px(0), top + h), INK);
     line(img, (px(0), top + h), (px(n - 1), top + h), INK);
     text(img, ox + left as i64, 10, title, INK);
-    text(img, px(0) as i64, (top + h) as i64 + 8, "1", INK);
-    text(
-        img,
-        px(n - 1) as i64 - 10,
-        (top + h) as i64 + 8,
-        &n.to_string(),
-        INK,
-    );
-    text(
-        img,
-        (px(0) + w / 2.0) as i64 - 20,
-        (top + h) as i64 + 8,
-        "EPOCH",
-        INK,
-    );
+    text(img, px(0) as i64, (top + h) as i64 + 8, &tick(x.first), INK);
+    let last = tick(x.last);
+    let last_x = px(n - 1) as i64 - 8 * last.len() as i64 + 4;
+    text(img, last_x, (top + h) as i64 + 8, &last, INK);
+    let label_x = (px(0) + w / 2.0) as i64 - 4 * x.label.len() as i64;
+    text(img, label_x, (top + h) as i64 + 8, x.label, INK);
+    let widest = series.iter().map(|s| s.0.len()).max().unwrap_or(0);
     for (k, (label, color, vals)) in series.iter().enumerate() {
         for i in 1..vals.len() {
             if vals[i - 1].is_finite() && vals[i].is_finite() {
@@ -160,13 +224,14 @@ fn panel(img: &mut RgbImage, ox: i64, title: &str, series: &[(&str, Rgb<u8>, &[f
             );
         }
         let ly = top as i64 + 10 + 16 * k as i64;
+        let lx = px(n - 1) - 8.0 * widest as f64;
         line(
             img,
-            (px(n - 1) - 90.0, ly as f64 + 4.0),
-            (px(n - 1) - 70.0, ly as f64 + 4.0),
+            (lx - 26.0, ly as f64 + 4.0),
+            (lx - 6.0, ly as f64 + 4.0),
             *color,
         );
-        text(img, px(n - 1) as i64 - 64, ly, label, INK);
+        text(img, lx as i64, ly, label, INK);
     }
 }
 
@@ -190,13 +255,34 @@ pub fn curves(
     test_acc: &[f64],
 ) -> Result<()> {
     let mut img = RgbImage::from_pixel(1000, 380, BG);
-    panel(&mut img, 0, "TRAINING LOSS", &[("LOSS", BLUE, loss)]);
+    let x = XAxis::epochs(loss.len().max(train_acc.len()));
+    panel(
+        &mut img,
+        0,
+        "TRAINING LOSS",
+        x,
+        false,
+        &[("LOSS", BLUE, loss)],
+    );
     let mut series = vec![("TRAIN", BLUE, train_acc)];
     if !val_acc.is_empty() {
         series.push(("VAL", GREEN, val_acc));
     }
     series.push(("TEST", RED, test_acc));
-    panel(&mut img, 500, "ACCURACY (%)", &series);
+    panel(&mut img, 500, "ACCURACY (%)", x, false, &series);
+    save_png(&img, path)
+}
+
+/// One panel of labelled series over `x` (values from 0 up), coloured in the order of
+/// `PALETTE`.
+pub fn lines(path: &Path, title: &str, x: XAxis, series: &[(&str, &[f64])]) -> Result<()> {
+    let mut img = RgbImage::from_pixel(520, 380, BG);
+    let coloured: Vec<(&str, Rgb<u8>, &[f64])> = series
+        .iter()
+        .enumerate()
+        .map(|(k, (label, vals))| (*label, PALETTE[k % PALETTE.len()], *vals))
+        .collect();
+    panel(&mut img, 0, title, x, true, &coloured);
     save_png(&img, path)
 }
 
