@@ -4,6 +4,12 @@
 // pixel. The backward adds ga_in and gb_in (what a and b got from their other consumers, the
 // LSK selection) to ga and gb when asked, in the same store.
 
+// V is one pixel, or four adjacent pixels of a plane (`vec4<f32>`, where H·W is a multiple of
+// 4; VU the matching channel index): src/ops/chanpool.rs picks the latter on CPU drivers,
+// which load a vec4 at the cost of an f32. n and hw in `p` count Vs.
+alias V = f32;
+alias VU = u32;
+
 struct P {
     n: u32,     // N*H*W
     ca: u32,
@@ -16,17 +22,17 @@ struct P {
 }
 
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read> ga_in: array<f32>;
-@group(0) @binding(5) var<storage, read> gb_in: array<f32>;
-@group(0) @binding(6) var<storage, read_write> ga: array<f32>;
-@group(0) @binding(7) var<storage, read_write> gb: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<V>;
+@group(0) @binding(2) var<storage, read> b: array<V>;
+@group(0) @binding(3) var<storage, read_write> y: array<V>;
+@group(0) @binding(3) var<storage, read> dy: array<V>;
+@group(0) @binding(4) var<storage, read> ga_in: array<V>;
+@group(0) @binding(5) var<storage, read> gb_in: array<V>;
+@group(0) @binding(6) var<storage, read_write> ga: array<V>;
+@group(0) @binding(7) var<storage, read_write> gb: array<V>;
 
 // Channel k of cat(a, b) at pixel s of sample ni.
-fn at(ni: u32, k: u32, s: u32) -> f32 {
+fn at(ni: u32, k: u32, s: u32) -> V {
     if k < p.ca {
         return a[(ni * p.ca + k) * p.hw + s];
     }
@@ -40,7 +46,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let ni = i / p.hw;
     let s = i % p.hw;
     let c = p.ca + p.cb;
-    var sum = 0.0;
+    var sum = V(0.0);
     var best = at(ni, 0u, s);
     for (var k = 0u; k < c; k++) {
         let v = at(ni, k, s);
@@ -59,26 +65,25 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let ni = i / p.hw;
     let s = i % p.hw;
     let c = p.ca + p.cb;
-    var arg = 0u;
+    var arg = VU(0u);
     var best = at(ni, 0u, s);
     for (var k = 1u; k < c; k++) {
         let v = at(ni, k, s);
-        if v > best {
-            best = v;
-            arg = k;
-        }
+        let more = v > best;
+        best = select(best, v, more);
+        arg = select(arg, VU(k), more);
     }
     let gm = dy[2u * ni * p.hw + s] / f32(c);
     let gmax = dy[(2u * ni + 1u) * p.hw + s];
     for (var k = 0u; k < p.ca; k++) {
         let at = (ni * p.ca + k) * p.hw + s;
-        var g = select(gm, gm + gmax, k == arg);
+        var g = select(gm, gm + gmax, VU(k) == arg);
         if p.add_a == 1u { g += ga_in[at]; }
         ga[at] = g;
     }
     for (var k = 0u; k < p.cb; k++) {
         let at = (ni * p.cb + k) * p.hw + s;
-        var g = select(gm, gm + gmax, k + p.ca == arg);
+        var g = select(gm, gm + gmax, VU(k + p.ca) == arg);
         if p.add_b == 1u { g += gb_in[at]; }
         gb[at] = g;
     }

@@ -2,6 +2,11 @@
 // with a1, a2 [N, C, H, W] and the selection logits z [N, 2, H, W] (conv_squeeze's output),
 // the sigmoid maps broadcast over channels. Fused so that neither the sigmoid maps, the
 // products nor the channel slices are materialised.
+//
+// V is one pixel, or four adjacent pixels of a plane (`vec4<f32>`, where H·W is a multiple of
+// 4): src/ops/select.rs picks the latter on CPU drivers, which load a vec4 at the cost of an
+// f32. Every count in `p` is in Vs.
+alias V = f32;
 
 struct P {
     n: u32,     // N*C*H*W
@@ -11,16 +16,16 @@ struct P {
 }
 
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> a1: array<f32>;
-@group(0) @binding(2) var<storage, read> a2: array<f32>;
-@group(0) @binding(3) var<storage, read> z: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
-@group(0) @binding(5) var<storage, read_write> g1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> g2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> gz: array<f32>;
+@group(0) @binding(1) var<storage, read> a1: array<V>;
+@group(0) @binding(2) var<storage, read> a2: array<V>;
+@group(0) @binding(3) var<storage, read> z: array<V>;
+@group(0) @binding(4) var<storage, read_write> y: array<V>;
+@group(0) @binding(4) var<storage, read> dy: array<V>;
+@group(0) @binding(5) var<storage, read_write> g1: array<V>;
+@group(0) @binding(6) var<storage, read_write> g2: array<V>;
+@group(0) @binding(7) var<storage, read_write> gz: array<V>;
 
-fn sigmoid(v: f32) -> f32 {
+fn sigmoid(v: V) -> V {
     return 1.0 / (1.0 + exp(-v));
 }
 
@@ -43,8 +48,8 @@ fn backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     let k = 2u * ni * p.hw + q % p.hw;
     let s0 = sigmoid(z[k]);
     let s1 = sigmoid(z[k + p.hw]);
-    var t1 = 0.0;
-    var t2 = 0.0;
+    var t1 = V(0.0);
+    var t2 = V(0.0);
     for (var c = 0u; c < p.c; c++) {
         let i = (ni * p.c + c) * p.hw + q % p.hw;
         let d = dy[i];

@@ -20,7 +20,15 @@ const SELECT_TOL: Tol = Tol::new(2e-5, 0.1);
 /// Central differences of a function that is bilinear in its inputs: exact up to rounding.
 const FD_TOL: f64 = 1e-6;
 
-const CASES: &[[usize; 4]] = &[[2, 5, 3, 7], [1, 1, 4, 4], [1, 16, 1, 1], [3, 8, 5, 3]];
+/// [1, 1, 4, 4] and [2, 3, 4, 6] have planes of whole vec4s (four pixels per invocation on a
+/// CPU driver), the others do not.
+const CASES: &[[usize; 4]] = &[
+    [2, 5, 3, 7],
+    [1, 1, 4, 4],
+    [1, 16, 1, 1],
+    [3, 8, 5, 3],
+    [2, 3, 4, 6],
+];
 
 #[test]
 fn lsk_select_matches_reference() {

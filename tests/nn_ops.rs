@@ -454,7 +454,15 @@ fn batch_norm_matches_pytorch_golden() {
 }
 
 /// Channel pooling cases: batch 1, one channel, odd sizes, more channels than pixels.
-const CHANPOOL_CASES: &[[usize; 4]] = &[[2, 5, 3, 7], [1, 1, 4, 4], [1, 9, 1, 1], [3, 16, 5, 3]];
+/// [1, 1, 4, 4] and [2, 6, 4, 5] have planes of whole vec4s (four pixels per invocation on a
+/// CPU driver, each with its own maximum), the others do not.
+const CHANPOOL_CASES: &[[usize; 4]] = &[
+    [2, 5, 3, 7],
+    [1, 1, 4, 4],
+    [1, 9, 1, 1],
+    [3, 16, 5, 3],
+    [2, 6, 4, 5],
+];
 
 #[test]
 fn channel_mean_max_matches_reference_with_ties() {
@@ -506,6 +514,7 @@ fn channel_mean_max_pair_matches_reference_on_the_concatenation() {
         ([1, 2, 4, 4], 1),
         ([3, 16, 5, 3], 8),
         ([1, 9, 1, 1], 4),
+        ([2, 7, 4, 6], 3),
     ] {
         let x = rng.arr(&s, 2.0).map(|v| (v * 1.5).round());
         let gy = rng.arr(&[s[0], 2, s[2], s[3]], 1.0);

@@ -7,18 +7,33 @@ use crate::autograd::Var;
 use crate::gpu::{grid, Kernel};
 use crate::tensor::{nchw, DType, Tensor};
 use anyhow::{bail, Result};
+use std::sync::LazyLock;
 
 const SRC: &str = include_str!("../../shaders/chanpool.wgsl");
-const FORWARD: Kernel = Kernel {
-    name: "chanpool",
-    source: SRC,
-    entry: "forward",
-};
-const BACKWARD: Kernel = Kernel {
-    name: "chanpool",
-    source: SRC,
-    entry: "backward",
-};
+static SRC_VEC4: LazyLock<String> = LazyLock::new(|| {
+    SRC.replace("alias V = f32;", "alias V = vec4<f32>;")
+        .replace("alias VU = u32;", "alias VU = vec4<u32>;")
+});
+
+/// The kernel `entry` and the pixels each invocation takes: four adjacent ones (`vec4<f32>`)
+/// on a CPU driver where H·W is a multiple of 4, else one.
+fn kernel(t: &Tensor, hw: usize, entry: &'static str) -> (Kernel, usize) {
+    if t.gpu().cpu_threads().is_some() && hw.is_multiple_of(4) {
+        let k = Kernel {
+            name: "chanpool_vec4",
+            source: SRC_VEC4.as_str(),
+            entry,
+        };
+        (k, 4)
+    } else {
+        let k = Kernel {
+            name: "chanpool",
+            source: SRC,
+            entry,
+        };
+        (k, 1)
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
@@ -32,7 +47,13 @@ struct Params {
     pad: [u32; 2],
 }
 
-fn params(a: &Tensor, b: Option<&Tensor>) -> Result<([usize; 4], Params)> {
+/// The input's shape, the parameter block (pixel counts in the kernel's values of one or four
+/// pixels) and the kernel `entry`.
+fn params(
+    a: &Tensor,
+    b: Option<&Tensor>,
+    entry: &'static str,
+) -> Result<([usize; 4], Params, Kernel)> {
     let d @ [n, ca, h, w] = nchw(a, "channel_mean_max input")?;
     let cb = match b {
         Some(b) => {
@@ -55,22 +76,23 @@ fn params(a: &Tensor, b: Option<&Tensor>) -> Result<([usize; 4], Params)> {
             a.shape()
         );
     }
+    let (k, lanes) = kernel(a, h * w, entry);
     let p = Params {
-        n: (n * h * w) as u32,
+        n: (n * h * w / lanes) as u32,
         ca: ca as u32,
         cb: cb as u32,
-        hw: (h * w) as u32,
+        hw: (h * w / lanes) as u32,
         ..Default::default()
     };
-    Ok((d, p))
+    Ok((d, p, k))
 }
 
 /// y[:, 0] = mean and y[:, 1] = max over the channels of cat(a, b) (of a alone without b).
 pub fn channel_mean_max_forward(a: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let ([n, _, h, w], p) = params(a, b)?;
+    let ([n, _, h, w], p, k) = params(a, b, "forward")?;
     let y = Tensor::empty(a.gpu(), &[n, 2, h, w], DType::F32)?;
     a.gpu().dispatch(
-        &FORWARD,
+        &k,
         bytemuck::bytes_of(&p),
         &[a.buf(), b.unwrap_or(a).buf()],
         &[y.buf()],
@@ -87,7 +109,7 @@ pub fn channel_mean_max_backward(
     gy: &Tensor,
     [acc_a, acc_b]: [Option<&Tensor>; 2],
 ) -> Result<(Tensor, Option<Tensor>)> {
-    let ([n, _, h, w], p) = params(a, b)?;
+    let ([n, _, h, w], p, k) = params(a, b, "backward")?;
     if gy.shape() != [n, 2, h, w] {
         bail!(
             "channel_mean_max backward: expected grad_y of shape {:?}, got {:?}",
@@ -117,7 +139,7 @@ pub fn channel_mean_max_backward(
         ..p
     };
     a.gpu().dispatch(
-        &BACKWARD,
+        &k,
         bytemuck::bytes_of(&p),
         &[
             a.buf(),

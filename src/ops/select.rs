@@ -9,18 +9,31 @@ use crate::autograd::Var;
 use crate::gpu::{grid, Kernel};
 use crate::tensor::{nchw, DType, Tensor};
 use anyhow::{bail, Result};
+use std::sync::LazyLock;
 
 const SRC: &str = include_str!("../../shaders/select.wgsl");
-const FORWARD: Kernel = Kernel {
-    name: "select",
-    source: SRC,
-    entry: "forward",
-};
-const BACKWARD: Kernel = Kernel {
-    name: "select",
-    source: SRC,
-    entry: "backward",
-};
+static SRC_VEC4: LazyLock<String> =
+    LazyLock::new(|| SRC.replace("alias V = f32;", "alias V = vec4<f32>;"));
+
+/// The kernel `entry` and the pixels each invocation takes: four adjacent ones (`vec4<f32>`)
+/// on a CPU driver where H·W is a multiple of 4, else one.
+fn kernel(t: &Tensor, hw: usize, entry: &'static str) -> (Kernel, usize) {
+    if t.gpu().cpu_threads().is_some() && hw.is_multiple_of(4) {
+        let k = Kernel {
+            name: "select_vec4",
+            source: SRC_VEC4.as_str(),
+            entry,
+        };
+        (k, 4)
+    } else {
+        let k = Kernel {
+            name: "select",
+            source: SRC,
+            entry,
+        };
+        (k, 1)
+    }
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
@@ -31,7 +44,8 @@ struct Params {
     np: u32,
 }
 
-fn params(a1: &Tensor, a2: &Tensor, z: &Tensor) -> Result<Params> {
+/// The parameter block (counts in the kernel's values of one or four pixels) and the kernel.
+fn params(a1: &Tensor, a2: &Tensor, z: &Tensor, entry: &'static str) -> Result<(Params, Kernel)> {
     let [n, c, h, w] = nchw(a1, "lsk_select a1")?;
     if a2.shape() != a1.shape() || z.shape() != [n, 2, h, w] {
         bail!(
@@ -44,20 +58,22 @@ fn params(a1: &Tensor, a2: &Tensor, z: &Tensor) -> Result<Params> {
     if [a1, a2, z].iter().any(|t| t.dtype() != DType::F32) {
         bail!("lsk_select: inputs must be f32");
     }
-    Ok(Params {
-        n: (n * c * h * w) as u32,
+    let (k, lanes) = kernel(a1, h * w, entry);
+    let p = Params {
+        n: (n * c * h * w / lanes) as u32,
         c: c as u32,
-        hw: (h * w) as u32,
-        np: (n * h * w) as u32,
-    })
+        hw: (h * w / lanes) as u32,
+        np: (n * h * w / lanes) as u32,
+    };
+    Ok((p, k))
 }
 
 /// attn = a1·σ(z[:, 0:1]) + a2·σ(z[:, 1:2]).
 pub fn lsk_select_forward(a1: &Tensor, a2: &Tensor, z: &Tensor) -> Result<Tensor> {
-    let p = params(a1, a2, z)?;
+    let (p, k) = params(a1, a2, z, "forward")?;
     let y = Tensor::empty(a1.gpu(), a1.shape(), DType::F32)?;
     a1.gpu().dispatch(
-        &FORWARD,
+        &k,
         bytemuck::bytes_of(&p),
         &[a1.buf(), a2.buf(), z.buf()],
         &[y.buf()],
@@ -73,7 +89,7 @@ pub fn lsk_select_backward(
     z: &Tensor,
     gy: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let p = params(a1, a2, z)?;
+    let (p, k) = params(a1, a2, z, "backward")?;
     if gy.shape() != a1.shape() {
         bail!(
             "lsk_select backward: expected grad of shape {:?}, got {:?}",
@@ -86,7 +102,7 @@ pub fn lsk_select_backward(
     let g2 = Tensor::empty(gpu, a2.shape(), DType::F32)?;
     let gz = Tensor::empty(gpu, z.shape(), DType::F32)?;
     gpu.dispatch(
-        &BACKWARD,
+        &k,
         bytemuck::bytes_of(&p),
         &[a1.buf(), a2.buf(), z.buf(), gy.buf()],
         &[g1.buf(), g2.buf(), gz.buf()],
