@@ -3,6 +3,7 @@
 //! channels of cat(a, b) without building the concatenation, and its backward sums in the
 //! gradients a and b already hold.
 
+use super::FourWide;
 use crate::autograd::Var;
 use crate::gpu::{grid, Kernel};
 use crate::tensor::{nchw, DType, Tensor};
@@ -14,26 +15,12 @@ static SRC_VEC4: LazyLock<String> = LazyLock::new(|| {
     SRC.replace("alias V = f32;", "alias V = vec4<f32>;")
         .replace("alias VU = u32;", "alias VU = vec4<u32>;")
 });
-
-/// The kernel `entry` and the pixels each invocation takes: four adjacent ones (`vec4<f32>`)
-/// on a CPU driver where H·W is a multiple of 4, else one.
-fn kernel(t: &Tensor, hw: usize, entry: &'static str) -> (Kernel, usize) {
-    if t.gpu().cpu_threads().is_some() && hw.is_multiple_of(4) {
-        let k = Kernel {
-            name: "chanpool_vec4",
-            source: SRC_VEC4.as_str(),
-            entry,
-        };
-        (k, 4)
-    } else {
-        let k = Kernel {
-            name: "chanpool",
-            source: SRC,
-            entry,
-        };
-        (k, 1)
-    }
-}
+static KERNELS: FourWide = FourWide {
+    name: "chanpool",
+    source: SRC,
+    name4: "chanpool_vec4",
+    source4: &SRC_VEC4,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
@@ -76,7 +63,7 @@ fn params(
             a.shape()
         );
     }
-    let (k, lanes) = kernel(a, h * w, entry);
+    let (k, lanes) = KERNELS.kernel(a, h * w, entry);
     let p = Params {
         n: (n * h * w / lanes) as u32,
         ca: ca as u32,

@@ -4,6 +4,7 @@
 //! module's product), relu, sigmoid, exp, log and scale, forward and backward.
 
 use super::reduce::sum_to;
+use super::FourWide;
 use crate::autograd::Var;
 use crate::gpu::{grid, GpuBuffer, Kernel};
 use crate::tensor::{DType, Tensor};
@@ -19,10 +20,15 @@ const BINARY: Kernel = Kernel {
 const MAP_SRC: &str = include_str!("../../shaders/elementwise_map.wgsl");
 static MAP_SRC_VEC4: LazyLock<String> =
     LazyLock::new(|| MAP_SRC.replace("alias V = f32;", "alias V = vec4<f32>;"));
+static MAPS: FourWide = FourWide {
+    name: "elementwise_map",
+    source: MAP_SRC,
+    name4: "elementwise_map_vec4",
+    source4: &MAP_SRC_VEC4,
+};
 
-/// Runs the same-shape map `entry` of `elementwise_map.wgsl` over `n` values: four per
-/// invocation (`vec4<f32>`) on a CPU driver where `n` is a multiple of 4 (lavapipe loads a
-/// vec4 at the cost of an f32: 2.6x for the binary ops of the plain step), else one.
+/// Runs the same-shape map `entry` of `elementwise_map.wgsl` over `n` values, four per
+/// invocation on a CPU driver where it can ([`FourWide`]).
 fn dispatch_map(
     like: &Tensor,
     entry: &'static str,
@@ -31,17 +37,8 @@ fn dispatch_map(
     reads: &[&GpuBuffer],
     writes: &[&GpuBuffer],
 ) -> Result<()> {
-    let (name, source, per) = if like.gpu().cpu_threads().is_some() && n.is_multiple_of(4) {
-        ("elementwise_map_vec4", MAP_SRC_VEC4.as_str(), 4)
-    } else {
-        ("elementwise_map", MAP_SRC, 1)
-    };
+    let (k, per) = MAPS.kernel(like, n, entry);
     p.n = (n / per) as u32;
-    let k = Kernel {
-        name,
-        source,
-        entry,
-    };
     like.gpu()
         .dispatch(&k, bytemuck::bytes_of(&p), reads, writes, grid(n / per))
 }

@@ -5,6 +5,7 @@
 //! sigmoid, two slices, two broadcast products, a sum and their backward passes, and keep
 //! neither the sigmoid maps nor the products alive.
 
+use super::FourWide;
 use crate::autograd::Var;
 use crate::gpu::{grid, Kernel};
 use crate::tensor::{nchw, DType, Tensor};
@@ -14,26 +15,12 @@ use std::sync::LazyLock;
 const SRC: &str = include_str!("../../shaders/select.wgsl");
 static SRC_VEC4: LazyLock<String> =
     LazyLock::new(|| SRC.replace("alias V = f32;", "alias V = vec4<f32>;"));
-
-/// The kernel `entry` and the pixels each invocation takes: four adjacent ones (`vec4<f32>`)
-/// on a CPU driver where H·W is a multiple of 4, else one.
-fn kernel(t: &Tensor, hw: usize, entry: &'static str) -> (Kernel, usize) {
-    if t.gpu().cpu_threads().is_some() && hw.is_multiple_of(4) {
-        let k = Kernel {
-            name: "select_vec4",
-            source: SRC_VEC4.as_str(),
-            entry,
-        };
-        (k, 4)
-    } else {
-        let k = Kernel {
-            name: "select",
-            source: SRC,
-            entry,
-        };
-        (k, 1)
-    }
-}
+static KERNELS: FourWide = FourWide {
+    name: "select",
+    source: SRC,
+    name4: "select_vec4",
+    source4: &SRC_VEC4,
+};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
@@ -58,7 +45,7 @@ fn params(a1: &Tensor, a2: &Tensor, z: &Tensor, entry: &'static str) -> Result<(
     if [a1, a2, z].iter().any(|t| t.dtype() != DType::F32) {
         bail!("lsk_select: inputs must be f32");
     }
-    let (k, lanes) = kernel(a1, h * w, entry);
+    let (k, lanes) = KERNELS.kernel(a1, h * w, entry);
     let p = Params {
         n: (n * c * h * w / lanes) as u32,
         c: c as u32,
