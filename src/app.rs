@@ -14,7 +14,7 @@
 //! ```
 
 use crate::autograd::{no_grad, Var};
-use crate::checkpoint::{class_names, model_from};
+use crate::checkpoint::{model_from, output_names};
 use crate::data::{decode_image_bytes, file_preprocessor, DataConfig, Preprocessor};
 use crate::explain::pictures::explain_batch;
 use crate::explain::render::{normalize_max, upsample_bilinear};
@@ -192,13 +192,8 @@ impl Classifier {
     ) -> Result<Classifier, Error> {
         let path = Path::new(name);
         let (model, f) = model_from(gpu, f, path).map_err(|e| classify(e, Error::BadCheckpoint))?;
-        let classes = class_names(&f, path, model.config.classes)
-            .map_err(|e| Error::BadCheckpoint(format!("{e:#}")))?
-            .unwrap_or_else(|| {
-                (0..model.config.classes)
-                    .map(|k| format!("class_{k}"))
-                    .collect()
-            });
+        let classes = output_names(&f, path, model.config.classes)
+            .map_err(|e| Error::BadCheckpoint(format!("{e:#}")))?;
         data.root = None;
         data.channels = model.config.in_ch;
         let pre = file_preprocessor(&data).map_err(|e| Error::BadCheckpoint(format!("{e:#}")))?;
@@ -250,10 +245,9 @@ impl Classifier {
     /// over it, and each stage's LSK selection masks), computed on the GPU.
     pub async fn explain(&self, image: &image::DynamicImage) -> Result<Explanation, Error> {
         let bad = |e: anyhow::Error| Error::BadImage(format!("{e:#}"));
-        let x = self.pre.prepare_image(image, "the image").map_err(bad)?;
-        let shown = self
+        let (x, shown) = self
             .pre
-            .prepare_image_unnormalised(image, "the image")
+            .prepare_image_and_unnormalised(image, "the image")
             .map_err(bad)?;
         let (c, s) = (self.pre.channels(), self.pre.size());
         let gpu_error = |e: anyhow::Error| classify(e, Error::Gpu);

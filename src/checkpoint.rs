@@ -119,6 +119,12 @@ pub fn class_names(f: &TensorFile, path: &Path, outputs: usize) -> Result<Option
     Ok(Some(classes))
 }
 
+/// The names of a checkpoint's outputs: those it stores ([`class_names`]), else `class_<k>`.
+pub fn output_names(f: &TensorFile, path: &Path, outputs: usize) -> Result<Vec<String>> {
+    Ok(class_names(f, path, outputs)?
+        .unwrap_or_else(|| (0..outputs).map(|k| format!("class_{k}")).collect()))
+}
+
 /// The optimizer side file of a checkpoint.
 pub fn optim_path(path: &Path) -> PathBuf {
     path.with_extension("optim.safetensors")

@@ -8,7 +8,7 @@ use super::table::print_metrics;
 use anyhow::{bail, Context, Result};
 use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
-use lskbb::checkpoint::{class_names, load_model};
+use lskbb::checkpoint::{class_names, load_model, output_names};
 use lskbb::data::{file_preprocessor, files_below, image_files, BatchLoader, Dataset, Split};
 use lskbb::gpu::AdapterChoice;
 use lskbb::tensor_file::{write_atomic, TensorFile};
@@ -202,11 +202,7 @@ pub fn predict(choice: &AdapterChoice, a: PredictArgs) -> Result<bool> {
         model.config.in_ch,
     )?;
     let pre = file_preprocessor(&data)?;
-    let classes = class_names(&f, &a.checkpoint, model.config.classes)?.unwrap_or_else(|| {
-        (0..model.config.classes)
-            .map(|k| format!("class_{k}"))
-            .collect()
-    });
+    let classes = output_names(&f, &a.checkpoint, model.config.classes)?;
     let mut rows = Vec::new();
     for chunk in files.chunks(a.batch_size) {
         let mut x = Vec::new();
