@@ -386,31 +386,36 @@ impl Preprocessor {
     /// The C·S·S normalised image of an image already in memory (named `what` in errors),
     /// prepared the evaluation way, as [`Preprocessor::prepare_file`] prepares a file.
     pub fn prepare_image(&self, img: &image::DynamicImage, what: &str) -> Result<Vec<f32>> {
-        self.prepare_image_with(img, what, &self.mean, &self.std)
+        let px = self.fit(img, what)?;
+        self.centre_window(&px, what, &self.mean, &self.std)
     }
 
-    /// The image [`Preprocessor::prepare_image`] gives, as [0, 1] values before the
-    /// normalisation (what an explanation's picture shows).
-    pub fn prepare_image_unnormalised(
+    /// [`Preprocessor::prepare_image`], and the same window as [0, 1] values before the
+    /// normalisation (what an explanation's picture shows), from one resize.
+    pub fn prepare_image_and_unnormalised(
         &self,
         img: &image::DynamicImage,
         what: &str,
-    ) -> Result<Vec<f32>> {
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let px = self.fit(img, what)?;
         let (zero, one) = (vec![0.0; self.channels], vec![1.0; self.channels]);
-        self.prepare_image_with(img, what, &zero, &one)
+        Ok((
+            self.centre_window(&px, what, &self.mean, &self.std)?,
+            self.centre_window(&px, what, &zero, &one)?,
+        ))
     }
 
-    fn prepare_image_with(
+    /// The centre S×S window of a pre-crop image, with `mean` and `std`.
+    fn centre_window(
         &self,
-        img: &image::DynamicImage,
+        px: &Pixels,
         what: &str,
         mean: &[f32],
         std: &[f32],
     ) -> Result<Vec<f32>> {
-        let px = self.fit(img, what)?;
         let mut out = vec![0.0; self.image_len()];
         let d = Draw::centre(px.w, px.h, self.size);
-        self.fill_with(&px, what, &d, mean, std, &mut out)?;
+        self.fill_with(px, what, &d, mean, std, &mut out)?;
         Ok(out)
     }
 
