@@ -4,11 +4,12 @@
 
 mod common;
 
+use common::losses::{check_reference_losses, labels, up_labels};
 use common::{assert_close, gpu, up};
 use lskbb::backward;
 use lskbb::ops::loss::{cb_weights, ldam_margins, loss, loss_forward, LossKind};
 use lskbb::reference::losses as rl;
-use lskbb::reference::{finite_diff_check, Arr, Rng, Tol};
+use lskbb::reference::{Arr, Rng, Tol};
 use lskbb::{Tensor, Var};
 
 /// The scaled logits s·(z_j − δ_jy·Δ_y) carry the f32 rounding of z_y − Δ_y and of the
@@ -22,14 +23,6 @@ const TOL_FD: f64 = 1e-7;
 
 /// Shapes with one class, one sample, odd sizes and a row longer than a workgroup.
 const CASES: &[(usize, usize)] = &[(1, 1), (1, 5), (7, 3), (37, 10), (3, 300)];
-
-fn labels(rng: &mut Rng, n: usize, c: usize) -> Vec<u32> {
-    (0..n).map(|_| (rng.next_u64() % c as u64) as u32).collect()
-}
-
-fn up_labels(l: &[u32]) -> Tensor {
-    Tensor::from_u32(&gpu(), l, &[l.len()]).unwrap()
-}
 
 /// LDAM at LDAM's s = 30 and at s = 1, on long-tailed counts, without and with DRW's
 /// class-balanced weights (β = 0.9999).
@@ -84,19 +77,7 @@ fn ldam_backward_reaches_the_logits() {
 
 #[test]
 fn reference_ldam_passes_finite_differences() {
-    let mut rng = Rng(43);
-    for (n, c) in [(1, 1), (1, 4), (5, 3), (9, 6)] {
-        let z = rng.arr(&[n, c], 2.0);
-        let y = labels(&mut rng, n, c);
-        for kind in kinds(c) {
-            let (_, g) = rl::loss(&z, &y, &kind);
-            let err = finite_diff_check(&z, &g, |zz| rl::loss(zz, &y, &kind).0);
-            assert!(
-                err < TOL_FD,
-                "{kind:?} {n}x{c}: finite differences off by {err:.2e}"
-            );
-        }
-    }
+    check_reference_losses(43, kinds, TOL_FD);
 }
 
 /// Δ_j = C / n_j^(1/4) with C such that the rarest class's margin is 0.5 (their max_m).

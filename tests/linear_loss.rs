@@ -2,6 +2,7 @@
 //! CPU reference, the CPU reference against finite differences, and the PyTorch goldens.
 
 mod common;
+use common::losses::{check_reference_losses, labels, up_labels};
 use common::{assert_close, assert_close_f32, down, gpu, up};
 use lskbb::model::ParamStore;
 use lskbb::ops::elementwise as ew;
@@ -49,14 +50,6 @@ const TOL_GOLDEN_REF: Tol = Tol::new(1e-6, 0.0);
 const TOL_SGD: Tol = Tol::new(1e-6, 0.2);
 /// Central differences in f64 with h = 1e-6: truncation O(h²) plus cancellation O(1e-16/h).
 const TOL_FD: f64 = 1e-7;
-
-fn labels(rng: &mut Rng, n: usize, c: usize) -> Vec<u32> {
-    (0..n).map(|_| (rng.next_u64() % c as u64) as u32).collect()
-}
-
-fn up_labels(l: &[u32]) -> Tensor {
-    Tensor::from_u32(&gpu(), l, &[l.len()]).unwrap()
-}
 
 fn scalar(v: f64) -> Arr {
     Arr::new(&[1], vec![v])
@@ -374,19 +367,7 @@ fn loss_rejects_bad_inputs_and_flags_bad_labels() {
 
 #[test]
 fn reference_losses_pass_finite_differences() {
-    let mut rng = Rng(17);
-    for (n, c) in [(1, 1), (1, 4), (5, 3), (9, 6)] {
-        let z = rng.arr(&[n, c], 2.0);
-        let y = labels(&mut rng, n, c);
-        for kind in kinds(c) {
-            let (_, g) = rl::loss(&z, &y, &kind);
-            let err = finite_diff_check(&z, &g, |zz| rl::loss(zz, &y, &kind).0);
-            assert!(
-                err < TOL_FD,
-                "{kind:?} {n}x{c}: finite differences off by {err:.2e}"
-            );
-        }
-    }
+    check_reference_losses(17, kinds, TOL_FD);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod losses;
 
 use lskbb::ops::{elementwise, reduce};
 use lskbb::reference::{Arr, Tol};
