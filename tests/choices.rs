@@ -5,30 +5,11 @@
 
 mod common;
 
-use common::cli::{fails_with, json, lskbb, ok, predict_rows, temp_dir, write_synthetic_png};
+use common::cli::{
+    fails_with, json, lskbb, ok, predict_rows, temp_dir, train_synthetic, write_synthetic_png,
+};
 use lskbb::tensor_file::TensorFile;
 use std::path::Path;
-
-/// `epochs` tiny epochs on the built-in set (4 classes) into `out`, with `choices`.
-fn train_synthetic(out: &Path, epochs: &str, choices: &[&str]) -> String {
-    let mut args = vec![
-        "train",
-        "--epochs",
-        epochs,
-        "--batch-size",
-        "4",
-        "--image-size",
-        "8",
-        "--synthetic-per-class",
-        "10",
-        "--test-per-class",
-        "3",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(choices);
-    ok(&lskbb(&args))
-}
 
 /// eval and predict of `ckpt` work: eval writes its report, predict gives each image a
 /// class and probabilities that sum to 1.

@@ -8,8 +8,8 @@
 mod common;
 
 use common::cli::{
-    fails_with, json, lskbb, make_imagefolder, ok, predict_rows, temp_dir, train_tiny,
-    write_synthetic_png,
+    fails_with, json, lskbb, make_imagefolder, ok, predict_rows, temp_dir, train_synthetic,
+    train_tiny, write_synthetic_png,
 };
 use lskbb::data::BREAKHIS_CLASSES;
 use lskbb::tensor_file::{Data, TensorFile};
@@ -335,25 +335,7 @@ fn every_method_runs_an_epoch() {
         ("dflcsce", &["--recompute", "--theta-per", "epoch"]),
     ] {
         let out = dir.join(method);
-        let mut args = vec![
-            "train",
-            "--method",
-            method,
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--image-size",
-            "8",
-            "--synthetic-per-class",
-            "10",
-            "--test-per-class",
-            "3",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let text = ok(&lskbb(&args));
+        let text = train_synthetic(&out, "1", &[&["--method", method], extra].concat());
         assert!(text.contains("epoch 1/1"), "{method}: {text}");
         let s = json(&out.join("summary.json"));
         assert_eq!(

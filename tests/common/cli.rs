@@ -114,3 +114,24 @@ pub fn predict_rows(checkpoint: &Path, input: &Path) -> Vec<serde_json::Value> {
     }
     rows
 }
+
+/// `epochs` tiny epochs on the built-in set (4 classes) into `out`, with `choices`.
+pub fn train_synthetic(out: &Path, epochs: &str, choices: &[&str]) -> String {
+    let mut args = vec![
+        "train",
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "4",
+        "--image-size",
+        "8",
+        "--synthetic-per-class",
+        "10",
+        "--test-per-class",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(choices);
+    ok(&lskbb(&args))
+}
