@@ -13,16 +13,16 @@
 //! # Ok(()) }
 //! ```
 
-use crate::autograd::{no_grad, Var};
+use crate::autograd::Var;
 use crate::checkpoint::{model_from, output_names};
 use crate::data::{decode_image_bytes, file_preprocessor, DataConfig, Preprocessor};
 use crate::explain::pictures::explain_batch;
 use crate::explain::render::{normalize_max, upsample_bilinear};
 use crate::gpu::{DEVICE_LOST, OUT_OF_MEMORY};
 use crate::model::BbnResNet32;
-use crate::ops::softmax::softmax_forward;
 use crate::tensor::Tensor;
 use crate::tensor_file::TensorFile;
+use crate::train::eval::probabilities_async;
 use crate::train::run::saved_config;
 use crate::Gpu;
 use std::path::Path;
@@ -233,11 +233,11 @@ impl Classifier {
             .pre
             .prepare_image(image, "the image")
             .map_err(|e| Error::BadImage(format!("{e:#}")))?;
-        let p = self
-            .probabilities(&x)
+        let (c, s) = (self.pre.channels(), self.pre.size());
+        let p = probabilities_async(&self.model, &x, [1, c, s, s])
             .await
             .map_err(|e| classify(e, Error::Gpu))?;
-        Ok(Prediction::new(&self.classes, &p))
+        Ok(Prediction::new(&self.classes, &p[0]))
     }
 
     /// Classifies a decoded image and explains the prediction: the Grad-CAM map of the
@@ -272,13 +272,5 @@ impl Classifier {
         let img = decode_image_bytes(bytes, "the image")
             .map_err(|e| Error::BadImage(format!("{e:#}")))?;
         self.explain(&img).await
-    }
-
-    /// Class probabilities of one preprocessed image (C·S·S values).
-    async fn probabilities(&self, x: &[f32]) -> anyhow::Result<Vec<f32>> {
-        let (c, s) = (self.pre.channels(), self.pre.size());
-        let x = Var::constant(Tensor::from_f32(&self.gpu, x, &[1, c, s, s])?);
-        let p = no_grad(|| softmax_forward(self.model.infer(&x)?.value(), false))?;
-        p.to_f32_async().await
     }
 }

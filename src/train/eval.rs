@@ -21,6 +21,22 @@ pub struct EvalResult {
 
 /// Class probabilities [N, C] for a batch of preprocessed images [N, C_in, S, S].
 pub fn probabilities(model: &BbnResNet32, x: &[f32], shape: [usize; 4]) -> Result<Vec<Vec<f32>>> {
+    let p = softmax_of(model, x, shape)?;
+    Ok(rows(&p, p.to_f32()?))
+}
+
+/// [`probabilities`] for async code (the library API, a browser).
+pub async fn probabilities_async(
+    model: &BbnResNet32,
+    x: &[f32],
+    shape: [usize; 4],
+) -> Result<Vec<Vec<f32>>> {
+    let p = softmax_of(model, x, shape)?;
+    Ok(rows(&p, p.to_f32_async().await?))
+}
+
+/// The model's class probabilities of the images `x` of `shape`, on the GPU.
+fn softmax_of(model: &BbnResNet32, x: &[f32], shape: [usize; 4]) -> Result<Tensor> {
     let gpu = model
         .store
         .params
@@ -28,9 +44,12 @@ pub fn probabilities(model: &BbnResNet32, x: &[f32], shape: [usize; 4]) -> Resul
         .map(|(_, p)| p.value().gpu().clone())
         .ok_or_else(|| anyhow::anyhow!("model without parameters"))?;
     let x = Var::constant(Tensor::from_f32(&gpu, x, &shape)?);
-    let p = no_grad(|| -> Result<Tensor> { softmax_forward(model.infer(&x)?.value(), false) })?;
-    let c = p.shape()[1];
-    Ok(p.to_f32()?.chunks(c).map(<[f32]>::to_vec).collect())
+    no_grad(|| -> Result<Tensor> { softmax_forward(model.infer(&x)?.value(), false) })
+}
+
+/// `values` read back from the [N, C] tensor `p`, one row per image.
+fn rows(p: &Tensor, values: Vec<f32>) -> Vec<Vec<f32>> {
+    values.chunks(p.shape()[1]).map(<[f32]>::to_vec).collect()
 }
 
 /// Index of the first largest entry (the predicted class); NaN entries are never chosen.
