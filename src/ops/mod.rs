@@ -16,6 +16,7 @@ pub mod pool;
 pub mod reduce;
 pub mod select;
 pub mod sgd;
+pub mod simam;
 pub mod softmax;
 
 use crate::gpu::Kernel;

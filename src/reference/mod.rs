@@ -5,6 +5,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod losses;
 pub mod nn;
+pub mod simam;
 
 /// A dense row-major f64 array.
 #[derive(Clone, Debug, PartialEq)]
