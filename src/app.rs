@@ -19,7 +19,7 @@ use crate::data::{decode_image_bytes, file_preprocessor, DataConfig, Preprocesso
 use crate::explain::pictures::explain_batch;
 use crate::explain::render::{normalize_max, upsample_bilinear};
 use crate::gpu::{DEVICE_LOST, OUT_OF_MEMORY};
-use crate::model::BbnResNet32;
+use crate::model::Network;
 use crate::tensor::Tensor;
 use crate::tensor_file::TensorFile;
 use crate::train::eval::probabilities_async;
@@ -150,7 +150,7 @@ pub struct Explanation {
 /// trained with and its class names.
 pub struct Classifier {
     gpu: Arc<Gpu>,
-    model: BbnResNet32,
+    model: Network,
     pre: Preprocessor,
     classes: Vec<String>,
 }

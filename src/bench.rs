@@ -4,7 +4,7 @@
 
 use crate::data::rng::Rng;
 use crate::gpu::{Gpu, KernelTime, TunedChoice};
-use crate::model::BbnResNet32;
+use crate::model::{Backbone, Network};
 use crate::ops::sgd::SgdConfig;
 use crate::train::choices::{Choices, LossSettings, LDAM_SCALE};
 use crate::train::method::Method;
@@ -71,7 +71,8 @@ pub struct BenchReport {
     pub image_size: usize,
     pub batch: usize,
     pub method: String,
-    pub lsk: bool,
+    /// `--backbone`'s name.
+    pub backbone: String,
     pub bilateral: bool,
     pub recompute: bool,
     pub warmup: usize,
@@ -97,8 +98,9 @@ pub struct BenchReport {
     /// to the driver, each a wait for the GPU.
     pub pool_trims_per_step: f64,
     /// Analytic forward + backward FLOPs of one step (convolutions and the fc).
-    pub step_gflop: f64,
-    pub tflops: f64,
+    /// None where no FLOP count is written for the backbone ([`step_flops`]).
+    pub step_gflop: Option<f64>,
+    pub tflops: Option<f64>,
     /// Steps of the profiled run the kernel table comes from (0: the adapter cannot time).
     pub profiled_steps: usize,
     /// Sum of the kernel table: GPU time inside kernels per step.
@@ -123,7 +125,7 @@ impl fmt::Display for BenchReport {
             f,
             "method {} ({}, {}{}), images {}x{}, batch {}, {} timed steps after {} warmup",
             self.method,
-            if self.lsk { "LSK" } else { "plain" },
+            self.backbone,
             if self.bilateral {
                 "bilateral"
             } else {
@@ -172,12 +174,10 @@ impl fmt::Display for BenchReport {
                 "pool trims (GPU waits)/step", self.pool_trims_per_step
             )?;
         }
-        writeln!(
-            f,
-            "  {:<28} {:>12.2}",
-            "GFLOP/step (analytic)", self.step_gflop
-        )?;
-        writeln!(f, "  {:<28} {:>12.4}", "TFLOP/s", self.tflops)?;
+        if let (Some(gflop), Some(tflops)) = (self.step_gflop, self.tflops) {
+            writeln!(f, "  {:<28} {:>12.2}", "GFLOP/step (analytic)", gflop)?;
+            writeln!(f, "  {:<28} {:>12.4}", "TFLOP/s", tflops)?;
+        }
         if !self.tuned.is_empty() {
             writeln!(f, "\nautotuned kernels: chosen <- GPU ms of each candidate")?;
             for t in &self.tuned {
@@ -257,18 +257,22 @@ fn block_flops(cin: usize, cout: usize, stride: usize, s: usize, lsk: bool) -> (
     (f, o)
 }
 
-/// Analytic FLOPs of one training step of BBN ResNet-32: forward and backward of every
-/// convolution and the fc, elementwise work ignored. A convolution's backward is counted as
+/// Analytic FLOPs of one training step of BBN ResNet-32 or LSK-ResNet-32 (None for other
+/// backbones): forward and backward of every convolution and the fc, elementwise work ignored. A convolution's backward is counted as
 /// twice its forward (grad_x and grad_w), except the stem's, whose input needs no gradient.
 /// Bilateral steps run the trunk on both batches, each followed by its own branch block.
 pub fn step_flops(
+    backbone: Backbone,
     image_size: usize,
     batch: usize,
     channels: usize,
     classes: usize,
-    lsk: bool,
     bilateral: bool,
-) -> f64 {
+) -> Option<f64> {
+    let lsk = match backbone {
+        Backbone::Resnet32 => false,
+        Backbone::LskResnet32 => true,
+    };
     let stem = conv_flops(channels, 16, 1, 3, image_size);
     let mut trunk = 0.0;
     let mut s = image_size;
@@ -283,7 +287,7 @@ pub fn step_flops(
     let fc = 2.0 * (128 * classes) as f64;
     let per_image = 2.0 * stem + 3.0 * (trunk + fc);
     let images = if bilateral { 2 * batch } else { batch };
-    per_image * images as f64
+    Some(per_image * images as f64)
 }
 
 /// Kernel times as a per-step table.
@@ -346,8 +350,8 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     let model_cfg = cfg
         .choices
         .model_config(cfg.classes, cfg.channels, LDAM_SCALE);
-    let (lsk, bilateral) = (model_cfg.lsk, model_cfg.bilateral);
-    let model = BbnResNet32::new(gpu, &model_cfg, 0)?;
+    let (backbone, bilateral) = (model_cfg.backbone, model_cfg.bilateral);
+    let model = Network::new(gpu, &model_cfg, 0)?;
     let sgd = SgdConfig {
         lr: 0.05,
         momentum: 0.9,
@@ -429,11 +433,11 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     let kernels = kernel_rows(&times, profiled_steps);
     let images = if bilateral { 2 * cfg.batch } else { cfg.batch };
     let flops = step_flops(
+        backbone,
         cfg.image_size,
         cfg.batch,
         cfg.channels,
         cfg.classes,
-        lsk,
         bilateral,
     );
     Ok(BenchReport {
@@ -442,7 +446,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         batch: cfg.batch,
         method: Method::matching(&cfg.choices, Method::Lskbb)
             .map_or_else(|| cfg.choices.describe(), |m| m.name().to_string()),
-        lsk,
+        backbone: backbone.name().to_string(),
         bilateral,
         recompute: cfg.recompute,
         warmup: cfg.warmup,
@@ -456,8 +460,8 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         passes_per_step: per_step(passes, passes_after),
         transfers_per_step: per_step(transfers, transfers_after),
         pool_trims_per_step,
-        step_gflop: flops / 1e9,
-        tflops: flops / (ms_per_step * 1e-3) / 1e12,
+        step_gflop: flops.map(|f| f / 1e9),
+        tflops: flops.map(|f| f / (ms_per_step * 1e-3) / 1e12),
         profiled_steps,
         kernel_ms_per_step: kernels.iter().map(|k| k.ms_per_step).sum(),
         dispatches_per_step: kernels.iter().map(|k| k.dispatches_per_step).sum(),

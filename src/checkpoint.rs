@@ -3,7 +3,7 @@
 //! state in the header metadata; the optimizer's momentum buffers and the sampler/RNG state
 //! beside it in `<name>.optim.safetensors`. Both are written to a temp file, then renamed.
 
-use crate::model::{BbnResNet32, ModelConfig, ParamStore};
+use crate::model::{Backbone, ModelConfig, Network, ParamStore};
 use crate::tensor_file::{Data, Entry, TensorFile};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeSet, HashMap};
@@ -133,7 +133,7 @@ pub fn optim_path(path: &Path) -> PathBuf {
 /// Saves the model (state_dict + metadata) and, if given, the optimizer/run state file.
 pub fn save(
     path: &Path,
-    model: &BbnResNet32,
+    model: &Network,
     metadata: HashMap<String, String>,
     optim: Option<TensorFile>,
 ) -> Result<()> {
@@ -150,10 +150,7 @@ pub fn save(
 }
 
 /// Reads a checkpoint's model config and builds the model with its weights.
-pub fn load_model(
-    gpu: &std::sync::Arc<crate::Gpu>,
-    path: &Path,
-) -> Result<(BbnResNet32, TensorFile)> {
+pub fn load_model(gpu: &std::sync::Arc<crate::Gpu>, path: &Path) -> Result<(Network, TensorFile)> {
     model_from(gpu, TensorFile::load(path)?, path)
 }
 
@@ -163,7 +160,7 @@ pub fn model_from(
     gpu: &std::sync::Arc<crate::Gpu>,
     f: TensorFile,
     path: &Path,
-) -> Result<(BbnResNet32, TensorFile)> {
+) -> Result<(Network, TensorFile)> {
     let config: ModelConfig = match f.metadata.get("model") {
         Some(m) => serde_json::from_str(m)
             .with_context(|| format!("{}: bad 'model' metadata", path.display()))?,
@@ -174,7 +171,7 @@ pub fn model_from(
             )
         })?,
     };
-    let model = BbnResNet32::new(gpu, &config, 0).with_context(|| path.display().to_string())?;
+    let model = Network::new(gpu, &config, 0).with_context(|| path.display().to_string())?;
     load_state_dict(&model.store, &f, "", true, path)?;
     Ok((model, f))
 }
@@ -199,7 +196,11 @@ fn infer_config(f: &TensorFile) -> Result<ModelConfig> {
     Ok(ModelConfig {
         classes,
         in_ch,
-        lsk: f.tensors.contains_key("layer1.0.lsk.conv0.weight"),
+        backbone: if f.tensors.contains_key("layer1.0.lsk.conv0.weight") {
+            Backbone::LskResnet32
+        } else {
+            Backbone::Resnet32
+        },
         bilateral: fin == 8 * width,
         width,
         cosine_scale: cosine.then_some(30.0),

@@ -19,7 +19,7 @@ pub mod sheet;
 
 use crate::autograd::{backward, enable_grad, no_grad, Var};
 use crate::model::head::InferHead;
-use crate::model::BbnResNet32;
+use crate::model::Network;
 use crate::ops::elementwise::{add_tensors, binary_forward, unary_forward, BinaryOp, UnaryOp};
 use crate::ops::reduce::{sum, sum_to, sum_to_scaled};
 use crate::ops::softmax::gather_label;
@@ -38,7 +38,7 @@ pub struct LskMasks {
 
 /// What one inference forward recorded for an explanation (GPU tensors, nothing read back).
 pub struct Captured {
-    /// [N, classes], the logits of [`BbnResNet32::infer`].
+    /// [N, classes], the logits of [`Network::infer`].
     pub logits: Tensor,
     /// The last-stage outputs the classifier pools, [N, 4w, ⌈H/4⌉, ⌈W/4⌉] each: `cb_block`'s
     /// and `rb_block`'s (bilateral), or `cb_block`'s alone (single-branch).
@@ -56,10 +56,10 @@ impl Captured {
     }
 }
 
-/// Records the inference forward of `x` [N, C, H, W] (eval mode, as [`BbnResNet32::infer`]),
+/// Records the inference forward of `x` [N, C, H, W] (eval mode, as [`Network::infer`]),
 /// keeping the logits, the last stage's outputs and every LSK module's selection masks. No
 /// autograd graph is kept: [`grad_cam`] back-propagates from the last stage on its own.
-pub fn forward_with_maps(model: &BbnResNet32, x: &Var) -> Result<Captured> {
+pub fn forward_with_maps(model: &Network, x: &Var) -> Result<Captured> {
     no_grad(|| {
         let probe = model.infer_probed(x)?;
         let head = model.infer_head(true);

@@ -7,7 +7,7 @@
 
 use crate::autograd::{backward, no_grad, Var};
 use crate::checkpoint::load_state_dict;
-use crate::model::{BbnResNet32, ModelConfig};
+use crate::model::{Backbone, ModelConfig, Network};
 use crate::ops::batchnorm::batch_norm;
 use crate::ops::chanpool::channel_mean_max;
 use crate::ops::conv::{conv2d_backward, conv2d_forward, Conv2dParams};
@@ -172,7 +172,11 @@ fn model_step(gpu: &Arc<Gpu>, f: &TensorFile, path: &Path) -> Result<Vec<Row>> {
     let config = ModelConfig {
         classes,
         in_ch: num(&cfg, "in_ch")? as usize,
-        lsk: cfg.get("lsk").and_then(Value::as_bool).unwrap_or(true),
+        backbone: if cfg.get("lsk").and_then(Value::as_bool).unwrap_or(true) {
+            Backbone::LskResnet32
+        } else {
+            Backbone::Resnet32
+        },
         bilateral: true,
         width: cfg
             .get("width")
@@ -182,7 +186,7 @@ fn model_step(gpu: &Arc<Gpu>, f: &TensorFile, path: &Path) -> Result<Vec<Row>> {
     };
     let alpha = num(&cfg, "alpha")? as f32;
     let kind = loss_kind(&cfg, classes)?;
-    let model = BbnResNet32::new(gpu, &config, 0)?;
+    let model = Network::new(gpu, &config, 0)?;
     let store = &model.store;
     let n = load_state_dict(store, f, "param.", false, path)?
         + load_state_dict(store, f, "buffer.", false, path)?;

@@ -3,6 +3,7 @@
 mod common;
 
 use lskbb::bench::step_flops;
+use lskbb::model::Backbone;
 use lskbb::ops::elementwise::{add, relu};
 use lskbb::{Tensor, Var};
 
@@ -57,12 +58,14 @@ fn copies_split_compute_passes() {
 /// figure), so a single-branch step at batch 1 is about 3 x 138 MFLOPs; bilateral doubles it.
 #[test]
 fn resnet32_step_flops() {
-    let plain = step_flops(32, 1, 3, 8, false, false);
+    let flops =
+        |backbone, batch, bilateral| step_flops(backbone, 32, batch, 3, 8, bilateral).unwrap();
+    let plain = flops(Backbone::Resnet32, 1, false);
     assert!((plain / 3.0 / 1e6 - 138.0).abs() < 3.0, "{plain}");
-    let two = step_flops(32, 1, 3, 8, false, true);
+    let two = flops(Backbone::Resnet32, 1, true);
     assert!((two / plain - 2.0).abs() < 1e-12);
-    assert!((step_flops(32, 4, 3, 8, false, false) / plain - 4.0).abs() < 1e-12);
-    assert!(step_flops(32, 1, 3, 8, true, false) > plain);
+    assert!((flops(Backbone::Resnet32, 4, false) / plain - 4.0).abs() < 1e-12);
+    assert!(flops(Backbone::LskResnet32, 1, false) > plain);
 }
 
 /// `lskbb bench` end to end on a tiny LSK step with recomputation: a timed step, the

@@ -6,7 +6,7 @@
 mod common;
 
 use lskbb::checkpoint::{load_model, load_state_dict, save, state_dict};
-use lskbb::model::{BbnResNet32, ModelConfig};
+use lskbb::model::{Backbone, ModelConfig, Network};
 use lskbb::tensor_file::{Data, Entry, TensorFile};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -26,7 +26,11 @@ fn config_of(f: &TensorFile) -> ModelConfig {
     ModelConfig {
         classes: cfg["classes"].as_u64().unwrap() as usize,
         in_ch: cfg["in_ch"].as_u64().unwrap() as usize,
-        lsk: cfg["lsk"].as_bool().unwrap(),
+        backbone: if cfg["lsk"].as_bool().unwrap() {
+            Backbone::LskResnet32
+        } else {
+            Backbone::Resnet32
+        },
         bilateral: true,
         width: cfg["width"].as_u64().unwrap() as usize,
         cosine_scale: None,
@@ -40,7 +44,7 @@ fn state_dict_names_and_shapes_match_the_reference() {
         "model_plain_ce_4cls.safetensors",
     ] {
         let (_, g) = golden(name);
-        let model = BbnResNet32::new(&common::gpu(), &config_of(&g), 1).unwrap();
+        let model = Network::new(&common::gpu(), &config_of(&g), 1).unwrap();
         let sd = state_dict(&model.store).unwrap();
         let mut want: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (k, e) in &g.tensors {
@@ -76,7 +80,7 @@ fn temp(name: &str) -> PathBuf {
 fn save_then_load_restores_every_tensor_and_the_config() {
     let (gp, g) = golden("model_lsk16_dflce.safetensors");
     let gpu = common::gpu();
-    let model = BbnResNet32::new(&gpu, &config_of(&g), 1).unwrap();
+    let model = Network::new(&gpu, &config_of(&g), 1).unwrap();
     load_state_dict(&model.store, &g, "param.", false, &gp).unwrap();
     model.store.counters[3].1.set(17);
     let path = temp("roundtrip.safetensors");
@@ -89,7 +93,7 @@ fn save_then_load_restores_every_tensor_and_the_config() {
     let _ = std::fs::remove_file(&path);
 }
 
-fn expect_err(f: &TensorFile, model: &BbnResNet32, needle: &str) {
+fn expect_err(f: &TensorFile, model: &Network, needle: &str) {
     let err = load_state_dict(&model.store, f, "", true, Path::new("ck.safetensors"))
         .err()
         .unwrap_or_else(|| panic!("loading should fail ({needle})"));
@@ -106,12 +110,12 @@ fn strict_load_names_missing_extra_and_misshapen_tensors() {
     let cfg = ModelConfig {
         classes: 3,
         in_ch: 1,
-        lsk: true,
+        backbone: Backbone::LskResnet32,
         bilateral: true,
         width: ModelConfig::PAPER_WIDTH,
         cosine_scale: None,
     };
-    let model = BbnResNet32::new(&gpu, &cfg, 2).unwrap();
+    let model = Network::new(&gpu, &cfg, 2).unwrap();
     let full = state_dict(&model.store).unwrap();
     let mut missing = full.clone();
     missing.tensors.remove("layer2.0.lsk.conv_spatial.weight");
@@ -148,7 +152,7 @@ fn a_state_dict_saved_by_pytorch_loads_strictly() {
         ModelConfig {
             classes: 5,
             in_ch: 1,
-            lsk: true,
+            backbone: Backbone::LskResnet32,
             bilateral: true,
             width: 4,
             cosine_scale: None,
@@ -174,12 +178,12 @@ fn a_cosine_classifier_state_dict_names_its_config() {
         let cfg = ModelConfig {
             classes: 3,
             in_ch: 3,
-            lsk: false,
+            backbone: Backbone::Resnet32,
             bilateral,
             width: 4,
             cosine_scale: Some(30.0),
         };
-        let model = BbnResNet32::new(&gpu, &cfg, 3).unwrap();
+        let model = Network::new(&gpu, &cfg, 3).unwrap();
         let sd = state_dict(&model.store).unwrap();
         let fin = if bilateral { 32 } else { 16 };
         assert_eq!(sd.tensors["fc.weight"].shape, vec![3, fin]);

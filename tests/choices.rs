@@ -64,7 +64,7 @@ fn lsk_backbone_with_ce_on_one_branch_trains_and_evaluates() {
         assert_eq!(train[key], cfg[key], "{key}");
     }
     let model: serde_json::Value = serde_json::from_str(&f.metadata["model"]).unwrap();
-    assert_eq!(model["lsk"], true, "{model}");
+    assert_eq!(model["backbone"], "lsk-resnet32", "{model}");
     assert_eq!(model["bilateral"], false, "{model}");
     assert!(f.tensors.contains_key("layer1.0.lsk.conv0.weight"));
     eval_and_predict(&best, &dir);

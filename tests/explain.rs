@@ -9,7 +9,7 @@ use common::{assert_close, assert_close_f32, down, gpu};
 use lskbb::checkpoint::load_state_dict;
 use lskbb::explain::render::{normalize_max, upsample_bilinear};
 use lskbb::explain::{forward_with_maps, grad_cam};
-use lskbb::model::{BbnResNet32, ModelConfig};
+use lskbb::model::{Backbone, ModelConfig, Network};
 use lskbb::reference::{Arr, Rng, Tol};
 use lskbb::tensor_file::TensorFile;
 use lskbb::{no_grad, Tensor, Var};
@@ -32,12 +32,12 @@ fn grad_cam_and_lsk_masks_match_pytorch() {
     let config = ModelConfig {
         classes: 3,
         in_ch: 3,
-        lsk: true,
+        backbone: Backbone::LskResnet32,
         bilateral: true,
         width: 2,
         cosine_scale: None,
     };
-    let model = BbnResNet32::new(&gpu, &config, 0).unwrap();
+    let model = Network::new(&gpu, &config, 0).unwrap();
     let store = &model.store;
     let loaded = load_state_dict(store, &f, "state.", false, Path::new(FIXTURE)).unwrap();
     assert_eq!(loaded, store.params.len() + store.buffers.len());
@@ -120,12 +120,12 @@ fn a_single_branch_map_follows_from_the_fc_weights() {
     let config = ModelConfig {
         classes: 4,
         in_ch: 1,
-        lsk: false,
+        backbone: Backbone::Resnet32,
         bilateral: false,
         width: 2,
         cosine_scale: None,
     };
-    let model = BbnResNet32::new(&gpu, &config, 3).unwrap();
+    let model = Network::new(&gpu, &config, 3).unwrap();
     let xs = Rng(5).arr(&[3, 1, 9, 11], 1.0);
     let x = Var::constant(Tensor::from_f32(&gpu, &xs.to_f32(), &xs.shape).unwrap());
     let captured = forward_with_maps(&model, &x).unwrap();

@@ -6,7 +6,7 @@ mod common;
 use common::cli::{fails_with, lskbb, ok, temp_dir, write_synthetic_png};
 use common::gpu;
 use lskbb::checkpoint::save;
-use lskbb::model::{BbnResNet32, ModelConfig};
+use lskbb::model::{Backbone, ModelConfig, Network};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -102,12 +102,12 @@ fn a_model_without_lsk_gets_the_grad_cam_row_alone() {
     let config = ModelConfig {
         classes: 2,
         in_ch: 3,
-        lsk: false,
+        backbone: Backbone::Resnet32,
         bilateral: false,
         width: 2,
         cosine_scale: None,
     };
-    let model = BbnResNet32::new(&gpu(), &config, 1).unwrap();
+    let model = Network::new(&gpu(), &config, 1).unwrap();
     let ckpt = dir.join("plain.safetensors");
     save(&ckpt, &model, HashMap::new(), None).unwrap();
     let img = dir.join("scan.png");

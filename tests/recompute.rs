@@ -10,7 +10,7 @@ mod common;
 
 use lskbb::autograd::{backward, Var};
 use lskbb::checkpoint::{load_state_dict, state_dict};
-use lskbb::model::{BbnResNet32, ModelConfig};
+use lskbb::model::{Backbone, ModelConfig, Network};
 use lskbb::ops::elementwise::{add, scale};
 use lskbb::ops::loss::{loss, LossKind};
 use lskbb::reference::{Arr, Tol};
@@ -29,12 +29,12 @@ fn step(recompute: bool, stack: bool) -> (Vec<f32>, BTreeMap<String, Vec<f32>>, 
     let cfg = ModelConfig {
         classes: 3,
         in_ch: 3,
-        lsk: true,
+        backbone: Backbone::LskResnet32,
         bilateral: true,
         width: ModelConfig::PAPER_WIDTH,
         cosine_scale: None,
     };
-    let model = BbnResNet32::new(&gpu, &cfg, 0).unwrap();
+    let model = Network::new(&gpu, &cfg, 0).unwrap();
     load_state_dict(&model.store, &g, "param.", false, &p).unwrap();
     load_state_dict(&model.store, &g, "buffer.", false, &p).unwrap();
     model.set_recompute(recompute);

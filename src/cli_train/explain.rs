@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use lskbb::app::block_on;
 use lskbb::data::Preprocessor;
 use lskbb::explain::pictures::explain_batch;
-use lskbb::model::BbnResNet32;
+use lskbb::model::Network;
 use lskbb::tensor_file::write_atomic;
 use lskbb::{Gpu, Tensor, Var};
 use std::collections::HashSet;
@@ -52,7 +52,7 @@ impl Explainer {
     pub(super) fn batch(
         &mut self,
         gpu: &Arc<Gpu>,
-        model: &BbnResNet32,
+        model: &Network,
         pre: &Preprocessor,
         files: &[PathBuf],
         x: &[f32],

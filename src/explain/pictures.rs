@@ -5,7 +5,7 @@
 use super::sheet::{explanation, BlockMasks, ImageMaps, Sheet, SHOWN_BLOCKS};
 use super::{forward_with_maps, grad_cam};
 use crate::autograd::Var;
-use crate::model::BbnResNet32;
+use crate::model::Network;
 use crate::ops::softmax::softmax_forward;
 use crate::train::eval::argmax;
 use anyhow::{bail, Result};
@@ -28,7 +28,7 @@ pub struct Explained {
 /// Explains a batch: `x` is the network input [N, C, S, S], `images` the same images before
 /// normalisation (N·C·S·S values in [0, 1]) for the pictures, `classes` the output names.
 pub async fn explain_batch(
-    model: &BbnResNet32,
+    model: &Network,
     x: &Var,
     images: &[f32],
     classes: &[String],

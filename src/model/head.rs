@@ -2,19 +2,21 @@
 //! network, the conventional one's for a single-branch model): BBN's fc, or Cao et al.'s
 //! cosine classifier (LDAM's).
 
+use super::config::ModelConfig;
 use super::init::Init;
 use super::layers::Linear;
+use super::layers::Pass;
+use super::network::Neck;
 use super::params::ParamStore;
-use super::resnet::ModelConfig;
 use crate::autograd::Var;
 use crate::gpu::Gpu;
 use crate::ops::channels::concat_channels;
 use crate::ops::elementwise::scale;
 use crate::ops::linear::linear;
 use crate::ops::normalize::normalize_rows;
-use crate::ops::pool::global_avg_pool;
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// The classifier's parameters, named `fc.*` as the PyTorch reference's.
@@ -28,17 +30,18 @@ pub enum Fc {
 }
 
 impl Fc {
-    /// A freshly initialised classifier of `config` over 8·width features, or for a
-    /// single-branch cosine classifier over the conventional branch's 4·width.
+    /// A freshly initialised classifier `name` of `config` over `fin` features.
     pub(super) fn new(
         gpu: &Arc<Gpu>,
         store: &mut ParamStore,
         init: &mut Init,
+        name: &str,
+        fin: usize,
         config: &ModelConfig,
     ) -> Result<Fc> {
-        let (w, classes) = (config.width, config.classes);
+        let classes = config.classes;
         let Some(scale) = config.cosine_scale else {
-            let fc = Linear::new(gpu, store, init, "fc", 8 * w, classes)?;
+            let fc = Linear::new(gpu, store, init, name, fin, classes)?;
             return Ok(Fc::Linear {
                 weight: fc.weight,
                 bias: fc.bias,
@@ -47,14 +50,13 @@ impl Fc {
         if !(scale > 0.0 && scale.is_finite()) {
             bail!("the cosine classifier's scale must be finite and positive, got {scale}");
         }
-        let fin = if config.bilateral { 8 * w } else { 4 * w };
         // Cao et al.'s init: U(−1, 1), then each class vector scaled to unit norm.
         let mut v = init.torch_default(classes * fin, 1);
         for row in v.chunks_mut(fin) {
             let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
             row.iter_mut().for_each(|x| *x /= norm);
         }
-        let weight = store.param(gpu, "fc.weight".into(), &v, &[classes, fin])?;
+        let weight = store.param(gpu, format!("{name}.weight"), &v, &[classes, fin])?;
         Ok(Fc::Cosine { weight, scale })
     }
 
@@ -101,17 +103,22 @@ impl Fc {
     }
 }
 
-/// The inference classifier over the last stage's outputs ([`super::resnet::Probe::last`]).
+/// The inference neck and classifier over the branch blocks' outputs
+/// ([`super::network::Probe::last`]).
 #[derive(Clone)]
 pub struct InferHead {
+    pub(super) neck: Rc<dyn Neck>,
     pub(super) classifier: Fc,
     pub(super) bilateral: bool,
+    /// How the neck runs: eval, except in single-branch training.
+    pub(super) pass: Pass,
 }
 
 impl InferHead {
-    /// z = fc(cat(GAP(a_c), GAP(a_r))) (bilateral), or fc(cat(2·GAP(a_c), 0)) (the
-    /// single-branch combiner at α = 1; GAP(a_c) alone for a classifier that takes one
-    /// branch's features, the single-branch cosine one); a cosine classifier's scaled by s.
+    /// z = fc(cat(f_c, f_r)) (bilateral), or fc(cat(2·f_c, 0)) (the single-branch combiner at
+    /// α = 1; f_c alone for a classifier that takes one branch's features), with f = the
+    /// neck's features (global average pooling for the ResNets); a cosine classifier's scaled
+    /// by s.
     pub fn forward(&self, last: &[Var]) -> Result<Var> {
         self.classifier.infer(&self.join(last)?)
     }
@@ -124,9 +131,12 @@ impl InferHead {
     /// The features the classifier takes from the last stage's outputs.
     fn join(&self, last: &[Var]) -> Result<Var> {
         match (self.bilateral, last) {
-            (true, [c, r]) => concat_channels(&[&global_avg_pool(c)?, &global_avg_pool(r)?]),
+            (true, [c, r]) => concat_channels(&[
+                &self.neck.features(c, self.pass)?,
+                &self.neck.features(r, self.pass)?,
+            ]),
             (false, [c]) => {
-                let f_c = global_avg_pool(c)?;
+                let f_c = self.neck.features(c, self.pass)?;
                 if self.classifier.inputs() == f_c.shape()[1] {
                     return Ok(f_c);
                 }

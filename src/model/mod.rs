@@ -1,12 +1,15 @@
-//! The LSKBB model: layers, the LSK module and the bilateral-branch ResNet-32, with
-//! PyTorch-compatible parameter names (`reference/lskbb_torch.py`).
+//! The networks: layers, the LSK module, the backbones and the bilateral-branch network over
+//! them, with PyTorch-compatible parameter names (`reference/lskbb_torch.py`).
 
+pub mod config;
 pub mod head;
 pub mod init;
 pub mod layers;
 pub mod lsk;
+pub mod network;
 pub mod params;
-pub mod resnet;
+pub mod resnet32;
 
+pub use config::{Backbone, ModelConfig};
+pub use network::{Network, MAX_CLASSES};
 pub use params::ParamStore;
-pub use resnet::{BbnResNet32, ModelConfig};

@@ -3,6 +3,7 @@
 //! them (`super::method`).
 
 use crate::data::SamplerKind;
+pub use crate::model::Backbone;
 use crate::model::ModelConfig;
 use crate::ops::loss::LossKind;
 use anyhow::{anyhow, Result};
@@ -24,16 +25,6 @@ fn parse<T: Copy>(flag: &str, s: &str, table: &[(&str, T)]) -> Result<T> {
 /// The name of `v` in `table`.
 fn name<T: Copy + PartialEq>(v: T, table: &[(&'static str, T)]) -> &'static str {
     table.iter().find(|(_, t)| *t == v).map_or("?", |(n, _)| *n)
-}
-
-/// The network's trunk and blocks (`--backbone`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Backbone {
-    /// The CIFAR ResNet-32 of He et al. (2016), as BBN uses it.
-    Resnet32,
-    /// ResNet-32 with a Large Selective Kernel module in every basic block (the paper's).
-    LskResnet32,
 }
 
 const BACKBONES: [(&str, Backbone); 2] = [
@@ -233,7 +224,7 @@ impl Choices {
         ModelConfig {
             classes,
             in_ch,
-            lsk: self.backbone == Backbone::LskResnet32,
+            backbone: self.backbone,
             bilateral: self.bilateral(),
             width: ModelConfig::PAPER_WIDTH,
             cosine_scale: (self.loss == Loss::Ldam).then_some(ldam_scale),

@@ -5,7 +5,7 @@
 use super::metrics::Metrics;
 use crate::autograd::{no_grad, Var};
 use crate::data::{BatchLoader, Dataset};
-use crate::model::BbnResNet32;
+use crate::model::Network;
 use crate::ops::softmax::softmax_forward;
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
@@ -20,14 +20,14 @@ pub struct EvalResult {
 }
 
 /// Class probabilities [N, C] for a batch of preprocessed images [N, C_in, S, S].
-pub fn probabilities(model: &BbnResNet32, x: &[f32], shape: [usize; 4]) -> Result<Vec<Vec<f32>>> {
+pub fn probabilities(model: &Network, x: &[f32], shape: [usize; 4]) -> Result<Vec<Vec<f32>>> {
     let p = softmax_of(model, x, shape)?;
     Ok(rows(&p, p.to_f32()?))
 }
 
 /// [`probabilities`] for async code (the library API, a browser).
 pub async fn probabilities_async(
-    model: &BbnResNet32,
+    model: &Network,
     x: &[f32],
     shape: [usize; 4],
 ) -> Result<Vec<Vec<f32>>> {
@@ -36,7 +36,7 @@ pub async fn probabilities_async(
 }
 
 /// The model's class probabilities of the images `x` of `shape`, on the GPU.
-fn softmax_of(model: &BbnResNet32, x: &[f32], shape: [usize; 4]) -> Result<Tensor> {
+fn softmax_of(model: &Network, x: &[f32], shape: [usize; 4]) -> Result<Tensor> {
     let gpu = model
         .store
         .params
@@ -67,11 +67,7 @@ pub fn argmax(v: &[f32]) -> usize {
 }
 
 /// Runs every batch of `loader` through the model and scores the predictions.
-pub fn evaluate(
-    model: &BbnResNet32,
-    loader: &BatchLoader,
-    ds: &Arc<Dataset>,
-) -> Result<EvalResult> {
+pub fn evaluate(model: &Network, loader: &BatchLoader, ds: &Arc<Dataset>) -> Result<EvalResult> {
     if model.config.classes != ds.num_classes() {
         bail!(
             "the model has {} classes, the dataset {} ({})",

@@ -14,7 +14,7 @@ use super::progress::{Progress, ProgressStyle};
 use super::step::{HostBatch, StepSettings, Trainer};
 use crate::checkpoint;
 use crate::data::{upgrade_saved_data_config, BatchLoader, DataConfig, Dataset, Split};
-use crate::model::BbnResNet32;
+use crate::model::Network;
 use crate::ops::loss::{cb_weights, ldam_margins};
 use crate::ops::sgd::SgdConfig;
 use crate::optim::{parabolic, LrSchedule};
@@ -274,7 +274,7 @@ impl<'a> Run<'a> {
         let model_cfg =
             cfg.choices
                 .model_config(ds.num_classes(), cfg.data.channels, cfg.ldam_scale);
-        let model = BbnResNet32::new(gpu, &model_cfg, cfg.seed)?;
+        let model = Network::new(gpu, &model_cfg, cfg.seed)?;
         let sgd = SgdConfig {
             lr: cfg.schedule.lr(0),
             momentum: cfg.sgd.momentum,

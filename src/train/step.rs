@@ -3,7 +3,7 @@
 
 use super::choices::{Choices, LossSettings};
 use crate::autograd::{backward, Var};
-use crate::model::BbnResNet32;
+use crate::model::Network;
 use crate::ops::elementwise::{add, scale};
 use crate::ops::loss::loss;
 use crate::ops::metrics::RunningStats;
@@ -49,7 +49,7 @@ pub struct StepSettings {
 }
 
 pub struct Trainer {
-    pub model: BbnResNet32,
+    pub model: Network,
     pub opt: Sgd,
     pub stats: RunningStats,
     pub choices: Choices,
@@ -59,7 +59,7 @@ pub struct Trainer {
 
 impl Trainer {
     pub fn new(
-        model: BbnResNet32,
+        model: Network,
         sgd: SgdConfig,
         choices: Choices,
         loss: LossSettings,
@@ -76,7 +76,7 @@ impl Trainer {
     }
 
     /// Low-memory training: recompute each block in backward and keep the buffer pool's
-    /// cache near the live peak (`BbnResNet32::set_recompute`, `Gpu::set_lean_pool`).
+    /// cache near the live peak (`Network::set_recompute`, `Gpu::set_lean_pool`).
     pub fn set_recompute(&self, on: bool) -> Result<()> {
         self.model.set_recompute(on);
         self.opt.gpu()?.set_lean_pool(on);

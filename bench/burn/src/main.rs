@@ -14,7 +14,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, DeviceKind, Distribution, Int, Tensor, TensorData};
-use model::BbnResNet32;
+use model::Network;
 
 const CLASSES: usize = 8;
 const CHANNELS: usize = 3;
@@ -121,12 +121,12 @@ struct Batch {
 /// alpha * L(z, y_c) + (1 - alpha) * L(z, y_r), backward, SGD; then the loss read back (as a
 /// training loop logs it) and the device synchronised, so the SGD update has run too.
 fn step(
-    model: BbnResNet32,
+    model: Network,
     optim: &mut ModuleOptimizer,
     batch: &Batch,
     lsk: bool,
     device: &Device,
-) -> (BbnResNet32, f32) {
+) -> (Network, f32) {
     let z = model.forward(batch.x_c.clone(), batch.x_r.clone(), ALPHA);
     let l = loss(z.clone(), batch.y_c.clone(), lsk).mul_scalar(ALPHA)
         + loss(z, batch.y_r.clone(), lsk).mul_scalar(1.0 - ALPHA);
@@ -152,7 +152,7 @@ fn main() {
     device.seed(0);
     let (b, s) = (args.batch, args.image_size);
 
-    let mut model = BbnResNet32::new(CLASSES, args.lsk, CHANNELS, WIDTH, &device);
+    let mut model = Network::new(CLASSES, args.lsk, CHANNELS, WIDTH, &device);
     let mut optim = SgdConfig::new()
         .with_momentum(Some(
             MomentumConfig::new()

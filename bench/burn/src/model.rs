@@ -135,7 +135,7 @@ impl BasicBlock {
 /// ResNet-32 with the bilateral head: the last block of stage 3 is two blocks, `cb_block`
 /// (conventional branch) and `rb_block` (re-balancing branch).
 #[derive(Module, Debug)]
-pub struct BbnResNet32 {
+pub struct Network {
     conv1: Conv2d,
     bn1: BatchNorm,
     blocks: Vec<BasicBlock>,
@@ -144,7 +144,7 @@ pub struct BbnResNet32 {
     fc: Linear,
 }
 
-impl BbnResNet32 {
+impl Network {
     pub fn new(num_classes: usize, lsk: bool, in_ch: usize, width: usize, device: &Device) -> Self {
         let w = width;
         let mut blocks = Vec::new();
