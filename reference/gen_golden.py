@@ -50,6 +50,9 @@ MODEL_CASES = [
          loss="dflce", alpha=0.2, theta=0.8, gamma=2.0, counts=[100, 10]),
     dict(name="model_lsk_dflce_g1_5cls", seed=8, lsk=True, width=4, in_ch=3, classes=5, hw=17, batch=3,
          loss="dflce", alpha=0.45, theta=0.35, gamma=1.0, counts=[500, 120, 31, 9, 5]),
+    # SimAM-ResNet-32 (table 4), width 2, an odd size (its last stage's planes 3x3).
+    dict(name="model_simam_ce_3cls", seed=9, lsk=False, simam=True, width=2, in_ch=3, classes=3, hw=11,
+         batch=2, loss="ce", alpha=0.6, theta=1.0, gamma=2.0, counts=[40, 9, 3]),
 ]
 # (n, cin, h, w, cout, k, stride, pad, dilation, groups, bias): every conv the model has, at
 # odd sizes, plus strides, dilations and groups around them.
@@ -136,7 +139,8 @@ def model_case(out_dir, c, threshold):
     loss_fn = by_name(c["loss"], c["theta"], c["gamma"], c["counts"])
     for draw in range(MAX_DRAWS):
         torch.manual_seed(c["seed"] * 1000 + draw)
-        m = BBNResNet32(c["classes"], lsk=c["lsk"], in_ch=c["in_ch"], width=c["width"])
+        m = BBNResNet32(c["classes"], lsk=c["lsk"], in_ch=c["in_ch"], width=c["width"],
+                        simam=c.get("simam", False))
         calibrate_(m, c)
         round_f32_(m)
         shape = (c["batch"], c["in_ch"], c["hw"], c["hw"])
@@ -167,6 +171,8 @@ def model_case(out_dir, c, threshold):
     out.update({f"expect.grad.{k}": f32(p.grad) for k, p in m.named_parameters()})
     out.update({f"expect.buffer.{k}": f32(v) for k, v in m.named_buffers() if v.is_floating_point()})
     config = {k: c[k] for k in ("classes", "hw", "batch", "in_ch", "width", "lsk", "loss", "alpha", "theta", "gamma")}
+    if c.get("simam"):
+        config["backbone"] = "simam-resnet32"
     config.update({"class_counts": c["counts"], "cb_beta": 0.9999, "bn_momentum": 0.1, "bn_eps": 1e-5, "sgd": SGD,
                    "near_tie": {"smallest_gap": gap if small else None, "where": where, "float32_deviation": dev,
                                 "threshold": bound, "draw": draw}})

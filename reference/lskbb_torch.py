@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from backbones_torch import SimAM
+
 PAPER_WIDTH = 16
 
 
@@ -86,9 +88,11 @@ class LSKBlock(nn.Module):
 class BasicBlock(nn.Module):
     """CIFAR ResNet basic block (BBN's resnet_cifar.py, option-A shortcut). With lsk=True the
     LSK module sits where the residual branch meets the skip connection:
-    y = relu(lsk(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x))."""
+    y = relu(lsk(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)). With simam=True SimAM follows
+    conv2, as in the official CIFAR ResNet (github.com/ZjjConan/SimAM, networks/cifar/block.py):
+    y = relu(bn2(simam(conv2(relu(bn1(conv1(x)))))) + shortcut(x)); it has no parameters."""
 
-    def __init__(self, cin, cout, stride=1, lsk=False):
+    def __init__(self, cin, cout, stride=1, lsk=False, simam=False):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
@@ -96,10 +100,14 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.stride, self.pad_ch = stride, (cout - cin) // 2
         self.lsk = LSKBlock(cout) if lsk else None
+        self.simam = SimAM() if simam else None
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.conv2(out)
+        if self.simam is not None:
+            out = self.simam(out)
+        out = self.bn2(out)
         if self.lsk is not None:
             out = self.lsk(out)
         sc = x
@@ -124,21 +132,23 @@ class NormedLinear(nn.Module):
 
 class BBNResNet32(nn.Module):
     """ResNet-32 (3 stages of 5 blocks, widths w/2w/4w); the last block of stage 3 is two
-    blocks, cb_block (conventional branch) and rb_block (re-balancing branch)."""
+    blocks, cb_block (conventional branch) and rb_block (re-balancing branch). simam=True puts
+    SimAM in every block (SimAM-ResNet-32; with lsk=False)."""
 
     def __init__(self, num_classes, lsk=True, in_ch=3, width=PAPER_WIDTH, bilateral=True,
-                 cosine_scale=None):
+                 cosine_scale=None, simam=False):
         super().__init__()
         w = width
         self.bilateral = bilateral
         self.cosine_scale = cosine_scale
         self.conv1 = nn.Conv2d(in_ch, w, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
-        self.layer1 = nn.Sequential(*[BasicBlock(w, w, 1, lsk) for _ in range(5)])
-        self.layer2 = nn.Sequential(BasicBlock(w, 2 * w, 2, lsk), *[BasicBlock(2 * w, 2 * w, 1, lsk) for _ in range(4)])
-        self.layer3 = nn.Sequential(BasicBlock(2 * w, 4 * w, 2, lsk), *[BasicBlock(4 * w, 4 * w, 1, lsk) for _ in range(3)])
-        self.cb_block = BasicBlock(4 * w, 4 * w, 1, lsk)
-        self.rb_block = BasicBlock(4 * w, 4 * w, 1, lsk)
+        sa = simam
+        self.layer1 = nn.Sequential(*[BasicBlock(w, w, 1, lsk, sa) for _ in range(5)])
+        self.layer2 = nn.Sequential(BasicBlock(w, 2 * w, 2, lsk, sa), *[BasicBlock(2 * w, 2 * w, 1, lsk, sa) for _ in range(4)])
+        self.layer3 = nn.Sequential(BasicBlock(2 * w, 4 * w, 2, lsk, sa), *[BasicBlock(4 * w, 4 * w, 1, lsk, sa) for _ in range(3)])
+        self.cb_block = BasicBlock(4 * w, 4 * w, 1, lsk, sa)
+        self.rb_block = BasicBlock(4 * w, 4 * w, 1, lsk, sa)
         if cosine_scale is None:
             self.fc = nn.Linear(8 * w, num_classes, bias=True)
         else:

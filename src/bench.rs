@@ -257,7 +257,7 @@ fn block_flops(cin: usize, cout: usize, stride: usize, s: usize, lsk: bool) -> (
     (f, o)
 }
 
-/// Analytic FLOPs of one training step of BBN ResNet-32 or LSK-ResNet-32 (None for other
+/// Analytic FLOPs of one training step of BBN ResNet-32, LSK-ResNet-32 or SimAM-ResNet-32 (None for other
 /// backbones): forward and backward of every convolution and the fc, elementwise work ignored. A convolution's backward is counted as
 /// twice its forward (grad_x and grad_w), except the stem's, whose input needs no gradient.
 /// Bilateral steps run the trunk on both batches, each followed by its own branch block.
@@ -270,7 +270,8 @@ pub fn step_flops(
     bilateral: bool,
 ) -> Option<f64> {
     let lsk = match backbone {
-        Backbone::Resnet32 => false,
+        // SimAM has no convolution: elementwise work, which the count leaves out.
+        Backbone::Resnet32 | Backbone::SimamResnet32 => false,
         Backbone::LskResnet32 => true,
     };
     let stem = conv_flops(channels, 16, 1, 3, image_size);

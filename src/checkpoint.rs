@@ -177,7 +177,8 @@ pub fn model_from(
 }
 
 /// The config of a state_dict written by PyTorch (no lskbb metadata): classes from fc.weight,
-/// input channels and width from conv1.weight, LSK from the presence of `layer1.0.lsk.*`. An
+/// input channels and width from conv1.weight, LSK from the presence of `layer1.0.lsk.*` (SimAM
+/// has no parameters: a SimAM-ResNet-32's state_dict reads as ResNet-32's). An
 /// fc without a bias is the cosine classifier, on one branch's features where fc.weight has
 /// 4·width inputs; its scale, not in the tensors, is LDAM's s = 30 (Cao et al.'s code).
 fn infer_config(f: &TensorFile) -> Result<ModelConfig> {

@@ -172,10 +172,13 @@ fn model_step(gpu: &Arc<Gpu>, f: &TensorFile, path: &Path) -> Result<Vec<Row>> {
     let config = ModelConfig {
         classes,
         in_ch: num(&cfg, "in_ch")? as usize,
-        backbone: if cfg.get("lsk").and_then(Value::as_bool).unwrap_or(true) {
-            Backbone::LskResnet32
-        } else {
-            Backbone::Resnet32
+        // Files before backbones other than the ResNet-32s say lsk true/false only.
+        backbone: match cfg.get("backbone") {
+            Some(b) => serde_json::from_value(b.clone()).context("config 'backbone'")?,
+            None if cfg.get("lsk").and_then(Value::as_bool).unwrap_or(true) => {
+                Backbone::LskResnet32
+            }
+            None => Backbone::Resnet32,
         },
         bilateral: true,
         width: cfg

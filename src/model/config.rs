@@ -10,12 +10,20 @@ pub enum Backbone {
     Resnet32,
     /// ResNet-32 with a Large Selective Kernel module in every basic block (the paper's).
     LskResnet32,
+    /// ResNet-32 with SimAM (Yang et al., ICML 2021), a parameter-free attention, in every
+    /// basic block (the paper's table 4).
+    SimamResnet32,
 }
 
 impl Backbone {
     /// Whether its basic blocks carry an LSK module.
     pub fn lsk(self) -> bool {
         self == Backbone::LskResnet32
+    }
+
+    /// Whether its basic blocks carry SimAM.
+    pub fn simam(self) -> bool {
+        self == Backbone::SimamResnet32
     }
 }
 

@@ -1,5 +1,6 @@
 //! CIFAR-style ResNet-32 (BBN's resnet_cifar, option-A shortcut), with an LSK module in every
-//! basic block for LSK-ResNet-32 (SPEC.md "Model"): the backbone of [`super::Network`].
+//! basic block for LSK-ResNet-32 (SPEC.md "Model"), or SimAM in every basic block for
+//! SimAM-ResNet-32: the backbones of [`super::Network`].
 
 use super::config::ModelConfig;
 use super::head::Fc;
@@ -13,6 +14,7 @@ use crate::gpu::Gpu;
 use crate::ops::channels::shortcut_a;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::elementwise::{add_relu, mul_add_relu};
+use crate::ops::simam::simam;
 use anyhow::{bail, Result};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -47,7 +49,8 @@ fn conv3x3(
     )
 }
 
-/// y = relu(lsk(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)).
+/// y = relu(lsk(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)), or with SimAM
+/// y = relu(bn2(simam(conv2(relu(bn1(conv1(x)))))) + shortcut(x)).
 pub struct BasicBlock {
     /// PyTorch's module name (`layer2.0`, `cb_block`).
     name: String,
@@ -56,6 +59,10 @@ pub struct BasicBlock {
     conv2: Conv2d,
     bn2: BatchNorm2d,
     lsk: Option<LskBlock>,
+    /// SimAM between conv2 and bn2, where the official CIFAR ResNet puts it
+    /// (github.com/ZjjConan/SimAM, networks/cifar/block.py: `conv2 = Sequential(conv2,
+    /// simam)` in BasicBlock, unlike its other attention modules, which follow bn2).
+    simam: bool,
     stride: usize,
     pad_ch: usize,
 }
@@ -71,6 +78,7 @@ impl BasicBlock {
         cout: usize,
         stride: usize,
         lsk: bool,
+        simam: bool,
     ) -> Result<BasicBlock> {
         let conv1 = conv3x3(
             gpu,
@@ -102,6 +110,7 @@ impl BasicBlock {
             conv2,
             bn2,
             lsk,
+            simam,
             stride,
             pad_ch: (cout - cin) / 2,
         })
@@ -115,7 +124,11 @@ impl Block for BasicBlock {
 
     fn forward_probed(&self, x: &Var, pass: Pass) -> Result<(Var, Option<Var>)> {
         let out = self.bn1.forward_relu(&self.conv1.forward(x)?, pass)?;
-        let out = self.bn2.forward(&self.conv2.forward(&out)?, pass)?;
+        let mut out = self.conv2.forward(&out)?;
+        if self.simam {
+            out = simam(&out)?;
+        }
+        let out = self.bn2.forward(&out, pass)?;
         let sc = if self.stride != 1 || self.pad_ch > 0 {
             shortcut_a(x, self.stride, self.pad_ch)?
         } else {
@@ -161,7 +174,7 @@ pub fn build(
     if !(2..=512).contains(&w) || !w.is_multiple_of(2) {
         bail!("the model's width must be even and in 2..=512 (the LSK module halves it, the shortcut pads by half), got {w}");
     }
-    let lsk = config.backbone.lsk();
+    let (lsk, sa) = (config.backbone.lsk(), config.backbone.simam());
     let stem = Stem {
         conv1: conv3x3(gpu, s, i, "conv1", config.in_ch, w, 1)?,
         bn1: BatchNorm2d::new(gpu, s, "bn1", w)?,
@@ -177,7 +190,7 @@ pub fn build(
             let (ci, st) = if b == 0 { (cin, stride) } else { (cout, 1) };
             let name = format!("layer{stage}.{b}");
             blocks.push(Rc::new(BasicBlock::new(
-                gpu, s, i, &name, ci, cout, st, lsk,
+                gpu, s, i, &name, ci, cout, st, lsk, sa,
             )?));
         }
     }
@@ -190,6 +203,7 @@ pub fn build(
         4 * w,
         1,
         lsk,
+        sa,
     )?);
     let rb_block = Rc::new(BasicBlock::new(
         gpu,
@@ -200,6 +214,7 @@ pub fn build(
         4 * w,
         1,
         lsk,
+        sa,
     )?);
     // BBN's fc reads both branches' 4w features; a single-branch linear one reads cat(2·f_c,
     // 0), the combiner at α = 1; the single-branch cosine classifier reads f_c alone.
