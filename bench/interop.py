@@ -24,9 +24,10 @@ cfg = json.loads(meta["model"])
 sd = load_file(ckpt)
 # Checkpoints name the backbone; older ones said lsk true/false.
 backbone = cfg.get("backbone", "lsk-resnet32" if cfg.get("lsk") else "resnet32")
-if backbone not in ("resnet32", "lsk-resnet32"):
+if backbone not in ("resnet32", "lsk-resnet32", "simam-resnet32"):
     sys.exit(f"{ckpt}: interop covers the ResNet-32 backbones, not {backbone}")
-m = BBNResNet32(cfg["classes"], lsk=backbone == "lsk-resnet32", in_ch=cfg["in_ch"], width=cfg.get("width", PAPER_WIDTH)).double()
+m = BBNResNet32(cfg["classes"], lsk=backbone == "lsk-resnet32", in_ch=cfg["in_ch"], width=cfg.get("width", PAPER_WIDTH),
+                simam=backbone == "simam-resnet32").double()
 m.load_state_dict({k: (v.double() if v.is_floating_point() else v) for k, v in sd.items()}, strict=True)
 m.eval()
 with torch.no_grad():
