@@ -272,6 +272,7 @@ pub fn step_flops(
     let lsk = match backbone {
         Backbone::Resnet32 => false,
         Backbone::LskResnet32 => true,
+        Backbone::BiformerResnet32 => return None,
     };
     let stem = conv_flops(channels, 16, 1, 3, image_size);
     let mut trunk = 0.0;

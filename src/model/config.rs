@@ -10,13 +10,9 @@ pub enum Backbone {
     Resnet32,
     /// ResNet-32 with a Large Selective Kernel module in every basic block (the paper's).
     LskResnet32,
-}
-
-impl Backbone {
-    /// Whether its basic blocks carry an LSK module.
-    pub fn lsk(self) -> bool {
-        self == Backbone::LskResnet32
-    }
+    /// ResNet-32 with BiFormer's bi-level routing attention in the last stage's blocks
+    /// (`super::bra`).
+    BiformerResnet32,
 }
 
 /// What defines the network's shape.

@@ -125,7 +125,7 @@ impl Network {
         let mut store = ParamStore::default();
         let mut init = Init::new(seed);
         let parts = match config.backbone {
-            Backbone::Resnet32 | Backbone::LskResnet32 => {
+            Backbone::Resnet32 | Backbone::LskResnet32 | Backbone::BiformerResnet32 => {
                 resnet32::build(gpu, config, &mut store, &mut init)?
             }
         };

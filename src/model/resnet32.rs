@@ -1,7 +1,8 @@
 //! CIFAR-style ResNet-32 (BBN's resnet_cifar, option-A shortcut), with an LSK module in every
 //! basic block for LSK-ResNet-32 (SPEC.md "Model"): the backbone of [`super::Network`].
 
-use super::config::ModelConfig;
+use super::bra::{Bra, HEAD_DIM, TOPK};
+use super::config::{Backbone, ModelConfig};
 use super::head::Fc;
 use super::init::Init;
 use super::layers::{BatchNorm2d, Conv2d, ConvSpec, InitKind, Pass};
@@ -12,7 +13,7 @@ use crate::autograd::Var;
 use crate::gpu::Gpu;
 use crate::ops::channels::shortcut_a;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::elementwise::{add_relu, mul_add_relu};
+use crate::ops::elementwise::{add, add_relu, mul_add_relu};
 use anyhow::{bail, Result};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -47,7 +48,24 @@ fn conv3x3(
     )
 }
 
-/// y = relu(lsk(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)).
+/// The module a basic block carries where its residual branch meets the skip connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ModuleKind {
+    None,
+    Lsk,
+    Bra,
+}
+
+enum Module {
+    None,
+    /// out · attention(out) (SPEC.md "LSK module").
+    Lsk(Box<LskBlock>),
+    /// out + BRA(out): BiFormer's attention as a residual sub-layer, as its blocks add it
+    /// (x + attn(norm(x))), the block's bn2 in place of their LayerNorm.
+    Bra(Box<Bra>),
+}
+
+/// y = relu(module(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)).
 pub struct BasicBlock {
     /// PyTorch's module name (`layer2.0`, `cb_block`).
     name: String,
@@ -55,7 +73,7 @@ pub struct BasicBlock {
     bn1: BatchNorm2d,
     conv2: Conv2d,
     bn2: BatchNorm2d,
-    lsk: Option<LskBlock>,
+    module: Module,
     stride: usize,
     pad_ch: usize,
 }
@@ -70,7 +88,7 @@ impl BasicBlock {
         cin: usize,
         cout: usize,
         stride: usize,
-        lsk: bool,
+        module: ModuleKind,
     ) -> Result<BasicBlock> {
         let conv1 = conv3x3(
             gpu,
@@ -84,16 +102,18 @@ impl BasicBlock {
         let bn1 = BatchNorm2d::new(gpu, store, &format!("{name}.bn1"), cout)?;
         let conv2 = conv3x3(gpu, store, init, &format!("{name}.conv2"), cout, cout, 1)?;
         let bn2 = BatchNorm2d::new(gpu, store, &format!("{name}.bn2"), cout)?;
-        let lsk = if lsk {
-            Some(LskBlock::new(
-                gpu,
-                store,
-                init,
-                &format!("{name}.lsk"),
-                cout,
-            )?)
-        } else {
-            None
+        let module = match module {
+            ModuleKind::None => Module::None,
+            ModuleKind::Lsk => {
+                let lsk = LskBlock::new(gpu, store, init, &format!("{name}.lsk"), cout)?;
+                Module::Lsk(Box::new(lsk))
+            }
+            ModuleKind::Bra => {
+                let heads = (cout / HEAD_DIM).max(1);
+                let bra_name = format!("{name}.bra");
+                let bra = Bra::new(gpu, store, init, &bra_name, cout, heads, TOPK)?;
+                Module::Bra(Box::new(bra))
+            }
         };
         Ok(BasicBlock {
             name: name.to_string(),
@@ -101,7 +121,7 @@ impl BasicBlock {
             bn1,
             conv2,
             bn2,
-            lsk,
+            module,
             stride,
             pad_ch: (cout - cin) / 2,
         })
@@ -121,13 +141,14 @@ impl Block for BasicBlock {
         } else {
             x.clone()
         };
-        match &self.lsk {
+        match &self.module {
             // relu(lsk(out) + sc) with lsk(out) = out · attention(out), in one kernel.
-            Some(lsk) => {
+            Module::Lsk(lsk) => {
                 let (attention, z) = lsk.attention_with_logits(&out)?;
                 Ok((mul_add_relu(&out, &attention, &sc)?, Some(z)))
             }
-            None => Ok((add_relu(&out, &sc)?, None)),
+            Module::Bra(bra) => Ok((add_relu(&add(&out, &bra.forward(&out)?)?, &sc)?, None)),
+            Module::None => Ok((add_relu(&out, &sc)?, None)),
         }
     }
 }
@@ -161,7 +182,13 @@ pub fn build(
     if !(2..=512).contains(&w) || !w.is_multiple_of(2) {
         bail!("the model's width must be even and in 2..=512 (the LSK module halves it, the shortcut pads by half), got {w}");
     }
-    let lsk = config.backbone.lsk();
+    // LSK-ResNet-32: an LSK module in every block; BiFormer-ResNet-32: bi-level routing
+    // attention in the last stage's blocks (its shared blocks and both branch blocks).
+    let module = |stage: usize| match config.backbone {
+        Backbone::LskResnet32 => ModuleKind::Lsk,
+        Backbone::BiformerResnet32 if stage == 3 => ModuleKind::Bra,
+        _ => ModuleKind::None,
+    };
     let stem = Stem {
         conv1: conv3x3(gpu, s, i, "conv1", config.in_ch, w, 1)?,
         bn1: BatchNorm2d::new(gpu, s, "bn1", w)?,
@@ -177,7 +204,14 @@ pub fn build(
             let (ci, st) = if b == 0 { (cin, stride) } else { (cout, 1) };
             let name = format!("layer{stage}.{b}");
             blocks.push(Rc::new(BasicBlock::new(
-                gpu, s, i, &name, ci, cout, st, lsk,
+                gpu,
+                s,
+                i,
+                &name,
+                ci,
+                cout,
+                st,
+                module(stage),
             )?));
         }
     }
@@ -189,7 +223,7 @@ pub fn build(
         4 * w,
         4 * w,
         1,
-        lsk,
+        module(3),
     )?);
     let rb_block = Rc::new(BasicBlock::new(
         gpu,
@@ -199,7 +233,7 @@ pub fn build(
         4 * w,
         4 * w,
         1,
-        lsk,
+        module(3),
     )?);
     // BBN's fc reads both branches' 4w features; a single-branch linear one reads cat(2·f_c,
     // 0), the combiner at α = 1; the single-branch cosine classifier reads f_c alone.
