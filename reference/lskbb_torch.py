@@ -8,6 +8,9 @@ so it loads here with load_state_dict(strict=True), and the other way round.
 `width` is the stem's and stage 1's channel count (16 in the paper's ResNet-32; stages 2 and 3
 have twice and four times as many). Narrower widths keep the test fixtures small.
 
+`biformer=True` adds BiFormer's bi-level routing attention (`bra_torch.py`) to the residual
+branch of stage 3's blocks and both branch blocks: BiFormer-ResNet-32 (`layer3.0.bra.*`).
+
 `cosine_scale` (LDAM's runs) replaces the fc by Cao et al.'s cosine classifier: fc.weight
 alone, on the conventional branch's features for a single-branch model (`bilateral=False`).
 """
@@ -15,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bra_torch import BRA
 from backbones_torch import SimAM
 
 PAPER_WIDTH = 16
@@ -92,7 +96,7 @@ class BasicBlock(nn.Module):
     conv2, as in the official CIFAR ResNet (github.com/ZjjConan/SimAM, networks/cifar/block.py):
     y = relu(bn2(simam(conv2(relu(bn1(conv1(x)))))) + shortcut(x)); it has no parameters."""
 
-    def __init__(self, cin, cout, stride=1, lsk=False, simam=False):
+    def __init__(self, cin, cout, stride=1, lsk=False, bra=False, simam=False):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
@@ -101,6 +105,8 @@ class BasicBlock(nn.Module):
         self.stride, self.pad_ch = stride, (cout - cin) // 2
         self.lsk = LSKBlock(cout) if lsk else None
         self.simam = SimAM() if simam else None
+        # BiFormer-ResNet-32: bi-level routing attention as a residual sub-layer (bra_torch.py).
+        self.bra = BRA(cout) if bra else None
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -110,6 +116,8 @@ class BasicBlock(nn.Module):
         out = self.bn2(out)
         if self.lsk is not None:
             out = self.lsk(out)
+        if self.bra is not None:
+            out = out + self.bra(out)
         sc = x
         if self.stride != 1 or self.pad_ch:  # option A: subsample, zero-pad the channels
             sc = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.pad_ch, self.pad_ch))
@@ -136,19 +144,22 @@ class BBNResNet32(nn.Module):
     SimAM in every block (SimAM-ResNet-32; with lsk=False)."""
 
     def __init__(self, num_classes, lsk=True, in_ch=3, width=PAPER_WIDTH, bilateral=True,
-                 cosine_scale=None, simam=False):
+                 cosine_scale=None, biformer=False, simam=False):
         super().__init__()
         w = width
         self.bilateral = bilateral
         self.cosine_scale = cosine_scale
         self.conv1 = nn.Conv2d(in_ch, w, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(w)
-        sa = simam
-        self.layer1 = nn.Sequential(*[BasicBlock(w, w, 1, lsk, sa) for _ in range(5)])
-        self.layer2 = nn.Sequential(BasicBlock(w, 2 * w, 2, lsk, sa), *[BasicBlock(2 * w, 2 * w, 1, lsk, sa) for _ in range(4)])
-        self.layer3 = nn.Sequential(BasicBlock(2 * w, 4 * w, 2, lsk, sa), *[BasicBlock(4 * w, 4 * w, 1, lsk, sa) for _ in range(3)])
-        self.cb_block = BasicBlock(4 * w, 4 * w, 1, lsk, sa)
-        self.rb_block = BasicBlock(4 * w, 4 * w, 1, lsk, sa)
+        sa = simam  # SimAM-ResNet-32: SimAM in every block
+        self.layer1 = nn.Sequential(*[BasicBlock(w, w, 1, lsk, simam=sa) for _ in range(5)])
+        self.layer2 = nn.Sequential(BasicBlock(w, 2 * w, 2, lsk, simam=sa),
+                                    *[BasicBlock(2 * w, 2 * w, 1, lsk, simam=sa) for _ in range(4)])
+        b = biformer  # BiFormer-ResNet-32: routing attention in the last stage's blocks
+        self.layer3 = nn.Sequential(BasicBlock(2 * w, 4 * w, 2, lsk, b, sa),
+                                    *[BasicBlock(4 * w, 4 * w, 1, lsk, b, sa) for _ in range(3)])
+        self.cb_block = BasicBlock(4 * w, 4 * w, 1, lsk, b, sa)
+        self.rb_block = BasicBlock(4 * w, 4 * w, 1, lsk, b, sa)
         if cosine_scale is None:
             self.fc = nn.Linear(8 * w, num_classes, bias=True)
         else:
@@ -156,7 +167,7 @@ class BBNResNet32(nn.Module):
         # BBN's init (kaiming_normal_, fan_in) for the ResNet's convs and the fc; the LSK
         # modules keep PyTorch's default Conv2d init (kaiming_uniform_ a=sqrt(5), uniform
         # bias): kaiming_normal_ on them too makes training diverge in the first epoch.
-        lsk_convs = {id(c) for m in self.modules() if isinstance(m, LSKBlock) for c in m.modules()}
+        lsk_convs = {id(c) for m in self.modules() if isinstance(m, (LSKBlock, BRA)) for c in m.modules()}
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in lsk_convs:
                 nn.init.kaiming_normal_(m.weight)

@@ -273,6 +273,7 @@ pub fn step_flops(
         // SimAM has no convolution: elementwise work, which the count leaves out.
         Backbone::Resnet32 | Backbone::SimamResnet32 => false,
         Backbone::LskResnet32 => true,
+        Backbone::BiformerResnet32 => return None,
     };
     let stem = conv_flops(channels, 16, 1, 3, image_size);
     let mut trunk = 0.0;

@@ -199,6 +199,8 @@ fn infer_config(f: &TensorFile) -> Result<ModelConfig> {
         in_ch,
         backbone: if f.tensors.contains_key("layer1.0.lsk.conv0.weight") {
             Backbone::LskResnet32
+        } else if f.tensors.contains_key("layer3.0.bra.qkv.weight") {
+            Backbone::BiformerResnet32
         } else {
             Backbone::Resnet32
         },

@@ -26,7 +26,8 @@ pub struct ChoiceArgs {
     #[arg(long, default_value = "lskbb")]
     pub(super) method: Method,
     /// resnet32 (He et al.'s CIFAR ResNet-32), lsk-resnet32 (with an LSK module in every
-    /// basic block) or simam-resnet32 (with SimAM, Yang et al. 2021, in every basic block).
+    /// basic block), biformer-resnet32 (BiFormer's bi-level routing attention in the last
+    /// stage's blocks) or simam-resnet32 (SimAM, Yang et al. 2021, in every basic block).
     /// Default: the --method preset's.
     #[arg(long)]
     backbone: Option<Backbone>,

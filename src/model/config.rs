@@ -10,21 +10,12 @@ pub enum Backbone {
     Resnet32,
     /// ResNet-32 with a Large Selective Kernel module in every basic block (the paper's).
     LskResnet32,
+    /// ResNet-32 with BiFormer's bi-level routing attention in the last stage's blocks
+    /// (`super::bra`).
+    BiformerResnet32,
     /// ResNet-32 with SimAM (Yang et al., ICML 2021), a parameter-free attention, in every
     /// basic block (the paper's table 4).
     SimamResnet32,
-}
-
-impl Backbone {
-    /// Whether its basic blocks carry an LSK module.
-    pub fn lsk(self) -> bool {
-        self == Backbone::LskResnet32
-    }
-
-    /// Whether its basic blocks carry SimAM.
-    pub fn simam(self) -> bool {
-        self == Backbone::SimamResnet32
-    }
 }
 
 /// What defines the network's shape.

@@ -1,6 +1,7 @@
 //! The networks: layers, the LSK module, the backbones and the bilateral-branch network over
 //! them, with PyTorch-compatible parameter names (`reference/lskbb_torch.py`).
 
+pub mod bra;
 pub mod config;
 pub mod head;
 pub mod init;

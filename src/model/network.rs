@@ -125,9 +125,10 @@ impl Network {
         let mut store = ParamStore::default();
         let mut init = Init::new(seed);
         let parts = match config.backbone {
-            Backbone::Resnet32 | Backbone::LskResnet32 | Backbone::SimamResnet32 => {
-                resnet32::build(gpu, config, &mut store, &mut init)?
-            }
+            Backbone::Resnet32
+            | Backbone::LskResnet32
+            | Backbone::BiformerResnet32
+            | Backbone::SimamResnet32 => resnet32::build(gpu, config, &mut store, &mut init)?,
         };
         if config.bilateral && parts.rb_block.is_none() {
             bail!(

@@ -2,7 +2,8 @@
 //! basic block for LSK-ResNet-32 (SPEC.md "Model"), or SimAM in every basic block for
 //! SimAM-ResNet-32: the backbones of [`super::Network`].
 
-use super::config::ModelConfig;
+use super::bra::{Bra, HEAD_DIM, TOPK};
+use super::config::{Backbone, ModelConfig};
 use super::head::Fc;
 use super::init::Init;
 use super::layers::{BatchNorm2d, Conv2d, ConvSpec, InitKind, Pass};
@@ -13,7 +14,7 @@ use crate::autograd::Var;
 use crate::gpu::Gpu;
 use crate::ops::channels::shortcut_a;
 use crate::ops::conv::Conv2dParams;
-use crate::ops::elementwise::{add_relu, mul_add_relu};
+use crate::ops::elementwise::{add, add_relu, mul_add_relu};
 use crate::ops::simam::simam;
 use anyhow::{bail, Result};
 use std::rc::Rc;
@@ -49,7 +50,30 @@ fn conv3x3(
     )
 }
 
-/// y = relu(lsk(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)), or with SimAM
+/// The module a basic block carries: where its residual branch meets the skip connection
+/// (LSK, BRA), or after conv2 (SimAM).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ModuleKind {
+    None,
+    Lsk,
+    Bra,
+    Simam,
+}
+
+enum Module {
+    None,
+    /// out · attention(out) (SPEC.md "LSK module").
+    Lsk(Box<LskBlock>),
+    /// out + BRA(out): BiFormer's attention as a residual sub-layer, as its blocks add it
+    /// (x + attn(norm(x))), the block's bn2 in place of their LayerNorm.
+    Bra(Box<Bra>),
+    /// SimAM between conv2 and bn2, where the official CIFAR ResNet puts it
+    /// (github.com/ZjjConan/SimAM, networks/cifar/block.py: `conv2 = Sequential(conv2,
+    /// simam)` in BasicBlock, unlike its other attention modules, which follow bn2).
+    Simam,
+}
+
+/// y = relu(module(bn2(conv2(relu(bn1(conv1(x)))))) + shortcut(x)), or with SimAM
 /// y = relu(bn2(simam(conv2(relu(bn1(conv1(x)))))) + shortcut(x)).
 pub struct BasicBlock {
     /// PyTorch's module name (`layer2.0`, `cb_block`).
@@ -58,11 +82,7 @@ pub struct BasicBlock {
     bn1: BatchNorm2d,
     conv2: Conv2d,
     bn2: BatchNorm2d,
-    lsk: Option<LskBlock>,
-    /// SimAM between conv2 and bn2, where the official CIFAR ResNet puts it
-    /// (github.com/ZjjConan/SimAM, networks/cifar/block.py: `conv2 = Sequential(conv2,
-    /// simam)` in BasicBlock, unlike its other attention modules, which follow bn2).
-    simam: bool,
+    module: Module,
     stride: usize,
     pad_ch: usize,
 }
@@ -77,8 +97,7 @@ impl BasicBlock {
         cin: usize,
         cout: usize,
         stride: usize,
-        lsk: bool,
-        simam: bool,
+        module: ModuleKind,
     ) -> Result<BasicBlock> {
         let conv1 = conv3x3(
             gpu,
@@ -92,16 +111,19 @@ impl BasicBlock {
         let bn1 = BatchNorm2d::new(gpu, store, &format!("{name}.bn1"), cout)?;
         let conv2 = conv3x3(gpu, store, init, &format!("{name}.conv2"), cout, cout, 1)?;
         let bn2 = BatchNorm2d::new(gpu, store, &format!("{name}.bn2"), cout)?;
-        let lsk = if lsk {
-            Some(LskBlock::new(
-                gpu,
-                store,
-                init,
-                &format!("{name}.lsk"),
-                cout,
-            )?)
-        } else {
-            None
+        let module = match module {
+            ModuleKind::None => Module::None,
+            ModuleKind::Simam => Module::Simam,
+            ModuleKind::Lsk => {
+                let lsk = LskBlock::new(gpu, store, init, &format!("{name}.lsk"), cout)?;
+                Module::Lsk(Box::new(lsk))
+            }
+            ModuleKind::Bra => {
+                let heads = (cout / HEAD_DIM).max(1);
+                let bra_name = format!("{name}.bra");
+                let bra = Bra::new(gpu, store, init, &bra_name, cout, heads, TOPK)?;
+                Module::Bra(Box::new(bra))
+            }
         };
         Ok(BasicBlock {
             name: name.to_string(),
@@ -109,8 +131,7 @@ impl BasicBlock {
             bn1,
             conv2,
             bn2,
-            lsk,
-            simam,
+            module,
             stride,
             pad_ch: (cout - cin) / 2,
         })
@@ -125,7 +146,7 @@ impl Block for BasicBlock {
     fn forward_probed(&self, x: &Var, pass: Pass) -> Result<(Var, Option<Var>)> {
         let out = self.bn1.forward_relu(&self.conv1.forward(x)?, pass)?;
         let mut out = self.conv2.forward(&out)?;
-        if self.simam {
+        if let Module::Simam = self.module {
             out = simam(&out)?;
         }
         let out = self.bn2.forward(&out, pass)?;
@@ -134,13 +155,14 @@ impl Block for BasicBlock {
         } else {
             x.clone()
         };
-        match &self.lsk {
+        match &self.module {
             // relu(lsk(out) + sc) with lsk(out) = out · attention(out), in one kernel.
-            Some(lsk) => {
+            Module::Lsk(lsk) => {
                 let (attention, z) = lsk.attention_with_logits(&out)?;
                 Ok((mul_add_relu(&out, &attention, &sc)?, Some(z)))
             }
-            None => Ok((add_relu(&out, &sc)?, None)),
+            Module::Bra(bra) => Ok((add_relu(&add(&out, &bra.forward(&out)?)?, &sc)?, None)),
+            Module::None | Module::Simam => Ok((add_relu(&out, &sc)?, None)),
         }
     }
 }
@@ -174,7 +196,15 @@ pub fn build(
     if !(2..=512).contains(&w) || !w.is_multiple_of(2) {
         bail!("the model's width must be even and in 2..=512 (the LSK module halves it, the shortcut pads by half), got {w}");
     }
-    let (lsk, sa) = (config.backbone.lsk(), config.backbone.simam());
+    // LSK-ResNet-32: an LSK module in every block; BiFormer-ResNet-32: bi-level routing
+    // attention in the last stage's blocks (its shared blocks and both branch blocks);
+    // SimAM-ResNet-32: SimAM in every block.
+    let module = |stage: usize| match config.backbone {
+        Backbone::LskResnet32 => ModuleKind::Lsk,
+        Backbone::BiformerResnet32 if stage == 3 => ModuleKind::Bra,
+        Backbone::SimamResnet32 => ModuleKind::Simam,
+        _ => ModuleKind::None,
+    };
     let stem = Stem {
         conv1: conv3x3(gpu, s, i, "conv1", config.in_ch, w, 1)?,
         bn1: BatchNorm2d::new(gpu, s, "bn1", w)?,
@@ -190,7 +220,14 @@ pub fn build(
             let (ci, st) = if b == 0 { (cin, stride) } else { (cout, 1) };
             let name = format!("layer{stage}.{b}");
             blocks.push(Rc::new(BasicBlock::new(
-                gpu, s, i, &name, ci, cout, st, lsk, sa,
+                gpu,
+                s,
+                i,
+                &name,
+                ci,
+                cout,
+                st,
+                module(stage),
             )?));
         }
     }
@@ -202,8 +239,7 @@ pub fn build(
         4 * w,
         4 * w,
         1,
-        lsk,
-        sa,
+        module(3),
     )?);
     let rb_block = Rc::new(BasicBlock::new(
         gpu,
@@ -213,8 +249,7 @@ pub fn build(
         4 * w,
         4 * w,
         1,
-        lsk,
-        sa,
+        module(3),
     )?);
     // BBN's fc reads both branches' 4w features; a single-branch linear one reads cat(2·f_c,
     // 0), the combiner at α = 1; the single-branch cosine classifier reads f_c alone.

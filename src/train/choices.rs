@@ -27,9 +27,10 @@ fn name<T: Copy + PartialEq>(v: T, table: &[(&'static str, T)]) -> &'static str 
     table.iter().find(|(_, t)| *t == v).map_or("?", |(n, _)| *n)
 }
 
-const BACKBONES: [(&str, Backbone); 3] = [
+const BACKBONES: [(&str, Backbone); 4] = [
     ("resnet32", Backbone::Resnet32),
     ("lsk-resnet32", Backbone::LskResnet32),
+    ("biformer-resnet32", Backbone::BiformerResnet32),
     ("simam-resnet32", Backbone::SimamResnet32),
 ];
 

@@ -273,14 +273,14 @@ mod tests {
 
     #[test]
     fn names_parse_back_and_bad_ones_name_the_flag() {
-        for b in ["resnet32", "LSK-ResNet32"] {
+        for b in ["resnet32", "LSK-ResNet32", "biformer-resnet32"] {
             assert_eq!(b.parse::<Backbone>().unwrap().name(), b.to_lowercase());
         }
         for l in ["ce", "focal", "cb-ce", "dflce", "dflcsce", "ldam"] {
             assert_eq!(l.parse::<Loss>().unwrap().name(), l);
         }
         for (bad, flag) in [
-            ("vgg16".parse::<Backbone>().err(), "--backbone"),
+            ("densenet121".parse::<Backbone>().err(), "--backbone"),
             ("ldam-drw".parse::<Loss>().err(), "--loss"),
             ("rw".parse::<Reweight>().err(), "--reweight"),
             ("double".parse::<Branches>().err(), "--branches"),
