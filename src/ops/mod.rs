@@ -2,6 +2,7 @@
 //! plain tensors and the autograd wrapper over [`crate::autograd::Var`], next to its WGSL
 //! source in `shaders/`.
 
+pub mod attention;
 pub mod batch;
 pub mod batchnorm;
 pub mod channels;
@@ -15,6 +16,7 @@ pub mod mixup;
 pub mod normalize;
 pub mod pool;
 pub mod reduce;
+pub mod regions;
 pub mod select;
 pub mod sgd;
 pub mod softmax;
