@@ -162,6 +162,10 @@ fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
             &["--smooth-head"],
         ),
         (
+            &["--method", "mislas", "--patience", "3"],
+            &["--patience", "--loss mislas"],
+        ),
+        (
             &["--method", "ldam-drw", "--loss", "focal"],
             &["--method ldam-drw", "--loss focal", "--reweight none"],
         ),

@@ -160,6 +160,6 @@ pub(super) fn resolve_train(a: &TrainArgs) -> Result<(Option<Method>, Choices), 
     ];
     let flags: Vec<LossFlag> = flags.into_iter().chain(a.mislas.flags()).collect();
     a.choices.check(&c, a.reweight.is_some(), &flags)?;
-    a.mislas.check_epochs(a.epochs)?;
+    a.mislas.check_run(c.loss, a.epochs, a.patience)?;
     Ok((method, c))
 }

@@ -49,8 +49,21 @@ impl MislasArgs {
     }
 
     /// Stage two must leave stage one at least an epoch of `--epochs` (where given; a default
-    /// run length is checked when the run starts).
-    pub(super) fn check_epochs(&self, epochs: Option<usize>) -> Result<(), UsageError> {
+    /// run length is checked when the run starts), and `--patience` must not end a MiSLAS run
+    /// before its stage two.
+    pub(super) fn check_run(
+        &self,
+        loss: Loss,
+        epochs: Option<usize>,
+        patience: Option<usize>,
+    ) -> Result<(), UsageError> {
+        if loss == Loss::Mislas && patience.is_some() {
+            return Err(UsageError(
+                "--patience does not apply to --loss mislas: stopping early in stage one would \
+                 skip the classifier's retraining; leave it out"
+                    .to_string(),
+            ));
+        }
         match (self.stage2_epochs, epochs) {
             (Some(s), Some(e)) if s >= e => Err(UsageError(format!(
                 "--stage2-epochs {s} must be less than --epochs {e}: stage one (mixup) needs at \
