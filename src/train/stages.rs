@@ -123,7 +123,8 @@ pub fn begin_epoch(cfg: &TrainConfig, epoch: usize, opt: &Sgd) -> Result<()> {
         if epoch == m.stage2_start(cfg.epochs) {
             opt.reset_momentum()?;
             println!(
-                "epoch {}: MiSLAS stage two: the classifier alone retrains for {} epoch(s) on                  class-balanced batches with label-aware smoothing (ε {} to {}){}",
+                "epoch {}: MiSLAS stage two: the classifier alone retrains for {} epoch(s) on \
+                 class-balanced batches with label-aware smoothing (ε {} to {}){}",
                 epoch + 1,
                 m.stage2_epochs,
                 m.smooth_head,
