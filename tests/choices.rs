@@ -162,6 +162,10 @@ fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
             &["--smooth-head"],
         ),
         (
+            &["--method", "ldam-drw", "--no-shift-bn"],
+            &["--no-shift-bn", "--method ldam-drw"],
+        ),
+        (
             &["--method", "mislas", "--patience", "3"],
             &["--patience", "--loss mislas"],
         ),

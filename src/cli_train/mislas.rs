@@ -28,6 +28,10 @@ pub struct MislasArgs {
     /// the one their configs use].
     #[arg(long)]
     las_shape: Option<LasShape>,
+    /// Stage two's batch norms in eval mode, their running statistics as stage one left them
+    /// (their CIFAR-10-LT configs' `shift_bn: False`; mislas) [default: shifted].
+    #[arg(long)]
+    no_shift_bn: bool,
 }
 
 impl MislasArgs {
@@ -44,6 +48,7 @@ impl MislasArgs {
             smooth_head: self.smooth_head.unwrap_or(paper.smooth_head),
             smooth_tail: self.smooth_tail.unwrap_or(paper.smooth_tail),
             shape: self.las_shape.unwrap_or(paper.shape),
+            shift_bn: !self.no_shift_bn,
             ..paper
         })
     }
@@ -74,7 +79,7 @@ impl MislasArgs {
     }
 
     /// Each flag, given or not, as a loss flag that only mislas takes.
-    pub(super) fn flags(&self) -> [LossFlag; 5] {
+    pub(super) fn flags(&self) -> [LossFlag; 6] {
         let only = |c: &lskbb::train::choices::Choices| c.loss == Loss::Mislas;
         let flag = |flag, given, what| LossFlag {
             flag,
@@ -107,6 +112,11 @@ impl MislasArgs {
                 "--las-shape",
                 self.las_shape.is_some(),
                 "label-aware smoothing, which only mislas has",
+            ),
+            flag(
+                "--no-shift-bn",
+                self.no_shift_bn,
+                "MiSLAS's stage-two batch norms, which only mislas has",
             ),
         ]
     }
