@@ -12,6 +12,7 @@ pub mod elementwise;
 pub mod linear;
 pub mod loss;
 pub mod metrics;
+pub mod mixup;
 pub mod normalize;
 pub mod pool;
 pub mod reduce;

@@ -50,15 +50,19 @@ pub enum Loss {
     /// Label-distribution-aware margin loss (Cao et al. 2019): CE of s·(z − Δ_y), Δ_j ∝
     /// n_j^(−1/4).
     Ldam,
+    /// MiSLAS (Zhong et al. 2021): CE with mixup while the network trains, then label-aware
+    /// smoothing while the classifier alone retrains (`super::stages`).
+    Mislas,
 }
 
-const LOSSES: [(&str, Loss); 6] = [
+const LOSSES: [(&str, Loss); 7] = [
     ("ce", Loss::Ce),
     ("focal", Loss::Focal),
     ("cb-ce", Loss::CbCe),
     ("dflce", Loss::Dflce),
     ("dflcsce", Loss::Dflcsce),
     ("ldam", Loss::Ldam),
+    ("mislas", Loss::Mislas),
 ];
 
 impl Loss {
@@ -118,6 +122,8 @@ pub struct LossSettings {
     /// LDAM's per-class margins Δ_j and logit scale s.
     pub margins: Vec<f32>,
     pub ldam_scale: f32,
+    /// Label-aware smoothing's per-class ε (MiSLAS's stage two; empty for other losses).
+    pub smoothing: Vec<f32>,
 }
 
 /// One branch, or BBN's two (`--branches`).
@@ -233,8 +239,14 @@ impl Choices {
     }
 
     /// The loss at dynamic-loss weight θ, with DRW's class weights where `deferred_on` (the
-    /// run has reached [`drw_epoch`]).
-    pub fn loss_kind(&self, s: &LossSettings, theta: f32, deferred_on: bool) -> LossKind {
+    /// run has reached [`drw_epoch`]); MiSLAS's label-aware smoothing in its `stage2`.
+    pub fn loss_kind(
+        &self,
+        s: &LossSettings,
+        theta: f32,
+        deferred_on: bool,
+        stage2: bool,
+    ) -> LossKind {
         let (gamma, cbw) = (s.gamma, &s.cb_weights);
         let drw = (self.reweight == Reweight::Drw && deferred_on).then(|| cbw.to_vec());
         match (self.loss, drw) {
@@ -256,6 +268,10 @@ impl Choices {
                 scale: s.ldam_scale,
                 weights,
             },
+            (Loss::Mislas, _) if stage2 => LossKind::Las {
+                smoothing: s.smoothing.clone(),
+            },
+            (Loss::Mislas, _) => LossKind::Ce,
         }
     }
 
