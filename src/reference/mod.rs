@@ -2,9 +2,11 @@
 //! clarity, not speed. It exists only to test the GPU kernels against; nothing else uses it.
 
 pub mod conv;
+pub mod dropout;
 pub mod elementwise;
 pub mod losses;
 pub mod nn;
+pub mod pool;
 
 /// A dense row-major f64 array.
 #[derive(Clone, Debug, PartialEq)]
