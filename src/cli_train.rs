@@ -120,6 +120,11 @@ pub struct TrainArgs {
     ldam_scale: Option<f32>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The backbone's base width: channels of ResNet-32's first stage [default: 16], of
+    /// ResNet-18's and VGG16's first stage [default: 64, torchvision's]; later stages scale
+    /// with it (VGG16's hidden layers are 4096·width/64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512).map(|v| v as usize))]
+    width: Option<usize>,
     /// Without validation images in the data (no val/ folder, --val-per-class 0): the fraction
     /// of each class's training images carved out for validation (at least 1, never a
     /// class's last); the best epoch is chosen on validation. 0: none (chosen on test).
@@ -413,6 +418,7 @@ pub fn train_on(gpu: &Arc<Gpu>, mut a: TrainArgs) -> Result<Outcome> {
         ldam_scale: a.ldam_scale.unwrap_or(LDAM_SCALE),
         seed: a.seed,
         patience: a.patience,
+        width: a.width,
     };
     let out = match (a.out, a.resume) {
         (Some(o), _) => o,

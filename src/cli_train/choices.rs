@@ -25,8 +25,9 @@ pub struct ChoiceArgs {
     /// --sampler's default follows the branches. BASELINES.md lists every hyper-parameter.
     #[arg(long, default_value = "lskbb")]
     pub(super) method: Method,
-    /// resnet32 (He et al.'s CIFAR ResNet-32) or lsk-resnet32 (with an LSK module in every
-    /// basic block); the only two backbones so far. Default: the --method preset's.
+    /// resnet32 (He et al.'s CIFAR ResNet-32), lsk-resnet32 (with an LSK module in every
+    /// basic block), resnet18 or vgg16 (torchvision's ResNet-18 and VGG16-BN; images of at
+    /// least 32 pixels for vgg16). Default: the --method preset's.
     #[arg(long)]
     backbone: Option<Backbone>,
     /// ce, focal, cb-ce, dflce, dflcsce or ldam. Default: the --method preset's.

@@ -114,3 +114,16 @@ pub fn adaptive_avg_pool2d(x: &Var, oh: usize, ow: usize) -> Result<Var> {
         Box::new(move |gy| Ok(vec![Some(adaptive_avg_pool2d_backward(gy, &shape)?)])),
     ))
 }
+
+/// [N, C, H, W] -> [N, C·H·W] (`torch.flatten(x, 1)`, as VGG before its classifier): the same
+/// buffer seen with another shape, and the gradient seen back.
+pub fn flatten(x: &Var) -> Result<Var> {
+    let [n, c, h, w] = nchw(x.value(), "flatten input")?;
+    let shape = x.shape().to_vec();
+    Ok(Var::from_op(
+        "flatten",
+        x.value().reshape(&[n, c * h * w])?,
+        &[x],
+        Box::new(move |gy| Ok(vec![Some(gy.reshape(&shape)?)])),
+    ))
+}

@@ -27,9 +27,11 @@ fn name<T: Copy + PartialEq>(v: T, table: &[(&'static str, T)]) -> &'static str 
     table.iter().find(|(_, t)| *t == v).map_or("?", |(n, _)| *n)
 }
 
-const BACKBONES: [(&str, Backbone); 2] = [
+const BACKBONES: [(&str, Backbone); 4] = [
     ("resnet32", Backbone::Resnet32),
     ("lsk-resnet32", Backbone::LskResnet32),
+    ("resnet18", Backbone::Resnet18),
+    ("vgg16", Backbone::Vgg16),
 ];
 
 /// The training loss (`--loss`).
@@ -226,7 +228,7 @@ impl Choices {
             in_ch,
             backbone: self.backbone,
             bilateral: self.bilateral(),
-            width: ModelConfig::PAPER_WIDTH,
+            width: self.backbone.default_width(),
             cosine_scale: (self.loss == Loss::Ldam).then_some(ldam_scale),
         }
     }

@@ -280,7 +280,7 @@ mod tests {
             assert_eq!(l.parse::<Loss>().unwrap().name(), l);
         }
         for (bad, flag) in [
-            ("vgg16".parse::<Backbone>().err(), "--backbone"),
+            ("vgg19".parse::<Backbone>().err(), "--backbone"),
             ("ldam-drw".parse::<Loss>().err(), "--loss"),
             ("rw".parse::<Reweight>().err(), "--reweight"),
             ("double".parse::<Branches>().err(), "--branches"),

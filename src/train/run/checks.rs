@@ -39,9 +39,11 @@ pub(super) fn validate(cfg: &TrainConfig) -> Result<()> {
     if cfg.schedule.lr(0).is_nan() || cfg.schedule.lr(0) <= 0.0 {
         bail!("--lr must be positive");
     }
-    if cfg.data.image_size < 8 {
+    let min = cfg.choices.backbone.min_image_size();
+    if cfg.data.image_size < min {
         bail!(
-            "--image-size must be at least 8, got {}",
+            "--image-size must be at least {min} for --backbone {}, got {}",
+            cfg.choices.backbone.name(),
             cfg.data.image_size
         );
     }
