@@ -7,10 +7,10 @@
 mod common;
 
 use common::{assert_close_f32, backprop, down};
-use lskbb::checkpoint::load_state_dict;
+use lskbb::checkpoint::{load_state_dict, model_from};
 use lskbb::model::{Backbone, ModelConfig, Network};
 use lskbb::reference::{Arr, Tol};
-use lskbb::tensor_file::TensorFile;
+use lskbb::tensor_file::{Entry, TensorFile};
 use lskbb::{Tensor, Var};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -42,12 +42,10 @@ fn input(f: &TensorFile, name: &str) -> Var {
     Var::constant(Tensor::from_f32(&common::gpu(), data, shape).unwrap())
 }
 
-fn check(file: &str) {
-    let path = Path::new(DIR).join(file);
-    let f = TensorFile::load(&path).unwrap();
-    let cfg: Value = serde_json::from_str(f.meta("config").unwrap()).unwrap();
+/// The model a golden file's `config` describes.
+fn config_of(cfg: &Value) -> ModelConfig {
     let num = |k: &str| cfg[k].as_u64().unwrap() as usize;
-    let config = ModelConfig {
+    ModelConfig {
         classes: num("classes"),
         in_ch: num("in_ch"),
         backbone: match cfg["backbone"].as_str().unwrap() {
@@ -57,7 +55,14 @@ fn check(file: &str) {
         bilateral: cfg["bilateral"].as_bool().unwrap(),
         width: num("width"),
         cosine_scale: None,
-    };
+    }
+}
+
+fn check(file: &str) {
+    let path = Path::new(DIR).join(file);
+    let f = TensorFile::load(&path).unwrap();
+    let cfg: Value = serde_json::from_str(f.meta("config").unwrap()).unwrap();
+    let config = config_of(&cfg);
     let model = Network::new(&common::gpu(), &config, 0).unwrap();
     let store = &model.store;
     // The model's names are exactly the file's (PyTorch's, torchvision's layout).
@@ -130,4 +135,35 @@ fn vgg16_single_branch_matches_pytorch() {
 #[test]
 fn vgg16_bilateral_matches_pytorch() {
     check("vgg16_bilateral_w1.safetensors");
+}
+
+/// A state_dict as PyTorch writes it (each BN's num_batches_tracked included, no lskbb
+/// metadata) of each golden model loads strictly, its backbone, width, classes, channels and
+/// branches read off the tensors' names and shapes.
+#[test]
+fn torchvision_state_dicts_load_without_metadata() {
+    for file in [
+        "resnet18_single_w3.safetensors",
+        "resnet18_bilateral_w2.safetensors",
+        "vgg16_single_w1.safetensors",
+        "vgg16_bilateral_w1.safetensors",
+    ] {
+        let path = Path::new(DIR).join(file);
+        let golden = TensorFile::load(&path).unwrap();
+        let cfg: Value = serde_json::from_str(golden.meta("config").unwrap()).unwrap();
+        let mut f = TensorFile::default();
+        for (k, e) in &golden.tensors {
+            let Some(name) = k.strip_prefix("state.") else {
+                continue;
+            };
+            if let Some(bn) = name.strip_suffix(".running_mean") {
+                let counter = Entry::i64(&[], vec![3]);
+                f.tensors
+                    .insert(format!("{bn}.num_batches_tracked"), counter);
+            }
+            f.tensors.insert(name.to_string(), e.clone());
+        }
+        let (model, _) = model_from(&common::gpu(), f, &path).unwrap();
+        assert_eq!(model.config, config_of(&cfg), "{file}");
+    }
 }
