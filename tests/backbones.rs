@@ -167,3 +167,31 @@ fn torchvision_state_dicts_load_without_metadata() {
         assert_eq!(model.config, config_of(&cfg), "{file}");
     }
 }
+
+/// VGG's dropout masks come from the step counter (`features.1.num_batches_tracked`): two
+/// models built alike give the same training logits, and the next step (the counter moved on)
+/// drops other units, so the same input gives other logits; eval drops none and repeats.
+#[test]
+fn vgg_dropout_follows_the_step_counter() {
+    let gpu = common::gpu();
+    let config = ModelConfig {
+        classes: 3,
+        in_ch: 1,
+        backbone: Backbone::Vgg16,
+        bilateral: false,
+        width: 2,
+        cosine_scale: None,
+    };
+    let noise: Vec<f32> = (0..2 * 32 * 32)
+        .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let x = Var::constant(Tensor::from_f32(&gpu, &noise, &[2, 1, 32, 32]).unwrap());
+    let logits =
+        |m: &Network, training: bool| down(m.forward_single(&x, training).unwrap().value());
+    let a = Network::new(&gpu, &config, 7).unwrap();
+    let b = Network::new(&gpu, &config, 7).unwrap();
+    let first = logits(&a, true);
+    assert_eq!(first, logits(&b, true), "same model, same step: same masks");
+    assert_ne!(first, logits(&a, true), "the next step draws other masks");
+    assert_eq!(logits(&a, false), logits(&a, false), "eval drops nothing");
+}
