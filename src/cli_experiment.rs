@@ -10,7 +10,7 @@ mod plan;
 mod table;
 
 use crate::cli_train;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use lskbb::gpu::AdapterChoice;
 use lskbb::tensor_file::write_atomic;
@@ -147,6 +147,9 @@ pub fn experiment(choice: &AdapterChoice, a: ExperimentArgs) -> Result<bool> {
     println!("adapter: {}", gpu.describe());
     cli_train::catch_stop_signals()?;
     let mut stopped = false;
+    // A run that fails is reported and the others go on (a table of 60 runs should not wait
+    // on one bad folder); the experiment exits 1 at the end naming them.
+    let mut failed = Vec::new();
     for (k, (run, state)) in todo.iter().enumerate() {
         if cli_train::stop_requested() {
             stopped = true;
@@ -173,14 +176,19 @@ pub fn experiment(choice: &AdapterChoice, a: ExperimentArgs) -> Result<bool> {
                 &serde_json::to_vec_pretty(&run.args)?,
             )?;
         }
-        let outcome = cli_train::train_on(&gpu, args)
-            .with_context(|| format!("{} ({})", run.describe(&exp), run.dir.display()));
-        let rendered = render(&exp, &runs, &out);
-        let outcome = outcome?;
-        rendered?;
-        if outcome == Outcome::Interrupted {
-            stopped = true;
-            break;
+        let outcome = cli_train::train_on(&gpu, args);
+        render(&exp, &runs, &out)?;
+        match outcome {
+            Ok(Outcome::Interrupted) => {
+                stopped = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let what = format!("{} ({})", run.describe(&exp), run.dir.display());
+                eprintln!("error: {what}: {e:#}; going on with the other runs");
+                failed.push(what);
+            }
         }
     }
     let table = out.join("table.md");
@@ -189,6 +197,13 @@ pub fn experiment(choice: &AdapterChoice, a: ExperimentArgs) -> Result<bool> {
             "stopped; `lskbb experiment {}` again goes on where it stopped (tables so far in {})",
             a.file.display(),
             table.display()
+        );
+    } else if !failed.is_empty() {
+        bail!(
+            "{} failed (their messages are above; the table in {} leaves them out): {}",
+            plural(failed.len(), "run"),
+            table.display(),
+            failed.join("; ")
         );
     } else {
         println!(

@@ -179,6 +179,52 @@ fn a_stopped_run_is_resumed_by_the_next_invocation() {
     );
 }
 
+/// A run that fails while training (here: a column whose imbalance factor empties a class,
+/// which only the data can tell) is reported by name, the other runs still train and the
+/// table is written; the experiment exits 1 naming the failed run.
+#[test]
+fn a_failing_run_does_not_stop_the_others() {
+    let dir = temp_dir("experiment-failing-run");
+    let path = dir.join("failing.toml");
+    let text = format!(
+        r#"title = "One column cannot train"
+out = "{out}"
+seeds = [0]
+args = [{TINY}]
+
+[[columns]]
+name = "if1000"
+imbalance = 1000
+
+[[columns]]
+name = "if2"
+imbalance = 2
+
+[[rows]]
+name = "ce"
+args = ["--method", "ce"]
+"#,
+        out = dir.join("out").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = lskbb(&["experiment", path.to_str().unwrap()]);
+    fails_with(
+        &out,
+        1,
+        &[
+            "row 'ce', column 'if1000', seed 0",
+            "leaves class 1 with no training image",
+            "1 class_1",
+            "going on with the other runs",
+            "1 run failed",
+        ],
+    );
+    assert!(dir.join("out/ce/if2/seed-0/summary.json").is_file());
+    assert!(!dir.join("out/ce/if1000/seed-0/summary.json").exists());
+    let table = std::fs::read_to_string(dir.join("out/table.md")).unwrap();
+    assert!(table.contains("–"), "the failed cell is empty: {table}");
+}
+
 #[test]
 fn bad_keys_and_flags_are_errors_that_name_them() {
     let dir = temp_dir("experiment-errors");

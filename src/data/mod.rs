@@ -51,7 +51,7 @@ pub use split::{class_counts, long_tail_counts, long_tail_counts_capped};
 pub use synthetic::synthetic_image;
 
 use crate::tensor_file::write_atomic;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -279,6 +279,24 @@ pub struct Dataset {
     skipped: Mutex<BTreeMap<String, String>>,
 }
 
+/// "the classes by index: 0 adenosis, 1 fibroadenoma, …" (the first 20), so that an error
+/// about class k names it.
+fn class_index_names(classes: &[String]) -> String {
+    let named: Vec<String> = classes
+        .iter()
+        .take(20)
+        .enumerate()
+        .map(|(k, name)| format!("{k} {name}"))
+        .collect();
+    let more = classes.len().saturating_sub(20);
+    let rest = if more > 0 {
+        format!(", and {more} more")
+    } else {
+        String::new()
+    };
+    format!("the classes by index: {}{rest}", named.join(", "))
+}
+
 fn check_nonempty(classes: &[String], samples: &[Sample], split: &str) -> Result<()> {
     if samples.is_empty() {
         return Ok(());
@@ -403,10 +421,11 @@ impl Dataset {
         let train = match imbalance {
             Some(factor) => {
                 let targets = if cfg.long_tail_cap {
-                    long_tail_counts_capped(&original_train_counts, factor)?
+                    long_tail_counts_capped(&original_train_counts, factor)
                 } else {
-                    long_tail_counts(&original_train_counts, factor)?
-                };
+                    long_tail_counts(&original_train_counts, factor)
+                }
+                .map_err(|e| anyhow!("{e:#} ({})", class_index_names(&classes)))?;
                 let (max, min) = (
                     targets.iter().copied().max().unwrap_or(0),
                     targets.iter().copied().min().unwrap_or(0),

@@ -43,10 +43,9 @@ fn formula_targets(counts: &[usize], imbalance: f64) -> Result<Vec<usize>> {
     // its count: refuse rather than train on (or end in a non-finite loss).
     if let Some(class) = (0..c).find(|&k| targets[k] == 0 && counts[k] > 0) {
         bail!(
-            "imbalance factor {imbalance} leaves class {class} (the {}-th in sorted class order) \
-             with no training image: the largest class has {n_max}, and {n_max}/{imbalance} \
-             rounds down to 0; use a smaller --imbalance (at most {n_max}) or more images",
-            class + 1
+            "imbalance factor {imbalance} leaves class {class} with no training image: the \
+             largest class has {n_max}, and {n_max}/{imbalance} rounds down to 0; use a smaller \
+             --imbalance (at most {n_max}) or more images"
         );
     }
     Ok(targets)

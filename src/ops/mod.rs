@@ -3,6 +3,7 @@
 //! source in `shaders/`.
 
 pub mod adaptive_pool;
+pub mod attention;
 pub mod batch;
 pub mod batchnorm;
 pub mod channels;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod pool;
 pub mod reduce;
+pub mod regions;
 pub mod select;
 pub mod sgd;
 pub mod softmax;

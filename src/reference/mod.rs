@@ -1,6 +1,7 @@
 //! The CPU reference: every op's forward and backward in f64 over plain arrays, written for
 //! clarity, not speed. It exists only to test the GPU kernels against; nothing else uses it.
 
+pub mod attention;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;
