@@ -273,7 +273,7 @@ pub fn step_flops(
     let lsk = match backbone {
         Backbone::Resnet32 => false,
         Backbone::LskResnet32 => true,
-        Backbone::BiformerResnet32 => return None,
+        Backbone::BiformerResnet32 | Backbone::Resnet18 | Backbone::Vgg16 => return None,
     };
     let stem = conv_flops(channels, 16, 1, 3, image_size);
     let mut trunk = 0.0;
@@ -340,9 +340,11 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
             cfg.batch
         );
     }
-    if cfg.image_size < 8 {
+    let min = cfg.choices.backbone.min_image_size();
+    if cfg.image_size < min {
         bail!(
-            "bench: the image size must be at least 8, got {}",
+            "bench: the image size (--image-size) must be at least {min} for {}, got {}",
+            cfg.choices.backbone.name(),
             cfg.image_size
         );
     }

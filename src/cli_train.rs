@@ -127,6 +127,11 @@ pub struct TrainArgs {
     mislas: mislas::MislasArgs,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The backbone's base width: channels of ResNet-32's first stage [default: 16], of
+    /// ResNet-18's and VGG16's first stage [default: 64, torchvision's]; later stages scale
+    /// with it (VGG16's hidden layers are 4096·width/64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512).map(|v| v as usize))]
+    width: Option<usize>,
     /// Without validation images in the data (no val/ folder, --val-per-class 0): the fraction
     /// of each class's training images carved out for validation (at least 1, never a
     /// class's last); the best epoch is chosen on validation. 0: none (chosen on test).
@@ -426,6 +431,7 @@ pub fn train_on(gpu: &Arc<Gpu>, mut a: TrainArgs) -> Result<Outcome> {
         seed: a.seed,
         patience: a.patience,
         mislas,
+        width: a.width,
     };
     let out = match (a.out, a.resume) {
         (Some(o), _) => o,

@@ -121,8 +121,8 @@ fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
             &["--theta-per", "--loss focal", "dflce"],
         ),
         (
-            &["--backbone", "vgg16"],
-            &["--backbone", "resnet32, lsk-resnet32"],
+            &["--backbone", "vgg19"],
+            &["--backbone", "resnet32, lsk-resnet32, resnet18, vgg16"],
         ),
         (
             &["--branches", "three"],

@@ -27,8 +27,9 @@ pub struct ChoiceArgs {
     #[arg(long, default_value = "lskbb")]
     pub(super) method: Method,
     /// resnet32 (He et al.'s CIFAR ResNet-32), lsk-resnet32 (with an LSK module in every
-    /// basic block) or biformer-resnet32 (BiFormer's bi-level routing attention in the last
-    /// stage's blocks). Default: the --method preset's.
+    /// basic block), biformer-resnet32 (BiFormer's bi-level routing attention in the last
+    /// stage's blocks), resnet18 or vgg16 (torchvision's ResNet-18 and VGG16-BN; images of at
+    /// least 32 pixels for vgg16). Default: the --method preset's.
     #[arg(long)]
     backbone: Option<Backbone>,
     /// ce, focal, cb-ce, dflce, dflcsce, ldam or mislas. Default: the --method preset's.

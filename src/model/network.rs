@@ -8,7 +8,7 @@ use super::head::{Fc, InferHead};
 use super::init::Init;
 use super::layers::Pass;
 use super::params::ParamStore;
-use super::resnet32;
+use super::{resnet18, resnet32, vgg};
 use crate::autograd::{checkpoint, no_grad, Var};
 use crate::gpu::Gpu;
 use crate::ops::batch::{slice_batch, stack_batch};
@@ -128,6 +128,8 @@ impl Network {
             Backbone::Resnet32 | Backbone::LskResnet32 | Backbone::BiformerResnet32 => {
                 resnet32::build(gpu, config, &mut store, &mut init)?
             }
+            Backbone::Resnet18 => resnet18::build(gpu, config, &mut store, &mut init)?,
+            Backbone::Vgg16 => vgg::build(gpu, config, &mut store, &mut init)?,
         };
         if config.bilateral && parts.rb_block.is_none() {
             bail!(

@@ -27,10 +27,12 @@ fn name<T: Copy + PartialEq>(v: T, table: &[(&'static str, T)]) -> &'static str 
     table.iter().find(|(_, t)| *t == v).map_or("?", |(n, _)| *n)
 }
 
-const BACKBONES: [(&str, Backbone); 3] = [
+const BACKBONES: [(&str, Backbone); 5] = [
     ("resnet32", Backbone::Resnet32),
     ("lsk-resnet32", Backbone::LskResnet32),
     ("biformer-resnet32", Backbone::BiformerResnet32),
+    ("resnet18", Backbone::Resnet18),
+    ("vgg16", Backbone::Vgg16),
 ];
 
 /// The training loss (`--loss`).
@@ -233,7 +235,7 @@ impl Choices {
             in_ch,
             backbone: self.backbone,
             bilateral: self.bilateral(),
-            width: ModelConfig::PAPER_WIDTH,
+            width: self.backbone.default_width(),
             cosine_scale: (self.loss == Loss::Ldam).then_some(ldam_scale),
         }
     }

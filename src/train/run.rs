@@ -68,6 +68,10 @@ pub struct TrainConfig {
     /// MiSLAS's stages (`--loss mislas` alone).
     #[serde(default)]
     pub mislas: Option<Mislas>,
+    /// The backbone's base width (`--width`); None: the backbone's own
+    /// ([`crate::model::Backbone::default_width`]).
+    #[serde(default)]
+    pub width: Option<usize>,
 }
 
 fn ldam_max_margin() -> f32 {
@@ -275,9 +279,10 @@ impl<'a> Run<'a> {
                 ds.train.len()
             );
         }
-        let model_cfg =
+        let mut model_cfg =
             cfg.choices
                 .model_config(ds.num_classes(), cfg.data.channels, cfg.ldam_scale);
+        model_cfg.width = cfg.width.unwrap_or(model_cfg.width);
         let model = Network::new(gpu, &model_cfg, cfg.seed)?;
         let sgd = SgdConfig {
             lr: cfg.schedule.lr(0),

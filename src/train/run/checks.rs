@@ -54,9 +54,11 @@ pub(super) fn validate(cfg: &TrainConfig) -> Result<()> {
         ),
         _ => {}
     }
-    if cfg.data.image_size < 8 {
+    let min = cfg.choices.backbone.min_image_size();
+    if cfg.data.image_size < min {
         bail!(
-            "--image-size must be at least 8, got {}",
+            "--image-size must be at least {min} for --backbone {}, got {}",
+            cfg.choices.backbone.name(),
             cfg.data.image_size
         );
     }
