@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bra_torch import BRA
-from backbones_torch import SimAM
+from simam_torch import SimAM
 
 PAPER_WIDTH = 16
 

@@ -1,7 +1,11 @@
 // Fused classification losses on logits z [N, C] with labels y [N]:
-//   L = θ · mean_i(−α_y (1−p_y)^γ log p_y) + (1−θ) · Σ_i w_y (−log p_y) / Σ_i w_y,
+//   L = θ · mean_i(−α_y (1−p_y)^γ log p_y) + (1−θ) · Σ_i w_y ℓ_i / Σ_i w_y,
+//   ℓ_i = −(1−ε_y) log p_y − ε_y · mean_j log p_j,
 // p = softmax(s·(z − Δ_y·onehot(y))). Focal-only is θ = 1, (weighted) CE is θ = 0; α and w
-// default to ones, the margins Δ to zeros and the scale s to 1 (LDAM sets both). Three
+// default to ones, the margins Δ and the smoothing ε to zeros and the scale s to 1 (LDAM sets
+// Δ and s; MiSLAS's label-aware smoothing sets ε, Zhong et al. 2021 eq. 4, their
+// `LabelAwareSmoothing`, θ = 0: the focal term's gradient row would be the unsmoothed one).
+// Three
 // passes: `rows` (one workgroup per sample: log-softmax, p_y, the loss terms and the unscaled
 // gradient row s·(p − onehot(y))), `batch` (one workgroup: the batch sums, the loss value and
 // the two normalisers) and `scale` (each gradient row times its coefficient).
@@ -22,7 +26,7 @@ struct P {
 // rows
 @group(0) @binding(1) var<storage, read> z: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
-@group(0) @binding(3) var<storage, read> weights: array<f32>;   // α[C], w[C], then Δ[C]
+@group(0) @binding(3) var<storage, read> weights: array<f32>;   // α[C], w[C], Δ[C], then ε[C]
 @group(0) @binding(4) var<storage, read_write> terms: array<vec4<f32>>;  // per sample
 @group(0) @binding(5) var<storage, read_write> gz: array<f32>;
 
@@ -84,11 +88,13 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     m = reduce(vec4<f32>(m), lid, true).x;
     // e_j = e^(s·(z_j − δ_jy·Δ_y − m)), the scale applied after the max is subtracted (s = 1
     // leaves every term as it was). total: Σ_j e_j; acc.y: the same without j = y, so
-    // 1 − p_y = acc.y / total keeps its precision when p_y is close to 1.
+    // 1 − p_y = acc.y / total keeps its precision when p_y is close to 1; acc.z: the exponents
+    // Σ_j s·(z_j − δ_jy·Δ_y − m), whose mean less log(total) is mean_j log p_j.
     var acc = vec4<f32>(0.0);
     for (var j = lid; j < p.c; j += 256u) {
-        let e = exp(p.s * (z[base + j] - select(0.0, margin, j == y) - m));
-        acc += vec4<f32>(e, select(e, 0.0, j == y), 0.0, 0.0);
+        let t = p.s * (z[base + j] - select(0.0, margin, j == y) - m);
+        let e = exp(t);
+        acc += vec4<f32>(e, select(e, 0.0, j == y), t, 0.0);
     }
     acc = reduce(acc, lid, false);
     let total = acc.x;
@@ -96,9 +102,13 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let py = exp(zy) / total;
     let q = acc.y / total;
     let logp = zy - log(total);
+    let mean_logp = acc.z / f32(p.c) - log(total);
+    // dℓ/dz_j = s·(p_j − (1−ε)·δ_jy − ε/C): at j = y, p_y − 1 = −q keeps its precision.
+    let eps = weights[3u * p.c + y];
+    let spread = eps / f32(p.c);
     for (var j = lid; j < p.c; j += 256u) {
         let pj = exp(p.s * (z[base + j] - m)) / total;
-        let g = p.s * select(pj, -q, j == y);
+        let g = p.s * (select(pj, eps - q, j == y) - spread);
         gz[base + j] = select(nan(), g, valid);
     }
     if lid == 0u {
@@ -117,7 +127,8 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             focal = -alpha * qg * logp;
             fcoef = alpha * (qg - second);
         }
-        let t = vec4<f32>(focal, -w * logp, w, fcoef);
+        let ce = -(1.0 - eps) * logp - eps * mean_logp;
+        let t = vec4<f32>(focal, w * ce, w, fcoef);
         terms[row] = select(vec4<f32>(nan()), t, valid);
     }
 }

@@ -8,7 +8,8 @@ use crate::model::{Backbone, Network};
 use crate::ops::sgd::SgdConfig;
 use crate::train::choices::{Choices, LossSettings, LDAM_SCALE};
 use crate::train::method::Method;
-use crate::train::step::{HostBatch, StepSettings, Trainer};
+use crate::train::stages::SMOOTH_HEAD;
+use crate::train::step::{HostBatch, Phase, StepSettings, Trainer};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::fmt;
@@ -273,7 +274,7 @@ pub fn step_flops(
         // SimAM has no convolution: elementwise work, which the count leaves out.
         Backbone::Resnet32 | Backbone::SimamResnet32 => false,
         Backbone::LskResnet32 => true,
-        Backbone::BiformerResnet32 => return None,
+        Backbone::BiformerResnet32 | Backbone::Resnet18 | Backbone::Vgg16 => return None,
     };
     let stem = conv_flops(channels, 16, 1, 3, image_size);
     let mut trunk = 0.0;
@@ -340,9 +341,11 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
             cfg.batch
         );
     }
-    if cfg.image_size < 8 {
+    let min = cfg.choices.backbone.min_image_size();
+    if cfg.image_size < min {
         bail!(
-            "bench: the image size must be at least 8, got {}",
+            "bench: the image size (--image-size) must be at least {min} for {}, got {}",
+            cfg.choices.backbone.name(),
             cfg.image_size
         );
     }
@@ -360,12 +363,14 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         weight_decay: 2e-4,
         nesterov: false,
     };
-    // Balanced classes: every class weight 1 and every LDAM margin LDAM's largest.
+    // Balanced classes: every class weight 1, every LDAM margin LDAM's largest and every
+    // label-aware smoothing the head's (MiSLAS's stage two, which a bench step never is).
     let loss = LossSettings {
         gamma: 2.0,
         cb_weights: vec![1.0; cfg.classes],
         margins: vec![0.5; cfg.classes],
         ldam_scale: LDAM_SCALE,
+        smoothing: vec![SMOOTH_HEAD as f32; cfg.classes],
     };
     let mut trainer = Trainer::new(model, sgd, cfg.choices, loss)?;
     trainer.set_recompute(cfg.recompute)?;
@@ -400,10 +405,11 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         theta: 0.5,
         lr: 0.05,
         reweighted: false,
+        phase: Phase::Joint,
     };
     let mut step = |n: usize| -> Result<()> {
         for _ in 0..n {
-            trainer.step(&conv, bilateral.then_some(&rebal), settings)?;
+            trainer.step(&conv, bilateral.then_some(&rebal), settings.clone())?;
         }
         gpu.finish()
     };

@@ -176,12 +176,17 @@ pub fn model_from(
     Ok((model, f))
 }
 
-/// The config of a state_dict written by PyTorch (no lskbb metadata): classes from fc.weight,
+/// The config of a state_dict written by PyTorch (no lskbb metadata): a torchvision layout
+/// (ResNet-18, VGG16-BN) as [`infer_torchvision_config`] reads it; else ResNet-32 with
+/// classes from fc.weight,
 /// input channels and width from conv1.weight, LSK from the presence of `layer1.0.lsk.*` (SimAM
 /// has no parameters: a SimAM-ResNet-32's state_dict reads as ResNet-32's). An
 /// fc without a bias is the cosine classifier, on one branch's features where fc.weight has
 /// 4·width inputs; its scale, not in the tensors, is LDAM's s = 30 (Cao et al.'s code).
 fn infer_config(f: &TensorFile) -> Result<ModelConfig> {
+    if let Some(config) = infer_torchvision_config(f)? {
+        return Ok(config);
+    }
     let (fc, _) = f.f32("fc.weight")?;
     let (c1, _) = f.f32("conv1.weight")?;
     let cosine = !f.tensors.contains_key("fc.bias");
@@ -208,4 +213,44 @@ fn infer_config(f: &TensorFile) -> Result<ModelConfig> {
         width,
         cosine_scale: cosine.then_some(30.0),
     })
+}
+
+/// The config of a torchvision-layout state_dict: VGG16-BN where `features.0.weight` is there
+/// (its classifier `classifier.6`), ResNet-18 where conv1 is 7x7 (`fc`); the width from the
+/// first conv's channels, bilateral where `cb_block` tensors are there. None for other
+/// layouts.
+fn infer_torchvision_config(f: &TensorFile) -> Result<Option<ModelConfig>> {
+    let (backbone, conv, fc, cb) = if f.tensors.contains_key("features.0.weight") {
+        (
+            Backbone::Vgg16,
+            "features.0.weight",
+            "classifier.6",
+            "cb_block.0.weight",
+        )
+    } else if f
+        .f32("conv1.weight")
+        .is_ok_and(|(s, _)| s.len() == 4 && s[2..] == [7, 7])
+    {
+        (
+            Backbone::Resnet18,
+            "conv1.weight",
+            "fc",
+            "cb_block.conv1.weight",
+        )
+    } else {
+        return Ok(None);
+    };
+    let (c1, _) = f.f32(conv)?;
+    let (w, _) = f.f32(&format!("{fc}.weight"))?;
+    let (&[width, in_ch, _, _], &[classes, _]) = (c1, w) else {
+        bail!("{conv} must be [width, in_ch, k, k] and {fc}.weight [classes, features], got {c1:?} and {w:?}");
+    };
+    Ok(Some(ModelConfig {
+        classes,
+        in_ch,
+        backbone,
+        bilateral: f.tensors.contains_key(cb),
+        width,
+        cosine_scale: (!f.tensors.contains_key(&format!("{fc}.bias"))).then_some(30.0),
+    }))
 }

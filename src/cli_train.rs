@@ -21,6 +21,7 @@ mod choices;
 mod data;
 mod explain;
 mod infer;
+mod mislas;
 mod table;
 
 pub use choices::ChoiceArgs;
@@ -49,6 +50,9 @@ pub enum Schedule {
     /// Linear warm-up, then ×0.01 at 80% and 90% of the epochs (LDAM-DRW: 160 and 180 of
     /// 200), DRW's re-weighting starting with the first drop.
     Ldam,
+    /// Linear warm-up, then ×0.1 at 80% and 90% of stage one's epochs (MiSLAS: 160 and 180 of
+    /// 200).
+    Mislas,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,7 +100,8 @@ pub struct TrainArgs {
     weight_decay: f32,
     #[arg(long)]
     nesterov: bool,
-    /// The learning-rate schedule [default: ldam with --reweight drw (ldam-drw), else step].
+    /// The learning-rate schedule [default: ldam with --reweight drw (ldam-drw), mislas with
+    /// --loss mislas (over stage one), else step].
     #[arg(long, value_enum)]
     schedule: Option<Schedule>,
     /// Warm-up epochs (default: 5, or a tenth of a shorter run).
@@ -118,8 +123,15 @@ pub struct TrainArgs {
     /// LDAM's logit scale s (> 0; ldam) [default: 30].
     #[arg(long, value_parser = positive)]
     ldam_scale: Option<f32>,
+    #[command(flatten)]
+    mislas: mislas::MislasArgs,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The backbone's base width: channels of ResNet-32's first stage [default: 16], of
+    /// ResNet-18's and VGG16's first stage [default: 64, torchvision's]; later stages scale
+    /// with it (VGG16's hidden layers are 4096·width/64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512).map(|v| v as usize))]
+    width: Option<usize>,
     /// Without validation images in the data (no val/ folder, --val-per-class 0): the fraction
     /// of each class's training images carved out for validation (at least 1, never a
     /// class's last); the best epoch is chosen on validation. 0: none (chosen on test).
@@ -378,17 +390,22 @@ pub fn train_on(gpu: &Arc<Gpu>, mut a: TrainArgs) -> Result<Outcome> {
     data.imbalance = parse_imbalance(&a.imbalance).context("--imbalance")?;
     data.long_tail_cap = a.long_tail_cap;
     data.val_fraction = Some(a.val_fraction);
-    let warmup = a.warmup.unwrap_or(default_warmup(epochs));
-    let schedule = match a.schedule.unwrap_or(match choices.reweight {
-        Reweight::Drw => Schedule::Ldam,
-        Reweight::None => Schedule::Step,
+    // MiSLAS's schedule spans stage one; stage two has its own (`train::stages`).
+    let mislas = a.mislas.settings(choices.loss, epochs);
+    let scheduled = epochs - mislas.as_ref().map_or(0, |m| m.stage2_epochs.min(epochs));
+    let warmup = a.warmup.unwrap_or(default_warmup(scheduled));
+    let schedule = match a.schedule.unwrap_or(match (choices.reweight, &mislas) {
+        (_, Some(_)) => Schedule::Mislas,
+        (Reweight::Drw, _) => Schedule::Ldam,
+        (Reweight::None, _) => Schedule::Step,
     }) {
-        Schedule::Step => LrSchedule::bbn_step(a.lr, epochs, warmup),
-        Schedule::Ldam => LrSchedule::ldam_step(a.lr, epochs, warmup),
+        Schedule::Step => LrSchedule::bbn_step(a.lr, scheduled, warmup),
+        Schedule::Ldam => LrSchedule::ldam_step(a.lr, scheduled, warmup),
+        Schedule::Mislas => LrSchedule::mislas_step(a.lr, scheduled, warmup),
         Schedule::Cosine => LrSchedule::Cosine {
             base: a.lr,
             warmup,
-            total: epochs,
+            total: scheduled,
         },
     };
     let cfg = TrainConfig {
@@ -413,6 +430,8 @@ pub fn train_on(gpu: &Arc<Gpu>, mut a: TrainArgs) -> Result<Outcome> {
         ldam_scale: a.ldam_scale.unwrap_or(LDAM_SCALE),
         seed: a.seed,
         patience: a.patience,
+        mislas,
+        width: a.width,
     };
     let out = match (a.out, a.resume) {
         (Some(o), _) => o,

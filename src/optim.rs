@@ -75,6 +75,15 @@ impl Sgd {
         Ok(())
     }
 
+    /// Zeroes every momentum buffer, as a new `torch.optim.SGD` starts (MiSLAS's stage two
+    /// builds its own optimizer).
+    pub fn reset_momentum(&self) -> Result<()> {
+        for b in &self.blocks {
+            b.write_f32(&vec![0.0; b.numel()])?;
+        }
+        Ok(())
+    }
+
     /// Momentum buffers as `optim.<param>.momentum_buffer`.
     pub fn state(&self, store: &ParamStore) -> Result<TensorFile> {
         let mut f = TensorFile::default();
@@ -135,17 +144,23 @@ impl LrSchedule {
     /// BBN's recipe scaled to `epochs`: linear warm-up over `warmup` epochs (BBN: 5, see
     /// [`default_warmup`]), then ×0.01 at 60% and 80% of the run.
     pub fn bbn_step(base: f32, epochs: usize, warmup: usize) -> LrSchedule {
-        LrSchedule::two_drops(base, epochs, warmup, [3, 4], 5)
+        LrSchedule::two_drops(base, epochs, warmup, [3, 4], 5, 0.01)
     }
 
     /// Cao et al.'s LDAM-DRW recipe scaled to `epochs`: linear warm-up, then ×0.01 at 80%
     /// and again at 90% of the run (their CIFAR code: epochs 160 and 180 of 200), DRW's
     /// re-weighting starting with the first drop.
     pub fn ldam_step(base: f32, epochs: usize, warmup: usize) -> LrSchedule {
-        LrSchedule::two_drops(base, epochs, warmup, [8, 9], 10)
+        LrSchedule::two_drops(base, epochs, warmup, [8, 9], 10, 0.01)
     }
 
-    /// ×0.01 at `at[0]`/`per` and `at[1]`/`per` of the run; in short runs each drop comes
+    /// MiSLAS's stage-one recipe (their `train_stage1.py` without `cos`) scaled to `epochs`:
+    /// linear warm-up, then ×0.1 at 80% and again at 90% of the epochs (160 and 180 of 200).
+    pub fn mislas_step(base: f32, epochs: usize, warmup: usize) -> LrSchedule {
+        LrSchedule::two_drops(base, epochs, warmup, [8, 9], 10, 0.1)
+    }
+
+    /// ×`gamma` at `at[0]`/`per` and `at[1]`/`per` of the run; in short runs each drop comes
     /// after at least one epoch at the rate before it (1 epoch: none; 2: one, before epoch 2).
     fn two_drops(
         base: f32,
@@ -153,6 +168,7 @@ impl LrSchedule {
         warmup: usize,
         at: [usize; 2],
         per: usize,
+        gamma: f32,
     ) -> LrSchedule {
         let first = (epochs * at[0] / per).max(1);
         let second = (epochs * at[1] / per).max(first + 1);
@@ -163,7 +179,14 @@ impl LrSchedule {
                 .into_iter()
                 .filter(|&m| m < epochs)
                 .collect(),
-            gamma: 0.01,
+            gamma,
+        }
+    }
+
+    /// The rate the schedule starts from after its warm-up.
+    pub fn base(&self) -> f32 {
+        match self {
+            LrSchedule::Step { base, .. } | LrSchedule::Cosine { base, .. } => *base,
         }
     }
 

@@ -121,8 +121,8 @@ fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
             &["--theta-per", "--loss focal", "dflce"],
         ),
         (
-            &["--backbone", "vgg16"],
-            &["--backbone", "resnet32, lsk-resnet32"],
+            &["--backbone", "vgg19"],
+            &["--backbone", "resnet32, lsk-resnet32, resnet18, vgg16"],
         ),
         (
             &["--branches", "three"],
@@ -132,7 +132,43 @@ fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
             &["--sampler", "square-root"],
             &["--sampler", "class-balanced"],
         ),
-        (&["--method", "mislas"], &["--method", "ldam-drw"]),
+        (&["--method", "misla"], &["--method", "ldam-drw, mislas"]),
+        (
+            &["--method", "mislas", "--branches", "bilateral"],
+            &["--method mislas", "--branches single"],
+        ),
+        (&["--loss", "ce", "--mixup", "1"], &["--mixup", "--loss ce"]),
+        (
+            &["--method", "bbn", "--stage2-epochs", "2"],
+            &["--stage2-epochs", "--method bbn"],
+        ),
+        (
+            &[
+                "--method",
+                "mislas",
+                "--epochs",
+                "3",
+                "--stage2-epochs",
+                "3",
+            ],
+            &["--stage2-epochs 3", "--epochs 3"],
+        ),
+        (
+            &["--method", "mislas", "--reweight", "drw"],
+            &["--reweight drw", "--method mislas"],
+        ),
+        (
+            &["--method", "mislas", "--smooth-head", "1.5"],
+            &["--smooth-head"],
+        ),
+        (
+            &["--method", "ldam-drw", "--no-shift-bn"],
+            &["--no-shift-bn", "--method ldam-drw"],
+        ),
+        (
+            &["--method", "mislas", "--patience", "3"],
+            &["--patience", "--loss mislas"],
+        ),
         (
             &["--method", "ldam-drw", "--loss", "focal"],
             &["--method ldam-drw", "--loss focal", "--reweight none"],

@@ -1,7 +1,7 @@
 //! SimAM (`shaders/simam.wgsl`), the parameter-free attention of the simam-resnet32 backbone:
 //! forward and backward against the f64 CPU reference on odd shapes and scales, the
 //! reference against finite differences, both against PyTorch's official-code module
-//! (`reference/gen_backbones.py`), and the refusal of planes it cannot normalise.
+//! (`reference/gen_simam.py`), and the refusal of planes it cannot normalise.
 
 mod common;
 
@@ -15,7 +15,7 @@ use std::path::Path;
 
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/backbones.safetensors"
+    "/tests/fixtures/simam.safetensors"
 );
 
 /// f32 plane sums of up to 600 values (≈ √600·2⁻²⁴ ≈ 1.5e-6 of the sum), a division and

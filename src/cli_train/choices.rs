@@ -8,11 +8,11 @@ use lskbb::train::method::{resolve, Given, Method};
 
 /// A flag of the loss's own: whether it was given, whether it applies to a run's choices and
 /// what it sets (and for which losses).
-struct LossFlag {
-    flag: &'static str,
-    given: bool,
-    applies: fn(&Choices) -> bool,
-    what: &'static str,
+pub(super) struct LossFlag {
+    pub flag: &'static str,
+    pub given: bool,
+    pub applies: fn(&Choices) -> bool,
+    pub what: &'static str,
 }
 
 #[derive(Args, Clone)]
@@ -20,18 +20,20 @@ pub struct ChoiceArgs {
     /// A preset of backbone, loss and branches: lskbb (lsk-resnet32, dflce, bilateral: the
     /// paper's method), bbn (resnet32, ce, bilateral), ce, focal and cb-ce (resnet32, that
     /// loss, single), dflce (the same as lskbb), dflcsce (lsk-resnet32, dflcsce, bilateral)
-    /// or ldam-drw (resnet32, ldam, single, with --reweight drw). --backbone, --loss,
+    /// ldam-drw (resnet32, ldam, single, with --reweight drw) or mislas (resnet32, mislas,
+    /// single: mixup, then the classifier retrained with label-aware smoothing). --backbone, --loss,
     /// --branches and (train's) --reweight, where given, override the preset's choice;
     /// --sampler's default follows the branches. BASELINES.md lists every hyper-parameter.
     #[arg(long, default_value = "lskbb")]
     pub(super) method: Method,
     /// resnet32 (He et al.'s CIFAR ResNet-32), lsk-resnet32 (with an LSK module in every
     /// basic block), biformer-resnet32 (BiFormer's bi-level routing attention in the last
-    /// stage's blocks) or simam-resnet32 (SimAM, Yang et al. 2021, in every basic block).
-    /// Default: the --method preset's.
+    /// stage's blocks), simam-resnet32 (SimAM, Yang et al. 2021, in every basic block),
+    /// resnet18 or vgg16 (torchvision's ResNet-18 and VGG16-BN; images of at least 32 pixels
+    /// for vgg16). Default: the --method preset's.
     #[arg(long)]
     backbone: Option<Backbone>,
-    /// ce, focal, cb-ce, dflce, dflcsce or ldam. Default: the --method preset's.
+    /// ce, focal, cb-ce, dflce, dflcsce, ldam or mislas. Default: the --method preset's.
     #[arg(long)]
     loss: Option<Loss>,
     /// single (one branch, one batch per step) or bilateral (BBN's conventional and
@@ -102,6 +104,13 @@ impl ChoiceArgs {
                 self.loss_source(c.loss)
             )));
         }
+        if c.loss == Loss::Mislas && c.bilateral() {
+            return Err(UsageError(format!(
+                "{} takes --branches single: MiSLAS mixes the images of one branch and \
+                 retrains its classifier",
+                self.loss_source(c.loss)
+            )));
+        }
         match flags.iter().find(|f| f.given && !(f.applies)(c)) {
             Some(f) => Err(UsageError(format!(
                 "{} does not apply to {}: it sets {}; leave it out or choose such a loss with \
@@ -152,6 +161,8 @@ pub(super) fn resolve_train(a: &TrainArgs) -> Result<(Option<Method>, Choices), 
             what: "LDAM's logit scale, which only ldam has",
         },
     ];
+    let flags: Vec<LossFlag> = flags.into_iter().chain(a.mislas.flags()).collect();
     a.choices.check(&c, a.reweight.is_some(), &flags)?;
+    a.mislas.check_run(c.loss, a.epochs, a.patience)?;
     Ok((method, c))
 }

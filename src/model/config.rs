@@ -16,6 +16,33 @@ pub enum Backbone {
     /// ResNet-32 with SimAM (Yang et al., ICML 2021), a parameter-free attention, in every
     /// basic block (the paper's table 4).
     SimamResnet32,
+    /// torchvision's ResNet-18 (He et al. 2016, ImageNet layout), `super::resnet18`.
+    Resnet18,
+    /// torchvision's VGG16 with batch norm (Simonyan & Zisserman 2015, cfg D), `super::vgg`.
+    Vgg16,
+}
+
+impl Backbone {
+    /// The width a run trains it at: the paper's 16 for the ResNet-32s, torchvision's 64
+    /// (its exact layer sizes) for ResNet-18 and VGG16.
+    pub fn default_width(self) -> usize {
+        match self {
+            Backbone::Resnet32
+            | Backbone::LskResnet32
+            | Backbone::BiformerResnet32
+            | Backbone::SimamResnet32 => ModelConfig::PAPER_WIDTH,
+            Backbone::Resnet18 | Backbone::Vgg16 => 64,
+        }
+    }
+
+    /// The smallest image side it takes: VGG16's five 2x2 poolings need 32; the ResNets' 8
+    /// is what `--image-size` allows at all.
+    pub fn min_image_size(self) -> usize {
+        match self {
+            Backbone::Vgg16 => 32,
+            _ => 8,
+        }
+    }
 }
 
 /// What defines the network's shape.

@@ -22,6 +22,11 @@ impl Init {
         (0..n).map(|_| (self.normal() * std) as f32).collect()
     }
 
+    /// N(0, std²): torchvision's VGG linear layers (std 0.01).
+    pub fn normal_std(&mut self, n: usize, std: f64) -> Vec<f32> {
+        (0..n).map(|_| (self.normal() * std) as f32).collect()
+    }
+
     /// U(−1/√fan_in, 1/√fan_in): PyTorch's default for conv/linear weights and biases.
     pub fn torch_default(&mut self, n: usize, fan_in: usize) -> Vec<f32> {
         let bound = 1.0 / (fan_in as f64).sqrt();

@@ -9,7 +9,9 @@ pub mod layers;
 pub mod lsk;
 pub mod network;
 pub mod params;
+pub mod resnet18;
 pub mod resnet32;
+pub mod vgg;
 
 pub use config::{Backbone, ModelConfig};
 pub use network::{Network, MAX_CLASSES};

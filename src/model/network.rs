@@ -8,8 +8,8 @@ use super::head::{Fc, InferHead};
 use super::init::Init;
 use super::layers::Pass;
 use super::params::ParamStore;
-use super::resnet32;
-use crate::autograd::{checkpoint, Var};
+use super::{resnet18, resnet32, vgg};
+use crate::autograd::{checkpoint, no_grad, Var};
 use crate::gpu::Gpu;
 use crate::ops::batch::{slice_batch, stack_batch};
 use crate::ops::channels::concat_channels;
@@ -129,6 +129,8 @@ impl Network {
             | Backbone::LskResnet32
             | Backbone::BiformerResnet32
             | Backbone::SimamResnet32 => resnet32::build(gpu, config, &mut store, &mut init)?,
+            Backbone::Resnet18 => resnet18::build(gpu, config, &mut store, &mut init)?,
+            Backbone::Vgg16 => vgg::build(gpu, config, &mut store, &mut init)?,
         };
         if config.bilateral && parts.rb_block.is_none() {
             bail!(
@@ -283,6 +285,25 @@ impl Network {
             ..self.infer_head(false)
         }
         .training_logits(&[a_c])
+    }
+
+    /// MiSLAS's classifier retraining (Zhong et al. 2021, their `train_stage2.py`): the trunk
+    /// and `cb_block` run without recording a gradient, their batch norms in training mode
+    /// where `shift_bn` (batch statistics, running statistics updated on these batches: their
+    /// `shift_bn`) else in eval mode; only the classifier's forward is recorded, so a backward
+    /// gives the classifier's parameters alone a gradient.
+    pub fn forward_classifier(&self, x: &Var, shift_bn: bool) -> Result<Var> {
+        let pass = Pass {
+            training: shift_bn,
+            batches: 1,
+        };
+        let a_c = no_grad(|| self.parts.cb_block.forward(&self.features(x, pass)?, pass))?;
+        InferHead {
+            bilateral: false,
+            pass,
+            ..self.infer_head(false)
+        }
+        .training_logits(&[Var::constant(a_c.value().clone())])
     }
 
     /// Inference: both branches see the same image; z = fc(cat(f_c, f_r)) (BBN), or the

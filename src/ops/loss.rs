@@ -1,5 +1,6 @@
 //! Fused classification losses on logits (`shaders/loss.wgsl`): cross-entropy, focal loss,
-//! class-balanced CE, the dynamic mixtures DFLCE / DFLCSCE and LDAM. The forward computes the
+//! class-balanced CE, the dynamic mixtures DFLCE / DFLCSCE, LDAM and MiSLAS's label-aware
+//! smoothing. The forward computes the
 //! value and the gradient with respect to the logits on the GPU; the backward only scales
 //! that gradient by the upstream scalar.
 //!
@@ -67,6 +68,32 @@ pub enum LossKind {
         scale: f32,
         weights: Option<Vec<f32>>,
     },
+    /// MiSLAS's label-aware smoothing (Zhong et al. 2021, eq. 4; their `LabelAwareSmoothing`):
+    /// mean over the batch of (1−ε_y)(−log p_y) + ε_y·mean_j(−log p_j), with a per-class
+    /// ε_y from [`las_smoothing`].
+    Las { smoothing: Vec<f32> },
+}
+
+/// How label-aware smoothing's ε_y falls from the most frequent class's `head` to the rarest
+/// class's `tail` (MiSLAS's `shape` argument; their configs all use the default, concave).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LasShape {
+    Concave,
+    Linear,
+    Convex,
+}
+
+impl std::str::FromStr for LasShape {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<LasShape> {
+        match s.to_ascii_lowercase().as_str() {
+            "concave" => Ok(LasShape::Concave),
+            "linear" => Ok(LasShape::Linear),
+            "convex" => Ok(LasShape::Convex),
+            _ => bail!("--las-shape '{s}' is not one of concave, linear, convex"),
+        }
+    }
 }
 
 /// A loss as θ·Focal(γ, α) + (1−θ)·weighted CE(w), on the logits s·(z − Δ_y·onehot(y)).
@@ -77,6 +104,10 @@ pub struct Mixture<'a> {
     pub weights: Option<&'a [f32]>,
     pub margins: Option<&'a [f32]>,
     pub scale: f32,
+    /// Label-aware smoothing's ε per class. Only [`LossKind::Las`] sets it, whose θ is 0: the
+    /// kernel's gradient row is shared by the focal and CE terms, so a focal term beside a
+    /// smoothed CE would need a second row.
+    pub smoothing: Option<&'a [f32]>,
 }
 
 /// The mixture that is `kind`.
@@ -88,6 +119,7 @@ pub fn mixture(kind: &LossKind) -> Mixture<'_> {
         weights: None,
         margins: None,
         scale: 1.0,
+        smoothing: None,
     };
     match kind {
         LossKind::Ce => m,
@@ -126,6 +158,10 @@ pub fn mixture(kind: &LossKind) -> Mixture<'_> {
             scale: *scale,
             ..m
         },
+        LossKind::Las { smoothing } => Mixture {
+            smoothing: Some(smoothing),
+            ..m
+        },
     }
 }
 
@@ -157,6 +193,33 @@ pub fn ldam_margins(counts: &[usize], max_margin: f64) -> Vec<f32> {
         .collect()
 }
 
+/// MiSLAS's per-class smoothing ε_j (their `LabelAwareSmoothing.__init__`): with
+/// r_j = (n_j − n_min)/(n_max − n_min),
+/// concave ε = tail + (head − tail)·sin(r·π/2), linear ε = tail + (head − tail)·r,
+/// convex ε = head + (head − tail)·sin(3π/2 + r·π/2). Every class counts as head where all
+/// counts are equal (their code divides 0 by 0 there). Computed in f64 and rounded to f32.
+pub fn las_smoothing(counts: &[usize], head: f64, tail: f64, shape: LasShape) -> Vec<f32> {
+    let most = counts.iter().copied().max().unwrap_or(0);
+    let least = counts.iter().copied().min().unwrap_or(0);
+    let half_pi = std::f64::consts::FRAC_PI_2;
+    counts
+        .iter()
+        .map(|&n| {
+            let r = if most == least {
+                1.0
+            } else {
+                (n - least) as f64 / (most - least) as f64
+            };
+            let e = match shape {
+                LasShape::Concave => tail + (head - tail) * (r * half_pi).sin(),
+                LasShape::Linear => tail + (head - tail) * r,
+                LasShape::Convex => head + (head - tail) * (3.0 * half_pi + r * half_pi).sin(),
+            };
+            e as f32
+        })
+        .collect()
+}
+
 /// The loss value [1] and its gradient with respect to the logits [N, C].
 pub fn loss_forward(logits: &Tensor, labels: &Tensor, kind: &LossKind) -> Result<(Tensor, Tensor)> {
     let (n, c) = rows(logits, "loss logits")?;
@@ -174,13 +237,19 @@ pub fn loss_forward(logits: &Tensor, labels: &Tensor, kind: &LossKind) -> Result
     if !usable {
         bail!("loss {kind:?}: needs 0 <= theta <= 1, gamma >= 0 and a finite scale s > 0");
     }
-    // α[C], w[C] (ones where not given), then the margins Δ[C] (zeros).
-    let mut table = vec![1.0f32; 3 * c];
+    if let Some(eps) = mx.smoothing {
+        if eps.iter().any(|e| !(0.0..=1.0).contains(e)) {
+            bail!("loss: label smoothing {eps:?} is not within [0, 1]");
+        }
+    }
+    // α[C], w[C] (ones where not given), then the margins Δ[C] and the smoothing ε[C] (zeros).
+    let mut table = vec![1.0f32; 4 * c];
     table[2 * c..].fill(0.0);
     for (name, v, off) in [
         ("focal alpha", mx.alpha, 0),
         ("class weights", mx.weights, c),
         ("margins", mx.margins, 2 * c),
+        ("label smoothing", mx.smoothing, 3 * c),
     ] {
         if let Some(v) = v {
             if v.len() != c {
@@ -190,7 +259,7 @@ pub fn loss_forward(logits: &Tensor, labels: &Tensor, kind: &LossKind) -> Result
         }
     }
     let gpu = logits.gpu();
-    let table = Tensor::from_f32(gpu, &table, &[3 * c])?;
+    let table = Tensor::from_f32(gpu, &table, &[4 * c])?;
     let terms = Tensor::empty(gpu, &[n, 4], DType::F32)?;
     let grad = Tensor::empty(gpu, &[n, c], DType::F32)?;
     let value = Tensor::empty(gpu, &[1], DType::F32)?;

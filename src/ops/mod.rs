@@ -2,16 +2,20 @@
 //! plain tensors and the autograd wrapper over [`crate::autograd::Var`], next to its WGSL
 //! source in `shaders/`.
 
+pub mod adaptive_pool;
 pub mod attention;
 pub mod batch;
 pub mod batchnorm;
 pub mod channels;
 pub mod chanpool;
 pub mod conv;
+pub mod dropout;
 pub mod elementwise;
 pub mod linear;
 pub mod loss;
+pub mod maxpool;
 pub mod metrics;
+pub mod mixup;
 pub mod normalize;
 pub mod pool;
 pub mod reduce;

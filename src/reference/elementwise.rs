@@ -127,3 +127,16 @@ pub fn unary(x: &Arr, op: &str, k: f64) -> (Arr, Arr) {
         _ => panic!("unknown unary op {op}"),
     }
 }
+
+/// Mixup of a batch x [N, ...]: λ·x[i] + (1 − λ)·x[perm[i]] for every sample i.
+pub fn mixup(x: &Arr, perm: &[u32], lambda: f64) -> Arr {
+    let d = x.shape[1..].iter().product::<usize>();
+    let mut out = x.clone();
+    for (i, &j) in perm.iter().enumerate() {
+        for k in 0..d {
+            out.data[i * d + k] =
+                lambda * x.data[i * d + k] + (1.0 - lambda) * x.data[j as usize * d + k];
+        }
+    }
+    out
+}

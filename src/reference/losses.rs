@@ -214,6 +214,26 @@ fn ldam(z: &Arr, labels: &[u32], margins: &[f32], s: f64, w: Option<&[f32]>) -> 
     (v, g.map(|x| s * x))
 }
 
+/// MiSLAS's label-aware smoothing: mean_i (1−ε_y)(−log p_y) + ε_y·mean_j(−log p_j), and its
+/// gradient (p_j − (1−ε_y)δ_jy − ε_y/C)/N.
+fn las(z: &Arr, labels: &[u32], eps: &[f32]) -> (f64, Arr) {
+    let (n, c) = (z.shape[0], z.shape[1]);
+    let lp = log_softmax(z);
+    let mut g = Arr::zeros(&z.shape);
+    let mut v = 0.0;
+    for (i, &y) in labels.iter().enumerate() {
+        let (y, e) = (y as usize, eps[y as usize] as f64);
+        let row = &lp.data[i * c..(i + 1) * c];
+        let mean: f64 = row.iter().sum::<f64>() / c as f64;
+        v -= (1.0 - e) * row[y] + e * mean;
+        for (j, lpj) in row.iter().enumerate() {
+            let d = if j == y { 1.0 - e } else { 0.0 };
+            g.data[i * c + j] = (lpj.exp() - d - e / c as f64) / n as f64;
+        }
+    }
+    (v / n as f64, g)
+}
+
 fn mix(theta: f64, a: (f64, Arr), b: (f64, Arr)) -> (f64, Arr) {
     (
         theta * a.0 + (1.0 - theta) * b.0,
@@ -246,6 +266,7 @@ pub fn loss(z: &Arr, labels: &[u32], kind: &LossKind) -> (f64, Arr) {
             scale,
             weights,
         } => ldam(z, labels, margins, *scale as f64, weights.as_deref()),
+        LossKind::Las { smoothing } => las(z, labels, smoothing),
     }
 }
 

@@ -3,9 +3,11 @@
 
 pub mod attention;
 pub mod conv;
+pub mod dropout;
 pub mod elementwise;
 pub mod losses;
 pub mod nn;
+pub mod pool;
 pub mod simam;
 
 /// A dense row-major f64 array.

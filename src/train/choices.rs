@@ -27,11 +27,13 @@ fn name<T: Copy + PartialEq>(v: T, table: &[(&'static str, T)]) -> &'static str 
     table.iter().find(|(_, t)| *t == v).map_or("?", |(n, _)| *n)
 }
 
-const BACKBONES: [(&str, Backbone); 4] = [
+const BACKBONES: [(&str, Backbone); 6] = [
     ("resnet32", Backbone::Resnet32),
     ("lsk-resnet32", Backbone::LskResnet32),
     ("biformer-resnet32", Backbone::BiformerResnet32),
     ("simam-resnet32", Backbone::SimamResnet32),
+    ("resnet18", Backbone::Resnet18),
+    ("vgg16", Backbone::Vgg16),
 ];
 
 /// The training loss (`--loss`).
@@ -51,15 +53,19 @@ pub enum Loss {
     /// Label-distribution-aware margin loss (Cao et al. 2019): CE of s·(z − Δ_y), Δ_j ∝
     /// n_j^(−1/4).
     Ldam,
+    /// MiSLAS (Zhong et al. 2021): CE with mixup while the network trains, then label-aware
+    /// smoothing while the classifier alone retrains (`super::stages`).
+    Mislas,
 }
 
-const LOSSES: [(&str, Loss); 6] = [
+const LOSSES: [(&str, Loss); 7] = [
     ("ce", Loss::Ce),
     ("focal", Loss::Focal),
     ("cb-ce", Loss::CbCe),
     ("dflce", Loss::Dflce),
     ("dflcsce", Loss::Dflcsce),
     ("ldam", Loss::Ldam),
+    ("mislas", Loss::Mislas),
 ];
 
 impl Loss {
@@ -119,6 +125,8 @@ pub struct LossSettings {
     /// LDAM's per-class margins Δ_j and logit scale s.
     pub margins: Vec<f32>,
     pub ldam_scale: f32,
+    /// Label-aware smoothing's per-class ε (MiSLAS's stage two; empty for other losses).
+    pub smoothing: Vec<f32>,
 }
 
 /// One branch, or BBN's two (`--branches`).
@@ -228,14 +236,20 @@ impl Choices {
             in_ch,
             backbone: self.backbone,
             bilateral: self.bilateral(),
-            width: ModelConfig::PAPER_WIDTH,
+            width: self.backbone.default_width(),
             cosine_scale: (self.loss == Loss::Ldam).then_some(ldam_scale),
         }
     }
 
     /// The loss at dynamic-loss weight θ, with DRW's class weights where `deferred_on` (the
-    /// run has reached [`drw_epoch`]).
-    pub fn loss_kind(&self, s: &LossSettings, theta: f32, deferred_on: bool) -> LossKind {
+    /// run has reached [`drw_epoch`]); MiSLAS's label-aware smoothing in its `stage2`.
+    pub fn loss_kind(
+        &self,
+        s: &LossSettings,
+        theta: f32,
+        deferred_on: bool,
+        stage2: bool,
+    ) -> LossKind {
         let (gamma, cbw) = (s.gamma, &s.cb_weights);
         let drw = (self.reweight == Reweight::Drw && deferred_on).then(|| cbw.to_vec());
         match (self.loss, drw) {
@@ -257,6 +271,10 @@ impl Choices {
                 scale: s.ldam_scale,
                 weights,
             },
+            (Loss::Mislas, _) if stage2 => LossKind::Las {
+                smoothing: s.smoothing.clone(),
+            },
+            (Loss::Mislas, _) => LossKind::Ce,
         }
     }
 

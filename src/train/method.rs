@@ -24,10 +24,13 @@ pub enum Method {
     Dflcsce,
     /// Plain ResNet-32, one branch, LDAM with deferred re-weighting (Cao et al. 2019).
     LdamDrw,
+    /// Plain ResNet-32, one branch, MiSLAS (Zhong et al. 2021): mixup, then the classifier
+    /// retrained with label-aware smoothing and shifted batch-norm statistics.
+    Mislas,
 }
 
 /// Every preset, in the order a match is looked for (lskbb before its alias dflce).
-pub const METHODS: [Method; 8] = [
+pub const METHODS: [Method; 9] = [
     Method::Lskbb,
     Method::Bbn,
     Method::Ce,
@@ -36,6 +39,7 @@ pub const METHODS: [Method; 8] = [
     Method::Dflce,
     Method::Dflcsce,
     Method::LdamDrw,
+    Method::Mislas,
 ];
 
 impl std::str::FromStr for Method {
@@ -67,6 +71,7 @@ impl Method {
             Method::Dflce => "dflce",
             Method::Dflcsce => "dflcsce",
             Method::LdamDrw => "ldam-drw",
+            Method::Mislas => "mislas",
         }
     }
 
@@ -83,6 +88,7 @@ impl Method {
             Method::CbCe => (Resnet32, Loss::CbCe, Single),
             Method::Dflcsce => (LskResnet32, Loss::Dflcsce, Bilateral),
             Method::LdamDrw => (Resnet32, Loss::Ldam, Single),
+            Method::Mislas => (Resnet32, Loss::Mislas, Single),
         };
         Choices {
             backbone,
@@ -189,6 +195,14 @@ mod tests {
                 None,
             ),
             (Method::LdamDrw, Resnet32, Loss::Ldam, Single, Uniform, Drw),
+            (
+                Method::Mislas,
+                Resnet32,
+                Loss::Mislas,
+                Single,
+                Uniform,
+                None,
+            ),
         ] {
             let want = Choices {
                 backbone,
@@ -276,7 +290,7 @@ mod tests {
         for b in ["resnet32", "LSK-ResNet32", "biformer-resnet32"] {
             assert_eq!(b.parse::<Backbone>().unwrap().name(), b.to_lowercase());
         }
-        for l in ["ce", "focal", "cb-ce", "dflce", "dflcsce", "ldam"] {
+        for l in ["ce", "focal", "cb-ce", "dflce", "dflcsce", "ldam", "mislas"] {
             assert_eq!(l.parse::<Loss>().unwrap().name(), l);
         }
         for (bad, flag) in [
@@ -285,7 +299,7 @@ mod tests {
             ("rw".parse::<Reweight>().err(), "--reweight"),
             ("double".parse::<Branches>().err(), "--branches"),
             ("square-root".parse::<Sampler>().err(), "--sampler"),
-            ("mislas".parse::<Method>().err(), "--method"),
+            ("misla".parse::<Method>().err(), "--method"),
         ] {
             let e = bad.expect("refused").to_string();
             assert!(e.starts_with(flag), "{e}");

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod plot;
 pub mod progress;
 pub mod run;
+pub mod stages;
 pub mod step;
 
 pub use run::{train, EpochRecord, Outcome, SgdSettings, ThetaPer, TrainConfig, TrainOptions};

@@ -11,11 +11,12 @@ use super::eval::evaluate;
 use super::method::{upgrade_saved_choices, Method};
 use super::metrics::Metrics;
 use super::progress::{Progress, ProgressStyle};
+use super::stages::{self, Mislas};
 use super::step::{HostBatch, StepSettings, Trainer};
 use crate::checkpoint;
 use crate::data::{upgrade_saved_data_config, BatchLoader, DataConfig, Dataset, Split};
 use crate::model::Network;
-use crate::ops::loss::{cb_weights, ldam_margins};
+use crate::ops::loss::{cb_weights, las_smoothing, ldam_margins};
 use crate::ops::sgd::SgdConfig;
 use crate::optim::{parabolic, LrSchedule};
 use crate::tensor_file::{write_atomic, TensorFile};
@@ -64,6 +65,13 @@ pub struct TrainConfig {
     /// Stop when validation balanced accuracy has not improved for this many epochs.
     #[serde(default)]
     pub patience: Option<usize>,
+    /// MiSLAS's stages (`--loss mislas` alone).
+    #[serde(default)]
+    pub mislas: Option<Mislas>,
+    /// The backbone's base width (`--width`); None: the backbone's own
+    /// ([`crate::model::Backbone::default_width`]).
+    #[serde(default)]
+    pub width: Option<usize>,
 }
 
 fn ldam_max_margin() -> f32 {
@@ -271,9 +279,10 @@ impl<'a> Run<'a> {
                 ds.train.len()
             );
         }
-        let model_cfg =
+        let mut model_cfg =
             cfg.choices
                 .model_config(ds.num_classes(), cfg.data.channels, cfg.ldam_scale);
+        model_cfg.width = cfg.width.unwrap_or(model_cfg.width);
         let model = Network::new(gpu, &model_cfg, cfg.seed)?;
         let sgd = SgdConfig {
             lr: cfg.schedule.lr(0),
@@ -286,6 +295,9 @@ impl<'a> Run<'a> {
             cb_weights: cb_weights(&counts, cfg.cb_beta),
             margins: ldam_margins(&counts, cfg.ldam_max_margin as f64),
             ldam_scale: cfg.ldam_scale,
+            smoothing: cfg.mislas.as_ref().map_or_else(Vec::new, |m| {
+                las_smoothing(&counts, m.smooth_head, m.smooth_tail, m.shape)
+            }),
         };
         let trainer = Trainer::new(model, sgd, cfg.choices, settings)?;
         trainer.set_recompute(opts.recompute)?;
@@ -329,6 +341,7 @@ impl<'a> Run<'a> {
         let rebal = rebal_sampler
             .map(|s| BatchLoader::train(self.ds.clone(), s, b))
             .transpose()?;
+        let stage2 = stages::stage2_loader(&self.cfg, &self.ds)?;
         let test = BatchLoader::eval(self.ds.clone(), Split::Test, b)?;
         let val = if self.ds.val.is_empty() {
             println!("no validation images: the best epoch is chosen on the test set");
@@ -362,20 +375,20 @@ impl<'a> Run<'a> {
         }
         while self.state.epoch < self.cfg.epochs && !self.state.stopped_early {
             let epoch = self.state.epoch;
-            let lr = self.cfg.schedule.lr(epoch);
+            let lr = stages::lr(&self.cfg, epoch);
             let alpha = parabolic(epoch as f64, self.cfg.epochs as f64) as f32;
             let reweighted =
                 self.cfg.choices.reweight == Reweight::Drw && epoch >= drw_epoch(self.cfg.epochs);
-            if reweighted && epoch == drw_epoch(self.cfg.epochs) && self.state.next_batch == 0 {
-                println!(
-                    "epoch {}: deferred re-weighting starts (class-balanced weights, β = {})",
-                    epoch + 1,
-                    self.cfg.cb_beta
-                );
+            if self.state.next_batch == 0 {
+                stages::begin_epoch(&self.cfg, epoch, &self.trainer.opt)?;
             }
             let start = Instant::now();
             let mut progress = Progress::new(epoch, self.cfg.epochs, per_epoch, self.opts.progress);
-            let mut batches = conv.epoch(epoch as u64, self.state.next_batch)?;
+            let loader = match &stage2 {
+                Some(l) if stages::in_stage2(&self.cfg, epoch) => l,
+                _ => &conv,
+            };
+            let mut batches = loader.epoch(epoch as u64, self.state.next_batch)?;
             let mut rebatches = match &rebal {
                 Some(r) => Some(r.epoch(epoch as u64, self.state.next_batch)?),
                 None => None,
@@ -410,6 +423,7 @@ impl<'a> Run<'a> {
                             theta,
                             lr,
                             reweighted,
+                            phase: stages::phase(&self.cfg, epoch, xc.index, xc.y.len()),
                         },
                     )?;
                     self.state.step += 1;
@@ -569,27 +583,6 @@ impl<'a> Run<'a> {
     /// Ctrl-C was pressed or this invocation's step budget is spent.
     fn stop_requested(&self, stop: &AtomicBool, taken: u64) -> bool {
         stop.load(Ordering::SeqCst) || self.opts.stop_after_steps.is_some_and(|n| taken >= n)
-    }
-
-    fn check_finite(&self, loss_sum: f64) -> Result<()> {
-        if loss_sum.is_finite() {
-            return Ok(());
-        }
-        let last = last_path(&self.opts.out);
-        let kept = if last.exists() {
-            format!(
-                "the last good checkpoint {} (after epoch {}) is intact",
-                last.display(),
-                self.state.epoch
-            )
-        } else {
-            "no checkpoint had been written yet".to_string()
-        };
-        bail!(
-            "the training loss became non-finite ({loss_sum}) in epoch {} by batch {}; training stopped and {kept}. Try a lower --lr.",
-            self.state.epoch + 1,
-            self.state.next_batch
-        )
     }
 
     fn metadata(&self) -> Result<HashMap<String, String>> {

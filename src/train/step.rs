@@ -1,5 +1,7 @@
 //! One training step on the GPU: both branches forward, the bilateral loss, backward and the
-//! fused SGD update, recorded without any readback (statistics stay on the GPU).
+//! fused SGD update, recorded without any readback (statistics stay on the GPU). A MiSLAS run
+//! (`super::stages`) mixes its batches in stage one and trains the classifier alone in stage
+//! two.
 
 use super::choices::{Choices, LossSettings};
 use crate::autograd::{backward, Var};
@@ -7,6 +9,7 @@ use crate::model::Network;
 use crate::ops::elementwise::{add, scale};
 use crate::ops::loss::loss;
 use crate::ops::metrics::RunningStats;
+use crate::ops::mixup::mixup;
 use crate::ops::sgd::SgdConfig;
 use crate::optim::Sgd;
 use crate::tensor::Tensor;
@@ -36,8 +39,30 @@ impl HostBatch<'_> {
     }
 }
 
+/// One batch's mixup (Zhang et al. 2018, as MiSLAS's `mixup_data`): λ and the permutation
+/// whose images and labels are mixed in with weight 1 − λ.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mix {
+    pub lambda: f32,
+    pub perm: Vec<u32>,
+}
+
+/// What a step trains.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Phase {
+    /// Every parameter on the batch as drawn.
+    Joint,
+    /// Every parameter on the mixed batch λ·x + (1 − λ)·x[perm], with the loss
+    /// λ·L(z, y) + (1 − λ)·L(z, y[perm]) (their `mixup_criterion`); one branch only.
+    Mixup(Mix),
+    /// The classifier alone (MiSLAS's stage two): the backbone runs without a gradient, its
+    /// batch norms in training mode where `shift_bn` (their running statistics follow the
+    /// batches), else in eval mode; the loss is the stage-two loss. One branch only.
+    Classifier { shift_bn: bool },
+}
+
 /// Per-step settings from the schedules.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StepSettings {
     /// BBN's α (weight of the conventional branch).
     pub alpha: f32,
@@ -46,6 +71,7 @@ pub struct StepSettings {
     pub lr: f32,
     /// DRW's class weights are on (from its epoch; only where the run re-weights).
     pub reweighted: bool,
+    pub phase: Phase,
 }
 
 pub struct Trainer {
@@ -84,7 +110,8 @@ impl Trainer {
     }
 
     /// Records one step: forward of both branches (or the conventional one alone), the loss
-    /// α·L(z, y_c) + (1−α)·L(z, y_r), backward, SGD.
+    /// α·L(z, y_c) + (1−α)·L(z, y_r), backward, SGD. SGD updates the parameters that got a
+    /// gradient: in [`Phase::Classifier`], the classifier's alone.
     pub fn step(
         &mut self,
         conv: &HostBatch,
@@ -93,9 +120,15 @@ impl Trainer {
     ) -> Result<()> {
         let gpu = self.opt.gpu()?.clone();
         let classes = self.model.config.classes;
-        let kind = self.choices.loss_kind(&self.loss, s.theta, s.reweighted);
+        let stage2 = matches!(s.phase, Phase::Classifier { .. });
+        let kind = self
+            .choices
+            .loss_kind(&self.loss, s.theta, s.reweighted, stage2);
         let (xc, yc) = conv.upload(&gpu, classes)?;
         let total = match (self.choices.bilateral(), rebal) {
+            (true, _) if s.phase != Phase::Joint => {
+                bail!("mixup and classifier retraining take one branch")
+            }
             (true, Some(rb)) => {
                 let (xr, yr) = rb.upload(&gpu, classes)?;
                 let z = self.model.forward(&xc, &xr, s.alpha, true)?;
@@ -106,11 +139,29 @@ impl Trainer {
                 add(&scale(&lc, s.alpha)?, &scale(&lr, 1.0 - s.alpha)?)?
             }
             (true, None) => bail!("two branches need a re-balancing batch"),
-            (false, _) => {
-                let z = self.model.forward_single(&xc, true)?;
-                self.stats.add_correct(z.value(), &yc, 1.0)?;
-                loss(&z, &yc, &kind)?
-            }
+            (false, _) => match &s.phase {
+                Phase::Joint => {
+                    let z = self.model.forward_single(&xc, true)?;
+                    self.stats.add_correct(z.value(), &yc, 1.0)?;
+                    loss(&z, &yc, &kind)?
+                }
+                Phase::Mixup(m) => {
+                    let mixed = Var::constant(mixup(xc.value(), &m.perm, m.lambda)?);
+                    let z = self.model.forward_single(&mixed, true)?;
+                    let y_b: Vec<u32> = m.perm.iter().map(|&j| conv.y[j as usize]).collect();
+                    let yb = Tensor::from_u32(&gpu, &y_b, &[y_b.len()])?;
+                    self.stats.add_correct(z.value(), &yc, m.lambda)?;
+                    self.stats.add_correct(z.value(), &yb, 1.0 - m.lambda)?;
+                    let la = loss(&z, &yc, &kind)?;
+                    let lb = loss(&z, &yb, &kind)?;
+                    add(&scale(&la, m.lambda)?, &scale(&lb, 1.0 - m.lambda)?)?
+                }
+                Phase::Classifier { shift_bn } => {
+                    let z = self.model.forward_classifier(&xc, *shift_bn)?;
+                    self.stats.add_correct(z.value(), &yc, 1.0)?;
+                    loss(&z, &yc, &kind)?
+                }
+            },
         };
         self.stats.add_loss(total.value(), 1.0)?;
         backward(&total)?;

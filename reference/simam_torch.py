@@ -1,4 +1,4 @@
-"""PyTorch reference of the attention modules the other backbones add to ResNet-32.
+"""PyTorch reference of SimAM, the attention module of SimAM-ResNet-32.
 
 `SimAM` follows the official code (github.com/ZjjConan/SimAM,
 networks/attentions/simam_module.py; Yang et al., "SimAM: A Simple, Parameter-Free Attention
