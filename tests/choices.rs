@@ -122,7 +122,10 @@ fn a_flag_that_does_not_fit_the_choices_is_a_usage_error() {
         ),
         (
             &["--backbone", "vgg19"],
-            &["--backbone", "resnet32, lsk-resnet32, biformer-resnet32, resnet18, vgg16"],
+            &[
+                "--backbone",
+                "resnet32, lsk-resnet32, biformer-resnet32, resnet18, vgg16",
+            ],
         ),
         (
             &["--branches", "three"],
