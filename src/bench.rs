@@ -4,7 +4,7 @@
 
 use crate::data::rng::Rng;
 use crate::gpu::{Gpu, KernelTime, TunedChoice};
-use crate::model::{Backbone, Network};
+use crate::model::{Backbone, ModelConfig, Network};
 use crate::ops::sgd::SgdConfig;
 use crate::train::choices::{Choices, LossSettings, LDAM_SCALE};
 use crate::train::method::Method;
@@ -23,6 +23,8 @@ pub struct BenchConfig {
     pub batch: usize,
     /// Backbone, loss and branches (the sampler does not apply: the batches are synthetic).
     pub choices: Choices,
+    /// The backbone's base width; None: the backbone's own (`Backbone::default_width`).
+    pub width: Option<usize>,
     /// Timed steps.
     pub steps: usize,
     /// Untimed steps first (pipeline compilation, buffer pool growth).
@@ -44,6 +46,7 @@ impl Default for BenchConfig {
             image_size: 224,
             batch: 32,
             choices: Method::Lskbb.choices(),
+            width: None,
             steps: 10,
             warmup: 2,
             profile_steps: 2,
@@ -74,6 +77,7 @@ pub struct BenchReport {
     pub method: String,
     /// `--backbone`'s name.
     pub backbone: String,
+    pub width: usize,
     pub bilateral: bool,
     pub recompute: bool,
     pub warmup: usize,
@@ -124,9 +128,10 @@ impl fmt::Display for BenchReport {
         writeln!(f, "adapter: {}", self.adapter)?;
         writeln!(
             f,
-            "method {} ({}, {}{}), images {}x{}, batch {}, {} timed steps after {} warmup",
+            "method {} ({} width {}, {}{}), images {}x{}, batch {}, {} timed steps after {} warmup",
             self.method,
             self.backbone,
+            self.width,
             if self.bilateral {
                 "bilateral"
             } else {
@@ -258,12 +263,13 @@ fn block_flops(cin: usize, cout: usize, stride: usize, s: usize, lsk: bool) -> (
     (f, o)
 }
 
-/// Analytic FLOPs of one training step of BBN ResNet-32, LSK-ResNet-32 or SimAM-ResNet-32 (None for other
-/// backbones): forward and backward of every convolution and the fc, elementwise work ignored. A convolution's backward is counted as
+/// Analytic FLOPs of one training step of BBN ResNet-32, LSK-ResNet-32 or SimAM-ResNet-32 at the paper's width
+/// (None for other backbones and widths): forward and backward of every convolution and the fc, elementwise work ignored. A convolution's backward is counted as
 /// twice its forward (grad_x and grad_w), except the stem's, whose input needs no gradient.
 /// Bilateral steps run the trunk on both batches, each followed by its own branch block.
 pub fn step_flops(
     backbone: Backbone,
+    width: usize,
     image_size: usize,
     batch: usize,
     channels: usize,
@@ -276,6 +282,9 @@ pub fn step_flops(
         Backbone::LskResnet32 => true,
         Backbone::BiformerResnet32 | Backbone::Resnet18 | Backbone::Vgg16 => return None,
     };
+    if width != ModelConfig::PAPER_WIDTH {
+        return None;
+    }
     let stem = conv_flops(channels, 16, 1, 3, image_size);
     let mut trunk = 0.0;
     let mut s = image_size;
@@ -352,9 +361,10 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     if cfg.steps == 0 {
         bail!("bench: at least one timed step is needed");
     }
-    let model_cfg = cfg
+    let mut model_cfg = cfg
         .choices
         .model_config(cfg.classes, cfg.channels, LDAM_SCALE);
+    model_cfg.width = cfg.width.unwrap_or(model_cfg.width);
     let (backbone, bilateral) = (model_cfg.backbone, model_cfg.bilateral);
     let model = Network::new(gpu, &model_cfg, 0)?;
     let sgd = SgdConfig {
@@ -442,6 +452,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
     let images = if bilateral { 2 * cfg.batch } else { cfg.batch };
     let flops = step_flops(
         backbone,
+        model_cfg.width,
         cfg.image_size,
         cfg.batch,
         cfg.channels,
@@ -455,6 +466,7 @@ pub fn run_bench(gpu: &Arc<Gpu>, cfg: &BenchConfig) -> Result<BenchReport> {
         method: Method::matching(&cfg.choices, Method::Lskbb)
             .map_or_else(|| cfg.choices.describe(), |m| m.name().to_string()),
         backbone: backbone.name().to_string(),
+        width: model_cfg.width,
         bilateral,
         recompute: cfg.recompute,
         warmup: cfg.warmup,

@@ -4,6 +4,7 @@ mod cli_experiment;
 mod cli_train;
 
 use anyhow::Result;
+use clap::builder::TypedValueParser;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use cli_experiment::ExperimentArgs;
 use cli_train::{ChoiceArgs, EvalArgs, PredictArgs, TrainArgs};
@@ -95,6 +96,9 @@ struct BenchArgs {
     /// Recompute each block's activations in backward (less memory, one more forward).
     #[arg(long)]
     recompute: bool,
+    /// The backbone's base width (as `train --width`) [default: the backbone's own].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512).map(|v| v as usize))]
+    width: Option<usize>,
     /// Time each conv pass's candidate kernels on first use and run the fastest after.
     #[arg(long)]
     autotune: bool,
@@ -173,6 +177,7 @@ fn bench(choice: &AdapterChoice, a: BenchArgs) -> Result<()> {
         image_size: a.image_size,
         batch: a.batch_size,
         choices: a.choices.resolved(),
+        width: a.width,
         steps: a.steps,
         warmup: a.warmup,
         profile_steps: a.profile_steps,

@@ -195,3 +195,30 @@ fn vgg_dropout_follows_the_step_counter() {
     assert_ne!(first, logits(&a, true), "the next step draws other masks");
     assert_eq!(logits(&a, false), logits(&a, false), "eval drops nothing");
 }
+
+/// torchvision's VGG16 (width 64) on a device with WebGPU's default limits (storage buffers of
+/// 128 MiB, as lavapipe's): its 411 MB first classifier layer cannot be a buffer, and the error
+/// names the parameter and the flag that makes it smaller.
+#[test]
+fn a_parameter_larger_than_a_storage_buffer_is_named() {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::PRIMARY;
+    let instance = wgpu::Instance::new(desc);
+    let adapter = lskbb::app::block_on(instance.request_adapter(&Default::default())).unwrap();
+    let (device, queue) =
+        lskbb::app::block_on(adapter.request_device(&Default::default())).unwrap();
+    let gpu = lskbb::Gpu::from_device(device, queue, adapter.get_info());
+    let config = ModelConfig {
+        classes: 2,
+        in_ch: 3,
+        backbone: Backbone::Vgg16,
+        bilateral: false,
+        width: 64,
+        cosine_scale: None,
+    };
+    let err = format!("{:#}", Network::new(&gpu, &config, 0).err().unwrap());
+    assert!(
+        err.contains("classifier.0.weight [4096, 25088]") && err.contains("--width"),
+        "{err}"
+    );
+}

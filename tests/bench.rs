@@ -59,7 +59,7 @@ fn copies_split_compute_passes() {
 #[test]
 fn resnet32_step_flops() {
     let flops =
-        |backbone, batch, bilateral| step_flops(backbone, 32, batch, 3, 8, bilateral).unwrap();
+        |backbone, batch, bilateral| step_flops(backbone, 16, 32, batch, 3, 8, bilateral).unwrap();
     let plain = flops(Backbone::Resnet32, 1, false);
     assert!((plain / 3.0 / 1e6 - 138.0).abs() < 3.0, "{plain}");
     let two = flops(Backbone::Resnet32, 1, true);

@@ -6,7 +6,7 @@ mod common;
 
 use common::cli::{json, lskbb, ok, predict_rows, temp_dir, train_synthetic, write_synthetic_png};
 use lskbb::bench::{run_bench, step_flops, BenchConfig};
-use lskbb::model::Backbone;
+use lskbb::model::{Backbone, ModelConfig};
 use lskbb::tensor_file::TensorFile;
 use lskbb::train::method::Method;
 
@@ -82,7 +82,8 @@ fn bench_runs_a_simam_step() {
     };
     let r = run_bench(&gpu, &cfg).unwrap();
     assert_eq!(r.backbone, "simam-resnet32");
-    let plain = step_flops(Backbone::Resnet32, 8, 2, 1, 3, true).unwrap();
+    let paper = ModelConfig::PAPER_WIDTH;
+    let plain = step_flops(Backbone::Resnet32, paper, 8, 2, 1, 3, true).unwrap();
     assert_eq!(r.step_gflop, Some(plain / 1e9), "{r:?}");
     if gpu.profiling_supported() {
         assert!(

@@ -4,7 +4,7 @@
 use crate::autograd::Var;
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -48,6 +48,15 @@ impl ParamStore {
         shape: &[usize],
     ) -> Result<Var> {
         let n = data.len();
+        let bytes = 4 * n as u64;
+        if bytes > gpu.limits.max_storage_buffer_binding_size {
+            bail!(
+                "parameter {name} {shape:?} takes {bytes} bytes, more than this adapter's largest \
+                 storage buffer ({} bytes on '{}'); a smaller --width makes the network narrower",
+                gpu.limits.max_storage_buffer_binding_size,
+                gpu.info.name
+            );
+        }
         // Each parameter starts where a view can.
         let fits = |b: &ParamBlock| gpu.view_start(b.used) + n <= b.values.numel();
         if !self.blocks.last().is_some_and(fits) {
