@@ -5,47 +5,9 @@
 
 mod common;
 
-use common::cli::{fails_with, json, lskbb, ok, predict_rows, temp_dir, write_synthetic_png};
+use common::cli::{eval_and_predict, fails_with, json, lskbb, temp_dir, train_synthetic_sized};
 use lskbb::tensor_file::TensorFile;
 use std::path::Path;
-
-/// One epoch of 4 classes × 10 synthetic images, batch 4, into `out`, with `extra` flags.
-fn train(out: &Path, size: &str, extra: &[&str]) -> String {
-    let mut args = vec![
-        "train",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--image-size",
-        size,
-        "--synthetic-per-class",
-        "10",
-        "--test-per-class",
-        "3",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    ok(&lskbb(&args))
-}
-
-/// eval writes its report and predict gives each of 4 images probabilities summing to 1.
-fn eval_and_predict(ckpt: &Path, dir: &Path, size: usize) {
-    let text = ok(&lskbb(&[
-        "eval",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--out",
-        dir.join("eval").to_str().unwrap(),
-    ]));
-    assert!(text.contains("balanced accuracy"), "{text}");
-    let imgs = dir.join("images");
-    for k in 0..4 {
-        write_synthetic_png(&imgs.join(format!("img{k}.png")), k, 500, 4, size);
-    }
-    assert_eq!(predict_rows(ckpt, &imgs).len(), 4);
-}
 
 /// The model config and tensor shapes a checkpoint stores.
 fn checkpoint(path: &Path) -> (serde_json::Value, TensorFile) {
@@ -64,8 +26,9 @@ fn shape<'a>(f: &'a TensorFile, name: &str) -> &'a [usize] {
 fn resnet18_trains_single_branch_at_torchvision_width() {
     let dir = temp_dir("backbone-resnet18");
     let out = dir.join("run");
-    let text = train(
+    let text = train_synthetic_sized(
         &out,
+        "1",
         "8",
         &[
             "--backbone",
@@ -97,8 +60,9 @@ fn resnet18_trains_single_branch_at_torchvision_width() {
 fn vgg16_trains_bilateral_at_its_smallest_image_size() {
     let dir = temp_dir("backbone-vgg16");
     let out = dir.join("run");
-    let text = train(
+    let text = train_synthetic_sized(
         &out,
+        "1",
         "32",
         &[
             "--backbone",

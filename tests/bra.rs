@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::cli::{json, lskbb, ok, predict_rows, temp_dir, write_synthetic_png};
+use common::cli::{eval_and_predict, json, temp_dir, train_synthetic_sized};
 use common::{assert_close, backprop, gpu};
 use lskbb::autograd::no_grad;
 use lskbb::checkpoint::load_state_dict;
@@ -162,25 +162,8 @@ fn biformer_resnet32_matches_pytorch() {
 fn biformer_backbone_trains_evaluates_and_predicts() {
     let dir = temp_dir("biformer-cli");
     let out = dir.join("run");
-    let text = ok(&lskbb(&[
-        "train",
-        "--backbone",
-        "biformer-resnet32",
-        "--loss",
-        "ce",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "4",
-        "--image-size",
-        "16",
-        "--synthetic-per-class",
-        "10",
-        "--test-per-class",
-        "3",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    let choices = ["--backbone", "biformer-resnet32", "--loss", "ce"];
+    let text = train_synthetic_sized(&out, "1", "16", &choices);
     assert!(text.contains("biformer-resnet32+ce+bilateral"), "{text}");
     assert_eq!(
         json(&out.join("config.json"))["backbone"],
@@ -195,26 +178,6 @@ fn biformer_backbone_trains_evaluates_and_predicts() {
         .tensors
         .keys()
         .any(|k| k.starts_with("layer2.") && k.contains(".bra.")));
-    let report = ok(&lskbb(&[
-        "eval",
-        "--checkpoint",
-        best.to_str().unwrap(),
-        "--out",
-        dir.join("eval").to_str().unwrap(),
-    ]));
-    assert!(report.contains("balanced accuracy"), "{report}");
-    let images = dir.join("images");
-    for k in 0..3 {
-        write_synthetic_png(&images.join(format!("img{k}.png")), k, 300, 4, 16);
-    }
-    for row in predict_rows(&best, &images) {
-        let p: f64 = row["probabilities"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_f64().unwrap())
-            .sum();
-        assert!((p - 1.0).abs() < 1e-4, "{row}");
-    }
+    eval_and_predict(&best, &dir, 16);
     let _ = std::fs::remove_dir_all(&dir);
 }

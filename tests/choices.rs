@@ -5,32 +5,8 @@
 
 mod common;
 
-use common::cli::{
-    fails_with, json, lskbb, ok, predict_rows, temp_dir, train_synthetic, write_synthetic_png,
-};
+use common::cli::{eval_and_predict, fails_with, json, lskbb, temp_dir, train_synthetic};
 use lskbb::tensor_file::TensorFile;
-use std::path::Path;
-
-/// eval and predict of `ckpt` work: eval writes its report, predict gives each image a
-/// class and probabilities that sum to 1.
-fn eval_and_predict(ckpt: &Path, dir: &Path) {
-    let text = ok(&lskbb(&[
-        "eval",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--out",
-        dir.join("eval").to_str().unwrap(),
-    ]));
-    assert!(text.contains("balanced accuracy"), "{text}");
-    let stem = ckpt.file_stem().unwrap().to_str().unwrap();
-    let e = json(&dir.join(format!("eval/eval-{stem}.json")));
-    assert!(e["accuracy"].is_number(), "{e}");
-    let imgs = dir.join("images");
-    for k in 0..4 {
-        write_synthetic_png(&imgs.join(format!("img{k}.png")), k, 500, 4, 8);
-    }
-    assert_eq!(predict_rows(ckpt, &imgs).len(), 4);
-}
 
 /// The LSK backbone with CE on one branch (Table 5's LSK+CE row, no preset of its own)
 /// trains, its config and checkpoint say so, and eval and predict rebuild that network.
@@ -67,7 +43,7 @@ fn lsk_backbone_with_ce_on_one_branch_trains_and_evaluates() {
     assert_eq!(model["backbone"], "lsk-resnet32", "{model}");
     assert_eq!(model["bilateral"], false, "{model}");
     assert!(f.tensors.contains_key("layer1.0.lsk.conv0.weight"));
-    eval_and_predict(&best, &dir);
+    eval_and_predict(&best, &dir, 8);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -237,7 +213,7 @@ fn ldam_drw_trains_with_its_cosine_classifier_and_deferred_weights() {
     // The cosine classifier: fc.weight on the conventional branch's 64 features, no bias.
     assert_eq!(f.tensors["fc.weight"].shape, vec![4, 64]);
     assert!(!f.tensors.contains_key("fc.bias"));
-    eval_and_predict(&last, &dir);
+    eval_and_predict(&last, &dir, 8);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -259,6 +235,6 @@ fn a_checkpoint_with_a_method_alone_still_evaluates() {
     f.metadata.insert("train".into(), train.to_string());
     let old = dir.join("old.safetensors");
     f.save(&old).unwrap();
-    eval_and_predict(&old, &dir);
+    eval_and_predict(&old, &dir, 8);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,8 +115,13 @@ pub fn predict_rows(checkpoint: &Path, input: &Path) -> Vec<serde_json::Value> {
     rows
 }
 
-/// `epochs` tiny epochs on the built-in set (4 classes) into `out`, with `choices`.
+/// `epochs` tiny epochs on the built-in set (4 classes, 8×8) into `out`, with `choices`.
 pub fn train_synthetic(out: &Path, epochs: &str, choices: &[&str]) -> String {
+    train_synthetic_sized(out, epochs, "8", choices)
+}
+
+/// [`train_synthetic`] on `size`×`size` images.
+pub fn train_synthetic_sized(out: &Path, epochs: &str, size: &str, choices: &[&str]) -> String {
     let mut args = vec![
         "train",
         "--epochs",
@@ -124,7 +129,7 @@ pub fn train_synthetic(out: &Path, epochs: &str, choices: &[&str]) -> String {
         "--batch-size",
         "4",
         "--image-size",
-        "8",
+        size,
         "--synthetic-per-class",
         "10",
         "--test-per-class",
@@ -134,4 +139,25 @@ pub fn train_synthetic(out: &Path, epochs: &str, choices: &[&str]) -> String {
     ];
     args.extend_from_slice(choices);
     ok(&lskbb(&args))
+}
+
+/// eval of `ckpt` writes its report, and predict gives each of 4 synthetic `size`×`size`
+/// images a class and probabilities that sum to 1 ([`predict_rows`]).
+pub fn eval_and_predict(ckpt: &Path, dir: &Path, size: usize) {
+    let text = ok(&lskbb(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--out",
+        dir.join("eval").to_str().unwrap(),
+    ]));
+    assert!(text.contains("balanced accuracy"), "{text}");
+    let stem = ckpt.file_stem().unwrap().to_str().unwrap();
+    let e = json(&dir.join(format!("eval/eval-{stem}.json")));
+    assert!(e["accuracy"].is_number(), "{e}");
+    let imgs = dir.join("images");
+    for k in 0..4 {
+        write_synthetic_png(&imgs.join(format!("img{k}.png")), k, 500, 4, size);
+    }
+    assert_eq!(predict_rows(ckpt, &imgs).len(), 4);
 }
