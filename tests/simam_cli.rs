@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::cli::{json, lskbb, ok, predict_rows, temp_dir, train_synthetic, write_synthetic_png};
+use common::cli::{eval_and_predict, json, temp_dir, train_synthetic};
 use lskbb::bench::{run_bench, step_flops, BenchConfig};
 use lskbb::model::{Backbone, ModelConfig};
 use lskbb::tensor_file::TensorFile;
@@ -44,19 +44,7 @@ fn simam_backbone_trains_evaluates_and_predicts() {
         "{:?}",
         f.tensors.keys()
     );
-    let text = ok(&lskbb(&[
-        "eval",
-        "--checkpoint",
-        best.to_str().unwrap(),
-        "--out",
-        dir.join("eval").to_str().unwrap(),
-    ]));
-    assert!(text.contains("balanced accuracy"), "{text}");
-    let imgs = dir.join("images");
-    for k in 0..4 {
-        write_synthetic_png(&imgs.join(format!("img{k}.png")), k, 500, 4, 8);
-    }
-    assert_eq!(predict_rows(&best, &imgs).len(), 4);
+    eval_and_predict(&best, &dir, 8);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
