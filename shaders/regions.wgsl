@@ -7,7 +7,8 @@
 //           idx[n, r, j]], R = g², w2 = rh·rw: for every region r the pixels of its k routed
 //           regions, head by head (their KVGather; k = 1 and idx[n, r, 0] = r lays out the
 //           queries).
-// scatter:  its transpose: every x element gathers the out entries that read it (no atomics).
+// scatter:  its transpose: every x element gathers the out entries that read it (no atomics),
+//           searching all routes, or, for the identity routing, reading its one entry.
 // means:    the region means of x, [N, R, C] (their q.mean([2, 3]): the router's input).
 // route:    per region r of image n, the k regions ρ of largest (scale·q̄_r)·k̄_ρ, largest
 //           first, ties to the lower index (their TopkRouting: torch.topk of the affinity).
@@ -21,6 +22,10 @@ struct P {
     heads: u32,
     k: u32,      // routed regions per region
     scale: f32,
+    own: u32,    // 1: idx is every region's own (k = 1), so scatter need not search it
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: P;
@@ -93,6 +98,11 @@ fn scatter(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups
     let pix = (y % rh) * rw + x % rw;
     let m = c / cw;
     let ch = c % cw;
+    if p.own == 1u {
+        let nr = n * regions + rho;
+        dst[i] = src[((nr * p.heads + m) * w2 + pix) * cw + ch];
+        return;
+    }
     var acc = 0.0;
     for (var r = 0u; r < regions; r++) {
         let nr = n * regions + r;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, backprop, gpu, up};
-use lskbb::ops::regions::{gather_regions, own_regions, route_topk, ungather_regions, Regions};
+use lskbb::ops::regions::{gather_regions, route_topk, ungather_regions, Regions, Routes};
 use lskbb::reference::attention as ra;
 use lskbb::reference::{Arr, Rng, Tol};
 use lskbb::{Tensor, Var};
@@ -33,10 +33,10 @@ fn random_idx(rng: &mut Rng, n: usize, regions: usize, k: usize) -> Vec<Vec<Vec<
         .collect()
 }
 
-fn upload_idx(idx: &[Vec<Vec<usize>>]) -> Tensor {
+fn upload_idx(idx: &[Vec<Vec<usize>>]) -> Routes {
     let flat: Vec<u32> = idx.iter().flatten().flatten().map(|&i| i as u32).collect();
     let shape = [idx.len(), idx[0].len(), idx[0][0].len()];
-    Tensor::from_u32(&gpu(), &flat, &shape).unwrap()
+    Routes::from_indices(Tensor::from_u32(&gpu(), &flat, &shape).unwrap())
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn ungathering_own_regions_restores_the_map() {
     for &(n, c, h, w, g, heads, _) in CASES {
         let x = rng.arr(&[n, c, h, w], 1.0);
         let r = Regions { grid: g, heads };
-        let own = own_regions(&gpu(), n, r).unwrap();
+        let own = Routes::own(&gpu(), n, r).unwrap();
         let y = gather_regions(&Var::constant(up(&x)), &own, r).unwrap();
         let vy = Var::param(y.value().clone());
         let back = ungather_regions(&vy, &x.shape, r).unwrap();
@@ -90,8 +90,8 @@ fn routing_picks_the_reference_top_k() {
         let scale = 1.0 / (c as f64).sqrt();
         let r = Regions { grid: g, heads: 1 };
         let got = route_topk(&up(&q), &up(&kk), r, k, scale as f32).unwrap();
-        assert_eq!(got.shape(), [n, g * g, k]);
-        let got: Vec<u32> = got.to_u32().unwrap();
+        assert_eq!(got.indices().shape(), [n, g * g, k]);
+        let got: Vec<u32> = got.indices().to_u32().unwrap();
         let (affinity, want) = ra::route_topk(&q, &kk, g, k, scale);
         // f32 region means and dot products against f64: where two affinities are closer
         // than their rounding (≈ 1e-6 of the largest) either order is right, so each chosen
@@ -121,7 +121,7 @@ fn routing_ties_go_to_the_lower_region() {
     let ones = Arr::new(&[n, c, h, w], vec![0.5; n * c * h * w]);
     let r = Regions { grid: g, heads: 1 };
     let got = route_topk(&up(&ones), &up(&ones), r, k, 1.0).unwrap();
-    let got: Vec<u32> = got.to_u32().unwrap();
+    let got: Vec<u32> = got.indices().to_u32().unwrap();
     for row in got.chunks(k) {
         assert_eq!(row, [0, 1, 2, 3]);
     }
@@ -132,7 +132,7 @@ fn routing_ties_go_to_the_lower_region() {
 #[test]
 fn regions_reject_grids_and_heads_that_do_not_divide() {
     let x = Var::constant(up(&Rng(84).arr(&[1, 6, 6, 9], 1.0)));
-    let idx = own_regions(&gpu(), 1, Regions { grid: 4, heads: 1 }).unwrap();
+    let idx = Routes::own(&gpu(), 1, Regions { grid: 4, heads: 1 }).unwrap();
     let err = gather_regions(&x, &idx, Regions { grid: 4, heads: 1 })
         .err()
         .unwrap();
@@ -140,7 +140,7 @@ fn regions_reject_grids_and_heads_that_do_not_divide() {
         format!("{err:#}").contains("does not divide the 6x9 map"),
         "{err:#}"
     );
-    let idx = own_regions(&gpu(), 1, Regions { grid: 3, heads: 4 }).unwrap();
+    let idx = Routes::own(&gpu(), 1, Regions { grid: 3, heads: 4 }).unwrap();
     let err = gather_regions(&x, &idx, Regions { grid: 3, heads: 4 })
         .err()
         .unwrap();

@@ -23,7 +23,7 @@ use crate::ops::attention::{attention, MAX_DIM};
 use crate::ops::channels::slice_channels;
 use crate::ops::conv::Conv2dParams;
 use crate::ops::elementwise::add;
-use crate::ops::regions::{gather_regions, own_regions, route_topk, ungather_regions, Regions};
+use crate::ops::regions::{gather_regions, route_topk, ungather_regions, Regions, Routes};
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
 use std::sync::Arc;
@@ -124,7 +124,7 @@ impl Bra {
     }
 
     /// The regions [N, R, k] each region of q routes to, largest affinity first.
-    fn route(&self, q: &Var, k: &Var, g: usize) -> Result<Tensor> {
+    fn route(&self, q: &Var, k: &Var, g: usize) -> Result<Routes> {
         let routing = Regions { grid: g, heads: 1 };
         let topk = self.topk.min(g * g);
         route_topk(q.value(), k.value(), routing, topk, self.scale())
@@ -134,7 +134,7 @@ impl Bra {
     /// gathers keys and values from).
     pub fn routes(&self, x: &Var) -> Result<Tensor> {
         let ([q, k, _], g) = self.project(x)?;
-        self.route(&q, &k, g)
+        Ok(self.route(&q, &k, g)?.indices().clone())
     }
 
     /// BRA(x) for x [N, dim, H, W].
@@ -146,7 +146,7 @@ impl Bra {
         };
         let scale = self.scale();
         let idx = self.route(&q, &k, g)?;
-        let own = own_regions(q.value().gpu(), x.shape()[0], r)?;
+        let own = Routes::own(q.value().gpu(), x.shape()[0], r)?;
         let o = attention(
             &gather_regions(&q, &own, r)?,
             &gather_regions(&k, &idx, r)?,

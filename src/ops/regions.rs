@@ -46,6 +46,8 @@ struct Params {
     heads: u32,
     k: u32,
     scale: f32,
+    own: u32,
+    pad: [u32; 3],
 }
 
 /// The params of `x_shape` cut as `r`, with k routed regions, checked.
@@ -72,12 +74,52 @@ fn params(x_shape: &[usize], r: Regions, k: usize, scale: f32, what: &str) -> Re
         heads: r.heads as u32,
         k: k as u32,
         scale,
+        own: 0,
+        pad: [0; 3],
     })
 }
 
 /// Pixels per region.
 fn region_pixels(p: &Params) -> usize {
     ((p.h / p.g) * (p.w / p.g)) as usize
+}
+
+/// The regions each region of a batch reads: indices [N, R, k] (u32), and whether they are
+/// every region's own (the queries' layout), which the transpose reads without a search.
+#[derive(Clone)]
+pub struct Routes {
+    idx: Tensor,
+    own: bool,
+}
+
+impl Routes {
+    /// Routing indices [N, R, k] of u32.
+    pub fn from_indices(idx: Tensor) -> Routes {
+        Routes { idx, own: false }
+    }
+
+    /// The identity routing [N, R, 1] of a batch of n maps: every region its own.
+    pub fn own(gpu: &Arc<Gpu>, n: usize, r: Regions) -> Result<Routes> {
+        let regions = r.grid * r.grid;
+        let idx: Vec<u32> = (0..n).flat_map(|_| 0..regions as u32).collect();
+        Ok(Routes {
+            idx: Tensor::from_u32(gpu, &idx, &[n, regions, 1])?,
+            own: true,
+        })
+    }
+
+    pub fn indices(&self) -> &Tensor {
+        &self.idx
+    }
+
+    /// The params of gathering `x_shape` by these routes.
+    fn params(&self, x_shape: &[usize], r: Regions, what: &str) -> Result<Params> {
+        let k = self.idx.shape().get(2).copied().unwrap_or(0);
+        let mut p = params(x_shape, r, k, 0.0, what)?;
+        check_idx(&self.idx, &p, what)?;
+        p.own = self.own as u32;
+        Ok(p)
+    }
 }
 
 /// Checks that idx is [N, R, k] routing indices.
@@ -93,27 +135,18 @@ fn check_idx(idx: &Tensor, p: &Params, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The identity routing [N, R, 1] of a batch of n maps: every region its own (the queries'
-/// layout).
-pub fn own_regions(gpu: &Arc<Gpu>, n: usize, r: Regions) -> Result<Tensor> {
-    let regions = r.grid * r.grid;
-    let idx: Vec<u32> = (0..n).flat_map(|_| 0..regions as u32).collect();
-    Tensor::from_u32(gpu, &idx, &[n, regions, 1])
-}
-
 /// x [N, C, H, W] -> [N·R·heads, k·w2, C/heads]: for every region r of image n, the pixels of
 /// its routed regions idx[n, r, ..] [N, R, k], head by head.
-pub fn gather_regions_forward(x: &Tensor, idx: &Tensor, r: Regions) -> Result<Tensor> {
-    let k = idx.shape().get(2).copied().unwrap_or(0);
-    let p = params(x.shape(), r, k, 0.0, "gather_regions")?;
-    check_idx(idx, &p, "gather_regions")?;
+pub fn gather_regions_forward(x: &Tensor, routes: &Routes, r: Regions) -> Result<Tensor> {
+    let p = routes.params(x.shape(), r, "gather_regions")?;
+    let k = p.k as usize;
     let rows = (p.n * p.g * p.g * p.heads) as usize;
     let shape = [rows, k * region_pixels(&p), (p.c / p.heads) as usize];
     let y = Tensor::empty(x.gpu(), &shape, DType::F32)?;
     x.gpu().dispatch(
         &GATHER,
         bytemuck::bytes_of(&p),
-        &[x.buf(), idx.buf()],
+        &[x.buf(), routes.idx.buf()],
         &[y.buf()],
         grid(y.numel()),
     )?;
@@ -124,13 +157,12 @@ pub fn gather_regions_forward(x: &Tensor, idx: &Tensor, r: Regions) -> Result<Te
 /// gy entries that read it.
 pub fn gather_regions_backward(
     gy: &Tensor,
-    idx: &Tensor,
+    routes: &Routes,
     x_shape: &[usize],
     r: Regions,
 ) -> Result<Tensor> {
-    let k = idx.shape().get(2).copied().unwrap_or(0);
-    let p = params(x_shape, r, k, 0.0, "gather_regions backward")?;
-    check_idx(idx, &p, "gather_regions backward")?;
+    let p = routes.params(x_shape, r, "gather_regions backward")?;
+    let k = p.k as usize;
     let rows = (p.n * p.g * p.g * p.heads) as usize;
     let want = [rows, k * region_pixels(&p), (p.c / p.heads) as usize];
     if gy.shape() != want {
@@ -143,7 +175,7 @@ pub fn gather_regions_backward(
     gy.gpu().dispatch(
         &SCATTER,
         bytemuck::bytes_of(&p),
-        &[gy.buf(), idx.buf()],
+        &[gy.buf(), routes.idx.buf()],
         &[gx.buf()],
         grid(gx.numel()),
     )?;
@@ -169,7 +201,7 @@ pub fn region_means(x: &Tensor, r: Regions) -> Result<Tensor> {
 /// (scale·q̄_r)·k̄_ρ over the region means, largest first (ties to the lower index):
 /// [N, R, topk] u32. BiFormer routes on detached means (diff_routing off), so this has no
 /// gradient.
-pub fn route_topk(q: &Tensor, k: &Tensor, r: Regions, topk: usize, scale: f32) -> Result<Tensor> {
+pub fn route_topk(q: &Tensor, k: &Tensor, r: Regions, topk: usize, scale: f32) -> Result<Routes> {
     if q.shape() != k.shape() {
         bail!(
             "route_topk: queries {:?} and keys {:?} differ in shape",
@@ -191,13 +223,14 @@ pub fn route_topk(q: &Tensor, k: &Tensor, r: Regions, topk: usize, scale: f32) -
         &[top.buf()],
         grid(p.n as usize * regions),
     )?;
-    Ok(top)
+    Ok(Routes::from_indices(top))
 }
 
-/// x [N, C, H, W] -> [N·R·heads, k·w2, C/heads] gathered by `idx` ([`gather_regions_forward`]).
-pub fn gather_regions(x: &Var, idx: &Tensor, r: Regions) -> Result<Var> {
-    let y = gather_regions_forward(x.value(), idx, r)?;
-    let (idx, shape) = (idx.clone(), x.shape().to_vec());
+/// x [N, C, H, W] -> [N·R·heads, k·w2, C/heads] gathered by `routes`
+/// ([`gather_regions_forward`]).
+pub fn gather_regions(x: &Var, routes: &Routes, r: Regions) -> Result<Var> {
+    let y = gather_regions_forward(x.value(), routes, r)?;
+    let (idx, shape) = (routes.clone(), x.shape().to_vec());
     Ok(Var::from_op(
         "gather_regions",
         y,
@@ -212,7 +245,7 @@ pub fn ungather_regions(y: &Var, x_shape: &[usize], r: Regions) -> Result<Var> {
     let &[n, ..] = x_shape else {
         bail!("ungather_regions: expected an [N, C, H, W] map shape, got {x_shape:?}");
     };
-    let idx = own_regions(y.value().gpu(), n, r)?;
+    let idx = Routes::own(y.value().gpu(), n, r)?;
     let x = gather_regions_backward(y.value(), &idx, x_shape, r)?;
     Ok(Var::from_op(
         "ungather_regions",
