@@ -7,8 +7,10 @@
 //           idx[n, r, j]], R = g², w2 = rh·rw: for every region r the pixels of its k routed
 //           regions, head by head (their KVGather; k = 1 and idx[n, r, 0] = r lays out the
 //           queries).
+// invert:   inv[n, ρ, r] = the j with idx[n, r, j] = ρ, or NONE: which gathered block of
+//           region r, if any, holds region ρ (a region's k routes are distinct, as top-k's).
 // scatter:  its transpose: every x element gathers the out entries that read it (no atomics),
-//           searching all routes, or, for the identity routing, reading its one entry.
+//           one inverse entry per region r, or, for the identity routing, its one entry.
 // means:    the region means of x, [N, R, C] (their q.mean([2, 3]): the router's input).
 // route:    per region r of image n, the k regions ρ of largest (scale·q̄_r)·k̄_ρ, largest
 //           first, ties to the lower index (their TopkRouting: torch.topk of the affinity).
@@ -30,13 +32,19 @@ struct P {
 
 @group(0) @binding(0) var<uniform> p: P;
 
-// gather: x, idx -> out.   scatter: out (read as y), idx -> x (written as gx).
-// means: x -> mean_out.    route: q̄ (qm), k̄ (km) -> idx (written as top).
+// gather: x, idx -> out.   scatter: out (read as y), inv (bound as idx) -> x (written as gx).
+// invert: routes -> inv.   means: x -> mean_out.   route: q̄ (qm), k̄ (km) -> idx (as top).
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> idx: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
 @group(0) @binding(2) var<storage, read_write> mean_out: array<f32>;
+
+@group(0) @binding(1) var<storage, read> routes: array<u32>;
+@group(0) @binding(2) var<storage, read_write> inv: array<u32>;
+
+// No route: an inverse entry of a region that does not route to the region.
+const NONE: u32 = 0xffffffffu;
 
 @group(0) @binding(1) var<storage, read> qm: array<f32>;
 @group(0) @binding(2) var<storage, read> km: array<f32>;
@@ -104,15 +112,30 @@ fn scatter(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups
         return;
     }
     var acc = 0.0;
+    let row = (n * regions + rho) * regions;
     for (var r = 0u; r < regions; r++) {
-        let nr = n * regions + r;
-        for (var j = 0u; j < p.k; j++) {
-            if idx[nr * p.k + j] == rho {
-                acc += src[(((nr * p.heads + m) * p.k + j) * w2 + pix) * cw + ch];
-            }
+        let j = idx[row + r];
+        if j != NONE {
+            let nr = n * regions + r;
+            acc += src[(((nr * p.heads + m) * p.k + j) * w2 + pix) * cw + ch];
         }
     }
     dst[i] = acc;
+}
+
+@compute @workgroup_size(256)
+fn invert(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid_of(id, nwg);
+    let regions = p.g * p.g;
+    if i >= p.n * regions * regions { return; }
+    let r = i % regions;
+    let rho = (i / regions) % regions;
+    let n = i / (regions * regions);
+    var found = NONE;
+    for (var j = 0u; j < p.k; j++) {
+        if routes[(n * regions + r) * p.k + j] == rho { found = j; }
+    }
+    inv[i] = found;
 }
 
 @compute @workgroup_size(256)

@@ -22,12 +22,20 @@ const CASES: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
     (1, 5, 14, 7, 7, 5, 3),
 ];
 
-/// Random routing indices [N][R][k] (repeats allowed: the gather takes any).
+/// Random routing indices [N][R][k], each region's k distinct (as top-k's are), in random
+/// order.
 fn random_idx(rng: &mut Rng, n: usize, regions: usize, k: usize) -> Vec<Vec<Vec<usize>>> {
     (0..n)
         .map(|_| {
             (0..regions)
-                .map(|_| (0..k).map(|_| rng.next_u64() as usize % regions).collect())
+                .map(|_| {
+                    let mut all: Vec<usize> = (0..regions).collect();
+                    for i in (1..regions).rev() {
+                        all.swap(i, rng.next_u64() as usize % (i + 1));
+                    }
+                    all.truncate(k);
+                    all
+                })
                 .collect()
         })
         .collect()

@@ -21,6 +21,7 @@ const fn kernel(entry: &'static str) -> Kernel {
 
 const GATHER: Kernel = kernel("gather");
 const SCATTER: Kernel = kernel("scatter");
+const INVERT: Kernel = kernel("invert");
 const MEANS: Kernel = kernel("means");
 const ROUTE: Kernel = kernel("route");
 
@@ -93,7 +94,7 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// Routing indices [N, R, k] of u32.
+    /// Routing indices [N, R, k] of u32, each region's k routes distinct (as top-k's are).
     pub fn from_indices(idx: Tensor) -> Routes {
         Routes { idx, own: false }
     }
@@ -171,11 +172,29 @@ pub fn gather_regions_backward(
             gy.shape()
         );
     }
-    let gx = Tensor::empty(gy.gpu(), x_shape, DType::F32)?;
-    gy.gpu().dispatch(
+    let gpu = gy.gpu();
+    let bytes = bytemuck::bytes_of(&p);
+    // Where each region's pixels went: the identity routing says it itself; other routes are
+    // inverted first ([N, R, R]), so that an element reads one entry per region, not k.
+    let lookup = if routes.own {
+        routes.idx.clone()
+    } else {
+        let regions = (p.g * p.g) as usize;
+        let inverse = Tensor::empty(gpu, &[p.n as usize, regions, regions], DType::U32)?;
+        gpu.dispatch(
+            &INVERT,
+            bytes,
+            &[routes.idx.buf()],
+            &[inverse.buf()],
+            grid(inverse.numel()),
+        )?;
+        inverse
+    };
+    let gx = Tensor::empty(gpu, x_shape, DType::F32)?;
+    gpu.dispatch(
         &SCATTER,
-        bytemuck::bytes_of(&p),
-        &[gy.buf(), routes.idx.buf()],
+        bytes,
+        &[gy.buf(), lookup.buf()],
         &[gx.buf()],
         grid(gx.numel()),
     )?;
