@@ -22,20 +22,6 @@ struct P {
 @group(0) @binding(3) var<storage, read> gy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> gx: array<f32>;
 
-var<workgroup> red: array<f32, 256>;
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w >>= 1u) {
-        if lid < w { red[lid] += red[lid + w]; }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
 @compute @workgroup_size(256)
 fn l2norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
           @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -28,37 +28,11 @@ struct P {
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 
-var<workgroup> red: array<f32, 256>;
-
 // A quiet NaN, built at run time: a NaN constant expression is a shader-creation error in
 // WGSL (browsers refuse the module; naga lets it pass).
 fn nan() -> f32 {
     var bits = 0x7fc00000u;
     return bitcast<f32>(bits);
-}
-
-fn reduce_max(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w >>= 1u) {
-        if lid < w { red[lid] = max(red[lid], red[lid + w]); }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_sum(v: f32, lid: u32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var w = 128u; w > 0u; w >>= 1u) {
-        if lid < w { red[lid] += red[lid + w]; }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
 }
 
 @compute @workgroup_size(256)

@@ -8,7 +8,11 @@ use crate::gpu::{groups, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
 
-const SRC: &str = include_str!("../../shaders/normalize.wgsl");
+/// The kernels, after the workgroup sums and maxima they share (`shaders/row_reduce.wgsl`).
+const SRC: &str = concat!(
+    include_str!("../../shaders/row_reduce.wgsl"),
+    include_str!("../../shaders/normalize.wgsl")
+);
 const NORMALIZE: Kernel = Kernel {
     name: "normalize",
     source: SRC,

@@ -6,7 +6,11 @@ use crate::gpu::{grid, groups, Kernel};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
 
-const SRC: &str = include_str!("../../shaders/softmax.wgsl");
+/// The kernels, after the workgroup sums and maxima they share (`shaders/row_reduce.wgsl`).
+const SRC: &str = concat!(
+    include_str!("../../shaders/row_reduce.wgsl"),
+    include_str!("../../shaders/softmax.wgsl")
+);
 const SOFTMAX: Kernel = Kernel {
     name: "softmax",
     source: SRC,
