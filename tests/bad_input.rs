@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::cli::{fails_with, lskbb, make_imagefolder, ok, stderr, temp_dir, write_synthetic_png};
+use common::cli::{
+    fails_with, lskbb, make_imagefolder, ok, run_train_tiny, stderr, temp_dir, write_synthetic_png,
+};
 use lskbb::tensor_file::TensorFile;
 use std::path::{Path, PathBuf};
 
@@ -46,28 +48,11 @@ fn an_unreadable_training_image_is_skipped_by_name_or_named_in_the_error() {
         make_imagefolder(&data);
         std::fs::write(data.join("train/c0").join(name), bytes).unwrap();
         let out = dir.join("run");
-        let args = |extra: &'static [&'static str]| {
-            let mut a = vec![
-                "train",
-                "--data",
-                data.to_str().unwrap(),
-                "--epochs",
-                "1",
-                "--batch-size",
-                "4",
-                "--image-size",
-                "8",
-                "--out",
-                out.to_str().unwrap(),
-            ];
-            a.extend_from_slice(extra);
-            a
-        };
-        let run = lskbb(&args(&["--skip-bad-images"]));
+        let run = run_train_tiny(&data, &out, &["--skip-bad-images"]);
         ok(&run);
         assert!(stderr(&run).contains(name), "{}", stderr(&run));
         let _ = std::fs::remove_dir_all(&out);
-        fails_with(&lskbb(&args(&[])), 1, &[name]);
+        fails_with(&run_train_tiny(&data, &out, &[]), 1, &[name]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

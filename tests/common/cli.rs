@@ -72,6 +72,11 @@ pub fn make_imagefolder(root: &Path) {
 /// `lskbb train` for one epoch, batch 4, 8×8 images on the data folder `data` into `out`,
 /// with `extra` flags; fails the test unless it succeeds, and returns what it printed.
 pub fn train_tiny(data: &Path, out: &Path, extra: &[&str]) -> String {
+    ok(&run_train_tiny(data, out, extra))
+}
+
+/// [`train_tiny`]'s run, whatever its outcome.
+pub fn run_train_tiny(data: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "train",
         "--data",
@@ -86,7 +91,7 @@ pub fn train_tiny(data: &Path, out: &Path, extra: &[&str]) -> String {
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    ok(&lskbb(&args))
+    lskbb(&args)
 }
 
 /// `lskbb predict --json` of `checkpoint` on `input` (a file or folder): one JSON object per
