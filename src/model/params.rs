@@ -14,7 +14,7 @@ pub type Counter = Rc<Cell<i64>>;
 
 /// Elements of the first parameter block; each further block is twice the last (or as big as
 /// the parameter that opens it), so a model's parameters take a few blocks and at most about
-/// half of the last one is unused.
+/// half of the last one is unused; no block is larger than one storage buffer can be.
 const FIRST_BLOCK: usize = 1 << 18;
 
 /// Parameters packed one after another into one buffer, with their gradients at the same
@@ -64,7 +64,9 @@ impl ParamStore {
                 .blocks
                 .last()
                 .map_or(FIRST_BLOCK / 2, |b| b.values.numel());
-            let cap = (2 * last).max(gpu.view_start(n));
+            // n fits one buffer (checked above), so the cap keeps room for it.
+            let largest = (gpu.limits.max_storage_buffer_binding_size / 4) as usize;
+            let cap = (2 * last).max(gpu.view_start(n)).min(largest);
             self.blocks.push(ParamBlock {
                 values: Tensor::zeros(gpu, &[cap])?,
                 grads: Tensor::zeros(gpu, &[cap])?,
