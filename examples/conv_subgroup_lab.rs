@@ -12,13 +12,15 @@
 //!
 //! `cargo run --release --example conv_subgroup_lab` runs every shape; `-- FILTER` only the
 //! shapes whose label contains FILTER (e.g. `-- 32->32`, `-- 1x1`, `-- dw`, `-- dense`);
-//! `-- reps=N` the repetitions
+//! `-- pass=grad_w` (forward, grad_x) only that pass of the dense 3×3 shapes; `-- reps=N` the
+//! repetitions
 //! (default 3).
 
 use anyhow::{bail, Result};
 use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
 use lskbb::ops::conv::pointwise_subgroup::{self, PW_VARIANTS, PW_W_VARIANTS};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
+use lskbb::ops::conv::subgroup_rows::{self, ROWS_VARIANTS, ROWS_W_VARIANTS};
 use lskbb::ops::conv::subgroup_w::{self, W_VARIANTS};
 use lskbb::ops::conv::{
     conv2d_forward_with, conv2d_grad_w_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo,
@@ -36,6 +38,7 @@ const SHAPES: &[(usize, usize, usize, usize)] = &[
     (64, 64, 8, 1),
     (16, 32, 32, 2),
     (32, 64, 16, 2),
+    (16, 16, 64, 1),
 ];
 
 /// The LSK module's depthwise layers and its dense 2→2 squeeze: channels, hw, kernel size,
@@ -132,7 +135,15 @@ fn main() -> Result<()> {
         .iter()
         .find_map(|a| a.strip_prefix("reps=")?.parse().ok())
         .unwrap_or(3);
-    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("reps=")).collect();
+    let passes: Vec<&str> = args
+        .iter()
+        .filter_map(|a| a.strip_prefix("pass="))
+        .collect();
+    let pass = |name: &str| passes.is_empty() || passes.contains(&name);
+    let filter: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.starts_with("reps=") && !a.starts_with("pass="))
+        .collect();
     let wanted =
         |label: &str| filter.is_empty() || filter.iter().any(|f| label.contains(f.as_str()));
     let gpu = Gpu::new(&AdapterChoice::default())?;
@@ -166,20 +177,41 @@ fn main() -> Result<()> {
         let gy = fill(&[N, cout, hw.div_ceil(stride), hw.div_ceil(stride)], 3)?;
         let flops = 2.0 * (gy.numel() * cin * 9) as f64;
         println!("{label} ({:.0} MFLOP per pass)", flops / 1e6);
-        let fwd = || conv2d_forward_with(&x, &w, None, p, auto);
-        compare(&gpu, reps, "forward", fwd, FWD_VARIANTS, |v| {
-            subgroup::forward(&x, &w, None, p, v)
-        })?;
-        if subgroup::grad_x_applies(&x, &w, p) {
-            let gx = || conv2d_grad_x_with(&x, &w, &gy, None, p, auto);
+        if pass("forward") {
+            let fwd = || conv2d_forward_with(&x, &w, None, p, auto);
+            compare(&gpu, reps, "forward", fwd, FWD_VARIANTS, |v| {
+                subgroup::forward(&x, &w, None, p, v)
+            })?;
+            if subgroup_rows::applies(&x, &w, p) {
+                compare(&gpu, reps, "forward", fwd, ROWS_VARIANTS, |v| {
+                    subgroup_rows::forward(&x, &w, None, p, v)
+                })?;
+            }
+        }
+        let gx = || conv2d_grad_x_with(&x, &w, &gy, None, p, auto);
+        if pass("grad_x") && subgroup::grad_x_applies(&x, &w, p) {
             compare(&gpu, reps, "grad_x", gx, FWD_VARIANTS, |v| {
                 subgroup::grad_x(&x, &w, &gy, None, p, v)
             })?;
         }
-        let gw = || conv2d_grad_w_with(&x, &w, &gy, p, auto);
-        compare(&gpu, reps, "grad_w", gw, W_VARIANTS, |v| {
-            subgroup_w::grad_w(&x, &w, &gy, p, v)
-        })?;
+        if pass("grad_x") && subgroup_rows::grad_x_applies(&x, &w, p) {
+            {
+                compare(&gpu, reps, "grad_x", gx, ROWS_VARIANTS, |v| {
+                    subgroup_rows::grad_x(&x, &w, &gy, None, p, v)
+                })?;
+            }
+        }
+        if pass("grad_w") {
+            let gw = || conv2d_grad_w_with(&x, &w, &gy, p, auto);
+            compare(&gpu, reps, "grad_w", gw, W_VARIANTS, |v| {
+                subgroup_w::grad_w(&x, &w, &gy, p, v)
+            })?;
+            if subgroup_rows::applies(&x, &w, p) {
+                compare(&gpu, reps, "grad_w", gw, ROWS_W_VARIANTS, |v| {
+                    subgroup_rows::grad_w(&x, &w, &gy, p, v)
+                })?;
+            }
+        }
     }
     for &(cin, cout, hw) in PW_SHAPES {
         let label = format!("1x1 {cin}->{cout} {hw}x{hw}");

@@ -15,7 +15,8 @@
 // other taps by subgroupShuffleDown / subgroupBroadcast) or two at stride 2 (three loads
 // each). Each lane sums 9·KO·CI products per row into its own accumulators; at the end
 // subgroupAdd sums the 8 lanes and lane 0 stores the block's sums in the chunk's slice of
-// `out` (gw itself when there is one chunk, else partial sums that `reduce` adds in order).
+// `out` (gw itself when there is one chunk, else partial sums that shaders/chunk_sum.wgsl adds
+// in order).
 //
 // No `enable subgroups;`: naga 30 takes the subgroup builtins without it when the device
 // has Features::SUBGROUP (as shaders/conv_subgroup.wgsl).
@@ -84,19 +85,4 @@ fn grad_w(
         }
     }
 /*STORE*/
-}
-
-// gw[i] = the sum of the chunks' partial sums out_in[c · numel + i] in chunk order.
-@group(0) @binding(1) var<storage, read> partial_in: array<f32>;
-@group(0) @binding(2) var<storage, read_write> gw: array<f32>;
-
-@compute @workgroup_size(64)
-fn reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= wp.numel { return; }
-    var s = 0.0;
-    for (var c = 0u; c < wp.chunks; c++) {
-        s += partial_in[c * wp.numel + i];
-    }
-    gw[i] = s;
 }

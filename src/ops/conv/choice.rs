@@ -6,8 +6,8 @@ use super::depthwise::Depthwise;
 use super::depthwise_cpu::DwVariant;
 use super::window::WindowConv;
 use super::{
-    cpu, depthwise_subgroup, pointwise_subgroup, subgroup, subgroup_w, Conv2dParams, ConvAlgo,
-    Geometry,
+    cpu, depthwise_subgroup, pointwise_subgroup, subgroup, subgroup_rows, subgroup_w, Conv2dParams,
+    ConvAlgo, Geometry,
 };
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
@@ -54,6 +54,11 @@ pub(super) enum Path {
     Subgroup(subgroup::FwdVariant),
     /// The dense 3×3 grad_w that shares loads across an 8-lane subgroup (`subgroup_w`).
     SubgroupW(subgroup_w::WVariant),
+    /// The dense stride-1 3×3 kernels with a map's row per subgroup (`subgroup_rows`),
+    /// forward and grad_x.
+    Rows(subgroup_rows::RowsVariant),
+    /// Their grad_w.
+    RowsW(subgroup_rows::RowsWVariant),
     /// The depthwise kernels that share loads across an 8-lane subgroup
     /// (`depthwise_subgroup`), forward and grad_x.
     DepthwiseSubgroup(depthwise_subgroup::DwSgVariant),
@@ -389,6 +394,31 @@ fn cpu_defaults(
             }),
         );
     }
+    // Stride 1 on maps 8, 16 or 32 columns wide: a row per subgroup, one load per row
+    // (lavapipe, batch 32, one run of examples/conv_subgroup_lab.rs, fastest of 8, over the
+    // kernels above): forward 1.2x (32→32 16²), 1.6x (16→16 32²), 1.1x (64→64 8²); grad_x
+    // 1.2x, 2.4x, 1.2x; grad_w 2.5x, 3.0x, 1.4x (ko8ci8, the best of the four there). k8p16
+    // was fastest or within 5% of it on maps of 16 and 32 rows, k8p8 on 8×8.
+    if subgroup_rows::applies(x, w, p) {
+        let v = subgroup_rows::RowsVariant {
+            k: 8,
+            p: if g.h >= 16 { 16 } else { 8 },
+        };
+        ks.forward.insert(0, Path::Rows(v));
+        let wv = subgroup_rows::RowsWVariant {
+            ko: 8,
+            ci: 8,
+            target: 4 * threads,
+        };
+        ks.w.insert(0, Path::RowsW(wv));
+    }
+    if subgroup_rows::grad_x_applies(x, w, p) {
+        let v = subgroup_rows::RowsVariant {
+            k: 8,
+            p: if g.h >= 16 { 16 } else { 8 },
+        };
+        ks.grad_x.insert(0, Path::Rows(v));
+    }
 }
 
 /// The tiled depthwise kernels' plan for a stride-1 depthwise convolution, where they fit.
@@ -440,6 +470,8 @@ impl Path {
             Path::DepthwiseCpu(v) => format!("cpu-{v}"),
             Path::Subgroup(v) => format!("subgroup-k{}p{}", v.k, v.p),
             Path::SubgroupW(v) => format!("subgroup-w-ko{}ci{}", v.ko, v.ci),
+            Path::Rows(v) => format!("subgroup-rows-k{}p{}", v.k, v.p),
+            Path::RowsW(v) => format!("subgroup-rows-w-ko{}ci{}", v.ko, v.ci),
             Path::DepthwiseSubgroup(v) => format!("subgroup-dw-p{}", v.p),
             Path::PointwiseSubgroup(v) => format!("subgroup-1x1-k{}p{}", v.k, v.p),
             Path::PointwiseSubgroupW(v) => format!("subgroup-1x1-w-ko{}ci{}", v.ko, v.ci),

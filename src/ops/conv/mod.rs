@@ -45,6 +45,7 @@ mod direct;
 mod gemm;
 pub mod pointwise_subgroup;
 pub mod subgroup;
+pub mod subgroup_rows;
 pub mod subgroup_w;
 pub mod window;
 
@@ -69,6 +70,27 @@ fn u(v: usize) -> u32 {
 fn even_chunks(items: usize, wanted: usize) -> (usize, usize) {
     let per = items.div_ceil(wanted.min(items).max(1)).max(1);
     (per, items.div_ceil(per))
+}
+
+/// gw (of `w`'s shape) as the sum of `partial` [chunks, numel]'s rows in row order: the
+/// chunk-split grad_w kernels' partial sums (deterministic: the order is fixed).
+fn sum_chunks(partial: &Tensor, w: &Tensor) -> Result<Tensor> {
+    const SUM: Kernel = Kernel {
+        name: "chunk_sum",
+        source: include_str!("../../../shaders/chunk_sum.wgsl"),
+        entry: "sum",
+    };
+    let (chunks, numel) = (partial.shape()[0], w.numel());
+    let gw = Tensor::empty(w.gpu(), w.shape(), DType::F32)?;
+    let params = [u(numel), u(chunks), 0, 0];
+    w.gpu().dispatch(
+        &SUM,
+        bytemuck::cast_slice(&params),
+        &[partial.buf()],
+        &[gw.buf()],
+        groups(numel.div_ceil(64)),
+    )?;
+    Ok(gw)
 }
 
 /// Empty gw of `w`'s shape and, with `bias`, gb [Cout] for a grad_w kernel to fill.
@@ -440,12 +462,14 @@ fn forward(
         Path::Cpu(v) => cpu::forward(x, w, b, p, v),
         Path::DepthwiseCpu(v) => depthwise_cpu::forward(x, w, b, p, v),
         Path::Subgroup(v) => subgroup::forward(x, w, b, p, v),
+        Path::Rows(v) => subgroup_rows::forward(x, w, b, p, v),
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::forward(x, w, b, p, v),
         Path::PointwiseSubgroup(v) => pointwise_subgroup::forward(x, w, b, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::forward(g, p, x, w, b),
         Path::Direct
         | Path::CpuW(_)
         | Path::SubgroupW(_)
+        | Path::RowsW(_)
         | Path::PointwiseSubgroupW(_)
         | Path::DepthwiseSubgroupW(..) => direct::forward(g, p, x, w, b),
     }
@@ -509,12 +533,14 @@ fn grad_x(
         Path::Cpu(v) => cpu::grad_x(x, w, gy, acc, p, v),
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_x(x, w, gy, acc, p, v),
         Path::Subgroup(v) => subgroup::grad_x(x, w, gy, acc, p, v),
+        Path::Rows(v) => subgroup_rows::grad_x(x, w, gy, acc, p, v),
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::grad_x(x, w, gy, acc, p, v),
         Path::PointwiseSubgroup(v) => pointwise_subgroup::grad_x(x, w, gy, acc, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::grad_x(g, p, w, gy, acc),
         Path::Direct
         | Path::CpuW(_)
         | Path::SubgroupW(_)
+        | Path::RowsW(_)
         | Path::PointwiseSubgroupW(_)
         | Path::DepthwiseSubgroupW(..) => direct::grad_x(g, p, w, gy, acc),
     }
@@ -542,6 +568,7 @@ fn grad_wb(
         Path::Direct
         | Path::Cpu(_)
         | Path::Subgroup(_)
+        | Path::Rows(_)
         | Path::DepthwiseSubgroup(_)
         | Path::PointwiseSubgroup(_) => direct::grad_wb(g, p, x, gy, bias),
         Path::CpuW(v) => cpu::grad_w(x, w, gy, bias, p, v),
@@ -551,6 +578,10 @@ fn grad_wb(
         Path::PointwiseSubgroupW(v) => pointwise_subgroup::grad_wb(x, w, gy, bias, p, v),
         Path::SubgroupW(v) => Ok((
             subgroup_w::grad_w(x, w, gy, p, v)?,
+            bias.then(|| grad_b(g, gy)).transpose()?,
+        )),
+        Path::RowsW(v) => Ok((
+            subgroup_rows::grad_w(x, w, gy, p, v)?,
             bias.then(|| grad_b(g, gy)).transpose()?,
         )),
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_wb(x, w, gy, bias, p, v),

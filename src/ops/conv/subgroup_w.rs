@@ -28,7 +28,7 @@
 //! Defaults (`choice`): ko8ci8 at stride 1, ko16ci2 at stride 2.
 
 use super::{check_gy, subgroup, u, Conv2dParams};
-use crate::gpu::{groups, Kernel};
+use crate::gpu::Kernel;
 use crate::ops::SCRATCH;
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
@@ -213,14 +213,13 @@ fn source(v: WVariant, s: usize) -> String {
         .replace("/*STORE*/\n", &store)
 }
 
-/// The kernels (`grad_w`, `reduce`) of `v` at stride `s`.
-fn kernels(v: WVariant, s: usize) -> Result<(Kernel, Kernel)> {
+/// The kernel of `v` at stride `s`.
+fn kernel(v: WVariant, s: usize) -> Result<Kernel> {
     if v.ko == 0 || v.ci == 0 || v.ko * v.ci > 64 {
         bail!("conv_subgroup grad_w: variant {v} needs 1 <= ko·ci <= 64");
     }
     let name = format!("conv_subgroup_w_ko{}ci{}s{s}", v.ko, v.ci);
-    let k = |entry| super::generated(name.clone(), entry, || source(v, s));
-    Ok((k("grad_w"), k("reduce")))
+    Ok(super::generated(name, "grad_w", || source(v, s)))
 }
 
 #[repr(C)]
@@ -256,7 +255,6 @@ pub fn grad_w(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, v: WVariant)
     }
     let g = super::geometry(x, w, p)?;
     check_gy(&g, gy)?;
-    let (k_sum, k_reduce) = kernels(v, p.stride)?;
     let numel = g.cout * g.cin * 9;
     let blocks = g.cout.div_ceil(v.ko) * g.cin.div_ceil(v.ci);
     let wanted = v.target.div_ceil(blocks).min(SCRATCH / numel);
@@ -275,32 +273,21 @@ pub fn grad_w(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, v: WVariant)
         numel: u(numel),
         pad0: 0,
     };
-    let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
     let launch = [u(g.cin.div_ceil(v.ci)), u(g.cout.div_ceil(v.ko)), u(chunks)];
-    if chunks == 1 {
-        gpu.dispatch(
-            &k_sum,
-            bytemuck::bytes_of(&pr),
-            &[x.buf(), gy.buf()],
-            &[gw.buf()],
-            launch,
-        )?;
-        return Ok(gw);
-    }
-    let partial = Tensor::empty(gpu, &[chunks, numel], DType::F32)?;
+    let out = if chunks == 1 {
+        Tensor::empty(gpu, w.shape(), DType::F32)?
+    } else {
+        Tensor::empty(gpu, &[chunks, numel], DType::F32)?
+    };
     gpu.dispatch(
-        &k_sum,
+        &kernel(v, p.stride)?,
         bytemuck::bytes_of(&pr),
         &[x.buf(), gy.buf()],
-        &[partial.buf()],
+        &[out.buf()],
         launch,
     )?;
-    gpu.dispatch(
-        &k_reduce,
-        bytemuck::bytes_of(&pr),
-        &[partial.buf()],
-        &[gw.buf()],
-        groups(numel.div_ceil(64)),
-    )?;
-    Ok(gw)
+    if chunks == 1 {
+        return Ok(out);
+    }
+    super::sum_chunks(&out, w)
 }

@@ -1,0 +1,572 @@
+//! Dense 3×3 convolutions at stride 1 on maps 8, 16 or 32 columns wide, one subgroup per
+//! image row (`shaders/conv_subgroup_rows.wgsl`), for lavapipe.
+//!
+//! lavapipe runs a workgroup of 8 invocations as one 8-wide vector and loads a storage
+//! buffer lane by lane: an f32 load per lane costs about as much as a vec4 one
+//! (`examples/lavapipe_costs.rs`: on this 2-core Xeon about 15-25 ns for either, against
+//! 0.4-1 ns for an 8-wide FMA). `subgroup` and `subgroup_w` load 8 columns with two loads
+//! (the lanes' own columns and the two past them); here lane l holds C = W / 8 adjacent
+//! columns as one `f32`, `vec2` or `vec4`, so one load brings a whole row of the map and the
+//! two outer taps come from the neighbouring lanes. The ResNet-32s' maps at 32×32 input are
+//! 32, 16 and 8 columns wide.
+//!
+//! Forward and grad_x (the transposed, flipped kernel) compute K output channels × P output
+//! rows per workgroup, each output's 9 products in turn (one load and store of an
+//! accumulator a compiler keeps in memory per input channel, not per product); grad_w sums
+//! KO output × CI input channels' 9 taps per workgroup over a chunk of images, each lane's C
+//! columns into one sum. Each variant's body is written out unrolled and compiled once per
+//! process (`generated`). `examples/conv_subgroup_lab.rs` times them against the engine's
+//! default (see `choice`).
+
+use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
+use crate::gpu::{groups, Kernel};
+use crate::ops::SCRATCH;
+use crate::tensor::{DType, Tensor};
+use anyhow::{bail, Result};
+use std::fmt::Write as _;
+
+const TEMPLATE: &str = include_str!("../../../shaders/conv_subgroup_rows.wgsl");
+
+/// Block sizes of `forward` / `grad_x`: `k` output channels (a multiple of 8) × `p` output
+/// rows per workgroup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowsVariant {
+    pub k: usize,
+    pub p: usize,
+}
+
+impl std::fmt::Display for RowsVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rows k{}p{}", self.k, self.p)
+    }
+}
+
+/// The forward / grad_x variants worth timing.
+pub const ROWS_VARIANTS: &[RowsVariant] = &[
+    RowsVariant { k: 8, p: 2 },
+    RowsVariant { k: 8, p: 4 },
+    RowsVariant { k: 8, p: 8 },
+    RowsVariant { k: 16, p: 4 },
+    RowsVariant { k: 8, p: 16 },
+];
+
+/// Block sizes of `grad_w`: `ko` output × `ci` input channels per workgroup, and `target`
+/// workgroups in all (more chunks of images when the blocks are fewer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RowsWVariant {
+    pub ko: usize,
+    pub ci: usize,
+    pub target: usize,
+}
+
+impl std::fmt::Display for RowsWVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rows-w ko{}ci{}", self.ko, self.ci)
+    }
+}
+
+/// The grad_w variants worth timing (`target` 8: four workgroups per thread on 2 cores).
+pub const ROWS_W_VARIANTS: &[RowsWVariant] = &[
+    RowsWVariant {
+        ko: 4,
+        ci: 4,
+        target: 8,
+    },
+    RowsWVariant {
+        ko: 8,
+        ci: 4,
+        target: 8,
+    },
+    RowsWVariant {
+        ko: 8,
+        ci: 8,
+        target: 8,
+    },
+    RowsWVariant {
+        ko: 16,
+        ci: 4,
+        target: 8,
+    },
+];
+
+/// Whether `forward` and `grad_w` run this convolution: dense, 3×3, padding 1, stride 1,
+/// dilation 1, on a map 8, 16 or 32 columns wide, on a device that [`subgroup::supported`].
+pub fn applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
+    subgroup::supported(x.gpu()) && geometry(x, w, p, 1).is_ok()
+}
+
+/// Whether `grad_x` runs this convolution: as [`applies`], at stride 1 or 2.
+pub fn grad_x_applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
+    subgroup::supported(x.gpu()) && geometry(x, w, p, 2).is_ok()
+}
+
+/// The geometry of a convolution these kernels run at strides up to `max_stride`.
+fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams, max_stride: usize) -> Result<Geometry> {
+    let g = super::geometry(x, w, p)?;
+    if p.groups != 1
+        || (g.kh, g.kw) != (3, 3)
+        || p.padding != 1
+        || p.dilation != 1
+        || !(1..=max_stride).contains(&p.stride)
+        || ![8, 16, 32].contains(&g.w)
+    {
+        let strides = if max_stride == 1 { "1" } else { "1 or 2" };
+        bail!(
+            "conv_subgroup_rows: only dense 3x3 convolutions with padding 1, dilation 1 and \
+             stride {strides} on maps 8, 16 or 32 wide, got a {}x{} kernel on {} columns, {p:?}",
+            g.kh,
+            g.kw,
+            g.w
+        );
+    }
+    Ok(g)
+}
+
+/// The WGSL type of a lane's `c` columns.
+fn lane_type(c: usize) -> &'static str {
+    match c {
+        1 => "f32",
+        2 => "vec2<f32>",
+        _ => "vec4<f32>",
+    }
+}
+
+/// Component `j` of a lane's `c` columns held in `name`.
+fn comp(name: &str, j: usize, c: usize) -> String {
+    if c == 1 {
+        name.to_string()
+    } else {
+        format!("{name}.{}", ["x", "y", "z", "w"][j])
+    }
+}
+
+/// WGSL declaring e{tag}_0 ..= e{tag}_{c+1}: the columns left of, under and right of a lane's
+/// `c` columns held in `v`.
+fn taps(tag: &str, v: &str, c: usize) -> String {
+    let mut s = format!("let e{tag}_0 = left_of({}, lane);\n", comp(v, c - 1, c));
+    for j in 0..c {
+        writeln!(s, "let e{tag}_{} = {};", j + 1, comp(v, j, c)).unwrap();
+    }
+    writeln!(
+        s,
+        "let e{tag}_{} = right_of({}, lane);",
+        c + 1,
+        comp(v, 0, c)
+    )
+    .unwrap();
+    s
+}
+
+/// The template with `V` set for `c` columns per lane and the markers in `fill` replaced,
+/// every other marker emptied (the entry point not generated keeps an empty body).
+fn fill_template(c: usize, fill: &[(&str, String)]) -> String {
+    let mut s = TEMPLATE.replace("/*V*/", lane_type(c));
+    for (marker, text) in fill {
+        s = s.replace(marker, text);
+    }
+    for marker in ["/*P*/", "/*K*/", "/*CI*/", "/*KO*/"] {
+        s = s.replace(marker, "1u");
+    }
+    for marker in [
+        "/*ACC*/",
+        "/*BODY*/",
+        "/*STORE*/",
+        "/*WACC*/",
+        "/*WSTART*/",
+        "/*WROW*/",
+        "/*WSTORE*/",
+    ] {
+        s = s.replace(marker, "");
+    }
+    s
+}
+
+/// The unrolled WGSL of `forward` for `v` with `c` columns per lane (`transposed`: grad_x).
+fn forward_source(v: RowsVariant, c: usize, transposed: bool) -> String {
+    let (cstride, wrow, tap_j, tap_8) = if transposed {
+        ("9u", "ci * rp.cout * 9u", "8u - lane", "0u")
+    } else {
+        ("rp.cin * 9u", "ci * 9u", "lane", "8u")
+    };
+    let (k, p) = (v.k, v.p);
+    let vt = lane_type(c);
+    let mut acc = String::new();
+    for o in 0..k {
+        for q in 0..p {
+            writeln!(acc, "    var a{o}_{q} = {vt}(0.0);").unwrap();
+        }
+    }
+    let mut body = format!("let wrow = {wrow};\n");
+    // Weights: w{b}_{j} holds, in lane l, tap l of channel co0 + 8b + j (j < 8); w{b}_8 holds
+    // tap 8 of channel co0 + 8b + l. Channels past Cout read the last one (not stored).
+    for b in 0..k / 8 {
+        for j in 0..8 {
+            writeln!(
+                body,
+                "let w{b}_{j} = wt[min(co0 + {}u, rp.cout - 1u) * {cstride} + wrow + {tap_j}];",
+                8 * b + j
+            )
+            .unwrap();
+        }
+        writeln!(
+            body,
+            "let w{b}_8 = wt[min(co0 + {}u + lane, rp.cout - 1u) * {cstride} + wrow + {tap_8}];",
+            8 * b
+        )
+        .unwrap();
+    }
+    // The P + 2 input rows and their taps: t{r}_{kx} holds, per lane, the kx-th tap of each of
+    // its c columns.
+    for r in 0..p + 2 {
+        writeln!(body, "let v{r} = xrow(plane_row, iy0 + {r}, lane);").unwrap();
+        body.push_str(&taps(&r.to_string(), &format!("v{r}"), c));
+        for kx in 0..3 {
+            let cols: Vec<String> = (0..c).map(|j| format!("e{r}_{}", j + kx)).collect();
+            writeln!(body, "let t{r}_{kx} = {vt}({});", cols.join(", ")).unwrap();
+        }
+    }
+    for o in 0..k {
+        let (b, j) = (o / 8, o % 8);
+        for tap in 0..9 {
+            let wv = if tap == 8 {
+                format!("subgroupBroadcast(w{b}_8, {j}u)")
+            } else {
+                format!("subgroupBroadcast(w{b}_{j}, {tap}u)")
+            };
+            writeln!(body, "let k{o}_{tap} = {vt}({wv});").unwrap();
+        }
+        for q in 0..p {
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    writeln!(
+                        body,
+                        "a{o}_{q} = fma(t{}_{kx}, k{o}_{}, a{o}_{q});",
+                        q + ky,
+                        3 * ky + kx
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+    let mut store = String::new();
+    for o in 0..k {
+        writeln!(
+            store,
+            "    if co0 + {o}u < rp.cout {{\n\
+             \x20       let co = co0 + {o}u;\n\
+             \x20       var bv = {vt}(0.0);\n\
+             \x20       if rp.extra == 1u {{ bv = {vt}(bias[co]); }}"
+        )
+        .unwrap();
+        for q in 0..p {
+            writeln!(
+                store,
+                "        if oy0 + {q}u < rp.h {{\n\
+                 \x20           let i = ((n * rp.cout + co) * rp.h + oy0 + {q}u) * 8u + lane;\n\
+                 \x20           var e = bv;\n\
+                 \x20           if rp.extra == 2u {{ e = addend[i]; }}\n\
+                 \x20           ys[i] = a{o}_{q} + e;\n\
+                 \x20       }}"
+            )
+            .unwrap();
+        }
+        store.push_str("    }\n");
+    }
+    fill_template(
+        c,
+        &[
+            ("/*P*/", format!("{p}u")),
+            ("/*K*/", format!("{k}u")),
+            ("/*ACC*/", acc),
+            ("/*BODY*/", body),
+            ("/*STORE*/", store),
+        ],
+    )
+}
+
+/// The unrolled WGSL of `grad_w` for `v` with `c` columns per lane.
+fn grad_w_source(v: RowsWVariant, c: usize) -> String {
+    let (ko, ci) = (v.ko, v.ci);
+    let mut acc = String::new();
+    for o in 0..ko {
+        for i in 0..ci {
+            for tap in 0..9 {
+                writeln!(acc, "    var a{o}_{i}_{tap} = 0.0;").unwrap();
+            }
+        }
+    }
+    // Per input channel i: the taps of x rows oy − 1, oy, oy + 1 as x{i}_{0,1,2}_{m} (m the
+    // column from the lane's first − 1 to its last + 1); before the first row, rows −1 (zero)
+    // and 0. Input channels past Cin read the last one (their sums are not stored).
+    let mut start = String::new();
+    for i in 0..ci {
+        writeln!(
+            start,
+            "        let plane{i} = (n * rp.cin + min(ci0 + {i}u, rp.cin - 1u)) * rp.h;\n\
+             \x20       let r{i} = xrow(plane{i}, 0, lane);"
+        )
+        .unwrap();
+        start.push_str(&taps(&format!("s{i}"), &format!("r{i}"), c));
+        for m in 0..c + 2 {
+            writeln!(start, "        var x{i}_0_{m} = 0.0;").unwrap();
+            writeln!(start, "        var x{i}_1_{m} = es{i}_{m};").unwrap();
+        }
+    }
+    let mut row = String::new();
+    for o in 0..ko {
+        writeln!(row, "let g{o} = gyrow(n, co0 + {o}u, oy, lane);").unwrap();
+    }
+    for i in 0..ci {
+        writeln!(row, "let r{i} = xrow(plane{i}, i32(oy) + 1, lane);").unwrap();
+        row.push_str(&taps(&format!("n{i}"), &format!("r{i}"), c));
+    }
+    // Each sum takes the lane's c products of a row in turn.
+    for o in 0..ko {
+        for i in 0..ci {
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    let a = format!("a{o}_{i}_{}", 3 * ky + kx);
+                    for j in 0..c {
+                        let xv = if ky == 2 {
+                            format!("en{i}_{}", j + kx)
+                        } else {
+                            format!("x{i}_{ky}_{}", j + kx)
+                        };
+                        writeln!(
+                            row,
+                            "{a} = fma({}, {xv}, {a});",
+                            comp(&format!("g{o}"), j, c)
+                        )
+                        .unwrap();
+                    }
+                }
+            }
+        }
+    }
+    // Slide the window down a row.
+    for i in 0..ci {
+        for m in 0..c + 2 {
+            writeln!(row, "x{i}_0_{m} = x{i}_1_{m};\nx{i}_1_{m} = en{i}_{m};").unwrap();
+        }
+    }
+    let mut store = String::new();
+    for o in 0..ko {
+        for i in 0..ci {
+            writeln!(
+                store,
+                "    if co0 + {o}u < rp.cout && ci0 + {i}u < rp.cin {{\n\
+                 \x20       let base = wid.z * rp.numel + ((co0 + {o}u) * rp.cin + ci0 + {i}u) * 9u;"
+            )
+            .unwrap();
+            for tap in 0..9 {
+                writeln!(
+                    store,
+                    "        let s{tap} = subgroupAdd(a{o}_{i}_{tap});\n\
+                     \x20       if lane == 0u {{ out[base + {tap}u] = s{tap}; }}"
+                )
+                .unwrap();
+            }
+            store.push_str("    }\n");
+        }
+    }
+    fill_template(
+        c,
+        &[
+            ("/*CI*/", format!("{ci}u")),
+            ("/*KO*/", format!("{ko}u")),
+            ("/*WACC*/", acc),
+            ("/*WSTART*/", start),
+            ("/*WROW*/", row),
+            ("/*WSTORE*/", store),
+        ],
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct RowP {
+    n: u32,
+    cin: u32,
+    h: u32,
+    cout: u32,
+    extra: u32,
+    per_chunk: u32,
+    numel: u32,
+    pad0: u32,
+}
+
+/// One dispatch of `forward`: src [n, cin, h, 8c] to dst [n, cout, h, 8c], with `extra` and
+/// its mode (1 bias, 2 added at the output's index).
+#[allow(clippy::too_many_arguments)]
+fn run(
+    v: RowsVariant,
+    transposed: bool,
+    [n, cin, h, c, cout]: [usize; 5],
+    src: &Tensor,
+    wt: &Tensor,
+    extra: Option<(&Tensor, u32)>,
+    dst: &Tensor,
+) -> Result<()> {
+    if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 16 {
+        bail!("conv_subgroup_rows: variant {v} needs k a multiple of 8 and 1 <= p <= 16");
+    }
+    let name = format!(
+        "conv_subgroup_rows_k{}p{}c{c}t{}",
+        v.k,
+        v.p,
+        u8::from(transposed)
+    );
+    let kernel = super::generated(name, "forward", || forward_source(v, c, transposed));
+    let pr = RowP {
+        n: u(n),
+        cin: u(cin),
+        h: u(h),
+        cout: u(cout),
+        extra: extra.map_or(0, |e| e.1),
+        ..Default::default()
+    };
+    let (bias, addend) = match extra {
+        Some((t, 1)) => (t, wt),
+        Some((t, _)) => (wt, t),
+        None => (wt, wt),
+    };
+    src.gpu().dispatch(
+        &kernel,
+        bytemuck::bytes_of(&pr),
+        &[src.buf(), wt.buf(), bias.buf(), addend.buf()],
+        &[dst.buf()],
+        [u(h.div_ceil(v.p)), u(cout.div_ceil(v.k)), u(n)],
+    )
+}
+
+/// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 on a map 8,
+/// 16 or 32 columns wide (see [`applies`]), on variant `v`.
+pub fn forward(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+    v: RowsVariant,
+) -> Result<Tensor> {
+    let gpu = x.gpu();
+    if !subgroup::supported(gpu) {
+        bail!("conv_subgroup_rows: this device lacks subgroups of at least 8 lanes");
+    }
+    let g = geometry(x, w, p, 1)?;
+    super::check_bias("conv_subgroup_rows", b, g.cout)?;
+    let y = Tensor::empty(gpu, &[g.n, g.cout, g.h, g.w], DType::F32)?;
+    let dims = [g.n, g.cin, g.h, g.w / 8, g.cout];
+    run(v, false, dims, x, w, b.map(|b| (b, 1)), &y)?;
+    Ok(y)
+}
+
+/// gx of y = conv2d(x, w) + b given gy, plus `acc` (of x's shape) when given, as the forward
+/// correlation of gy with the transposed, flipped kernel (see [`grad_x_applies`]); at stride
+/// 2, of gy spread onto x's grid with zeros between (`shaders/zero_spread.wgsl`): four times
+/// the products, a quarter of them by zero, but one row per subgroup. `x` gives the input's
+/// shape only.
+pub fn grad_x(
+    x: &Tensor,
+    w: &Tensor,
+    gy: &Tensor,
+    acc: Option<&Tensor>,
+    p: Conv2dParams,
+    v: RowsVariant,
+) -> Result<Tensor> {
+    let gpu = x.gpu();
+    if !subgroup::supported(gpu) {
+        bail!("conv_subgroup_rows: this device lacks subgroups of at least 8 lanes");
+    }
+    let g = geometry(x, w, p, 2)?;
+    check_gy(&g, gy)?;
+    super::check_acc("conv_subgroup_rows", acc, x.shape())?;
+    let gx = Tensor::empty(gpu, x.shape(), DType::F32)?;
+    let dims = [g.n, g.cout, g.h, g.w / 8, g.cin];
+    if p.stride == 1 {
+        run(v, true, dims, gy, w, acc.map(|a| (a, 2)), &gx)?;
+    } else {
+        let spread = zero_spread(gy, g.h, g.w)?;
+        run(v, true, dims, &spread, w, acc.map(|a| (a, 2)), &gx)?;
+    }
+    Ok(gx)
+}
+
+/// gy [N, C, Ho, W / 2] spread onto [N, C, h, w] (w a multiple of 4): gy's values at even
+/// rows and columns, zero between.
+fn zero_spread(gy: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    const SPREAD: Kernel = Kernel {
+        name: "zero_spread",
+        source: include_str!("../../../shaders/zero_spread.wgsl"),
+        entry: "spread",
+    };
+    let [n, c, ho, _] = gy.shape() else {
+        bail!(
+            "zero_spread: gy must be [N, C, Ho, Wo], got {:?}",
+            gy.shape()
+        );
+    };
+    let spread = Tensor::empty(gy.gpu(), &[*n, *c, h, w], DType::F32)?;
+    let rows = n * c * h;
+    let params = [u(rows), u(h), u(w / 4), u(*ho)];
+    gy.gpu().dispatch(
+        &SPREAD,
+        bytemuck::cast_slice(&params),
+        &[gy.buf()],
+        &[spread.buf()],
+        groups((rows * w / 4).div_ceil(64)),
+    )?;
+    Ok(spread)
+}
+
+/// gw [Cout, Cin, 3, 3] of y = conv2d(x, w) given gy (see [`applies`]; no bias), on variant
+/// `v`.
+pub fn grad_w(
+    x: &Tensor,
+    w: &Tensor,
+    gy: &Tensor,
+    p: Conv2dParams,
+    v: RowsWVariant,
+) -> Result<Tensor> {
+    let gpu = x.gpu();
+    if !subgroup::supported(gpu) {
+        bail!("conv_subgroup_rows grad_w: this device lacks subgroups of at least 8 lanes");
+    }
+    if v.ko == 0 || v.ci == 0 || v.ko * v.ci > 64 {
+        bail!("conv_subgroup_rows grad_w: variant {v} needs 1 <= ko·ci <= 64");
+    }
+    let g = geometry(x, w, p, 1)?;
+    check_gy(&g, gy)?;
+    let c = g.w / 8;
+    let name = format!("conv_subgroup_rows_w_ko{}ci{}c{c}", v.ko, v.ci);
+    let kernel = super::generated(name, "grad_w", || grad_w_source(v, c));
+    let numel = g.cout * g.cin * 9;
+    let blocks = g.cout.div_ceil(v.ko) * g.cin.div_ceil(v.ci);
+    let wanted = v.target.div_ceil(blocks).min(SCRATCH / numel);
+    let (per_chunk, chunks) = super::even_chunks(g.n, wanted);
+    let pr = RowP {
+        n: u(g.n),
+        cin: u(g.cin),
+        h: u(g.h),
+        cout: u(g.cout),
+        per_chunk: u(per_chunk),
+        numel: u(numel),
+        ..Default::default()
+    };
+    let out = if chunks == 1 {
+        Tensor::empty(gpu, w.shape(), DType::F32)?
+    } else {
+        Tensor::empty(gpu, &[chunks, numel], DType::F32)?
+    };
+    gpu.dispatch(
+        &kernel,
+        bytemuck::bytes_of(&pr),
+        &[x.buf(), gy.buf()],
+        &[out.buf()],
+        [u(g.cin.div_ceil(v.ci)), u(g.cout.div_ceil(v.ko)), u(chunks)],
+    )?;
+    if chunks == 1 {
+        return Ok(out);
+    }
+    super::sum_chunks(&out, w)
+}

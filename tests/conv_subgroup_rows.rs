@@ -1,0 +1,151 @@
+//! The one-row-per-subgroup dense 3×3 kernels (`ops::conv::subgroup_rows`): every variant's
+//! forward (with and without bias), grad_x (stride 1 and 2, with and without a gradient to
+//! accumulate) and
+//! grad_w (one chunk or several) against the f64 CPU reference on maps 8, 16 and 32 columns
+//! wide with odd heights and channel counts, and what they refuse. Skipped, with a note, on a
+//! device without `wgpu::Features::SUBGROUP` and subgroups of 8+ lanes.
+
+mod common;
+use common::{assert_close, gpu, up};
+use lskbb::ops::conv::subgroup_rows::{self, RowsWVariant, ROWS_VARIANTS, ROWS_W_VARIANTS};
+use lskbb::ops::conv::{subgroup, Conv2dParams};
+use lskbb::reference::conv as rconv;
+use lskbb::reference::{Arr, Rng, Tol};
+
+/// Each output is an f32 sum of at most 20·9 = 180 products of values ≤ 1 (plus a bias or an
+/// accumulated gradient ≤ 1), each weight gradient of at most 3·9·32 = 864, summed in another
+/// order than the f64 reference: f32 rounding gives ~√terms·eps (eps 6e-8) of the sum of
+/// |terms|, below 3e-5 of the largest value here; 1e-4 with the floor at the largest |want|
+/// (as tests/conv_subgroup.rs) leaves margin, while a wrong lane, column, edge, tap or
+/// channel gives errors of O(0.1). NaN or inf fail (Tol::check).
+const TOL: Tol = Tol::new(1e-4, 1.0);
+
+/// n, cin, (h, w), cout, bias.
+type Case = (usize, usize, (usize, usize), usize, bool);
+
+/// Widths 8, 16 and 32 (one, two and four columns per lane); heights 1 to 33, not multiples
+/// of the row blocks; channels not multiples of 8 or 16.
+const CASES: &[Case] = &[
+    (2, 3, (9, 8), 6, true),
+    (1, 17, (5, 16), 20, false),
+    (3, 5, (7, 32), 9, true),
+    (1, 1, (1, 8), 3, false),
+    (2, 20, (3, 16), 17, true),
+    (1, 4, (33, 32), 8, false),
+];
+
+fn params(stride: usize) -> Conv2dParams {
+    Conv2dParams {
+        stride,
+        padding: 1,
+        ..Default::default()
+    }
+}
+
+/// Whether the device runs these kernels; prints a note when not.
+fn available() -> bool {
+    let ok = subgroup::supported(&gpu());
+    if !ok {
+        eprintln!("skipped: the adapter lacks wgpu::Features::SUBGROUP with 8+ lane subgroups");
+    }
+    ok
+}
+
+#[test]
+fn forward_matches_reference() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(41);
+    for &(n, cin, (h, w), cout, bias) in CASES {
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
+        let b = bias.then(|| rng.arr(&[cout], 0.5));
+        let want = rconv::conv2d(&x, &wt, b.as_ref(), 1, 1, 1, 1);
+        let (tx, tw, tb) = (up(&x), up(&wt), b.as_ref().map(up));
+        assert!(subgroup_rows::applies(&tx, &tw, params(1)));
+        for &v in ROWS_VARIANTS {
+            let y = subgroup_rows::forward(&tx, &tw, tb.as_ref(), params(1), v).unwrap();
+            let what = format!("y {v} {:?} x {:?}", x.shape, wt.shape);
+            assert_close(&what, &y, &want, TOL);
+        }
+    }
+}
+
+#[test]
+fn grad_x_matches_reference() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(42);
+    // Stride 2 spreads gy onto x's grid (odd heights: the last row has no output below it).
+    for (&(n, cin, (h, w), cout, _), s) in CASES.iter().flat_map(|c| [(c, 1), (c, 2)]) {
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
+        let y = rconv::conv2d(&x, &wt, None, s, 1, 1, 1);
+        let gy = rng.arr(&y.shape, 1.0);
+        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, s, 1, 1, 1);
+        let acc = rng.arr(&x.shape, 1.0);
+        let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
+        let (tx, tw, tgy, tacc) = (up(&x), up(&wt), up(&gy), up(&acc));
+        let p = params(s);
+        assert!(subgroup_rows::grad_x_applies(&tx, &tw, p));
+        assert_eq!(subgroup_rows::applies(&tx, &tw, p), s == 1);
+        for &v in ROWS_VARIANTS {
+            let what = format!("gx {v} {:?} x {:?} stride {s}", x.shape, wt.shape);
+            let g = subgroup_rows::grad_x(&tx, &tw, &tgy, None, p, v).unwrap();
+            assert_close(&what, &g, &gx, TOL);
+            let g = subgroup_rows::grad_x(&tx, &tw, &tgy, Some(&tacc), p, v).unwrap();
+            assert_close(&format!("{what} + acc"), &g, &gx_acc, TOL);
+        }
+    }
+}
+
+#[test]
+fn grad_w_matches_reference() {
+    if !available() {
+        return;
+    }
+    let mut rng = Rng(43);
+    // One chunk (gw written directly) and up to a chunk per image (partial sums added).
+    let targets = [1, 3, 64];
+    for &(n, cin, (h, w), cout, _) in CASES {
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
+        let gy = rng.arr(&[n, cout, h, w], 1.0);
+        let (_, gw, _) = rconv::conv2d_backward(&x, &wt, &gy, 1, 1, 1, 1);
+        let (tx, tw, tgy) = (up(&x), up(&wt), up(&gy));
+        for &v in ROWS_W_VARIANTS {
+            for target in targets {
+                let v = RowsWVariant { target, ..v };
+                let got = subgroup_rows::grad_w(&tx, &tw, &tgy, params(1), v).unwrap();
+                let what = format!("gw {v} target {target} {:?} x {:?}", x.shape, wt.shape);
+                assert_close(&what, &got, &gw, TOL);
+            }
+        }
+    }
+}
+
+#[test]
+fn refuses_other_convolutions() {
+    if !available() {
+        return;
+    }
+    let x = |w: usize| up(&Rng(44).arr(&[1, 2, 8, w], 1.0));
+    let w3 = up(&Rng(45).arr(&[2, 2, 3, 3], 1.0));
+    let w5 = up(&Rng(46).arr(&[2, 2, 5, 5], 1.0));
+    let v = ROWS_VARIANTS[0];
+    for (what, x, w, p) in [
+        ("width 12", x(12), &w3, params(1)),
+        ("width 64", x(64), &w3, params(1)),
+        ("stride 2", x(16), &w3, params(2)),
+        ("5x5", x(16), &w5, params(1)),
+    ] {
+        assert!(!subgroup_rows::applies(&x, w, p), "{what} must not apply");
+        let err = subgroup_rows::forward(&x, w, None, p, v).unwrap_err();
+        assert!(
+            err.to_string().contains("conv_subgroup_rows"),
+            "{what}: {err}"
+        );
+    }
+}
