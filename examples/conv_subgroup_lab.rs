@@ -6,7 +6,9 @@
 //! the variant chosen.
 //!
 //! Per shape and pass: ms per call of the default (fastest of the repetitions after one
-//! warm-up call), then of every variant with its speed-up (default ms / variant ms); a
+//! warm-up call), then of every variant with its speed-up (default ms / variant ms), and the
+//! warm-up call's seconds (with a cold shader cache, e.g. `MESA_SHADER_CACHE_DIR` set to an
+//! empty folder, mostly the kernel's compilation); a
 //! variant whose result differs from the default's by over 1e-3 of the largest value is
 //! flagged `MISMATCH`. The device must offer `wgpu::Features::SUBGROUP` (lavapipe does).
 //!
@@ -66,14 +68,17 @@ const PW_SHAPES: &[(usize, usize, usize)] = &[
 ];
 
 /// The fastest of `reps` calls of `f` (each waited for) after one warm-up call, in seconds,
-/// and the warm-up's result.
+/// the warm-up call's seconds (with the kernel's compilation where the driver's shader cache
+/// lacks it) and its result.
 fn time(
     gpu: &Arc<Gpu>,
     reps: usize,
     mut f: impl FnMut() -> Result<Tensor>,
-) -> Result<(f64, Tensor)> {
+) -> Result<(f64, f64, Tensor)> {
+    let start = Instant::now();
     let first = f()?;
     gpu.finish()?;
+    let first_secs = start.elapsed().as_secs_f64();
     let mut best = f64::INFINITY;
     for _ in 0..reps {
         let start = Instant::now();
@@ -81,7 +86,7 @@ fn time(
         gpu.finish()?;
         best = best.min(start.elapsed().as_secs_f64());
     }
-    Ok((best, first))
+    Ok((best, first_secs, first))
 }
 
 /// The largest |a − b| over the largest |b|.
@@ -110,12 +115,15 @@ fn compare<V: std::fmt::Display + Copy>(
     variants: &[V],
     mut run: impl FnMut(V) -> Result<Tensor>,
 ) -> Result<()> {
-    let (default, want) = time(gpu, reps, auto)?;
-    println!("  {name:<7} auto    {:>9.3} ms", default * 1e3);
+    let (default, first, want) = time(gpu, reps, auto)?;
+    println!(
+        "  {name:<7} auto    {:>9.3} ms          first call {first:.2} s",
+        default * 1e3
+    );
     for &v in variants {
-        let (t, got) = time(gpu, reps, || run(v))?;
+        let (t, first, got) = time(gpu, reps, || run(v))?;
         println!(
-            "    {:<12} {:>9.3} ms {:>6.2}x{}",
+            "    {:<12} {:>9.3} ms {:>6.2}x  first call {first:.2} s{}",
             v.to_string(),
             t * 1e3,
             default / t,

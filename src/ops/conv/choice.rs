@@ -27,6 +27,9 @@ const GRAD_W_GEMM_MIN_WEIGHTS: usize = 512;
 /// and 3.21 (2.9 against 3.1 and 1.2 against 1.3 for 32→32 on 112×112, so wider layers keep
 /// the GEMM).
 const WINDOW_MAX_CHANNELS: usize = 16;
+/// Dense 3×3 passes of fewer FLOPs run the compact subgroup variants on a CPU driver (see
+/// `cpu_defaults`).
+const COMPACT_FLOP: usize = 50_000_000;
 
 /// The kernels that run one pass of a convolution.
 #[derive(Clone, Copy, Debug)]
@@ -369,8 +372,16 @@ fn cpu_defaults(
     // examples/conv_subgroup_lab.rs; table in `subgroup`'s doc).
     // On a quiet machine (three runs of the lab, fastest of 5-7) k8p16 ran 1.15-1.26x faster
     // than k8p8 on maps of 16 and 32 rows in 7 of 8 comparisons, and 0.6x on 8×8.
+    // LLVM compiles each of these unrolled kernels on its first use (lavapipe caches it on
+    // disk for later runs): with a cold cache, the first call of sgw ko8ci8 took 15 s, rows-w
+    // ko8ci8 14 s, rows k8p16 6-7 s, against 0.3-1.5 s for the compact variants below (one
+    // run of examples/conv_subgroup_lab.rs). A pass of under COMPACT_FLOP (the CPU schedule's
+    // 16×16 batch-8 layers: 19 MFLOP, about 1 ms) would repay those seconds only after
+    // thousands of steps, so it runs the compact variants; larger passes the fastest.
+    let compact = 2 * g.n * g.cout * g.cin * 9 * g.ho * g.wo < COMPACT_FLOP;
     let k = |k, rows| subgroup::FwdVariant { k, p: rows };
     let sg = match (p.stride, g.h) {
+        _ if compact => k(8, 4),
         (1, 16..) => k(8, 16),
         (1, _) => k(8, 8),
         _ => k(16, 4),
@@ -383,7 +394,11 @@ fn cpu_defaults(
     }
     // grad_w of the same layers: 4.6-12.5x (ko8ci8) and 7.6-8.5x (ko16ci2 at stride 2) over
     // the kernels above (table in `subgroup_w`'s doc).
-    let (ko, ci) = if p.stride == 1 { (8, 8) } else { (16, 2) };
+    let (ko, ci) = match p.stride {
+        _ if compact => (4, 4),
+        1 => (8, 8),
+        _ => (16, 2),
+    };
     if subgroup_w::applies(x, w, p) {
         ks.w.insert(
             0,
@@ -398,26 +413,29 @@ fn cpu_defaults(
     // (lavapipe, batch 32, one run of examples/conv_subgroup_lab.rs, fastest of 8, over the
     // kernels above): forward 1.2x (32→32 16²), 1.6x (16→16 32²), 1.1x (64→64 8²); grad_x
     // 1.2x, 2.4x, 1.2x; grad_w 2.5x, 3.0x, 1.4x (ko8ci8, the best of the four there). k8p16
-    // was fastest or within 5% of it on maps of 16 and 32 rows, k8p8 on 8×8.
+    // was fastest or within 5% of it on maps of 16 and 32 rows, k8p8 on 8×8. grad_x at
+    // stride 2 (gy spread onto x's grid): in the 32×32 batch-16 plain step's profile the two
+    // layers took 57 and 43 ms on the register-blocked kernel, 6-7 ms each on these.
+    let rows = subgroup_rows::RowsVariant {
+        k: 8,
+        p: match g.h {
+            _ if compact => 4,
+            16.. => 16,
+            _ => 8,
+        },
+    };
     if subgroup_rows::applies(x, w, p) {
-        let v = subgroup_rows::RowsVariant {
-            k: 8,
-            p: if g.h >= 16 { 16 } else { 8 },
-        };
-        ks.forward.insert(0, Path::Rows(v));
+        ks.forward.insert(0, Path::Rows(rows));
+        let (ko, ci) = if compact { (4, 4) } else { (8, 8) };
         let wv = subgroup_rows::RowsWVariant {
-            ko: 8,
-            ci: 8,
+            ko,
+            ci,
             target: 4 * threads,
         };
         ks.w.insert(0, Path::RowsW(wv));
     }
     if subgroup_rows::grad_x_applies(x, w, p) {
-        let v = subgroup_rows::RowsVariant {
-            k: 8,
-            p: if g.h >= 16 { 16 } else { 8 },
-        };
-        ks.grad_x.insert(0, Path::Rows(v));
+        ks.grad_x.insert(0, Path::Rows(rows));
     }
 }
 
