@@ -1,33 +1,35 @@
-// Dense 3×3 convolutions at stride 1 (padding 1, no dilation, groups == 1) on maps 8·C
-// columns wide (C = 1, 2 or 4), for lavapipe, which loads a storage buffer lane by lane at
-// about the same cost for a vec4 as for an f32 (see src/ops/conv/subgroup_rows.rs): one
-// subgroup of 8 lanes holds a whole row, lane l its C adjacent columns C·l .. C·l + C − 1 as
-// one `V` (f32, vec2 or vec4), so a row costs one load and its two outer taps come from the
-// neighbouring lanes by subgroupShuffleUp / subgroupShuffleDown (zero past the map's edges).
+// Dense 3×3 convolutions at stride 1 (padding 1, no dilation, groups == 1) on maps a
+// multiple of 8 columns wide, for lavapipe, which loads a storage buffer lane by lane at
+// about the same cost for a vec4 as for an f32 (see src/ops/conv/subgroup_rows.rs): a row is
+// cut into tiles of 8·C columns (C = 4, 2 or 1, the largest that divides it), and one
+// subgroup of 8 lanes holds a tile, lane l its C adjacent columns as one `V` (f32, vec2 or
+// vec4), so a tile's row costs one load, and its inner taps come from the neighbouring lanes
+// by subgroupShuffleUp / subgroupShuffleDown; lanes 0 and 7 read the column past the tile
+// (zero past the map's edges).
 //
-// Not valid WGSL alone: src/ops/conv/subgroup_rows.rs sets V and writes each variant's
-// unrolled body in place of the `/*...*/` markers.
+// Not valid WGSL alone: src/ops/conv/subgroup_rows.rs sets V, FIRST and LAST and writes each
+// variant's unrolled body in place of the `/*...*/` markers.
 //
 // A workgroup is 8 invocations = one subgroup (run only where every subgroup has at least 8
 // lanes). Every lane runs every subgroup operation (no early return before them).
 //
-// `forward`: workgroup (x: block of P output rows, y: block of K output channels, z: n). It
-// computes a correlation of src [N, cin, h, 8C] (`xs`) into dst [N, cout, h, 8C] (`ys`);
-// `extra` 1 adds bias[co], 2 adds addend at the output's index (a gradient to accumulate).
-// forward: src = x, dst = y, weight (co, ci, tap) at w[co, ci, tap]. grad_x: src = gy,
-// dst = gx, cin = Cout, cout = Cin, weight (co, ci, tap) at w[ci, co, 8 − tap] (the
-// transposed, flipped kernel). Per input channel lane j loads tap j (j < 8) of each of the K
-// channels' 9 weights and tap 8 of channel 8b + j, and subgroupBroadcast hands every lane
-// each weight; then the P + 2 input rows, one load each; then each output (channel, row)
-// takes its 9 products in turn.
+// `forward`: workgroup (x: tile and block of P output rows, y: block of K output channels,
+// z: n). It computes a correlation of src [N, cin, h, w] (`xs`) into dst [N, cout, h, w]
+// (`ys`); `extra` 1 adds bias[co], 2 adds addend at the output's index (a gradient to
+// accumulate). forward: src = x, dst = y, weight (co, ci, tap) at w[co, ci, tap]. grad_x:
+// src = gy, dst = gx, cin = Cout, cout = Cin, weight (co, ci, tap) at w[ci, co, 8 − tap]
+// (the transposed, flipped kernel). Per input channel lane j loads tap j (j < 8) of each of
+// the K channels' 9 weights and tap 8 of channel 8b + j, and subgroupBroadcast hands every
+// lane each weight; then the P + 2 input rows, one load each; then each output (channel,
+// row) takes its 9 products in turn.
 //
 // `grad_w`: workgroup (x: block of CI input channels, y: block of KO output channels, z:
 // chunk of images). gw[co, ci, ky, kx] = the sum over n, oy, ox of gy[n, co, oy, ox] ·
-// x[n, ci, oy + ky − 1, ox + kx − 1]. Walking the rows down, a row costs KO loads of gy and,
-// per input channel, one new x row (the other two kept from the rows before); each lane adds
-// its C columns' products into KO·CI·9 sums, and at the end subgroupAdd sums the 8 lanes and
-// lane 0 stores the block's sums in the chunk's slice of `out` (gw itself when there is one
-// chunk, else partial sums that shaders/chunk_sum.wgsl adds in order).
+// x[n, ci, oy + ky − 1, ox + kx − 1]. Walking each tile's rows down, a row costs KO loads of
+// gy and, per input channel, one new x row (the other two kept from the rows before); each
+// lane adds its C columns' products into KO·CI·9 sums, and at the end subgroupAdd sums the 8
+// lanes and lane 0 stores the block's sums in the chunk's slice of `out` (gw itself when
+// there is one chunk, else partial sums that shaders/chunk_sum.wgsl adds in order).
 //
 // No `enable subgroups;`: naga 30 takes the subgroup builtins without it when the device has
 // Features::SUBGROUP (as shaders/conv_subgroup.wgsl).
@@ -36,27 +38,47 @@ alias V = /*V*/;
 
 struct RowP {
     n: u32, cin: u32, h: u32, cout: u32,
-    extra: u32, per_chunk: u32, numel: u32, pad0: u32,
+    extra: u32, per_chunk: u32, numel: u32, tiles: u32,
 }
 
 @group(0) @binding(0) var<uniform> rp: RowP;
 @group(0) @binding(1) var<storage, read> xs: array<V>;
 
-// Row `row` of the plane whose first row is row `plane_row` of xs, or zeros outside the map.
-fn xrow(plane_row: u32, row: i32, lane: u32) -> V {
+fn first_of(v: V) -> f32 { return /*FIRST*/; }
+fn last_of(v: V) -> f32 { return /*LAST*/; }
+
+// Lane `lane`'s columns of tile `tile` of row `row` of the plane whose first row is row
+// `plane_row` of xs, or zeros outside the map.
+fn xrow(plane_row: u32, row: i32, tile: u32, lane: u32) -> V {
     let inside = row >= 0 && row < i32(rp.h);
-    let i = (plane_row + u32(max(row, 0))) * 8u + lane;
+    let i = (plane_row + u32(max(row, 0))) * rp.tiles * 8u + tile * 8u + lane;
     return select(V(0.0), xs[min(i, arrayLength(&xs) - 1u)], inside);
 }
 
-// The column left of the lane's first (lane 0: the padding).
-fn left_of(first_last: f32, lane: u32) -> f32 {
-    return select(subgroupShuffleUp(first_last, 1u), 0.0, lane == 0u);
+// The column left of the lane's first: its left neighbour's last; lane 0 reads the previous
+// tile's last column (zero at the map's left edge).
+fn left_of(v: V, plane_row: u32, row: i32, tile: u32, lane: u32) -> f32 {
+    var l = subgroupShuffleUp(last_of(v), 1u);
+    if lane == 0u {
+        l = 0.0;
+        if tile > 0u {
+            l = last_of(xrow(plane_row, row, tile - 1u, 7u));
+        }
+    }
+    return l;
 }
 
-// The column right of the lane's last (lane 7: the padding).
-fn right_of(first: f32, lane: u32) -> f32 {
-    return select(subgroupShuffleDown(first, 1u), 0.0, lane == 7u);
+// The column right of the lane's last: its right neighbour's first; lane 7 reads the next
+// tile's first column (zero at the map's right edge).
+fn right_of(v: V, plane_row: u32, row: i32, tile: u32, lane: u32) -> f32 {
+    var r = subgroupShuffleDown(first_of(v), 1u);
+    if lane == 7u {
+        r = 0.0;
+        if tile + 1u < rp.tiles {
+            r = first_of(xrow(plane_row, row, tile + 1u, 0u));
+        }
+    }
+    return r;
 }
 
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
@@ -70,7 +92,8 @@ fn forward(
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let n = wid.z;
-    let oy0 = wid.x * /*P*/;
+    let tile = wid.x % rp.tiles;
+    let oy0 = (wid.x / rp.tiles) * /*P*/;
     let co0 = wid.y * /*K*/;
     let iy0 = i32(oy0) - 1;
 /*ACC*/
@@ -84,9 +107,11 @@ fn forward(
 @group(0) @binding(2) var<storage, read> gys: array<V>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-// gy's row oy of channel co of image n, or zeros past the channels or rows.
-fn gyrow(n: u32, co: u32, oy: u32, lane: u32) -> V {
-    let i = ((n * rp.cout + min(co, rp.cout - 1u)) * rp.h + min(oy, rp.h - 1u)) * 8u + lane;
+// Lane `lane`'s columns of tile `tile` of gy's row oy of channel co of image n, or zeros past
+// the channels or rows.
+fn gyrow(n: u32, co: u32, oy: u32, tile: u32, lane: u32) -> V {
+    let row = (n * rp.cout + min(co, rp.cout - 1u)) * rp.h + min(oy, rp.h - 1u);
+    let i = row * rp.tiles * 8u + tile * 8u + lane;
     return select(V(0.0), gys[i], co < rp.cout && oy < rp.h);
 }
 
@@ -101,9 +126,11 @@ fn grad_w(
     let n1 = min(n0 + rp.per_chunk, rp.n);
 /*WACC*/
     for (var n = n0; n < n1; n++) {
+        for (var tile = 0u; tile < rp.tiles; tile++) {
 /*WSTART*/
-        for (var oy = 0u; oy < rp.h; oy++) {
+            for (var oy = 0u; oy < rp.h; oy++) {
 /*WROW*/
+            }
         }
     }
 /*WSTORE*/

@@ -1,9 +1,9 @@
-//! The one-row-per-subgroup dense 3×3 kernels (`ops::conv::subgroup_rows`): every variant's
-//! forward (with and without bias), grad_x (stride 1 and 2, with and without a gradient to
-//! accumulate) and
-//! grad_w (one chunk or several) against the f64 CPU reference on maps 8, 16 and 32 columns
-//! wide with odd heights and channel counts, and what they refuse. Skipped, with a note, on a
-//! device without `wgpu::Features::SUBGROUP` and subgroups of 8+ lanes.
+//! The one-row-tile-per-subgroup dense 3×3 kernels (`ops::conv::subgroup_rows`): every
+//! variant's forward (with and without bias), grad_x (stride 1 and 2, with and without a
+//! gradient to accumulate) and grad_w (one chunk or several) against the f64 CPU reference on
+//! maps 8 to 64 columns wide (one tile or several) with odd heights and channel counts, and
+//! what they refuse. Skipped, with a note, on a device without `wgpu::Features::SUBGROUP` and
+//! subgroups of 8+ lanes.
 
 mod common;
 use common::{assert_close, gpu, up};
@@ -23,8 +23,9 @@ const TOL: Tol = Tol::new(1e-4, 1.0);
 /// n, cin, (h, w), cout, bias.
 type Case = (usize, usize, (usize, usize), usize, bool);
 
-/// Widths 8, 16 and 32 (one, two and four columns per lane); heights 1 to 33, not multiples
-/// of the row blocks; channels not multiples of 8 or 16.
+/// Widths 8, 16 and 32 (one tile of one, two and four columns per lane) and 24, 48 and 64
+/// (three, three and two tiles: the columns past a tile); heights 1 to 33, not multiples of
+/// the row blocks; channels not multiples of 8 or 16.
 const CASES: &[Case] = &[
     (2, 3, (9, 8), 6, true),
     (1, 17, (5, 16), 20, false),
@@ -32,6 +33,9 @@ const CASES: &[Case] = &[
     (1, 1, (1, 8), 3, false),
     (2, 20, (3, 16), 17, true),
     (1, 4, (33, 32), 8, false),
+    (2, 3, (5, 24), 5, true),
+    (1, 6, (6, 48), 9, false),
+    (2, 2, (3, 64), 3, true),
 ];
 
 fn params(stride: usize) -> Conv2dParams {
@@ -137,7 +141,7 @@ fn refuses_other_convolutions() {
     let v = ROWS_VARIANTS[0];
     for (what, x, w, p) in [
         ("width 12", x(12), &w3, params(1)),
-        ("width 64", x(64), &w3, params(1)),
+        ("width 60", x(60), &w3, params(1)),
         ("stride 2", x(16), &w3, params(2)),
         ("5x5", x(16), &w5, params(1)),
     ] {

@@ -409,10 +409,11 @@ fn cpu_defaults(
             }),
         );
     }
-    // Stride 1 on maps 8, 16 or 32 columns wide: a row per subgroup, one load per row
-    // (lavapipe, batch 32, one run of examples/conv_subgroup_lab.rs, fastest of 8, over the
-    // kernels above): forward 1.2x (32→32 16²), 1.6x (16→16 32²), 1.1x (64→64 8²); grad_x
-    // 1.2x, 2.4x, 1.2x; grad_w 2.5x, 3.0x, 1.4x (ko8ci8, the best of the four there). k8p16
+    // Stride 1 on maps a multiple of 8 columns wide: a row's tile per subgroup, one load per
+    // tile's row (lavapipe, batch 32, one run of examples/conv_subgroup_lab.rs, fastest of 8,
+    // over the kernels above): forward 1.2x (32→32 16²), 1.6x (16→16 32²), 1.1x (64→64 8²);
+    // grad_x 1.2x, 2.4x, 1.2x; grad_w 2.5x, 3.0x, 1.4x (ko8ci8, the best of the four there);
+    // on 16→16 64² (two tiles a row; fastest of 4) 1.6x, 1.5x, 2.5x. k8p16
     // was fastest or within 5% of it on maps of 16 and 32 rows, k8p8 on 8×8. grad_x at
     // stride 2 (gy spread onto x's grid): in the 32×32 batch-16 plain step's profile the two
     // layers took 57 and 43 ms on the register-blocked kernel, 6-7 ms each on these.

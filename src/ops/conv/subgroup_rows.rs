@@ -1,14 +1,16 @@
-//! Dense 3×3 convolutions at stride 1 on maps 8, 16 or 32 columns wide, one subgroup per
-//! image row (`shaders/conv_subgroup_rows.wgsl`), for lavapipe.
+//! Dense 3×3 convolutions at stride 1 on maps a multiple of 8 columns wide, one subgroup per
+//! tile of a row (`shaders/conv_subgroup_rows.wgsl`), for lavapipe.
 //!
 //! lavapipe runs a workgroup of 8 invocations as one 8-wide vector and loads a storage
 //! buffer lane by lane: an f32 load per lane costs about as much as a vec4 one
 //! (`examples/lavapipe_costs.rs`: on this 2-core Xeon about 15-25 ns for either, against
 //! 0.4-1 ns for an 8-wide FMA). `subgroup` and `subgroup_w` load 8 columns with two loads
-//! (the lanes' own columns and the two past them); here lane l holds C = W / 8 adjacent
-//! columns as one `f32`, `vec2` or `vec4`, so one load brings a whole row of the map and the
-//! two outer taps come from the neighbouring lanes. The ResNet-32s' maps at 32×32 input are
-//! 32, 16 and 8 columns wide.
+//! (the lanes' own columns and the two past them); here a row is cut into tiles of 8·C
+//! columns (C = 4, 2 or 1, the largest that divides it) and lane l holds C adjacent columns
+//! as one `f32`, `vec2` or `vec4`, so one load brings a tile's row, the inner taps come from
+//! the neighbouring lanes and only lanes 0 and 7 read past the tile. The ResNet-32s' maps at
+//! 32×32 input are 32, 16 and 8 columns wide (one tile each), at 224×224 224, 112 and 56
+//! (seven tiles of 32, 16 and 8).
 //!
 //! Forward and grad_x (the transposed, flipped kernel) compute K output channels × P output
 //! rows per workgroup, each output's 9 products in turn (one load and store of an
@@ -90,7 +92,8 @@ pub const ROWS_W_VARIANTS: &[RowsWVariant] = &[
 ];
 
 /// Whether `forward` and `grad_w` run this convolution: dense, 3×3, padding 1, stride 1,
-/// dilation 1, on a map 8, 16 or 32 columns wide, on a device that [`subgroup::supported`].
+/// dilation 1, on a map a multiple of 8 columns wide, on a device that
+/// [`subgroup::supported`].
 pub fn applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
     subgroup::supported(x.gpu()) && geometry(x, w, p, 1).is_ok()
 }
@@ -108,12 +111,13 @@ fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams, max_stride: usize) -> Resul
         || p.padding != 1
         || p.dilation != 1
         || !(1..=max_stride).contains(&p.stride)
-        || ![8, 16, 32].contains(&g.w)
+        || !g.w.is_multiple_of(8)
     {
         let strides = if max_stride == 1 { "1" } else { "1 or 2" };
         bail!(
             "conv_subgroup_rows: only dense 3x3 convolutions with padding 1, dilation 1 and \
-             stride {strides} on maps 8, 16 or 32 wide, got a {}x{} kernel on {} columns, {p:?}",
+             stride {strides} on maps a multiple of 8 wide, got a {}x{} kernel on {} columns, \
+             {p:?}",
             g.kh,
             g.kw,
             g.w
@@ -141,17 +145,16 @@ fn comp(name: &str, j: usize, c: usize) -> String {
 }
 
 /// WGSL declaring e{tag}_0 ..= e{tag}_{c+1}: the columns left of, under and right of a lane's
-/// `c` columns held in `v`.
-fn taps(tag: &str, v: &str, c: usize) -> String {
-    let mut s = format!("let e{tag}_0 = left_of({}, lane);\n", comp(v, c - 1, c));
+/// `c` columns held in `v`, row `row` of the plane starting at row `plane`.
+fn taps(tag: &str, v: &str, c: usize, plane: &str, row: &str) -> String {
+    let mut s = format!("let e{tag}_0 = left_of({v}, {plane}, {row}, tile, lane);\n");
     for j in 0..c {
         writeln!(s, "let e{tag}_{} = {};", j + 1, comp(v, j, c)).unwrap();
     }
     writeln!(
         s,
-        "let e{tag}_{} = right_of({}, lane);",
-        c + 1,
-        comp(v, 0, c)
+        "let e{tag}_{} = right_of({v}, {plane}, {row}, tile, lane);",
+        c + 1
     )
     .unwrap();
     s
@@ -160,7 +163,10 @@ fn taps(tag: &str, v: &str, c: usize) -> String {
 /// The template with `V` set for `c` columns per lane and the markers in `fill` replaced,
 /// every other marker emptied (the entry point not generated keeps an empty body).
 fn fill_template(c: usize, fill: &[(&str, String)]) -> String {
-    let mut s = TEMPLATE.replace("/*V*/", lane_type(c));
+    let mut s = TEMPLATE
+        .replace("/*V*/", lane_type(c))
+        .replace("/*FIRST*/", &comp("v", 0, c))
+        .replace("/*LAST*/", &comp("v", c - 1, c));
     for (marker, text) in fill {
         s = s.replace(marker, text);
     }
@@ -218,8 +224,15 @@ fn forward_source(v: RowsVariant, c: usize, transposed: bool) -> String {
     // The P + 2 input rows and their taps: t{r}_{kx} holds, per lane, the kx-th tap of each of
     // its c columns.
     for r in 0..p + 2 {
-        writeln!(body, "let v{r} = xrow(plane_row, iy0 + {r}, lane);").unwrap();
-        body.push_str(&taps(&r.to_string(), &format!("v{r}"), c));
+        let row = format!("iy0 + {r}");
+        writeln!(body, "let v{r} = xrow(plane_row, {row}, tile, lane);").unwrap();
+        body.push_str(&taps(
+            &r.to_string(),
+            &format!("v{r}"),
+            c,
+            "plane_row",
+            &row,
+        ));
         for kx in 0..3 {
             let cols: Vec<String> = (0..c).map(|j| format!("e{r}_{}", j + kx)).collect();
             writeln!(body, "let t{r}_{kx} = {vt}({});", cols.join(", ")).unwrap();
@@ -263,7 +276,8 @@ fn forward_source(v: RowsVariant, c: usize, transposed: bool) -> String {
             writeln!(
                 store,
                 "        if oy0 + {q}u < rp.h {{\n\
-                 \x20           let i = ((n * rp.cout + co) * rp.h + oy0 + {q}u) * 8u + lane;\n\
+                 \x20           let row = (n * rp.cout + co) * rp.h + oy0 + {q}u;\n\
+                 \x20           let i = row * rp.tiles * 8u + tile * 8u + lane;\n\
                  \x20           var e = bv;\n\
                  \x20           if rp.extra == 2u {{ e = addend[i]; }}\n\
                  \x20           ys[i] = a{o}_{q} + e;\n\
@@ -304,10 +318,11 @@ fn grad_w_source(v: RowsWVariant, c: usize) -> String {
         writeln!(
             start,
             "        let plane{i} = (n * rp.cin + min(ci0 + {i}u, rp.cin - 1u)) * rp.h;\n\
-             \x20       let r{i} = xrow(plane{i}, 0, lane);"
+             \x20       let r{i} = xrow(plane{i}, 0, tile, lane);"
         )
         .unwrap();
-        start.push_str(&taps(&format!("s{i}"), &format!("r{i}"), c));
+        let plane = format!("plane{i}");
+        start.push_str(&taps(&format!("s{i}"), &format!("r{i}"), c, &plane, "0"));
         for m in 0..c + 2 {
             writeln!(start, "        var x{i}_0_{m} = 0.0;").unwrap();
             writeln!(start, "        var x{i}_1_{m} = es{i}_{m};").unwrap();
@@ -315,11 +330,18 @@ fn grad_w_source(v: RowsWVariant, c: usize) -> String {
     }
     let mut row = String::new();
     for o in 0..ko {
-        writeln!(row, "let g{o} = gyrow(n, co0 + {o}u, oy, lane);").unwrap();
+        writeln!(row, "let g{o} = gyrow(n, co0 + {o}u, oy, tile, lane);").unwrap();
     }
     for i in 0..ci {
-        writeln!(row, "let r{i} = xrow(plane{i}, i32(oy) + 1, lane);").unwrap();
-        row.push_str(&taps(&format!("n{i}"), &format!("r{i}"), c));
+        writeln!(row, "let r{i} = xrow(plane{i}, i32(oy) + 1, tile, lane);").unwrap();
+        let plane = format!("plane{i}");
+        row.push_str(&taps(
+            &format!("n{i}"),
+            &format!("r{i}"),
+            c,
+            &plane,
+            "i32(oy) + 1",
+        ));
     }
     // Each sum takes the lane's c products of a row in turn.
     for o in 0..ko {
@@ -393,16 +415,25 @@ struct RowP {
     extra: u32,
     per_chunk: u32,
     numel: u32,
-    pad0: u32,
+    tiles: u32,
 }
 
-/// One dispatch of `forward`: src [n, cin, h, 8c] to dst [n, cout, h, 8c], with `extra` and
-/// its mode (1 bias, 2 added at the output's index).
+/// Columns per lane for a map `w` wide (a multiple of 8): the largest of 4, 2 and 1 whose
+/// tile of 8 lanes divides the row.
+fn columns_per_lane(w: usize) -> usize {
+    [4, 2, 1]
+        .into_iter()
+        .find(|c| w.is_multiple_of(8 * c))
+        .unwrap_or(1)
+}
+
+/// One dispatch of `forward`: src [n, cin, h, w] to dst [n, cout, h, w], with `extra` and its
+/// mode (1 bias, 2 added at the output's index).
 #[allow(clippy::too_many_arguments)]
 fn run(
     v: RowsVariant,
     transposed: bool,
-    [n, cin, h, c, cout]: [usize; 5],
+    [n, cin, h, w, cout]: [usize; 5],
     src: &Tensor,
     wt: &Tensor,
     extra: Option<(&Tensor, u32)>,
@@ -411,6 +442,8 @@ fn run(
     if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 16 {
         bail!("conv_subgroup_rows: variant {v} needs k a multiple of 8 and 1 <= p <= 16");
     }
+    let c = columns_per_lane(w);
+    let tiles = w / (8 * c);
     let name = format!(
         "conv_subgroup_rows_k{}p{}c{c}t{}",
         v.k,
@@ -424,6 +457,7 @@ fn run(
         h: u(h),
         cout: u(cout),
         extra: extra.map_or(0, |e| e.1),
+        tiles: u(tiles),
         ..Default::default()
     };
     let (bias, addend) = match extra {
@@ -436,12 +470,12 @@ fn run(
         bytemuck::bytes_of(&pr),
         &[src.buf(), wt.buf(), bias.buf(), addend.buf()],
         &[dst.buf()],
-        [u(h.div_ceil(v.p)), u(cout.div_ceil(v.k)), u(n)],
+        [u(tiles * h.div_ceil(v.p)), u(cout.div_ceil(v.k)), u(n)],
     )
 }
 
-/// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 on a map 8,
-/// 16 or 32 columns wide (see [`applies`]), on variant `v`.
+/// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 on a map a
+/// multiple of 8 columns wide (see [`applies`]), on variant `v`.
 pub fn forward(
     x: &Tensor,
     w: &Tensor,
@@ -456,7 +490,7 @@ pub fn forward(
     let g = geometry(x, w, p, 1)?;
     super::check_bias("conv_subgroup_rows", b, g.cout)?;
     let y = Tensor::empty(gpu, &[g.n, g.cout, g.h, g.w], DType::F32)?;
-    let dims = [g.n, g.cin, g.h, g.w / 8, g.cout];
+    let dims = [g.n, g.cin, g.h, g.w, g.cout];
     run(v, false, dims, x, w, b.map(|b| (b, 1)), &y)?;
     Ok(y)
 }
@@ -482,7 +516,7 @@ pub fn grad_x(
     check_gy(&g, gy)?;
     super::check_acc("conv_subgroup_rows", acc, x.shape())?;
     let gx = Tensor::empty(gpu, x.shape(), DType::F32)?;
-    let dims = [g.n, g.cout, g.h, g.w / 8, g.cin];
+    let dims = [g.n, g.cout, g.h, g.w, g.cin];
     if p.stride == 1 {
         run(v, true, dims, gy, w, acc.map(|a| (a, 2)), &gx)?;
     } else {
@@ -537,7 +571,7 @@ pub fn grad_w(
     }
     let g = geometry(x, w, p, 1)?;
     check_gy(&g, gy)?;
-    let c = g.w / 8;
+    let c = columns_per_lane(g.w);
     let name = format!("conv_subgroup_rows_w_ko{}ci{}c{c}", v.ko, v.ci);
     let kernel = super::generated(name, "grad_w", || grad_w_source(v, c));
     let numel = g.cout * g.cin * 9;
@@ -551,6 +585,7 @@ pub fn grad_w(
         cout: u(g.cout),
         per_chunk: u(per_chunk),
         numel: u(numel),
+        tiles: u(g.w / (8 * c)),
         ..Default::default()
     };
     let out = if chunks == 1 {
