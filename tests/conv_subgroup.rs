@@ -5,7 +5,8 @@
 //! with a note, on a device without `wgpu::Features::SUBGROUP` and subgroups of 8+ lanes.
 
 mod common;
-use common::{assert_close, gpu, up};
+use common::subgroups::{available, params};
+use common::{assert_close, up};
 use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
 use lskbb::ops::conv::pointwise_subgroup::{
     self, PwVariant, PwWVariant, PW_VARIANTS, PW_W_VARIANTS,
@@ -44,23 +45,6 @@ const CASES: &[Case] = &[
     (1, 6, (3, 1), 7, 1, false),
     (1, 20, (12, 10), 11, 2, false),
 ];
-
-fn params(stride: usize) -> Conv2dParams {
-    Conv2dParams {
-        stride,
-        padding: 1,
-        ..Default::default()
-    }
-}
-
-/// Whether the device runs these kernels; prints a note when not.
-fn available() -> bool {
-    let ok = subgroup::supported(&gpu());
-    if !ok {
-        eprintln!("skipped: the adapter lacks wgpu::Features::SUBGROUP with 8+ lane subgroups");
-    }
-    ok
-}
 
 #[test]
 fn forward_matches_reference() {

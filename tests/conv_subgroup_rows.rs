@@ -6,9 +6,9 @@
 //! subgroups of 8+ lanes.
 
 mod common;
-use common::{assert_close, gpu, up};
+use common::subgroups::{available, params};
+use common::{assert_close, up};
 use lskbb::ops::conv::subgroup_rows::{self, RowsWVariant, ROWS_VARIANTS, ROWS_W_VARIANTS};
-use lskbb::ops::conv::{subgroup, Conv2dParams};
 use lskbb::reference::conv as rconv;
 use lskbb::reference::{Arr, Rng, Tol};
 
@@ -37,23 +37,6 @@ const CASES: &[Case] = &[
     (1, 6, (6, 48), 9, false),
     (2, 2, (3, 64), 3, true),
 ];
-
-fn params(stride: usize) -> Conv2dParams {
-    Conv2dParams {
-        stride,
-        padding: 1,
-        ..Default::default()
-    }
-}
-
-/// Whether the device runs these kernels; prints a note when not.
-fn available() -> bool {
-    let ok = subgroup::supported(&gpu());
-    if !ok {
-        eprintln!("skipped: the adapter lacks wgpu::Features::SUBGROUP with 8+ lane subgroups");
-    }
-    ok
-}
 
 #[test]
 fn forward_matches_reference() {

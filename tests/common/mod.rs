@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod losses;
+pub mod subgroups;
 
 use lskbb::ops::{elementwise, reduce};
 use lskbb::reference::{Arr, Tol};
