@@ -1,19 +1,24 @@
 // Dense 3×3 convolutions at stride 1 (padding 1, no dilation, groups == 1) on maps a
-// multiple of 8 columns wide, for lavapipe, which loads a storage buffer lane by lane at
-// about the same cost for a vec4 as for an f32 (see src/ops/conv/subgroup_rows.rs): a row is
-// cut into tiles of 8·C columns (C = 4, 2 or 1, the largest that divides it), and one
-// subgroup of 8 lanes holds a tile, lane l its C adjacent columns as one `V` (f32, vec2 or
-// vec4), so a tile's row costs one load, and its inner taps come from the neighbouring lanes
-// by subgroupShuffleUp / subgroupShuffleDown; lanes 0 and 7 read the column past the tile
-// (zero past the map's edges).
+// multiple of 8 columns wide or 4, for lavapipe, which loads a storage buffer lane by
+// lane at about the same cost for a vec4 as for an f32 (see src/ops/conv/subgroup_rows.rs).
+// One subgroup of 8 lanes holds a "row" of 8·C values, lane l C adjacent columns as one `V`
+// (f32, vec2 or vec4), so such a row costs one load:
+// - maps 4 or 8 wide: C = 4 and a row is G = 32 / W image rows (LR = 8 / G lanes each);
+//   the image rows above and below a lane's come from the lanes LR up or down, or from the
+//   rows before and after;
+// - else a row is a tile of 8·C columns of one image row (C = 4, 2 or 1, the largest that
+//   divides it; G = 1, LR = 8), and lanes 0 and 7 read the column past the tile.
+// The inner column taps come from the neighbouring lanes by subgroupShuffleUp /
+// subgroupShuffleDown (zero past the map's edges).
 //
-// Not valid WGSL alone: src/ops/conv/subgroup_rows.rs sets V, FIRST and LAST and writes each
-// variant's unrolled body in place of the `/*...*/` markers.
+// Not valid WGSL alone: src/ops/conv/subgroup_rows.rs sets V, FIRST, LAST, G and LR and
+// writes each variant's unrolled body in place of the `/*...*/` markers.
 //
 // A workgroup is 8 invocations = one subgroup (run only where every subgroup has at least 8
 // lanes). Every lane runs every subgroup operation (no early return before them).
 //
-// `forward`: workgroup (x: tile and block of P output rows, y: block of K output channels,
+// `forward`: workgroup (x: tile and block of P output rows of G image rows each, y: block of
+// K output channels,
 // z: n). It computes a correlation of src [N, cin, h, w] (`xs`) into dst [N, cout, h, w]
 // (`ys`); `extra` 1 adds bias[co], 2 adds addend at the output's index (a gradient to
 // accumulate). forward: src = x, dst = y, weight (co, ci, tap) at w[co, ci, tap]. grad_x:
@@ -44,22 +49,38 @@ struct RowP {
 @group(0) @binding(0) var<uniform> rp: RowP;
 @group(0) @binding(1) var<storage, read> xs: array<V>;
 
+const G: u32 = /*G*/;
+const LR: u32 = /*LR*/;
+
 fn first_of(v: V) -> f32 { return /*FIRST*/; }
 fn last_of(v: V) -> f32 { return /*LAST*/; }
 
-// Lane `lane`'s columns of tile `tile` of row `row` of the plane whose first row is row
-// `plane_row` of xs, or zeros outside the map.
+// Lane `lane`'s columns of tile `tile` of row `row` (image rows G·row ..) of the plane whose
+// first image row is row `plane_row` of xs, or zeros outside the map.
 fn xrow(plane_row: u32, row: i32, tile: u32, lane: u32) -> V {
-    let inside = row >= 0 && row < i32(rp.h);
-    let i = (plane_row + u32(max(row, 0))) * rp.tiles * 8u + tile * 8u + lane;
+    let image_row = row * i32(G) + i32(lane / LR);
+    let inside = row >= 0 && image_row < i32(rp.h);
+    let i = plane_row * rp.tiles * 8u / G + u32(max(row, 0)) * rp.tiles * 8u + tile * 8u + lane;
     return select(V(0.0), xs[min(i, arrayLength(&xs) - 1u)], inside);
 }
 
-// The column left of the lane's first: its left neighbour's last; lane 0 reads the previous
-// tile's last column (zero at the map's left edge).
+// The image row above each lane's (G > 1): LR lanes up, or for the first image row of `cur`
+// the last of `prev`.
+fn above(prev: V, cur: V, lane: u32) -> V {
+    return select(subgroupShuffleUp(cur, LR), subgroupShuffleDown(prev, 8u - LR), lane < LR);
+}
+
+// The image row below each lane's (G > 1): LR lanes down, or for the last image row of `cur`
+// the first of `next`.
+fn below(cur: V, next: V, lane: u32) -> V {
+    return select(subgroupShuffleDown(cur, LR), subgroupShuffleUp(next, 8u - LR), lane >= 8u - LR);
+}
+
+// The column left of the lane's first: its left neighbour's last; an image row's first lane
+// reads the previous tile's last column (zero at the map's left edge).
 fn left_of(v: V, plane_row: u32, row: i32, tile: u32, lane: u32) -> f32 {
     var l = subgroupShuffleUp(last_of(v), 1u);
-    if lane == 0u {
+    if lane % LR == 0u {
         l = 0.0;
         if tile > 0u {
             l = last_of(xrow(plane_row, row, tile - 1u, 7u));
@@ -68,11 +89,11 @@ fn left_of(v: V, plane_row: u32, row: i32, tile: u32, lane: u32) -> f32 {
     return l;
 }
 
-// The column right of the lane's last: its right neighbour's first; lane 7 reads the next
-// tile's first column (zero at the map's right edge).
+// The column right of the lane's last: its right neighbour's first; an image row's last lane
+// reads the next tile's first column (zero at the map's right edge).
 fn right_of(v: V, plane_row: u32, row: i32, tile: u32, lane: u32) -> f32 {
     var r = subgroupShuffleDown(first_of(v), 1u);
-    if lane == 7u {
+    if lane % LR == LR - 1u {
         r = 0.0;
         if tile + 1u < rp.tiles {
             r = first_of(xrow(plane_row, row, tile + 1u, 0u));
@@ -107,12 +128,13 @@ fn forward(
 @group(0) @binding(2) var<storage, read> gys: array<V>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-// Lane `lane`'s columns of tile `tile` of gy's row oy of channel co of image n, or zeros past
-// the channels or rows.
+// Lane `lane`'s columns of tile `tile` of gy's row oy (image rows G·oy ..) of channel co of
+// image n, or zeros past the channels or rows.
 fn gyrow(n: u32, co: u32, oy: u32, tile: u32, lane: u32) -> V {
-    let row = (n * rp.cout + min(co, rp.cout - 1u)) * rp.h + min(oy, rp.h - 1u);
-    let i = row * rp.tiles * 8u + tile * 8u + lane;
-    return select(V(0.0), gys[i], co < rp.cout && oy < rp.h);
+    let plane_row = (n * rp.cout + min(co, rp.cout - 1u)) * rp.h;
+    let i = plane_row * rp.tiles * 8u / G + oy * rp.tiles * 8u + tile * 8u + lane;
+    let inside = co < rp.cout && oy * G + lane / LR < rp.h;
+    return select(V(0.0), gys[min(i, arrayLength(&gys) - 1u)], inside);
 }
 
 @compute @workgroup_size(8)
@@ -128,7 +150,7 @@ fn grad_w(
     for (var n = n0; n < n1; n++) {
         for (var tile = 0u; tile < rp.tiles; tile++) {
 /*WSTART*/
-            for (var oy = 0u; oy < rp.h; oy++) {
+            for (var oy = 0u; oy < (rp.h + G - 1u) / G; oy++) {
 /*WROW*/
             }
         }

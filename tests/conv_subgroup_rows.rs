@@ -1,8 +1,8 @@
 //! The one-row-tile-per-subgroup dense 3×3 kernels (`ops::conv::subgroup_rows`): every
 //! variant's forward (with and without bias), grad_x (stride 1 and 2, with and without a
 //! gradient to accumulate) and grad_w (one chunk or several) against the f64 CPU reference on
-//! maps 8 to 64 columns wide (one tile or several) with odd heights and channel counts, and
-//! what they refuse. Skipped, with a note, on a device without `wgpu::Features::SUBGROUP` and
+//! maps 4 to 64 columns wide (several image rows per subgroup, one tile or several) with odd
+//! heights and channel counts, and what they refuse. Skipped, with a note, on a device without `wgpu::Features::SUBGROUP` and
 //! subgroups of 8+ lanes.
 
 mod common;
@@ -23,9 +23,12 @@ const TOL: Tol = Tol::new(1e-4, 1.0);
 /// n, cin, (h, w), cout, bias.
 type Case = (usize, usize, (usize, usize), usize, bool);
 
-/// Widths 8, 16 and 32 (one tile of one, two and four columns per lane) and 24, 48 and 64
-/// (three, three and two tiles: the columns past a tile); heights 1 to 33, not multiples of
-/// the row blocks; channels not multiples of 8 or 16.
+/// Widths 4 and 8 (four columns per lane, 8 and 4 image rows per subgroup row: the rows
+/// above and below from other lanes and rows), 16 and 32 (one tile of two and four columns
+/// per lane), 24, 48 and 64 (three, three and two tiles of one, two and four columns per
+/// lane: the columns past a tile);
+/// heights 1 to 33, not multiples of the rows per subgroup row or the row blocks; channels
+/// not multiples of 8 or 16.
 const CASES: &[Case] = &[
     (2, 3, (9, 8), 6, true),
     (1, 17, (5, 16), 20, false),
@@ -36,6 +39,8 @@ const CASES: &[Case] = &[
     (2, 3, (5, 24), 5, true),
     (1, 6, (6, 48), 9, false),
     (2, 2, (3, 64), 3, true),
+    (2, 5, (6, 4), 7, false),
+    (1, 3, (11, 4), 2, true),
 ];
 
 #[test]

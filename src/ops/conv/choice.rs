@@ -417,13 +417,12 @@ fn cpu_defaults(
     // was fastest or within 5% of it on maps of 16 and 32 rows, k8p8 on 8×8. grad_x at
     // stride 2 (gy spread onto x's grid): in the 32×32 batch-16 plain step's profile the two
     // layers took 57 and 43 ms on the register-blocked kernel, 6-7 ms each on these.
+    // A workgroup takes as many subgroup rows as the map has, up to 16 (4 when compact).
     let rows = subgroup_rows::RowsVariant {
         k: 8,
-        p: match g.h {
-            _ if compact => 4,
-            16.. => 16,
-            _ => 8,
-        },
+        p: subgroup_rows::subgroup_rows(g.h, g.w)
+            .next_power_of_two()
+            .clamp(2, if compact { 4 } else { 16 }),
     };
     if subgroup_rows::applies(x, w, p) {
         ks.forward.insert(0, Path::Rows(rows));

@@ -1,15 +1,17 @@
-//! Dense 3×3 convolutions at stride 1 on maps a multiple of 8 columns wide, one subgroup per
-//! tile of a row (`shaders/conv_subgroup_rows.wgsl`), for lavapipe.
+//! Dense 3×3 convolutions at stride 1 on maps 4 or a multiple of 8 columns wide, one
+//! subgroup per "row" of 8·C values (`shaders/conv_subgroup_rows.wgsl`), for lavapipe.
 //!
 //! lavapipe runs a workgroup of 8 invocations as one 8-wide vector and loads a storage
 //! buffer lane by lane: an f32 load per lane costs about as much as a vec4 one
-//! (`examples/lavapipe_costs.rs`: on this 2-core Xeon about 15-25 ns for either, against
-//! 0.4-1 ns for an 8-wide FMA). `subgroup` and `subgroup_w` load 8 columns with two loads
-//! (the lanes' own columns and the two past them); here a row is cut into tiles of 8·C
-//! columns (C = 4, 2 or 1, the largest that divides it) and lane l holds C adjacent columns
-//! as one `f32`, `vec2` or `vec4`, so one load brings a tile's row, the inner taps come from
-//! the neighbouring lanes and only lanes 0 and 7 read past the tile. The ResNet-32s' maps at
-//! 32×32 input are 32, 16 and 8 columns wide (one tile each), at 224×224 224, 112 and 56
+//! (`examples/lavapipe_costs.rs`: on this 2-core Xeon about 18-54 ns for either, against
+//! about 0.7 ns for an 8-wide FMA). `subgroup` and `subgroup_w` load 8 columns with two loads
+//! (the lanes' own columns and the two past them); here lane l holds C adjacent columns as
+//! one `f32`, `vec2` or `vec4`, so one load brings 8·C values ([`Layout`]): on maps 4 or 8
+//! wide C = 4 and a subgroup row is 8 or 4 image rows (the rows above and below a lane's
+//! come from the other lanes and the subgroup rows before and after); on wider maps
+//! a row is cut into tiles of 8·C columns (C = 4, 2 or 1, the largest that divides it), the
+//! inner taps come from the neighbouring lanes and only lanes 0 and 7 read past the tile. The
+//! ResNet-32s' maps at 32×32 input are 32, 16 and 8 columns wide, at 224×224 224, 112 and 56
 //! (seven tiles of 32, 16 and 8).
 //!
 //! Forward and grad_x (the transposed, flipped kernel) compute K output channels × P output
@@ -30,7 +32,7 @@ use std::fmt::Write as _;
 const TEMPLATE: &str = include_str!("../../../shaders/conv_subgroup_rows.wgsl");
 
 /// Block sizes of `forward` / `grad_x`: `k` output channels (a multiple of 8) × `p` output
-/// rows per workgroup.
+/// subgroup rows ([`subgroup_rows`]) per workgroup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RowsVariant {
     pub k: usize,
@@ -92,10 +94,17 @@ pub const ROWS_W_VARIANTS: &[RowsWVariant] = &[
 ];
 
 /// Whether `forward` and `grad_w` run this convolution: dense, 3×3, padding 1, stride 1,
-/// dilation 1, on a map a multiple of 8 columns wide, on a device that
+/// dilation 1, on a map 4 or a multiple of 8 columns wide, on a device that
 /// [`subgroup::supported`].
 pub fn applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
     subgroup::supported(x.gpu()) && geometry(x, w, p, 1).is_ok()
+}
+
+/// How many subgroup rows cover a map `h` × `w` (`w` 4 or a multiple of 8): `h` on maps of
+/// 32 columns and more, fewer on narrower ones, whose subgroup rows hold several image rows.
+/// `RowsVariant::p` counts these.
+pub fn subgroup_rows(h: usize, w: usize) -> usize {
+    Layout::of(w).rows(h)
 }
 
 /// Whether `grad_x` runs this convolution: as [`applies`], at stride 1 or 2.
@@ -111,13 +120,13 @@ fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams, max_stride: usize) -> Resul
         || p.padding != 1
         || p.dilation != 1
         || !(1..=max_stride).contains(&p.stride)
-        || !g.w.is_multiple_of(8)
+        || !(g.w.is_multiple_of(8) || g.w == 4)
     {
         let strides = if max_stride == 1 { "1" } else { "1 or 2" };
         bail!(
             "conv_subgroup_rows: only dense 3x3 convolutions with padding 1, dilation 1 and \
-             stride {strides} on maps a multiple of 8 wide, got a {}x{} kernel on {} columns, \
-             {p:?}",
+             stride {strides} on maps 4 or a multiple of 8 wide, got a {}x{} kernel on {} \
+             columns, {p:?}",
             g.kh,
             g.kw,
             g.w
@@ -160,13 +169,57 @@ fn taps(tag: &str, v: &str, c: usize, plane: &str, row: &str) -> String {
     s
 }
 
-/// The template with `V` set for `c` columns per lane and the markers in `fill` replaced,
+/// How a subgroup holds a map `w` columns wide: `c` columns per lane, `g` image rows per
+/// subgroup row (1: a tile of 8·c columns of one image row), `tiles` per image row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    c: usize,
+    g: usize,
+    tiles: usize,
+}
+
+impl Layout {
+    /// Maps 4 or 8 wide: a vec4 per lane, 32 / w image rows per subgroup row. Else tiles of
+    /// 8·c columns, c the largest of 4, 2 and 1 that divides the row (w a multiple of 8).
+    /// In the plain 32×32 batch-16 step's profile (lavapipe), the 8-wide layers' grad_w,
+    /// forward and grad_x took 137, 60 and 70 ms with 4 image rows per subgroup row against
+    /// 190, 85 and 116 with a tile of one column per lane; the 16-wide layers' 86, 64 and 80
+    /// ms with 2 rows against 94, 60 and 83 with tiles of two columns (kept: no gain).
+    fn of(w: usize) -> Layout {
+        if [4, 8].contains(&w) {
+            return Layout {
+                c: 4,
+                g: 32 / w,
+                tiles: 1,
+            };
+        }
+        let c = [4, 2, 1]
+            .into_iter()
+            .find(|c| w.is_multiple_of(8 * c))
+            .unwrap_or(1);
+        Layout {
+            c,
+            g: 1,
+            tiles: w / (8 * c),
+        }
+    }
+
+    /// Subgroup rows that cover `h` image rows.
+    fn rows(self, h: usize) -> usize {
+        h.div_ceil(self.g)
+    }
+}
+
+/// The template with `V`, `G` and `LR` set for `layout` and the markers in `fill` replaced,
 /// every other marker emptied (the entry point not generated keeps an empty body).
-fn fill_template(c: usize, fill: &[(&str, String)]) -> String {
+fn fill_template(layout: Layout, fill: &[(&str, String)]) -> String {
+    let c = layout.c;
     let mut s = TEMPLATE
         .replace("/*V*/", lane_type(c))
         .replace("/*FIRST*/", &comp("v", 0, c))
-        .replace("/*LAST*/", &comp("v", c - 1, c));
+        .replace("/*LAST*/", &comp("v", c - 1, c))
+        .replace("/*G*/", &format!("{}u", layout.g))
+        .replace("/*LR*/", &format!("{}u", 8 / layout.g));
     for (marker, text) in fill {
         s = s.replace(marker, text);
     }
@@ -187,8 +240,26 @@ fn fill_template(c: usize, fill: &[(&str, String)]) -> String {
     s
 }
 
-/// The unrolled WGSL of `forward` for `v` with `c` columns per lane (`transposed`: grad_x).
-fn forward_source(v: RowsVariant, c: usize, transposed: bool) -> String {
+/// WGSL declaring t{tag}_0 ..= t{tag}_2: per lane, the kx-th tap of each of its `c` columns
+/// held in `v`, row `row` of the plane starting at row `plane`.
+fn tap_vectors(tag: &str, v: &str, c: usize, plane: &str, row: &str) -> String {
+    let mut s = taps(tag, v, c, plane, row);
+    for kx in 0..3 {
+        let cols: Vec<String> = (0..c).map(|j| format!("e{tag}_{}", j + kx)).collect();
+        writeln!(
+            s,
+            "let t{tag}_{kx} = {}({});",
+            lane_type(c),
+            cols.join(", ")
+        )
+        .unwrap();
+    }
+    s
+}
+
+/// The unrolled WGSL of `forward` for `v` on `layout` (`transposed`: grad_x).
+fn forward_source(v: RowsVariant, layout: Layout, transposed: bool) -> String {
+    let c = layout.c;
     let (cstride, wrow, tap_j, tap_8) = if transposed {
         ("9u", "ci * rp.cout * 9u", "8u - lane", "0u")
     } else {
@@ -222,22 +293,33 @@ fn forward_source(v: RowsVariant, c: usize, transposed: bool) -> String {
         .unwrap();
     }
     // The P + 2 input rows and their taps: t{r}_{kx} holds, per lane, the kx-th tap of each of
-    // its c columns.
+    // its c columns. With one image row per subgroup row (g = 1) output row q reads input
+    // rows q, q + 1 and q + 2 (t{q}, t{q+1}, t{q+2}); with g > 1 the image rows above and
+    // below each lane's come from v{q+1}'s other lanes and v{q}, v{q+2} (tu{q}, td{q}).
     for r in 0..p + 2 {
         let row = format!("iy0 + {r}");
         writeln!(body, "let v{r} = xrow(plane_row, {row}, tile, lane);").unwrap();
-        body.push_str(&taps(
+        body.push_str(&tap_vectors(
             &r.to_string(),
             &format!("v{r}"),
             c,
             "plane_row",
             &row,
         ));
-        for kx in 0..3 {
-            let cols: Vec<String> = (0..c).map(|j| format!("e{r}_{}", j + kx)).collect();
-            writeln!(body, "let t{r}_{kx} = {vt}({});", cols.join(", ")).unwrap();
-        }
     }
+    let mut rows_of = |q: usize| -> [String; 3] {
+        if layout.g == 1 {
+            return [q, q + 1, q + 2].map(|r| r.to_string());
+        }
+        let (up, down) = (format!("u{q}"), format!("d{q}"));
+        writeln!(body, "let vu{q} = above(v{q}, v{}, lane);", q + 1).unwrap();
+        writeln!(body, "let vd{q} = below(v{}, v{}, lane);", q + 1, q + 2).unwrap();
+        let row = format!("iy0 + {}", q + 1);
+        body.push_str(&tap_vectors(&up, &format!("vu{q}"), c, "plane_row", &row));
+        body.push_str(&tap_vectors(&down, &format!("vd{q}"), c, "plane_row", &row));
+        [up, (q + 1).to_string(), down]
+    };
+    let rows: Vec<[String; 3]> = (0..p).map(&mut rows_of).collect();
     for o in 0..k {
         let (b, j) = (o / 8, o % 8);
         for tap in 0..9 {
@@ -248,13 +330,12 @@ fn forward_source(v: RowsVariant, c: usize, transposed: bool) -> String {
             };
             writeln!(body, "let k{o}_{tap} = {vt}({wv});").unwrap();
         }
-        for q in 0..p {
-            for ky in 0..3 {
+        for (q, tags) in rows.iter().enumerate() {
+            for (ky, tag) in tags.iter().enumerate() {
                 for kx in 0..3 {
                     writeln!(
                         body,
-                        "a{o}_{q} = fma(t{}_{kx}, k{o}_{}, a{o}_{q});",
-                        q + ky,
+                        "a{o}_{q} = fma(t{tag}_{kx}, k{o}_{}, a{o}_{q});",
                         3 * ky + kx
                     )
                     .unwrap();
@@ -275,9 +356,9 @@ fn forward_source(v: RowsVariant, c: usize, transposed: bool) -> String {
         for q in 0..p {
             writeln!(
                 store,
-                "        if oy0 + {q}u < rp.h {{\n\
-                 \x20           let row = (n * rp.cout + co) * rp.h + oy0 + {q}u;\n\
-                 \x20           let i = row * rp.tiles * 8u + tile * 8u + lane;\n\
+                "        if (oy0 + {q}u) * G + lane / LR < rp.h {{\n\
+                 \x20           let plane = (n * rp.cout + co) * rp.h * rp.tiles * 8u / G;\n\
+                 \x20           let i = plane + (oy0 + {q}u) * rp.tiles * 8u + tile * 8u + lane;\n\
                  \x20           var e = bv;\n\
                  \x20           if rp.extra == 2u {{ e = addend[i]; }}\n\
                  \x20           ys[i] = a{o}_{q} + e;\n\
@@ -288,7 +369,7 @@ fn forward_source(v: RowsVariant, c: usize, transposed: bool) -> String {
         store.push_str("    }\n");
     }
     fill_template(
-        c,
+        layout,
         &[
             ("/*P*/", format!("{p}u")),
             ("/*K*/", format!("{k}u")),
@@ -299,9 +380,9 @@ fn forward_source(v: RowsVariant, c: usize, transposed: bool) -> String {
     )
 }
 
-/// The unrolled WGSL of `grad_w` for `v` with `c` columns per lane.
-fn grad_w_source(v: RowsWVariant, c: usize) -> String {
-    let (ko, ci) = (v.ko, v.ci);
+/// The unrolled WGSL of `grad_w` for `v` on `layout`.
+fn grad_w_source(v: RowsWVariant, layout: Layout) -> String {
+    let (ko, ci, c) = (v.ko, v.ci, layout.c);
     let mut acc = String::new();
     for o in 0..ko {
         for i in 0..ci {
@@ -310,9 +391,10 @@ fn grad_w_source(v: RowsWVariant, c: usize) -> String {
             }
         }
     }
-    // Per input channel i: the taps of x rows oy − 1, oy, oy + 1 as x{i}_{0,1,2}_{m} (m the
-    // column from the lane's first − 1 to its last + 1); before the first row, rows −1 (zero)
-    // and 0. Input channels past Cin read the last one (their sums are not stored).
+    // Per input channel i, before the first row: g = 1, the taps of x rows −1 (zero) and 0 as
+    // x{i}_{0,1}_{m} (m the column from the lane's first − 1 to its last + 1); g > 1, the
+    // subgroup rows −1 (zero) and 0 as p{i}, c{i}. Input channels past Cin read the last one
+    // (their sums are not stored).
     let mut start = String::new();
     for i in 0..ci {
         writeln!(
@@ -321,6 +403,11 @@ fn grad_w_source(v: RowsWVariant, c: usize) -> String {
              \x20       let r{i} = xrow(plane{i}, 0, tile, lane);"
         )
         .unwrap();
+        if layout.g > 1 {
+            writeln!(start, "        var p{i} = {}(0.0);", lane_type(c)).unwrap();
+            writeln!(start, "        var c{i} = r{i};").unwrap();
+            continue;
+        }
         let plane = format!("plane{i}");
         start.push_str(&taps(&format!("s{i}"), &format!("r{i}"), c, &plane, "0"));
         for m in 0..c + 2 {
@@ -332,17 +419,34 @@ fn grad_w_source(v: RowsWVariant, c: usize) -> String {
     for o in 0..ko {
         writeln!(row, "let g{o} = gyrow(n, co0 + {o}u, oy, tile, lane);").unwrap();
     }
+    // The taps of each kernel row ky for channel i: `tap(i, ky, m)` names column m's.
     for i in 0..ci {
-        writeln!(row, "let r{i} = xrow(plane{i}, i32(oy) + 1, tile, lane);").unwrap();
         let plane = format!("plane{i}");
-        row.push_str(&taps(
-            &format!("n{i}"),
-            &format!("r{i}"),
-            c,
-            &plane,
-            "i32(oy) + 1",
-        ));
+        writeln!(row, "let r{i} = xrow(plane{i}, i32(oy) + 1, tile, lane);").unwrap();
+        if layout.g > 1 {
+            writeln!(row, "let u{i} = above(p{i}, c{i}, lane);").unwrap();
+            writeln!(row, "let d{i} = below(c{i}, r{i}, lane);").unwrap();
+            for (tag, value) in [("u", "u"), ("c", "c"), ("d", "d")] {
+                let (tag, value) = (format!("{tag}{i}"), format!("{value}{i}"));
+                row.push_str(&taps(&tag, &value, c, &plane, "i32(oy)"));
+            }
+        } else {
+            row.push_str(&taps(
+                &format!("n{i}"),
+                &format!("r{i}"),
+                c,
+                &plane,
+                "i32(oy) + 1",
+            ));
+        }
     }
+    let tap = |i: usize, ky: usize, m: usize| -> String {
+        match (layout.g > 1, ky) {
+            (true, _) => format!("e{}{i}_{m}", ["u", "c", "d"][ky]),
+            (false, 2) => format!("en{i}_{m}"),
+            (false, _) => format!("x{i}_{ky}_{m}"),
+        }
+    };
     // Each sum takes the lane's c products of a row in turn.
     for o in 0..ko {
         for i in 0..ci {
@@ -350,15 +454,11 @@ fn grad_w_source(v: RowsWVariant, c: usize) -> String {
                 for kx in 0..3 {
                     let a = format!("a{o}_{i}_{}", 3 * ky + kx);
                     for j in 0..c {
-                        let xv = if ky == 2 {
-                            format!("en{i}_{}", j + kx)
-                        } else {
-                            format!("x{i}_{ky}_{}", j + kx)
-                        };
                         writeln!(
                             row,
-                            "{a} = fma({}, {xv}, {a});",
-                            comp(&format!("g{o}"), j, c)
+                            "{a} = fma({}, {}, {a});",
+                            comp(&format!("g{o}"), j, c),
+                            tap(i, ky, j + kx)
                         )
                         .unwrap();
                     }
@@ -368,6 +468,10 @@ fn grad_w_source(v: RowsWVariant, c: usize) -> String {
     }
     // Slide the window down a row.
     for i in 0..ci {
+        if layout.g > 1 {
+            writeln!(row, "p{i} = c{i};\nc{i} = r{i};").unwrap();
+            continue;
+        }
         for m in 0..c + 2 {
             writeln!(row, "x{i}_0_{m} = x{i}_1_{m};\nx{i}_1_{m} = en{i}_{m};").unwrap();
         }
@@ -393,7 +497,7 @@ fn grad_w_source(v: RowsWVariant, c: usize) -> String {
         }
     }
     fill_template(
-        c,
+        layout,
         &[
             ("/*CI*/", format!("{ci}u")),
             ("/*KO*/", format!("{ko}u")),
@@ -418,15 +522,6 @@ struct RowP {
     tiles: u32,
 }
 
-/// Columns per lane for a map `w` wide (a multiple of 8): the largest of 4, 2 and 1 whose
-/// tile of 8 lanes divides the row.
-fn columns_per_lane(w: usize) -> usize {
-    [4, 2, 1]
-        .into_iter()
-        .find(|c| w.is_multiple_of(8 * c))
-        .unwrap_or(1)
-}
-
 /// One dispatch of `forward`: src [n, cin, h, w] to dst [n, cout, h, w], with `extra` and its
 /// mode (1 bias, 2 added at the output's index).
 #[allow(clippy::too_many_arguments)]
@@ -442,22 +537,23 @@ fn run(
     if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 16 {
         bail!("conv_subgroup_rows: variant {v} needs k a multiple of 8 and 1 <= p <= 16");
     }
-    let c = columns_per_lane(w);
-    let tiles = w / (8 * c);
+    let layout = Layout::of(w);
     let name = format!(
-        "conv_subgroup_rows_k{}p{}c{c}t{}",
+        "conv_subgroup_rows_k{}p{}c{}g{}t{}",
         v.k,
         v.p,
+        layout.c,
+        layout.g,
         u8::from(transposed)
     );
-    let kernel = super::generated(name, "forward", || forward_source(v, c, transposed));
+    let kernel = super::generated(name, "forward", || forward_source(v, layout, transposed));
     let pr = RowP {
         n: u(n),
         cin: u(cin),
         h: u(h),
         cout: u(cout),
         extra: extra.map_or(0, |e| e.1),
-        tiles: u(tiles),
+        tiles: u(layout.tiles),
         ..Default::default()
     };
     let (bias, addend) = match extra {
@@ -470,12 +566,16 @@ fn run(
         bytemuck::bytes_of(&pr),
         &[src.buf(), wt.buf(), bias.buf(), addend.buf()],
         &[dst.buf()],
-        [u(tiles * h.div_ceil(v.p)), u(cout.div_ceil(v.k)), u(n)],
+        [
+            u(layout.tiles * layout.rows(h).div_ceil(v.p)),
+            u(cout.div_ceil(v.k)),
+            u(n),
+        ],
     )
 }
 
-/// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 on a map a
-/// multiple of 8 columns wide (see [`applies`]), on variant `v`.
+/// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 on a map 4 or
+/// a multiple of 8 columns wide (see [`applies`]), on variant `v`.
 pub fn forward(
     x: &Tensor,
     w: &Tensor,
@@ -571,9 +671,12 @@ pub fn grad_w(
     }
     let g = geometry(x, w, p, 1)?;
     check_gy(&g, gy)?;
-    let c = columns_per_lane(g.w);
-    let name = format!("conv_subgroup_rows_w_ko{}ci{}c{c}", v.ko, v.ci);
-    let kernel = super::generated(name, "grad_w", || grad_w_source(v, c));
+    let layout = Layout::of(g.w);
+    let name = format!(
+        "conv_subgroup_rows_w_ko{}ci{}c{}g{}",
+        v.ko, v.ci, layout.c, layout.g
+    );
+    let kernel = super::generated(name, "grad_w", || grad_w_source(v, layout));
     let numel = g.cout * g.cin * 9;
     let blocks = g.cout.div_ceil(v.ko) * g.cin.div_ceil(v.ci);
     let wanted = v.target.div_ceil(blocks).min(SCRATCH / numel);
@@ -585,7 +688,7 @@ pub fn grad_w(
         cout: u(g.cout),
         per_chunk: u(per_chunk),
         numel: u(numel),
-        tiles: u(g.w / (8 * c)),
+        tiles: u(layout.tiles),
         ..Default::default()
     };
     let out = if chunks == 1 {
