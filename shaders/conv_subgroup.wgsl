@@ -58,11 +58,9 @@ fn forward(
     let ox = ox0 + lane;
     let co0 = wid.y * /*K*/;
     let plane = fp.h * fp.w;
-    let cstride = /*CSTRIDE*/;
     let iy0 = i32(oy0 * /*S*/) - 1;
 /*ACC*/
     for (var ci = 0u; ci < fp.cin; ci++) {
-        let wrow = /*WROW*/;
         let base = (n * fp.cin + ci) * plane;
 /*BODY*/
     }

@@ -75,16 +75,63 @@ fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {
     Ok(g)
 }
 
+/// WGSL loading, for input channel `ci` (`wt` the weights, `co0` the block's first output
+/// channel), the 9 weights of output channels co0 .. co0 + `k` (a multiple of 8) with one
+/// load per 8 of them: w{b}_{j} holds, in lane l, tap l of channel co0 + 8b + j (j < 8);
+/// w{b}_8 holds tap 8 of channel co0 + 8b + l. Channels past Cout read the last one (not
+/// stored). `params` names the parameter block (its `cin` and `cout`); `transposed`: grad_x's
+/// weights, (co, ci, tap) at w[ci, co, 8 − tap]. [`weight`] hands each to every lane.
+pub(super) fn weight_loads(k: usize, params: &str, transposed: bool) -> String {
+    let (cstride, wrow, tap_j, tap_8) = if transposed {
+        (
+            "9u".to_string(),
+            format!("ci * {params}.cout * 9u"),
+            "8u - lane",
+            "0u",
+        )
+    } else {
+        (
+            format!("{params}.cin * 9u"),
+            "ci * 9u".to_string(),
+            "lane",
+            "8u",
+        )
+    };
+    let mut s = format!("let wrow = {wrow};\n");
+    for b in 0..k / 8 {
+        for j in 0..8 {
+            writeln!(
+                s,
+                "let w{b}_{j} = wt[min(co0 + {}u, {params}.cout - 1u) * {cstride} + wrow + {tap_j}];",
+                8 * b + j
+            )
+            .unwrap();
+        }
+        writeln!(
+            s,
+            "let w{b}_8 = wt[min(co0 + {}u + lane, {params}.cout - 1u) * {cstride} + wrow + {tap_8}];",
+            8 * b
+        )
+        .unwrap();
+    }
+    s
+}
+
+/// The WGSL expression of tap `tap` of output channel co0 + `o`, in every lane, from
+/// [`weight_loads`]' values.
+pub(super) fn weight(o: usize, tap: usize) -> String {
+    let (b, j) = (o / 8, o % 8);
+    if tap == 8 {
+        format!("subgroupBroadcast(w{b}_8, {j}u)")
+    } else {
+        format!("subgroupBroadcast(w{b}_{j}, {tap}u)")
+    }
+}
+
 /// The unrolled WGSL of `forward` for `v` at stride `s`, for grad_x (stride 1) with
 /// `transposed`.
 fn forward_source(v: FwdVariant, s: usize, transposed: bool) -> String {
-    let (cstride, wrow, tap_j, tap_8) = if transposed {
-        ("9u", "ci * fp.cout * 9u", "8u - lane", "0u")
-    } else {
-        ("fp.cin * 9u", "ci * 9u", "lane", "8u")
-    };
     let (k, p) = (v.k, v.p);
-    let kb = k / 8;
     let rows = (p - 1) * s + 3;
     let mut acc = String::new();
     for c in 0..k {
@@ -92,25 +139,7 @@ fn forward_source(v: FwdVariant, s: usize, transposed: bool) -> String {
             writeln!(acc, "    var a{c}_{q} = 0.0;").unwrap();
         }
     }
-    let mut body = String::new();
-    // Weights: w{b}_{j} holds, in lane l, tap l of channel co0 + 8b + j (j < 8); w{b}_8 holds
-    // tap 8 of channel co0 + 8b + l. Channels past Cout read the last one (not stored).
-    for b in 0..kb {
-        for j in 0..8 {
-            writeln!(
-                body,
-                "        let w{b}_{j} = wt[min(co0 + {}u, fp.cout - 1u) * cstride + wrow + {tap_j}];",
-                8 * b + j
-            )
-            .unwrap();
-        }
-        writeln!(
-            body,
-            "        let w{b}_8 = wt[min(co0 + {}u + lane, fp.cout - 1u) * cstride + wrow + {tap_8}];",
-            8 * b
-        )
-        .unwrap();
-    }
+    let mut body = weight_loads(k, "fp", transposed);
     for r in 0..rows {
         writeln!(body, "        {{").unwrap();
         writeln!(body, "        let row = iy0 + {r};").unwrap();
@@ -137,14 +166,8 @@ fn forward_source(v: FwdVariant, s: usize, transposed: bool) -> String {
                 continue;
             };
             for c in 0..k {
-                let (b, j) = (c / 8, c % 8);
                 for kx in 0..3 {
-                    let tap = ky * 3 + kx;
-                    let wv = if tap == 8 {
-                        format!("subgroupBroadcast(w{b}_8, {j}u)")
-                    } else {
-                        format!("subgroupBroadcast(w{b}_{j}, {tap}u)")
-                    };
+                    let wv = weight(c, ky * 3 + kx);
                     writeln!(body, "        a{c}_{q} = fma(t{kx}, {wv}, a{c}_{q});").unwrap();
                 }
             }
@@ -179,8 +202,6 @@ fn forward_source(v: FwdVariant, s: usize, transposed: bool) -> String {
         .replace("/*P*/", &format!("{p}u"))
         .replace("/*K*/", &format!("{k}u"))
         .replace("/*S*/", &format!("{s}u"))
-        .replace("/*CSTRIDE*/", cstride)
-        .replace("/*WROW*/", wrow)
         .replace("/*ACC*/\n", &acc)
         .replace("/*BODY*/\n", &body)
         .replace("/*STORE*/\n", &store)

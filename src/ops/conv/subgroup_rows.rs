@@ -100,8 +100,9 @@ pub fn applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
     subgroup::supported(x.gpu()) && geometry(x, w, p, 1).is_ok()
 }
 
-/// How many subgroup rows cover a map `h` × `w` (`w` 4 or a multiple of 8): `h` on maps of
-/// 32 columns and more, fewer on narrower ones, whose subgroup rows hold several image rows.
+/// How many subgroup rows cover a map `h` × `w` (`w` 4 or a multiple of 8): `h` on maps 16
+/// columns wide and more, fewer on those 4 and 8 wide, whose subgroup rows hold several image
+/// rows.
 /// `RowsVariant::p` counts these.
 pub fn subgroup_rows(h: usize, w: usize) -> usize {
     Layout::of(w).rows(h)
@@ -260,11 +261,6 @@ fn tap_vectors(tag: &str, v: &str, c: usize, plane: &str, row: &str) -> String {
 /// The unrolled WGSL of `forward` for `v` on `layout` (`transposed`: grad_x).
 fn forward_source(v: RowsVariant, layout: Layout, transposed: bool) -> String {
     let c = layout.c;
-    let (cstride, wrow, tap_j, tap_8) = if transposed {
-        ("9u", "ci * rp.cout * 9u", "8u - lane", "0u")
-    } else {
-        ("rp.cin * 9u", "ci * 9u", "lane", "8u")
-    };
     let (k, p) = (v.k, v.p);
     let vt = lane_type(c);
     let mut acc = String::new();
@@ -273,25 +269,7 @@ fn forward_source(v: RowsVariant, layout: Layout, transposed: bool) -> String {
             writeln!(acc, "    var a{o}_{q} = {vt}(0.0);").unwrap();
         }
     }
-    let mut body = format!("let wrow = {wrow};\n");
-    // Weights: w{b}_{j} holds, in lane l, tap l of channel co0 + 8b + j (j < 8); w{b}_8 holds
-    // tap 8 of channel co0 + 8b + l. Channels past Cout read the last one (not stored).
-    for b in 0..k / 8 {
-        for j in 0..8 {
-            writeln!(
-                body,
-                "let w{b}_{j} = wt[min(co0 + {}u, rp.cout - 1u) * {cstride} + wrow + {tap_j}];",
-                8 * b + j
-            )
-            .unwrap();
-        }
-        writeln!(
-            body,
-            "let w{b}_8 = wt[min(co0 + {}u + lane, rp.cout - 1u) * {cstride} + wrow + {tap_8}];",
-            8 * b
-        )
-        .unwrap();
-    }
+    let mut body = subgroup::weight_loads(k, "rp", transposed);
     // The P + 2 input rows and their taps: t{r}_{kx} holds, per lane, the kx-th tap of each of
     // its c columns. With one image row per subgroup row (g = 1) output row q reads input
     // rows q, q + 1 and q + 2 (t{q}, t{q+1}, t{q+2}); with g > 1 the image rows above and
@@ -321,14 +299,8 @@ fn forward_source(v: RowsVariant, layout: Layout, transposed: bool) -> String {
     };
     let rows: Vec<[String; 3]> = (0..p).map(&mut rows_of).collect();
     for o in 0..k {
-        let (b, j) = (o / 8, o % 8);
         for tap in 0..9 {
-            let wv = if tap == 8 {
-                format!("subgroupBroadcast(w{b}_8, {j}u)")
-            } else {
-                format!("subgroupBroadcast(w{b}_{j}, {tap}u)")
-            };
-            writeln!(body, "let k{o}_{tap} = {vt}({wv});").unwrap();
+            writeln!(body, "let k{o}_{tap} = {vt}({});", subgroup::weight(o, tap)).unwrap();
         }
         for (q, tags) in rows.iter().enumerate() {
             for (ky, tag) in tags.iter().enumerate() {
