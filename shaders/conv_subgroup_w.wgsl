@@ -24,7 +24,7 @@
 struct WP {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, ho: u32, wo: u32, tiles_x: u32,
-    per_chunk: u32, chunks: u32, numel: u32, pad0: u32,
+    per_chunk: u32, numel: u32, pad0: u32, pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> wp: WP;

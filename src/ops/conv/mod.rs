@@ -54,6 +54,7 @@ pub mod window;
 use crate::autograd::Var;
 use crate::gpu::{groups, Kernel};
 use crate::ops::reduce::sum_to;
+use crate::ops::SCRATCH;
 use crate::tensor::{nchw, DType, Tensor};
 use anyhow::{bail, Result};
 use choice::{paths, Kernels, Path};
@@ -74,18 +75,37 @@ fn even_chunks(items: usize, wanted: usize) -> (usize, usize) {
     (per, items.div_ceil(per))
 }
 
-/// gw (of `w`'s shape) as the sum of `partial` [chunks, numel]'s rows in row order: the
-/// chunk-split grad_w kernels' partial sums (deterministic: the order is fixed).
-fn sum_chunks(partial: &Tensor, w: &Tensor) -> Result<Tensor> {
+/// gw (of `w`'s shape) from a grad_w kernel that runs `blocks` workgroups per chunk of the
+/// `n` images: the images are split so that about `target` workgroups run in all (no more
+/// chunks than SCRATCH holds gw's partial sums for). `run(per_chunk, chunks, out)` records the
+/// kernel, writing gw itself into `out` when there is one chunk, else each chunk's partial
+/// sums into its row of `out` [chunks, numel], which shaders/chunk_sum.wgsl then adds in
+/// chunk order (deterministic: the order is fixed).
+fn chunked_grad_w(
+    w: &Tensor,
+    n: usize,
+    blocks: usize,
+    target: usize,
+    run: impl FnOnce(usize, usize, &Tensor) -> Result<()>,
+) -> Result<Tensor> {
     const SUM: Kernel = Kernel {
         name: "chunk_sum",
         source: include_str!("../../../shaders/chunk_sum.wgsl"),
         entry: "sum",
     };
-    let (chunks, numel) = (partial.shape()[0], w.numel());
-    let gw = Tensor::empty(w.gpu(), w.shape(), DType::F32)?;
+    let (gpu, numel) = (w.gpu(), w.numel());
+    let wanted = target.div_ceil(blocks).min(SCRATCH / numel);
+    let (per_chunk, chunks) = even_chunks(n, wanted);
+    if chunks == 1 {
+        let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
+        run(per_chunk, chunks, &gw)?;
+        return Ok(gw);
+    }
+    let partial = Tensor::empty(gpu, &[chunks, numel], DType::F32)?;
+    run(per_chunk, chunks, &partial)?;
+    let gw = Tensor::empty(gpu, w.shape(), DType::F32)?;
     let params = [u(numel), u(chunks), 0, 0];
-    w.gpu().dispatch(
+    gpu.dispatch(
         &SUM,
         bytemuck::cast_slice(&params),
         &[partial.buf()],

@@ -24,7 +24,6 @@
 
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::gpu::{groups, Kernel};
-use crate::ops::SCRATCH;
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
@@ -649,34 +648,30 @@ pub fn grad_w(
         v.ko, v.ci, layout.c, layout.g
     );
     let kernel = super::generated(name, "grad_w", || grad_w_source(v, layout));
-    let numel = g.cout * g.cin * 9;
-    let blocks = g.cout.div_ceil(v.ko) * g.cin.div_ceil(v.ci);
-    let wanted = v.target.div_ceil(blocks).min(SCRATCH / numel);
-    let (per_chunk, chunks) = super::even_chunks(g.n, wanted);
-    let pr = RowP {
-        n: u(g.n),
-        cin: u(g.cin),
-        h: u(g.h),
-        cout: u(g.cout),
-        per_chunk: u(per_chunk),
-        numel: u(numel),
-        tiles: u(layout.tiles),
-        ..Default::default()
-    };
-    let out = if chunks == 1 {
-        Tensor::empty(gpu, w.shape(), DType::F32)?
-    } else {
-        Tensor::empty(gpu, &[chunks, numel], DType::F32)?
-    };
-    gpu.dispatch(
-        &kernel,
-        bytemuck::bytes_of(&pr),
-        &[x.buf(), gy.buf()],
-        &[out.buf()],
-        [u(g.cin.div_ceil(v.ci)), u(g.cout.div_ceil(v.ko)), u(chunks)],
-    )?;
-    if chunks == 1 {
-        return Ok(out);
-    }
-    super::sum_chunks(&out, w)
+    let blocks = [g.cin.div_ceil(v.ci), g.cout.div_ceil(v.ko)];
+    super::chunked_grad_w(
+        w,
+        g.n,
+        blocks[0] * blocks[1],
+        v.target,
+        |per_chunk, chunks, out| {
+            let pr = RowP {
+                n: u(g.n),
+                cin: u(g.cin),
+                h: u(g.h),
+                cout: u(g.cout),
+                per_chunk: u(per_chunk),
+                numel: u(w.numel()),
+                tiles: u(layout.tiles),
+                ..Default::default()
+            };
+            gpu.dispatch(
+                &kernel,
+                bytemuck::bytes_of(&pr),
+                &[x.buf(), gy.buf()],
+                &[out.buf()],
+                [u(blocks[0]), u(blocks[1]), u(chunks)],
+            )
+        },
+    )
 }

@@ -29,8 +29,7 @@
 
 use super::{check_gy, subgroup, u, Conv2dParams};
 use crate::gpu::Kernel;
-use crate::ops::SCRATCH;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
 
@@ -234,9 +233,8 @@ struct WP {
     wo: u32,
     tiles_x: u32,
     per_chunk: u32,
-    chunks: u32,
     numel: u32,
-    pad0: u32,
+    pad: [u32; 2],
 }
 
 /// gw [Cout, Cin, 3, 3] of y = conv2d(x, w) given gy, for a dense 3×3 convolution with
@@ -255,39 +253,34 @@ pub fn grad_w(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, v: WVariant)
     }
     let g = super::geometry(x, w, p)?;
     check_gy(&g, gy)?;
-    let numel = g.cout * g.cin * 9;
-    let blocks = g.cout.div_ceil(v.ko) * g.cin.div_ceil(v.ci);
-    let wanted = v.target.div_ceil(blocks).min(SCRATCH / numel);
-    let (per_chunk, chunks) = super::even_chunks(g.n, wanted);
-    let pr = WP {
-        n: u(g.n),
-        cin: u(g.cin),
-        h: u(g.h),
-        w: u(g.w),
-        cout: u(g.cout),
-        ho: u(g.ho),
-        wo: u(g.wo),
-        tiles_x: u(g.wo.div_ceil(8)),
-        per_chunk: u(per_chunk),
-        chunks: u(chunks),
-        numel: u(numel),
-        pad0: 0,
-    };
-    let launch = [u(g.cin.div_ceil(v.ci)), u(g.cout.div_ceil(v.ko)), u(chunks)];
-    let out = if chunks == 1 {
-        Tensor::empty(gpu, w.shape(), DType::F32)?
-    } else {
-        Tensor::empty(gpu, &[chunks, numel], DType::F32)?
-    };
-    gpu.dispatch(
-        &kernel(v, p.stride)?,
-        bytemuck::bytes_of(&pr),
-        &[x.buf(), gy.buf()],
-        &[out.buf()],
-        launch,
-    )?;
-    if chunks == 1 {
-        return Ok(out);
-    }
-    super::sum_chunks(&out, w)
+    let kernel = kernel(v, p.stride)?;
+    let blocks = [g.cin.div_ceil(v.ci), g.cout.div_ceil(v.ko)];
+    super::chunked_grad_w(
+        w,
+        g.n,
+        blocks[0] * blocks[1],
+        v.target,
+        |per_chunk, chunks, out| {
+            let pr = WP {
+                n: u(g.n),
+                cin: u(g.cin),
+                h: u(g.h),
+                w: u(g.w),
+                cout: u(g.cout),
+                ho: u(g.ho),
+                wo: u(g.wo),
+                tiles_x: u(g.wo.div_ceil(8)),
+                per_chunk: u(per_chunk),
+                numel: u(w.numel()),
+                pad: [0; 2],
+            };
+            gpu.dispatch(
+                &kernel,
+                bytemuck::bytes_of(&pr),
+                &[x.buf(), gy.buf()],
+                &[out.buf()],
+                [u(blocks[0]), u(blocks[1]), u(chunks)],
+            )
+        },
+    )
 }
