@@ -24,6 +24,7 @@ use lskbb::ops::conv::pointwise_subgroup::{self, PW_VARIANTS, PW_W_VARIANTS};
 use lskbb::ops::conv::subgroup::{self, FWD_VARIANTS};
 use lskbb::ops::conv::subgroup_rows::{self, ROWS_VARIANTS, ROWS_W_VARIANTS};
 use lskbb::ops::conv::subgroup_w::{self, W_VARIANTS};
+use lskbb::ops::conv::winograd_rows;
 use lskbb::ops::conv::{
     conv2d_forward_with, conv2d_grad_w_with, conv2d_grad_x_with, Conv2dParams, ConvAlgo,
 };
@@ -195,6 +196,11 @@ fn main() -> Result<()> {
                     subgroup_rows::forward(&x, &w, None, p, v)
                 })?;
             }
+            if winograd_rows::applies(&x, &w, p) {
+                compare(&gpu, reps, "forward winograd", fwd, ROWS_VARIANTS, |v| {
+                    winograd_rows::forward(&x, &w, None, p, v)
+                })?;
+            }
         }
         let gx = || conv2d_grad_x_with(&x, &w, &gy, None, p, auto);
         if pass("grad_x") && subgroup::grad_x_applies(&x, &w, p) {
@@ -206,6 +212,11 @@ fn main() -> Result<()> {
             {
                 compare(&gpu, reps, "grad_x", gx, ROWS_VARIANTS, |v| {
                     subgroup_rows::grad_x(&x, &w, &gy, None, p, v)
+                })?;
+            }
+            if winograd_rows::grad_x_applies(&x, &w, p) {
+                compare(&gpu, reps, "grad_x winograd", gx, ROWS_VARIANTS, |v| {
+                    winograd_rows::grad_x(&x, &w, &gy, None, p, v)
                 })?;
             }
         }

@@ -76,6 +76,16 @@ fn below(cur: V, next: V, lane: u32) -> V {
     return select(subgroupShuffleDown(cur, LR), subgroupShuffleUp(next, 8u - LR), lane >= 8u - LR);
 }
 
+// above and below for one f32 per lane (src/ops/conv/winograd_rows.rs: a row's transformed
+// values, which move between lanes as the columns they were made from).
+fn above_f32(prev: f32, cur: f32, lane: u32) -> f32 {
+    return select(subgroupShuffleUp(cur, LR), subgroupShuffleDown(prev, 8u - LR), lane < LR);
+}
+
+fn below_f32(cur: f32, next: f32, lane: u32) -> f32 {
+    return select(subgroupShuffleDown(cur, LR), subgroupShuffleUp(next, 8u - LR), lane >= 8u - LR);
+}
+
 // The column left of the lane's first: its left neighbour's last; an image row's first lane
 // reads the previous tile's last column (zero at the map's left edge).
 fn left_of(v: V, plane_row: u32, row: i32, tile: u32, lane: u32) -> f32 {
@@ -102,7 +112,7 @@ fn right_of(v: V, plane_row: u32, row: i32, tile: u32, lane: u32) -> f32 {
     return r;
 }
 
-@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array</*WT*/>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> addend: array<V>;
 @group(0) @binding(5) var<storage, read_write> ys: array<V>;

@@ -6,8 +6,8 @@ use super::depthwise::Depthwise;
 use super::depthwise_cpu::DwVariant;
 use super::window::WindowConv;
 use super::{
-    cpu, depthwise_subgroup, pointwise_subgroup, subgroup, subgroup_rows, subgroup_w, Conv2dParams,
-    ConvAlgo, Geometry,
+    cpu, depthwise_subgroup, pointwise_subgroup, subgroup, subgroup_rows, subgroup_w,
+    winograd_rows, Conv2dParams, ConvAlgo, Geometry,
 };
 use crate::tensor::Tensor;
 use anyhow::{bail, Result};
@@ -62,6 +62,9 @@ pub(super) enum Path {
     Rows(subgroup_rows::RowsVariant),
     /// Their grad_w.
     RowsW(subgroup_rows::RowsWVariant),
+    /// The dense stride-1 3×3 forward and grad_x by the row Winograd transform
+    /// (`winograd_rows`).
+    Winograd(subgroup_rows::RowsVariant),
     /// The depthwise kernels that share loads across an 8-lane subgroup
     /// (`depthwise_subgroup`), forward and grad_x.
     DepthwiseSubgroup(depthwise_subgroup::DwSgVariant),
@@ -437,6 +440,25 @@ fn cpu_defaults(
     if subgroup_rows::grad_x_applies(x, w, p) {
         ks.grad_x.insert(0, Path::Rows(rows));
     }
+    // Forward and grad_x by the row Winograd transform on maps 4, 8, 16 or a multiple of 32
+    // wide, past the compact passes (its kernels take 0.5-3 s to compile). Over the kernels
+    // above (lavapipe, batch 32, CPU time side by side, fastest of 9-15 rounds,
+    // examples/conv_rows_ab.rs): forward 1.4x (16→16 32², k16p4), 1.2x (32→32 16²), 1.3x
+    // (64→64 8², k16p2); grad_x 1.5x, 1.9x, 1.3x; in the plain 32×32 batch-16 step's profile
+    // the dense 3×3 forward and grad_x took 257-277 ms against 387. k16p8 was faster on some
+    // maps, slower on others, and compiles in about 10 s: the block stays at 4 rows.
+    let wino = subgroup_rows::RowsVariant {
+        k: 16,
+        p: winograd_rows::subgroup_rows(g.h, g.w)
+            .next_power_of_two()
+            .clamp(2, 4),
+    };
+    if !compact && winograd_rows::applies(x, w, p) {
+        ks.forward.insert(0, Path::Winograd(wino));
+    }
+    if !compact && winograd_rows::grad_x_applies(x, w, p) {
+        ks.grad_x.insert(0, Path::Winograd(wino));
+    }
 }
 
 /// The tiled depthwise kernels' plan for a stride-1 depthwise convolution, where they fit.
@@ -490,6 +512,7 @@ impl Path {
             Path::SubgroupW(v) => format!("subgroup-w-ko{}ci{}", v.ko, v.ci),
             Path::Rows(v) => format!("subgroup-rows-k{}p{}", v.k, v.p),
             Path::RowsW(v) => format!("subgroup-rows-w-ko{}ci{}", v.ko, v.ci),
+            Path::Winograd(v) => format!("winograd-rows-k{}p{}", v.k, v.p),
             Path::DepthwiseSubgroup(v) => format!("subgroup-dw-p{}", v.p),
             Path::PointwiseSubgroup(v) => format!("subgroup-1x1-k{}p{}", v.k, v.p),
             Path::PointwiseSubgroupW(v) => format!("subgroup-1x1-w-ko{}ci{}", v.ko, v.ci),

@@ -50,6 +50,7 @@ pub mod subgroup;
 pub mod subgroup_rows;
 pub mod subgroup_w;
 pub mod window;
+pub mod winograd_rows;
 
 use crate::autograd::Var;
 use crate::gpu::{groups, Kernel};
@@ -485,6 +486,7 @@ fn forward(
         Path::DepthwiseCpu(v) => depthwise_cpu::forward(x, w, b, p, v),
         Path::Subgroup(v) => subgroup::forward(x, w, b, p, v),
         Path::Rows(v) => subgroup_rows::forward(x, w, b, p, v),
+        Path::Winograd(v) => winograd_rows::forward(x, w, b, p, v),
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::forward(x, w, b, p, v),
         Path::PointwiseSubgroup(v) => pointwise_subgroup::forward(x, w, b, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::forward(g, p, x, w, b),
@@ -556,6 +558,7 @@ fn grad_x(
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_x(x, w, gy, acc, p, v),
         Path::Subgroup(v) => subgroup::grad_x(x, w, gy, acc, p, v),
         Path::Rows(v) => subgroup_rows::grad_x(x, w, gy, acc, p, v),
+        Path::Winograd(v) => winograd_rows::grad_x(x, w, gy, acc, p, v),
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::grad_x(x, w, gy, acc, p, v),
         Path::PointwiseSubgroup(v) => pointwise_subgroup::grad_x(x, w, gy, acc, p, v),
         Path::Gemm | Path::GemmSplit(_) => gemm::grad_x(g, p, w, gy, acc),
@@ -591,6 +594,7 @@ fn grad_wb(
         | Path::Cpu(_)
         | Path::Subgroup(_)
         | Path::Rows(_)
+        | Path::Winograd(_)
         | Path::DepthwiseSubgroup(_)
         | Path::PointwiseSubgroup(_) => direct::grad_wb(g, p, x, gy, bias),
         Path::CpuW(v) => cpu::grad_w(x, w, gy, bias, p, v),

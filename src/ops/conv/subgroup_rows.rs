@@ -113,7 +113,12 @@ pub fn grad_x_applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
 }
 
 /// The geometry of a convolution these kernels run at strides up to `max_stride`.
-fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams, max_stride: usize) -> Result<Geometry> {
+pub(super) fn geometry(
+    x: &Tensor,
+    w: &Tensor,
+    p: Conv2dParams,
+    max_stride: usize,
+) -> Result<Geometry> {
     let g = super::geometry(x, w, p)?;
     if p.groups != 1
         || (g.kh, g.kw) != (3, 3)
@@ -136,7 +141,7 @@ fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams, max_stride: usize) -> Resul
 }
 
 /// The WGSL type of a lane's `c` columns.
-fn lane_type(c: usize) -> &'static str {
+pub(super) fn lane_type(c: usize) -> &'static str {
     match c {
         1 => "f32",
         2 => "vec2<f32>",
@@ -145,7 +150,7 @@ fn lane_type(c: usize) -> &'static str {
 }
 
 /// Component `j` of a lane's `c` columns held in `name`.
-fn comp(name: &str, j: usize, c: usize) -> String {
+pub(super) fn comp(name: &str, j: usize, c: usize) -> String {
     if c == 1 {
         name.to_string()
     } else {
@@ -155,7 +160,7 @@ fn comp(name: &str, j: usize, c: usize) -> String {
 
 /// WGSL declaring e{tag}_0 ..= e{tag}_{c+1}: the columns left of, under and right of a lane's
 /// `c` columns held in `v`, row `row` of the plane starting at row `plane`.
-fn taps(tag: &str, v: &str, c: usize, plane: &str, row: &str) -> String {
+pub(super) fn taps(tag: &str, v: &str, c: usize, plane: &str, row: &str) -> String {
     let mut s = format!("let e{tag}_0 = left_of({v}, {plane}, {row}, tile, lane);\n");
     for j in 0..c {
         writeln!(s, "let e{tag}_{} = {};", j + 1, comp(v, j, c)).unwrap();
@@ -172,10 +177,10 @@ fn taps(tag: &str, v: &str, c: usize, plane: &str, row: &str) -> String {
 /// How a subgroup holds a map `w` columns wide: `c` columns per lane, `g` image rows per
 /// subgroup row (1: a tile of 8·c columns of one image row), `tiles` per image row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Layout {
-    c: usize,
-    g: usize,
-    tiles: usize,
+pub(super) struct Layout {
+    pub(super) c: usize,
+    pub(super) g: usize,
+    pub(super) tiles: usize,
 }
 
 impl Layout {
@@ -185,7 +190,7 @@ impl Layout {
     /// forward and grad_x took 137, 60 and 70 ms with 4 image rows per subgroup row against
     /// 190, 85 and 116 with a tile of one column per lane; the 16-wide layers' 86, 64 and 80
     /// ms with 2 rows against 94, 60 and 83 with tiles of two columns (kept: no gain).
-    fn of(w: usize) -> Layout {
+    pub(super) fn of(w: usize) -> Layout {
         if [4, 8].contains(&w) {
             return Layout {
                 c: 4,
@@ -205,14 +210,15 @@ impl Layout {
     }
 
     /// Subgroup rows that cover `h` image rows.
-    fn rows(self, h: usize) -> usize {
+    pub(super) fn rows(self, h: usize) -> usize {
         h.div_ceil(self.g)
     }
 }
 
 /// The template with `V`, `G` and `LR` set for `layout` and the markers in `fill` replaced,
-/// every other marker emptied (the entry point not generated keeps an empty body).
-fn fill_template(layout: Layout, fill: &[(&str, String)]) -> String {
+/// `/*WT*/` (the weights' element type) f32 unless given, every other marker emptied (the
+/// entry point not generated keeps an empty body).
+pub(super) fn fill_template(layout: Layout, fill: &[(&str, String)]) -> String {
     let c = layout.c;
     let mut s = TEMPLATE
         .replace("/*V*/", lane_type(c))
@@ -226,6 +232,7 @@ fn fill_template(layout: Layout, fill: &[(&str, String)]) -> String {
     for marker in ["/*P*/", "/*K*/", "/*CI*/", "/*KO*/"] {
         s = s.replace(marker, "1u");
     }
+    s = s.replace("/*WT*/", "f32");
     for marker in [
         "/*ACC*/",
         "/*BODY*/",
@@ -482,15 +489,15 @@ fn grad_w_source(v: RowsWVariant, layout: Layout) -> String {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
-struct RowP {
-    n: u32,
-    cin: u32,
-    h: u32,
-    cout: u32,
-    extra: u32,
-    per_chunk: u32,
-    numel: u32,
-    tiles: u32,
+pub(super) struct RowP {
+    pub(super) n: u32,
+    pub(super) cin: u32,
+    pub(super) h: u32,
+    pub(super) cout: u32,
+    pub(super) extra: u32,
+    pub(super) per_chunk: u32,
+    pub(super) numel: u32,
+    pub(super) tiles: u32,
 }
 
 /// One dispatch of `forward`: src [n, cin, h, w] to dst [n, cout, h, w], with `extra` and its
@@ -599,7 +606,7 @@ pub fn grad_x(
 
 /// gy [N, C, Ho, W / 2] spread onto [N, C, h, w] (w a multiple of 4): gy's values at even
 /// rows and columns, zero between.
-fn zero_spread(gy: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+pub(super) fn zero_spread(gy: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     const SPREAD: Kernel = Kernel {
         name: "zero_spread",
         source: include_str!("../../../shaders/zero_spread.wgsl"),

@@ -1,0 +1,364 @@
+//! Dense 3×3 convolutions at stride 1 by the one-dimensional Winograd transform along each
+//! map row (Lavin & Gray 2016, "Fast Algorithms for Convolutional Neural Networks"), forward
+//! and grad_x, for lavapipe: on the row-tile layout of `subgroup_rows` with four columns per
+//! lane.
+//!
+//! lavapipe runs a kernel's arithmetic as 8-wide vector instructions, an FMA as a multiply
+//! and an add (its NIR options lower ffma). F(4, 3) computes the 4 outputs of a 3-tap row
+//! filter from the 6 input columns under and beside them with 6 products instead of 12:
+//! y = Aᵀ[(G g) ⊙ (Bᵀ d)] (points 0, ±1, ±2, ∞); the sums over input channels and kernel
+//! rows are linear, so they are taken on the 6 transformed products and Aᵀ is applied once
+//! per output at the end. Per input channel and row, Bᵀ d is computed once and used by every
+//! output channel and the three kernel rows it meets; the weights' G g once per call
+//! (`shaders/winograd_weights.wgsl`). Half the products did not make the passes twice as
+//! fast: each sum is kept in memory between input channels and takes 3 products per visit
+//! instead of 9 (lavapipe, batch 32, CPU time side by side: forward and grad_x 1.2-1.5x over
+//! `subgroup_rows`' default). The weight gradient by the dual transform, F(3, 4), with one
+//! product per sum and row, was no faster than `subgroup_rows`' grad_w, nor with 2 or 4 rows
+//! per step (BENCHMARKS.md, session 11), and is not here.
+//!
+//! Maps 4, 8 and 16 wide hold 8, 4 and 2 image rows per subgroup row (the transformed rows
+//! above and below a lane's come from the other lanes, as the columns they were made from),
+//! maps a multiple of 32 wide tiles of 32 columns. `examples/conv_subgroup_lab.rs` times
+//! them against `subgroup_rows`; `choice` picks them.
+
+use super::subgroup_rows::{
+    self, comp, fill_template, geometry, taps, zero_spread, Layout, RowP, RowsVariant,
+};
+use super::{check_gy, subgroup, u, Conv2dParams};
+use crate::gpu::{groups, Kernel};
+use crate::tensor::{DType, Tensor};
+use anyhow::{bail, Result};
+use std::fmt::Write as _;
+
+/// The layout these kernels run on a map `w` columns wide: four columns per lane, several
+/// image rows per subgroup row on maps 4, 8 and 16 wide, tiles of 32 columns on maps a
+/// multiple of 32 wide; None on others.
+fn layout(w: usize) -> Option<Layout> {
+    match w {
+        4 | 8 | 16 => Some(Layout {
+            c: 4,
+            g: 32 / w,
+            tiles: 1,
+        }),
+        _ if w.is_multiple_of(32) => Some(Layout {
+            c: 4,
+            g: 1,
+            tiles: w / 32,
+        }),
+        _ => None,
+    }
+}
+
+/// Whether `forward` runs this convolution: as `subgroup_rows::applies`, on a
+/// map 4, 8, 16 or a multiple of 32 columns wide.
+pub fn applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
+    subgroup_rows::applies(x, w, p) && layout(x.shape()[3]).is_some()
+}
+
+/// Whether `grad_x` runs this convolution: as [`applies`], at stride 1 or 2.
+pub fn grad_x_applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
+    subgroup_rows::grad_x_applies(x, w, p) && layout(x.shape()[3]).is_some()
+}
+
+/// How many subgroup rows cover a map `h` × `w` here (`RowsVariant::p` counts these); 0 on
+/// maps these kernels do not run.
+pub fn subgroup_rows(h: usize, w: usize) -> usize {
+    layout(w).map_or(0, |l| l.rows(h))
+}
+
+/// The layout of a map `w` wide, or an error naming the widths these kernels take.
+fn layout_of(w: usize) -> Result<Layout> {
+    match layout(w) {
+        Some(l) => Ok(l),
+        None => bail!(
+            "conv_winograd_rows: only maps 4, 8, 16 or a multiple of 32 columns wide, got {w}"
+        ),
+    }
+}
+
+/// Bᵀ d: the 6 transformed values of the columns d0 ..= d5 (`d(j)` names column j).
+fn input_transform(d: impl Fn(usize) -> String) -> [String; 6] {
+    let [d0, d1, d2, d3, d4, d5] = [0, 1, 2, 3, 4, 5].map(d);
+    [
+        format!("4.0 * {d0} - 5.0 * {d2} + {d4}"),
+        format!("{d3} + {d4} - 4.0 * ({d1} + {d2})"),
+        format!("4.0 * ({d1} - {d2}) + {d4} - {d3}"),
+        format!("2.0 * ({d3} - {d1}) + {d4} - {d2}"),
+        format!("2.0 * ({d1} - {d3}) + {d4} - {d2}"),
+        format!("4.0 * {d1} - 5.0 * {d3} + {d5}"),
+    ]
+}
+
+/// WGSL declaring `{name}_0 ..= {name}_5`, Bᵀ of the 6 columns under and beside lane's 4
+/// held in `v` (row `row` of the plane starting at row `plane`).
+fn transformed_row(name: &str, v: &str, plane: &str, row: &str) -> String {
+    let mut s = taps(name, v, 4, plane, row);
+    for (t, e) in input_transform(|j| format!("e{name}_{j}"))
+        .iter()
+        .enumerate()
+    {
+        writeln!(s, "let {name}_{t} = {e};").unwrap();
+    }
+    s
+}
+
+/// The transformed rows a subgroup row q's three kernel rows meet: with one image row per
+/// subgroup row, rows q, q + 1 and q + 2 of those loaded (`r{q}`); with several, the rows
+/// above and below each lane's from the other lanes (`ru{q}`, `rd{q}`), written into `body`.
+fn kernel_rows(body: &mut String, layout: Layout, q: usize) -> [String; 3] {
+    if layout.g == 1 {
+        return [q, q + 1, q + 2].map(|r| format!("r{r}"));
+    }
+    for t in 0..6 {
+        writeln!(
+            body,
+            "let ru{q}_{t} = above_f32(r{q}_{t}, r{}_{t}, lane);\n\
+             let rd{q}_{t} = below_f32(r{}_{t}, r{}_{t}, lane);",
+            q + 1,
+            q + 1,
+            q + 2
+        )
+        .unwrap();
+    }
+    [format!("ru{q}"), format!("r{}", q + 1), format!("rd{q}")]
+}
+
+/// The unrolled WGSL of `forward` for `v` on `layout` (grad_x too: the transposed, flipped
+/// kernel is in the transformed weights, [`transformed_weights`]).
+fn forward_source(v: RowsVariant, layout: Layout) -> String {
+    let (k, p) = (v.k, v.p);
+    let mut acc = String::new();
+    for o in 0..k {
+        for q in 0..p {
+            for t in 0..6 {
+                writeln!(acc, "    var m{o}_{q}_{t} = 0.0;").unwrap();
+            }
+        }
+    }
+    // The K channels' 18 transformed weights of input channel ci lie together in `wt` (vec4s,
+    // output channels padded to a multiple of 8): lane l loads vec4s l, l + 8, ..; each is
+    // broadcast once.
+    let vec4s = k * 18 / 4;
+    let mut body =
+        String::from("let ubase = (ci * ((rp.cout + 7u) / 8u * 8u) + co0) * 18u / 4u;\n");
+    for m in 0..vec4s.div_ceil(8) {
+        writeln!(
+            body,
+            "let u{m} = wt[min(ubase + {}u + lane, arrayLength(&wt) - 1u)];",
+            8 * m
+        )
+        .unwrap();
+    }
+    for i in 0..vec4s {
+        writeln!(
+            body,
+            "let b{i} = subgroupBroadcast(u{}, {}u);",
+            i / 8,
+            i % 8
+        )
+        .unwrap();
+    }
+    for r in 0..p + 2 {
+        let row = format!("iy0 + {r}");
+        writeln!(body, "let v{r} = xrow(plane_row, {row}, tile, lane);").unwrap();
+        body.push_str(&transformed_row(
+            &format!("r{r}"),
+            &format!("v{r}"),
+            "plane_row",
+            &row,
+        ));
+    }
+    let rows: Vec<[String; 3]> = (0..p).map(|q| kernel_rows(&mut body, layout, q)).collect();
+    // Each sum takes its three kernel rows' products in turn (measured on lavapipe: as fast
+    // as blocks of 2 channels × 4 rows, which a compiler could keep in registers).
+    for t in 0..6 {
+        for o in 0..k {
+            for (q, tags) in rows.iter().enumerate() {
+                for (ky, tag) in tags.iter().enumerate() {
+                    let f = o * 18 + ky * 6 + t;
+                    writeln!(
+                        body,
+                        "m{o}_{q}_{t} = fma({tag}_{t}, {}, m{o}_{q}_{t});",
+                        comp(&format!("b{}", f / 4), f % 4, 4)
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+    let mut store = String::new();
+    for o in 0..k {
+        writeln!(
+            store,
+            "    if co0 + {o}u < rp.cout {{\n\
+             \x20       let co = co0 + {o}u;\n\
+             \x20       var bv = V(0.0);\n\
+             \x20       if rp.extra == 1u {{ bv = V(bias[co]); }}"
+        )
+        .unwrap();
+        for q in 0..p {
+            // Aᵀ m: the lane's 4 outputs.
+            let m = |t: usize| format!("m{o}_{q}_{t}");
+            writeln!(
+                store,
+                "        if (oy0 + {q}u) * G + lane / LR < rp.h {{\n\
+                 \x20           let plane = (n * rp.cout + co) * rp.h * rp.tiles * 8u / G;\n\
+                 \x20           let i = plane + (oy0 + {q}u) * rp.tiles * 8u + tile * 8u + lane;\n\
+                 \x20           var e = bv;\n\
+                 \x20           if rp.extra == 2u {{ e = addend[i]; }}\n\
+                 \x20           let s12 = {m1} + {m2};\n\
+                 \x20           let d12 = {m1} - {m2};\n\
+                 \x20           let s34 = {m3} + {m4};\n\
+                 \x20           let d34 = {m3} - {m4};\n\
+                 \x20           ys[i] = vec4<f32>({m0} + s12 + s34, d12 + 2.0 * d34, \
+                 s12 + 4.0 * s34, d12 + 8.0 * d34 + {m5}) + e;\n\
+                 \x20       }}",
+                m0 = m(0),
+                m1 = m(1),
+                m2 = m(2),
+                m3 = m(3),
+                m4 = m(4),
+                m5 = m(5),
+            )
+            .unwrap();
+        }
+        store.push_str("    }\n");
+    }
+    fill_template(
+        layout,
+        &[
+            ("/*WT*/", "vec4<f32>".to_string()),
+            ("/*P*/", format!("{p}u")),
+            ("/*K*/", format!("{k}u")),
+            ("/*ACC*/", acc),
+            ("/*BODY*/", body),
+            ("/*STORE*/", store),
+        ],
+    )
+}
+
+/// G g of every (source channel, destination channel, kernel row) of the correlation the
+/// forward kernel runs: [cin, cout rounded up to 8, 3, 6] (zeros past cout); `transposed`:
+/// grad_x's, weight (co, ci, ky, kx) at w[ci, co, 2 − ky, 2 − kx].
+fn transformed_weights(w: &Tensor, cin: usize, cout: usize, transposed: bool) -> Result<Tensor> {
+    const TRANSFORM: Kernel = Kernel {
+        name: "winograd_weights",
+        source: include_str!("../../../shaders/winograd_weights.wgsl"),
+        entry: "transform",
+    };
+    let coutp = cout.next_multiple_of(8);
+    let rows = cin * coutp * 3;
+    let out = Tensor::empty(w.gpu(), &[rows * 6], DType::F32)?;
+    let params = [u(cin), u(cout), u(coutp), u32::from(transposed)];
+    w.gpu().dispatch(
+        &TRANSFORM,
+        bytemuck::cast_slice(&params),
+        &[w.buf()],
+        &[out.buf()],
+        groups(rows.div_ceil(64)),
+    )?;
+    Ok(out)
+}
+
+/// One dispatch of `forward`: src [n, cin, h, w] to dst [n, cout, h, w], with `extra` and its
+/// mode (1 bias, 2 added at the output's index).
+#[allow(clippy::too_many_arguments)]
+fn run(
+    v: RowsVariant,
+    transposed: bool,
+    [n, cin, h, w, cout]: [usize; 5],
+    src: &Tensor,
+    wt: &Tensor,
+    extra: Option<(&Tensor, u32)>,
+    dst: &Tensor,
+) -> Result<()> {
+    if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 16 {
+        bail!("conv_winograd_rows: variant {v} needs k a multiple of 8 and 1 <= p <= 16");
+    }
+    let layout = layout_of(w)?;
+    let name = format!("conv_winograd_rows_k{}p{}g{}", v.k, v.p, layout.g);
+    let kernel = super::generated(name, "forward", || forward_source(v, layout));
+    let uw = transformed_weights(wt, cin, cout, transposed)?;
+    let pr = RowP {
+        n: u(n),
+        cin: u(cin),
+        h: u(h),
+        cout: u(cout),
+        extra: extra.map_or(0, |e| e.1),
+        tiles: u(layout.tiles),
+        ..Default::default()
+    };
+    let (bias, addend) = match extra {
+        Some((t, 1)) => (t, &uw),
+        Some((t, _)) => (&uw, t),
+        None => (&uw, &uw),
+    };
+    src.gpu().dispatch(
+        &kernel,
+        bytemuck::bytes_of(&pr),
+        &[src.buf(), uw.buf(), bias.buf(), addend.buf()],
+        &[dst.buf()],
+        [
+            u(layout.tiles * layout.rows(h).div_ceil(v.p)),
+            u(cout.div_ceil(v.k)),
+            u(n),
+        ],
+    )
+}
+
+/// The device check every entry point makes.
+fn check_device(x: &Tensor) -> Result<()> {
+    if !subgroup::supported(x.gpu()) {
+        bail!("conv_winograd_rows: this device lacks subgroups of at least 8 lanes");
+    }
+    Ok(())
+}
+
+/// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 (see
+/// [`applies`]), on variant `v`.
+pub fn forward(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    p: Conv2dParams,
+    v: RowsVariant,
+) -> Result<Tensor> {
+    check_device(x)?;
+    let g = geometry(x, w, p, 1)?;
+    layout_of(g.w)?;
+    super::check_bias("conv_winograd_rows", b, g.cout)?;
+    let y = Tensor::empty(x.gpu(), &[g.n, g.cout, g.h, g.w], DType::F32)?;
+    let dims = [g.n, g.cin, g.h, g.w, g.cout];
+    run(v, false, dims, x, w, b.map(|b| (b, 1)), &y)?;
+    Ok(y)
+}
+
+/// gx of y = conv2d(x, w) + b given gy, plus `acc` (of x's shape) when given, as the forward
+/// correlation of gy with the transposed, flipped kernel (see [`grad_x_applies`]); at stride
+/// 2, of gy spread onto x's grid with zeros between (as `subgroup_rows::grad_x`). `x` gives
+/// the input's shape only.
+pub fn grad_x(
+    x: &Tensor,
+    w: &Tensor,
+    gy: &Tensor,
+    acc: Option<&Tensor>,
+    p: Conv2dParams,
+    v: RowsVariant,
+) -> Result<Tensor> {
+    check_device(x)?;
+    let g = geometry(x, w, p, 2)?;
+    layout_of(g.w)?;
+    check_gy(&g, gy)?;
+    super::check_acc("conv_winograd_rows", acc, x.shape())?;
+    let gx = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
+    let dims = [g.n, g.cout, g.h, g.w, g.cin];
+    let extra = acc.map(|a| (a, 2));
+    if p.stride == 1 {
+        run(v, true, dims, gy, w, extra, &gx)?;
+    } else {
+        let spread = zero_spread(gy, g.h, g.w)?;
+        run(v, true, dims, &spread, w, extra, &gx)?;
+    }
+    Ok(gx)
+}
