@@ -369,10 +369,9 @@ fn grad_w_source(v: RowsWVariant, layout: Layout) -> String {
             }
         }
     }
-    // Per input channel i, before the first row: g = 1, the taps of x rows −1 (zero) and 0 as
-    // x{i}_{0,1}_{m} (m the column from the lane's first − 1 to its last + 1); g > 1, the
-    // subgroup rows −1 (zero) and 0 as p{i}, c{i}. Input channels past Cin read the last one
-    // (their sums are not stored).
+    // Per input channel i, before the first row: the taps of x's (subgroup) rows −1 (zero)
+    // and 0 as x{i}_{0,1}_{m} (m the column from the lane's first − 1 to its last + 1). Input
+    // channels past Cin read the last one (their sums are not stored).
     let mut start = String::new();
     for i in 0..ci {
         writeln!(
@@ -381,11 +380,6 @@ fn grad_w_source(v: RowsWVariant, layout: Layout) -> String {
              \x20       let r{i} = xrow(plane{i}, 0, tile, lane);"
         )
         .unwrap();
-        if layout.g > 1 {
-            writeln!(start, "        var p{i} = {}(0.0);", lane_type(c)).unwrap();
-            writeln!(start, "        var c{i} = r{i};").unwrap();
-            continue;
-        }
         let plane = format!("plane{i}");
         start.push_str(&taps(&format!("s{i}"), &format!("r{i}"), c, &plane, "0"));
         for m in 0..c + 2 {
@@ -397,32 +391,38 @@ fn grad_w_source(v: RowsWVariant, layout: Layout) -> String {
     for o in 0..ko {
         writeln!(row, "let g{o} = gyrow(n, co0 + {o}u, oy, tile, lane);").unwrap();
     }
-    // The taps of each kernel row ky for channel i: `tap(i, ky, m)` names column m's.
+    // The taps of each kernel row ky for channel i: `tap(i, ky, m)` names column m's. The
+    // next row's taps come from its load; with g > 1 the taps of the image rows above and
+    // below a lane's are those of the lanes LR up and down (the taps move between lanes as
+    // the columns they come from), taken from the kept rows' by shuffles.
     for i in 0..ci {
         let plane = format!("plane{i}");
         writeln!(row, "let r{i} = xrow(plane{i}, i32(oy) + 1, tile, lane);").unwrap();
+        row.push_str(&taps(
+            &format!("n{i}"),
+            &format!("r{i}"),
+            c,
+            &plane,
+            "i32(oy) + 1",
+        ));
         if layout.g > 1 {
-            writeln!(row, "let u{i} = above(p{i}, c{i}, lane);").unwrap();
-            writeln!(row, "let d{i} = below(c{i}, r{i}, lane);").unwrap();
-            for (tag, value) in [("u", "u"), ("c", "c"), ("d", "d")] {
-                let (tag, value) = (format!("{tag}{i}"), format!("{value}{i}"));
-                row.push_str(&taps(&tag, &value, c, &plane, "i32(oy)"));
+            for m in 0..c + 2 {
+                writeln!(
+                    row,
+                    "let eu{i}_{m} = above_f32(x{i}_0_{m}, x{i}_1_{m}, lane);\n\
+                     let ed{i}_{m} = below_f32(x{i}_1_{m}, en{i}_{m}, lane);"
+                )
+                .unwrap();
             }
-        } else {
-            row.push_str(&taps(
-                &format!("n{i}"),
-                &format!("r{i}"),
-                c,
-                &plane,
-                "i32(oy) + 1",
-            ));
         }
     }
     let tap = |i: usize, ky: usize, m: usize| -> String {
         match (layout.g > 1, ky) {
-            (true, _) => format!("e{}{i}_{m}", ["u", "c", "d"][ky]),
-            (false, 2) => format!("en{i}_{m}"),
-            (false, _) => format!("x{i}_{ky}_{m}"),
+            (_, 1) => format!("x{i}_1_{m}"),
+            (true, 0) => format!("eu{i}_{m}"),
+            (true, _) => format!("ed{i}_{m}"),
+            (false, 0) => format!("x{i}_0_{m}"),
+            (false, _) => format!("en{i}_{m}"),
         }
     };
     // Each sum takes the lane's c products of a row in turn.
@@ -446,10 +446,6 @@ fn grad_w_source(v: RowsWVariant, layout: Layout) -> String {
     }
     // Slide the window down a row.
     for i in 0..ci {
-        if layout.g > 1 {
-            writeln!(row, "p{i} = c{i};\nc{i} = r{i};").unwrap();
-            continue;
-        }
         for m in 0..c + 2 {
             writeln!(row, "x{i}_0_{m} = x{i}_1_{m};\nx{i}_1_{m} = en{i}_{m};").unwrap();
         }
