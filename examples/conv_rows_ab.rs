@@ -1,8 +1,9 @@
 //! Side-by-side timing of the dense 3×3 row kernels' variants on one shape, for a machine whose
 //! speed drifts (a shared VM): the candidates run in turn, one call each per round, and each
-//! call is charged the CPU time the process's threads (lavapipe's among them) spent on it, read
-//! from /proc/self/task/*/schedstat on Linux (time another process or the hypervisor took
-//! is not counted); elsewhere wall time. Prints the fastest and the median of the rounds.
+//! call's wall time and the CPU time the process's threads (lavapipe's among them) spent on it
+//! are kept, the latter read from /proc/self/task/*/schedstat on Linux (time another process
+//! or the hypervisor took is not counted; elsewhere it repeats the wall time). Prints the
+//! fastest and the median of the rounds of each.
 //!
 //! `cargo run --release --example conv_rows_ab -- CIN HW PASS ROUNDS CANDIDATE..`
 //! PASS is forward, grad_x or grad_w; a CANDIDATE is `rows:K,P` or `winograd:K,P` (forward,
@@ -86,34 +87,33 @@ fn main() -> Result<()> {
         drop(run()?);
         gpu.finish()?;
     }
-    let mut ms = vec![Vec::with_capacity(rounds); runs.len()];
+    // Per candidate, each round's (wall ms, CPU ms; wall where /proc does not say).
+    let mut ms = vec![(Vec::with_capacity(rounds), Vec::with_capacity(rounds)); runs.len()];
     for _ in 0..rounds {
         for (i, (_, run)) in runs.iter().enumerate() {
             let (wall, cpu) = (Instant::now(), cpu_seconds());
             drop(run()?);
             gpu.finish()?;
-            let secs = match (cpu, cpu_seconds()) {
+            let wall = wall.elapsed().as_secs_f64();
+            let cpu = match (cpu, cpu_seconds()) {
                 (Some(a), Some(b)) => b - a,
-                _ => wall.elapsed().as_secs_f64(),
+                _ => wall,
             };
-            ms[i].push(secs * 1e3);
+            ms[i].0.push(wall * 1e3);
+            ms[i].1.push(cpu * 1e3);
         }
     }
-    let what = if cpu_seconds().is_some() {
-        "CPU ms"
-    } else {
-        "wall ms"
-    };
     println!(
         "{} — {cin}->{cin} {hw}x{hw} {pass}, batch {N}",
         gpu.describe()
     );
-    for ((spec, _), t) in runs.iter().zip(&mut ms) {
-        t.sort_by(f64::total_cmp);
+    for ((spec, _), (wall, cpu)) in runs.iter().zip(&mut ms) {
+        wall.sort_by(f64::total_cmp);
+        cpu.sort_by(f64::total_cmp);
+        let mid = rounds / 2;
         println!(
-            "  {spec:<14} {what}: fastest {:8.3}  median {:8.3}",
-            t[0],
-            t[t.len() / 2]
+            "  {spec:<14} wall ms: fastest {:8.3} median {:8.3}   CPU ms: fastest {:8.3} median {:8.3}",
+            wall[0], wall[mid], cpu[0], cpu[mid]
         );
     }
     Ok(())
