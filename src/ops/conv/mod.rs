@@ -6,8 +6,8 @@
 //! narrow dense passes), `window` (windowed dense 3×3), `depthwise` (stride-1 depthwise
 //! columns, strips, tiles), and for CPU drivers `cpu` and `depthwise_cpu` (register-blocked,
 //! no workgroup memory) and the 8-lane subgroup kernels (`subgroup`, `subgroup_w`,
-//! `subgroup_rows`, `pointwise_subgroup`, `depthwise_subgroup`). `choice` picks the kernels
-//! per device and shape in one place.
+//! `subgroup_rows`, `winograd_rows`, `pointwise_subgroup`, `depthwise_subgroup`). `choice`
+//! picks the kernels per device and shape in one place.
 //! `examples/conv_bench.rs` times them. NVIDIA H200 through Vulkan, batch 32, ms per call
 //! before (the direct kernels as they were) / after, same session:
 //!
