@@ -141,7 +141,7 @@ pub(super) fn geometry(
 }
 
 /// The WGSL type of a lane's `c` columns.
-pub(super) fn lane_type(c: usize) -> &'static str {
+fn lane_type(c: usize) -> &'static str {
     match c {
         1 => "f32",
         2 => "vec2<f32>",
@@ -190,7 +190,7 @@ impl Layout {
     /// forward and grad_x took 137, 60 and 70 ms with 4 image rows per subgroup row against
     /// 190, 85 and 116 with a tile of one column per lane; the 16-wide layers' 86, 64 and 80
     /// ms with 2 rows against 94, 60 and 83 with tiles of two columns (kept: no gain).
-    pub(super) fn of(w: usize) -> Layout {
+    fn of(w: usize) -> Layout {
         if [4, 8].contains(&w) {
             return Layout {
                 c: 4,
@@ -485,15 +485,15 @@ fn grad_w_source(v: RowsWVariant, layout: Layout) -> String {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
-pub(super) struct RowP {
-    pub(super) n: u32,
-    pub(super) cin: u32,
-    pub(super) h: u32,
-    pub(super) cout: u32,
-    pub(super) extra: u32,
-    pub(super) per_chunk: u32,
-    pub(super) numel: u32,
-    pub(super) tiles: u32,
+struct RowP {
+    n: u32,
+    cin: u32,
+    h: u32,
+    cout: u32,
+    extra: u32,
+    per_chunk: u32,
+    numel: u32,
+    tiles: u32,
 }
 
 /// One dispatch of `forward`: src [n, cin, h, w] to dst [n, cout, h, w], with `extra` and its
@@ -502,16 +502,14 @@ pub(super) struct RowP {
 fn run(
     v: RowsVariant,
     transposed: bool,
-    [n, cin, h, w, cout]: [usize; 5],
+    dims: [usize; 5],
     src: &Tensor,
     wt: &Tensor,
     extra: Option<(&Tensor, u32)>,
     dst: &Tensor,
 ) -> Result<()> {
-    if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 16 {
-        bail!("conv_subgroup_rows: variant {v} needs k a multiple of 8 and 1 <= p <= 16");
-    }
-    let layout = Layout::of(w);
+    check_variant("conv_subgroup_rows", v)?;
+    let layout = Layout::of(dims[3]);
     let name = format!(
         "conv_subgroup_rows_k{}p{}c{}g{}t{}",
         v.k,
@@ -521,6 +519,31 @@ fn run(
         u8::from(transposed)
     );
     let kernel = super::generated(name, "forward", || forward_source(v, layout, transposed));
+    dispatch_forward(&kernel, layout, v, dims, src, wt, extra, dst)
+}
+
+/// The forward kernels' limits on `v` (`what` names the family in the error).
+pub(super) fn check_variant(what: &str, v: RowsVariant) -> Result<()> {
+    if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 16 {
+        bail!("{what}: variant {v} needs k a multiple of 8 and 1 <= p <= 16");
+    }
+    Ok(())
+}
+
+/// One dispatch of a forward kernel of the template (`kernel`, generated for `layout` and
+/// `v`): src [n, cin, h, w] to dst [n, cout, h, w] with weights `wt` in the kernel's layout,
+/// and `extra` and its mode (1 bias, 2 added at the output's index).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dispatch_forward(
+    kernel: &Kernel,
+    layout: Layout,
+    v: RowsVariant,
+    [n, cin, h, _, cout]: [usize; 5],
+    src: &Tensor,
+    wt: &Tensor,
+    extra: Option<(&Tensor, u32)>,
+    dst: &Tensor,
+) -> Result<()> {
     let pr = RowP {
         n: u(n),
         cin: u(cin),
@@ -536,7 +559,7 @@ fn run(
         None => (wt, wt),
     };
     src.gpu().dispatch(
-        &kernel,
+        kernel,
         bytemuck::bytes_of(&pr),
         &[src.buf(), wt.buf(), bias.buf(), addend.buf()],
         &[dst.buf()],
@@ -546,6 +569,16 @@ fn run(
             u(n),
         ],
     )
+}
+
+/// grad_x's source for the forward kernel: gy itself at stride 1; at stride 2 gy spread onto
+/// x's grid (`g`), zeros between (`shaders/zero_spread.wgsl`).
+pub(super) fn grad_x_source(gy: &Tensor, g: &Geometry, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        Ok(gy.clone())
+    } else {
+        zero_spread(gy, g.h, g.w)
+    }
 }
 
 /// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 on a map 4 or
@@ -591,18 +624,14 @@ pub fn grad_x(
     super::check_acc("conv_subgroup_rows", acc, x.shape())?;
     let gx = Tensor::empty(gpu, x.shape(), DType::F32)?;
     let dims = [g.n, g.cout, g.h, g.w, g.cin];
-    if p.stride == 1 {
-        run(v, true, dims, gy, w, acc.map(|a| (a, 2)), &gx)?;
-    } else {
-        let spread = zero_spread(gy, g.h, g.w)?;
-        run(v, true, dims, &spread, w, acc.map(|a| (a, 2)), &gx)?;
-    }
+    let src = grad_x_source(gy, &g, p.stride)?;
+    run(v, true, dims, &src, w, acc.map(|a| (a, 2)), &gx)?;
     Ok(gx)
 }
 
 /// gy [N, C, Ho, W / 2] spread onto [N, C, h, w] (w a multiple of 4): gy's values at even
 /// rows and columns, zero between.
-pub(super) fn zero_spread(gy: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+fn zero_spread(gy: &Tensor, h: usize, w: usize) -> Result<Tensor> {
     const SPREAD: Kernel = Kernel {
         name: "zero_spread",
         source: include_str!("../../../shaders/zero_spread.wgsl"),

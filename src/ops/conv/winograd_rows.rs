@@ -23,7 +23,8 @@
 //! them against `subgroup_rows`; `choice` picks them.
 
 use super::subgroup_rows::{
-    self, comp, fill_template, geometry, taps, zero_spread, Layout, RowP, RowsVariant,
+    self, check_variant, comp, dispatch_forward, fill_template, geometry, grad_x_source, taps,
+    Layout, RowsVariant,
 };
 use super::{check_gy, subgroup, u, Conv2dParams};
 use crate::gpu::{groups, Kernel};
@@ -90,7 +91,7 @@ fn input_transform(d: impl Fn(usize) -> String) -> [String; 6] {
     ]
 }
 
-/// WGSL declaring `{name}_0 ..= {name}_5`, Bᵀ of the 6 columns under and beside lane's 4
+/// WGSL declaring `{name}_0 ..= {name}_5`, Bᵀ of the 6 columns under and beside a lane's 4
 /// held in `v` (row `row` of the plane starting at row `plane`).
 fn transformed_row(name: &str, v: &str, plane: &str, row: &str) -> String {
     let mut s = taps(name, v, 4, plane, row);
@@ -261,50 +262,24 @@ fn transformed_weights(w: &Tensor, cin: usize, cout: usize, transposed: bool) ->
     Ok(out)
 }
 
-/// One dispatch of `forward`: src [n, cin, h, w] to dst [n, cout, h, w], with `extra` and its
-/// mode (1 bias, 2 added at the output's index).
+/// One dispatch of `forward` (and of the weights' transform): src [n, cin, h, w] to dst
+/// [n, cout, h, w], with `extra` and its mode (1 bias, 2 added at the output's index).
 #[allow(clippy::too_many_arguments)]
 fn run(
     v: RowsVariant,
     transposed: bool,
-    [n, cin, h, w, cout]: [usize; 5],
+    dims @ [_, cin, _, w, cout]: [usize; 5],
     src: &Tensor,
     wt: &Tensor,
     extra: Option<(&Tensor, u32)>,
     dst: &Tensor,
 ) -> Result<()> {
-    if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.p > 16 {
-        bail!("conv_winograd_rows: variant {v} needs k a multiple of 8 and 1 <= p <= 16");
-    }
+    check_variant("conv_winograd_rows", v)?;
     let layout = layout_of(w)?;
     let name = format!("conv_winograd_rows_k{}p{}g{}", v.k, v.p, layout.g);
     let kernel = super::generated(name, "forward", || forward_source(v, layout));
     let uw = transformed_weights(wt, cin, cout, transposed)?;
-    let pr = RowP {
-        n: u(n),
-        cin: u(cin),
-        h: u(h),
-        cout: u(cout),
-        extra: extra.map_or(0, |e| e.1),
-        tiles: u(layout.tiles),
-        ..Default::default()
-    };
-    let (bias, addend) = match extra {
-        Some((t, 1)) => (t, &uw),
-        Some((t, _)) => (&uw, t),
-        None => (&uw, &uw),
-    };
-    src.gpu().dispatch(
-        &kernel,
-        bytemuck::bytes_of(&pr),
-        &[src.buf(), uw.buf(), bias.buf(), addend.buf()],
-        &[dst.buf()],
-        [
-            u(layout.tiles * layout.rows(h).div_ceil(v.p)),
-            u(cout.div_ceil(v.k)),
-            u(n),
-        ],
-    )
+    dispatch_forward(&kernel, layout, v, dims, src, &uw, extra, dst)
 }
 
 /// The device check every entry point makes.
@@ -353,12 +328,7 @@ pub fn grad_x(
     super::check_acc("conv_winograd_rows", acc, x.shape())?;
     let gx = Tensor::empty(x.gpu(), x.shape(), DType::F32)?;
     let dims = [g.n, g.cout, g.h, g.w, g.cin];
-    let extra = acc.map(|a| (a, 2));
-    if p.stride == 1 {
-        run(v, true, dims, gy, w, extra, &gx)?;
-    } else {
-        let spread = zero_spread(gy, g.h, g.w)?;
-        run(v, true, dims, &spread, w, extra, &gx)?;
-    }
+    let src = grad_x_source(gy, &g, p.stride)?;
+    run(v, true, dims, &src, w, acc.map(|a| (a, 2)), &gx)?;
     Ok(gx)
 }
