@@ -238,6 +238,7 @@ pub(super) fn fill_template(layout: Layout, fill: &[(&str, String)]) -> String {
         "/*BODY*/",
         "/*STORE*/",
         "/*WACC*/",
+        "/*WPLANES*/",
         "/*WSTART*/",
         "/*WROW*/",
         "/*WSTORE*/",
@@ -372,19 +373,20 @@ fn grad_w_source(v: RowsWVariant, layout: Layout) -> String {
     // Per input channel i, before the first row: the taps of x's (subgroup) rows −1 (zero)
     // and 0 as x{i}_{0,1}_{m} (m the column from the lane's first − 1 to its last + 1). Input
     // channels past Cin read the last one (their sums are not stored).
-    let mut start = String::new();
+    let (mut planes, mut start) = (String::new(), String::new());
     for i in 0..ci {
         writeln!(
-            start,
-            "        let plane{i} = (n * rp.cin + min(ci0 + {i}u, rp.cin - 1u)) * rp.h;\n\
-             \x20       let r{i} = xrow(plane{i}, 0, tile, lane);"
+            planes,
+            "        let plane{i} = (n * rp.cin + min(ci0 + {i}u, rp.cin - 1u)) * rp.h;"
         )
         .unwrap();
+        writeln!(start, "        let r{i} = xrow(plane{i}, 0, tile, lane);").unwrap();
         let plane = format!("plane{i}");
         start.push_str(&taps(&format!("s{i}"), &format!("r{i}"), c, &plane, "0"));
         for m in 0..c + 2 {
-            writeln!(start, "        var x{i}_0_{m} = 0.0;").unwrap();
-            writeln!(start, "        var x{i}_1_{m} = es{i}_{m};").unwrap();
+            writeln!(acc, "    var x{i}_0_{m} = 0.0;\n    var x{i}_1_{m} = 0.0;").unwrap();
+            writeln!(start, "        x{i}_0_{m} = 0.0;").unwrap();
+            writeln!(start, "        x{i}_1_{m} = es{i}_{m};").unwrap();
         }
     }
     let mut row = String::new();
@@ -476,6 +478,7 @@ fn grad_w_source(v: RowsWVariant, layout: Layout) -> String {
             ("/*CI*/", format!("{ci}u")),
             ("/*KO*/", format!("{ko}u")),
             ("/*WACC*/", acc),
+            ("/*WPLANES*/", planes),
             ("/*WSTART*/", start),
             ("/*WROW*/", row),
             ("/*WSTORE*/", store),
