@@ -6,11 +6,11 @@
 //! subgroups of 8+ lanes.
 
 mod common;
-use common::subgroups::{available, params};
+use common::subgroups::{available, check_rows_forward, check_rows_grad_x, params, RowsCase};
 use common::{assert_close, up};
 use lskbb::ops::conv::subgroup_rows::{self, RowsWVariant, ROWS_VARIANTS, ROWS_W_VARIANTS};
 use lskbb::reference::conv as rconv;
-use lskbb::reference::{Arr, Rng, Tol};
+use lskbb::reference::{Rng, Tol};
 
 /// Each output is an f32 sum of at most 20·9 = 180 products of values ≤ 1 (plus a bias or an
 /// accumulated gradient ≤ 1), each weight gradient of at most 3·9·32 = 864, summed in another
@@ -20,16 +20,13 @@ use lskbb::reference::{Arr, Rng, Tol};
 /// channel gives errors of O(0.1). NaN or inf fail (Tol::check).
 const TOL: Tol = Tol::new(1e-4, 1.0);
 
-/// n, cin, (h, w), cout, bias.
-type Case = (usize, usize, (usize, usize), usize, bool);
-
 /// Widths 4 and 8 (four columns per lane, 8 and 4 image rows per subgroup row: the rows
 /// above and below from other lanes and rows), 16 and 32 (one tile of two and four columns
 /// per lane), 24, 48 and 64 (three, three and two tiles of one, two and four columns per
 /// lane: the columns past a tile);
 /// heights 1 to 33, not multiples of the rows per subgroup row or the row blocks; channels
 /// not multiples of 8 or 16.
-const CASES: &[Case] = &[
+const CASES: &[RowsCase] = &[
     (2, 3, (9, 8), 6, true),
     (1, 17, (5, 16), 20, false),
     (3, 5, (7, 32), 9, true),
@@ -45,51 +42,21 @@ const CASES: &[Case] = &[
 
 #[test]
 fn forward_matches_reference() {
-    if !available() {
-        return;
-    }
-    let mut rng = Rng(41);
-    for &(n, cin, (h, w), cout, bias) in CASES {
-        let x = rng.arr(&[n, cin, h, w], 1.0);
-        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
-        let b = bias.then(|| rng.arr(&[cout], 0.5));
-        let want = rconv::conv2d(&x, &wt, b.as_ref(), 1, 1, 1, 1);
-        let (tx, tw, tb) = (up(&x), up(&wt), b.as_ref().map(up));
-        assert!(subgroup_rows::applies(&tx, &tw, params(1)));
-        for &v in ROWS_VARIANTS {
-            let y = subgroup_rows::forward(&tx, &tw, tb.as_ref(), params(1), v).unwrap();
-            let what = format!("y {v} {:?} x {:?}", x.shape, wt.shape);
-            assert_close(&what, &y, &want, TOL);
-        }
+    if available() {
+        let family = (subgroup_rows::applies as _, subgroup_rows::forward as _);
+        check_rows_forward("rows", CASES, ROWS_VARIANTS, family, TOL, 41);
     }
 }
 
 #[test]
 fn grad_x_matches_reference() {
-    if !available() {
-        return;
-    }
-    let mut rng = Rng(42);
-    // Stride 2 spreads gy onto x's grid (odd heights: the last row has no output below it).
-    for (&(n, cin, (h, w), cout, _), s) in CASES.iter().flat_map(|c| [(c, 1), (c, 2)]) {
-        let x = rng.arr(&[n, cin, h, w], 1.0);
-        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
-        let y = rconv::conv2d(&x, &wt, None, s, 1, 1, 1);
-        let gy = rng.arr(&y.shape, 1.0);
-        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, s, 1, 1, 1);
-        let acc = rng.arr(&x.shape, 1.0);
-        let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
-        let (tx, tw, tgy, tacc) = (up(&x), up(&wt), up(&gy), up(&acc));
-        let p = params(s);
-        assert!(subgroup_rows::grad_x_applies(&tx, &tw, p));
-        assert_eq!(subgroup_rows::applies(&tx, &tw, p), s == 1);
-        for &v in ROWS_VARIANTS {
-            let what = format!("gx {v} {:?} x {:?} stride {s}", x.shape, wt.shape);
-            let g = subgroup_rows::grad_x(&tx, &tw, &tgy, None, p, v).unwrap();
-            assert_close(&what, &g, &gx, TOL);
-            let g = subgroup_rows::grad_x(&tx, &tw, &tgy, Some(&tacc), p, v).unwrap();
-            assert_close(&format!("{what} + acc"), &g, &gx_acc, TOL);
-        }
+    if available() {
+        let family = (
+            subgroup_rows::applies as _,
+            subgroup_rows::grad_x_applies as _,
+            subgroup_rows::grad_x as _,
+        );
+        check_rows_grad_x("rows", CASES, ROWS_VARIANTS, family, TOL, 42);
     }
 }
 

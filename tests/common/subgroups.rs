@@ -1,7 +1,13 @@
-//! Shared by the subgroup convolution tests (tests/conv_subgroup*.rs).
+//! Shared by the subgroup convolution tests (tests/conv_subgroup*.rs, tests/conv_winograd_rows.rs):
+//! parameters, the device check, and the row kernels' forward and grad_x checks.
 
-use super::gpu;
+use super::{assert_close, gpu, up};
+use anyhow::Result;
+use lskbb::ops::conv::subgroup_rows::RowsVariant;
 use lskbb::ops::conv::{subgroup, Conv2dParams};
+use lskbb::reference::conv as rconv;
+use lskbb::reference::{Arr, Rng, Tol};
+use lskbb::Tensor;
 
 /// A 3×3 convolution's parameters: padding 1 at `stride`.
 pub fn params(stride: usize) -> Conv2dParams {
@@ -19,4 +25,78 @@ pub fn available() -> bool {
         eprintln!("skipped: the adapter lacks wgpu::Features::SUBGROUP with 8+ lane subgroups");
     }
     ok
+}
+
+/// n, cin, (h, w), cout, bias: a case of the row kernels' tables.
+pub type RowsCase = (usize, usize, (usize, usize), usize, bool);
+
+/// A row family's `applies` or `grad_x_applies`.
+pub type Applies = fn(&Tensor, &Tensor, Conv2dParams) -> bool;
+
+/// A row family's forward (`subgroup_rows::forward`, `winograd_rows::forward`).
+pub type RowsForward =
+    fn(&Tensor, &Tensor, Option<&Tensor>, Conv2dParams, RowsVariant) -> Result<Tensor>;
+
+/// A row family's grad_x.
+pub type RowsGradX =
+    fn(&Tensor, &Tensor, &Tensor, Option<&Tensor>, Conv2dParams, RowsVariant) -> Result<Tensor>;
+
+/// Every case's forward (with its bias or none) on every variant against the f64 reference;
+/// `applies` must hold for each.
+pub fn check_rows_forward(
+    family: &str,
+    cases: &[RowsCase],
+    variants: &[RowsVariant],
+    (applies, forward): (Applies, RowsForward),
+    tol: Tol,
+    seed: u64,
+) {
+    let mut rng = Rng(seed);
+    for &(n, cin, (h, w), cout, bias) in cases {
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
+        let b = bias.then(|| rng.arr(&[cout], 0.5));
+        let want = rconv::conv2d(&x, &wt, b.as_ref(), 1, 1, 1, 1);
+        let (tx, tw, tb) = (up(&x), up(&wt), b.as_ref().map(up));
+        assert!(applies(&tx, &tw, params(1)), "{family} {:?}", x.shape);
+        for &v in variants {
+            let y = forward(&tx, &tw, tb.as_ref(), params(1), v).unwrap();
+            let what = format!("{family} y {v} {:?} x {:?}", x.shape, wt.shape);
+            assert_close(&what, &y, &want, tol);
+        }
+    }
+}
+
+/// Every case's grad_x at strides 1 and 2 (gy spread onto x's grid; odd heights: the last
+/// row has no output below it), alone and added to a gradient `acc`, on every variant against
+/// the f64 reference; `grad_x_applies` must hold at both strides, `applies` at stride 1 only.
+pub fn check_rows_grad_x(
+    family: &str,
+    cases: &[RowsCase],
+    variants: &[RowsVariant],
+    (applies, grad_x_applies, grad_x): (Applies, Applies, RowsGradX),
+    tol: Tol,
+    seed: u64,
+) {
+    let mut rng = Rng(seed);
+    for (&(n, cin, (h, w), cout, _), s) in cases.iter().flat_map(|c| [(c, 1), (c, 2)]) {
+        let x = rng.arr(&[n, cin, h, w], 1.0);
+        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
+        let y = rconv::conv2d(&x, &wt, None, s, 1, 1, 1);
+        let gy = rng.arr(&y.shape, 1.0);
+        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, s, 1, 1, 1);
+        let acc = rng.arr(&x.shape, 1.0);
+        let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
+        let (tx, tw, tgy, tacc) = (up(&x), up(&wt), up(&gy), up(&acc));
+        let p = params(s);
+        assert!(grad_x_applies(&tx, &tw, p), "{family} {:?}", x.shape);
+        assert_eq!(applies(&tx, &tw, p), s == 1, "{family} {:?}", x.shape);
+        for &v in variants {
+            let what = format!("{family} gx {v} {:?} x {:?} stride {s}", x.shape, wt.shape);
+            let g = grad_x(&tx, &tw, &tgy, None, p, v).unwrap();
+            assert_close(&what, &g, &gx, tol);
+            let g = grad_x(&tx, &tw, &tgy, Some(&tacc), p, v).unwrap();
+            assert_close(&format!("{what} + acc"), &g, &gx_acc, tol);
+        }
+    }
 }
