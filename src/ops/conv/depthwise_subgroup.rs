@@ -308,9 +308,7 @@ fn run(
 }
 
 fn checked(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {
-    if !subgroup::supported(x.gpu()) {
-        bail!("depthwise_subgroup: this device lacks subgroups of at least 8 lanes");
-    }
+    subgroup::require(x.gpu(), "depthwise_subgroup")?;
     let g = super::geometry(x, w, p)?;
     kernel_size(&g, p)?;
     Ok(g)

@@ -391,9 +391,7 @@ fn run(
 }
 
 fn checked(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {
-    if !subgroup::supported(x.gpu()) {
-        bail!("pointwise_subgroup: this device lacks subgroups of at least 8 lanes");
-    }
+    subgroup::require(x.gpu(), "pointwise_subgroup")?;
     geometry(x, w, p)
 }
 

@@ -51,6 +51,15 @@ pub fn supported(gpu: &Gpu) -> bool {
     gpu.features.contains(wgpu::Features::SUBGROUP) && gpu.info.subgroup_min_size >= 8
 }
 
+/// An error naming `what` (the kernel family) unless the device is [`supported`]: the check
+/// every subgroup kernel's entry point makes.
+pub(super) fn require(gpu: &Gpu, what: &str) -> Result<()> {
+    if !supported(gpu) {
+        bail!("{what}: this device lacks subgroups of at least 8 lanes");
+    }
+    Ok(())
+}
+
 /// Whether `forward` runs this convolution: dense, 3×3, padding 1, stride 1 or 2,
 /// dilation 1, on a device that [`supported`].
 pub fn applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
@@ -248,9 +257,7 @@ pub fn forward(
     v: FwdVariant,
 ) -> Result<Tensor> {
     let gpu = x.gpu();
-    if !supported(gpu) {
-        bail!("conv_subgroup: this device lacks subgroups of at least 8 lanes");
-    }
+    require(gpu, "conv_subgroup")?;
     let g = geometry(x, w, p)?;
     super::check_bias("conv_subgroup", b, g.cout)?;
     let y = Tensor::empty(gpu, &[g.n, g.cout, g.ho, g.wo], DType::F32)?;
@@ -314,9 +321,7 @@ pub fn grad_x(
     v: FwdVariant,
 ) -> Result<Tensor> {
     let gpu = x.gpu();
-    if !supported(gpu) {
-        bail!("conv_subgroup: this device lacks subgroups of at least 8 lanes");
-    }
+    require(gpu, "conv_subgroup")?;
     let g = geometry(x, w, p)?;
     if p.stride != 1 {
         bail!("conv_subgroup grad_x: only stride 1, got {p:?}");

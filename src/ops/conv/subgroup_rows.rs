@@ -594,9 +594,7 @@ pub fn forward(
     v: RowsVariant,
 ) -> Result<Tensor> {
     let gpu = x.gpu();
-    if !subgroup::supported(gpu) {
-        bail!("conv_subgroup_rows: this device lacks subgroups of at least 8 lanes");
-    }
+    subgroup::require(gpu, "conv_subgroup_rows")?;
     let g = geometry(x, w, p, 1)?;
     super::check_bias("conv_subgroup_rows", b, g.cout)?;
     let y = Tensor::empty(gpu, &[g.n, g.cout, g.h, g.w], DType::F32)?;
@@ -619,9 +617,7 @@ pub fn grad_x(
     v: RowsVariant,
 ) -> Result<Tensor> {
     let gpu = x.gpu();
-    if !subgroup::supported(gpu) {
-        bail!("conv_subgroup_rows: this device lacks subgroups of at least 8 lanes");
-    }
+    subgroup::require(gpu, "conv_subgroup_rows")?;
     let g = geometry(x, w, p, 2)?;
     check_gy(&g, gy)?;
     super::check_acc("conv_subgroup_rows", acc, x.shape())?;
@@ -669,9 +665,7 @@ pub fn grad_w(
     v: RowsWVariant,
 ) -> Result<Tensor> {
     let gpu = x.gpu();
-    if !subgroup::supported(gpu) {
-        bail!("conv_subgroup_rows grad_w: this device lacks subgroups of at least 8 lanes");
-    }
+    subgroup::require(gpu, "conv_subgroup_rows grad_w")?;
     if v.ko == 0 || v.ci == 0 || v.ko * v.ci > 64 {
         bail!("conv_subgroup_rows grad_w: variant {v} needs 1 <= ko·ci <= 64");
     }

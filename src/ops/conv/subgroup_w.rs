@@ -241,9 +241,7 @@ struct WP {
 /// padding 1 and stride 1 or 2 (see [`applies`]), on variant `v`.
 pub fn grad_w(x: &Tensor, w: &Tensor, gy: &Tensor, p: Conv2dParams, v: WVariant) -> Result<Tensor> {
     let gpu = x.gpu();
-    if !subgroup::supported(gpu) {
-        bail!("conv_subgroup grad_w: this device lacks subgroups of at least 8 lanes");
-    }
+    subgroup::require(gpu, "conv_subgroup grad_w")?;
     if !applies(x, w, p) {
         bail!(
             "conv_subgroup grad_w: only dense 3x3 convolutions with padding 1, dilation 1 and \

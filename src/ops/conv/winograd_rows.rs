@@ -282,14 +282,6 @@ fn run(
     dispatch_forward(&kernel, layout, v, dims, src, &uw, extra, dst)
 }
 
-/// The device check every entry point makes.
-fn check_device(x: &Tensor) -> Result<()> {
-    if !subgroup::supported(x.gpu()) {
-        bail!("conv_winograd_rows: this device lacks subgroups of at least 8 lanes");
-    }
-    Ok(())
-}
-
 /// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 (see
 /// [`applies`]), on variant `v`.
 pub fn forward(
@@ -299,7 +291,7 @@ pub fn forward(
     p: Conv2dParams,
     v: RowsVariant,
 ) -> Result<Tensor> {
-    check_device(x)?;
+    subgroup::require(x.gpu(), "conv_winograd_rows")?;
     let g = geometry(x, w, p, 1)?;
     layout_of(g.w)?;
     super::check_bias("conv_winograd_rows", b, g.cout)?;
@@ -321,7 +313,7 @@ pub fn grad_x(
     p: Conv2dParams,
     v: RowsVariant,
 ) -> Result<Tensor> {
-    check_device(x)?;
+    subgroup::require(x.gpu(), "conv_winograd_rows")?;
     let g = geometry(x, w, p, 2)?;
     layout_of(g.w)?;
     check_gy(&g, gy)?;
