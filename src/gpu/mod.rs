@@ -5,11 +5,13 @@ mod adapter;
 mod oneshot;
 mod pool;
 mod recorder;
+mod texels;
 mod tune;
 
 pub use adapter::{list_adapters, AdapterChoice, AdapterSummary};
 pub use pool::GpuBuffer;
 pub use recorder::KernelTime;
+pub use texels::{texel_floats, Texels, TEXEL_BINDING, TEXEL_ROW};
 pub use tune::TunedChoice;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -53,7 +55,7 @@ pub struct Gpu {
     pub features: wgpu::Features,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<wgpu::ComputePipeline>>>,
-    layouts: Mutex<HashMap<(usize, usize), Arc<wgpu::BindGroupLayout>>>,
+    layouts: Mutex<HashMap<(usize, usize, usize), Arc<wgpu::BindGroupLayout>>>,
     pool: Mutex<Pool>,
     lean: std::sync::atomic::AtomicBool,
     trims: std::sync::atomic::AtomicU64,
@@ -288,10 +290,10 @@ impl Gpu {
         lock(&self.pool).in_use()
     }
 
-    fn layout(&self, reads: usize, writes: usize) -> Arc<wgpu::BindGroupLayout> {
+    fn layout(&self, reads: usize, writes: usize, textures: usize) -> Arc<wgpu::BindGroupLayout> {
         let mut layouts = lock(&self.layouts);
         layouts
-            .entry((reads, writes))
+            .entry((reads, writes, textures))
             .or_insert_with(|| {
                 let mut entries = vec![wgpu::BindGroupLayoutEntry {
                     binding: 0,
@@ -317,6 +319,18 @@ impl Gpu {
                         count: None,
                     });
                 }
+                for i in 0..textures {
+                    entries.push(wgpu::BindGroupLayoutEntry {
+                        binding: TEXEL_BINDING + i as u32,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Texture {
+                            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                            view_dimension: wgpu::TextureViewDimension::D2,
+                            multisampled: false,
+                        },
+                        count: None,
+                    });
+                }
                 Arc::new(
                     self.device
                         .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -331,13 +345,12 @@ impl Gpu {
     fn pipeline(
         &self,
         k: &Kernel,
-        reads: usize,
-        writes: usize,
+        [reads, writes, textures]: [usize; 3],
     ) -> Result<Arc<wgpu::ComputePipeline>> {
         if let Some(p) = lock(&self.pipelines).get(&(k.name, k.entry)) {
             return Ok(p.clone());
         }
-        let layout = self.layout(reads, writes);
+        let layout = self.layout(reads, writes, textures);
         let (pipe, caught) = self.catching(wgpu::ErrorFilter::Validation, || {
             self.build_pipeline(k, &layout)
         });
@@ -411,6 +424,19 @@ impl Gpu {
         writes: &[&GpuBuffer],
         groups: [u32; 3],
     ) -> Result<()> {
+        self.dispatch_with(k, params, reads, writes, &[], groups)
+    }
+
+    /// [`Gpu::dispatch`] with textures too, bound from [`TEXEL_BINDING`] on.
+    pub fn dispatch_with(
+        &self,
+        k: &Kernel,
+        params: &[u8],
+        reads: &[&GpuBuffer],
+        writes: &[&GpuBuffer],
+        textures: &[&Texels],
+        groups: [u32; 3],
+    ) -> Result<()> {
         if groups.contains(&0) {
             return Ok(());
         }
@@ -422,8 +448,9 @@ impl Gpu {
                 k.entry
             );
         }
-        let pipe = self.pipeline(k, reads.len(), writes.len())?;
-        let layout = self.layout(reads.len(), writes.len());
+        let counts = [reads.len(), writes.len(), textures.len()];
+        let pipe = self.pipeline(k, counts)?;
+        let layout = self.layout(counts[0], counts[1], counts[2]);
         let mut rec = lock(&self.rec);
         if rec.full() {
             rec.submit(&self.device, &self.queue)?;
@@ -441,6 +468,12 @@ impl Gpu {
             entries.push(wgpu::BindGroupEntry {
                 binding: 1 + i as u32,
                 resource: b.binding(),
+            });
+        }
+        for (i, t) in textures.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: TEXEL_BINDING + i as u32,
+                resource: wgpu::BindingResource::TextureView(t.view()),
             });
         }
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {

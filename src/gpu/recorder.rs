@@ -38,6 +38,14 @@ pub enum Command {
         dst_off: u64,
         bytes: u64,
     },
+    /// A copy of whole rows of rgba32float texels from a buffer into a texture
+    /// (`super::texels`).
+    ToTexture {
+        src: wgpu::Buffer,
+        src_off: u64,
+        texture: wgpu::Texture,
+        rows: u32,
+    },
 }
 
 /// GPU time of one kernel family (source name and entry point) over a profiled run.
@@ -262,6 +270,31 @@ impl Recorder {
                 } => {
                     self.transfers += 1;
                     enc.copy_buffer_to_buffer(&src, src_off, &dst, dst_off, bytes)
+                }
+                Command::ToTexture {
+                    src,
+                    src_off,
+                    texture,
+                    rows,
+                } => {
+                    self.transfers += 1;
+                    let width = super::TEXEL_ROW as u32;
+                    enc.copy_buffer_to_texture(
+                        wgpu::TexelCopyBufferInfo {
+                            buffer: &src,
+                            layout: wgpu::TexelCopyBufferLayout {
+                                offset: src_off,
+                                bytes_per_row: Some(width * 16),
+                                rows_per_image: Some(rows),
+                            },
+                        },
+                        texture.as_image_copy(),
+                        wgpu::Extent3d {
+                            width,
+                            height: rows,
+                            depth_or_array_layers: 1,
+                        },
+                    )
                 }
             }
         }

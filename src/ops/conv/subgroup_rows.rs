@@ -23,7 +23,7 @@
 //! default (see `choice`).
 
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
-use crate::gpu::{groups, Kernel};
+use crate::gpu::{groups, Kernel, Texels};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
@@ -522,7 +522,7 @@ fn run(
         u8::from(transposed)
     );
     let kernel = super::generated(name, "forward", || forward_source(v, layout, transposed));
-    dispatch_forward(&kernel, layout, v, dims, src, wt, extra, dst)
+    dispatch_forward(&kernel, layout, v, dims, src, (wt, &[]), extra, dst)
 }
 
 /// The forward kernels' limits on `v` (`what` names the family in the error).
@@ -535,7 +535,8 @@ pub(super) fn check_variant(what: &str, v: RowsVariant) -> Result<()> {
 
 /// One dispatch of a forward kernel of the template (`kernel`, generated for `layout` and
 /// `v`): src [n, cin, h, w] to dst [n, cout, h, w] with weights `wt` in the kernel's layout,
-/// and `extra` and its mode (1 bias, 2 added at the output's index).
+/// and `extra` and its mode (1 bias, 2 added at the output's index), and `textures` for a
+/// kernel that reads its weights from them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn dispatch_forward(
     kernel: &Kernel,
@@ -543,7 +544,7 @@ pub(super) fn dispatch_forward(
     v: RowsVariant,
     [n, cin, h, _, cout]: [usize; 5],
     src: &Tensor,
-    wt: &Tensor,
+    (wt, textures): (&Tensor, &[&Texels]),
     extra: Option<(&Tensor, u32)>,
     dst: &Tensor,
 ) -> Result<()> {
@@ -561,11 +562,12 @@ pub(super) fn dispatch_forward(
         Some((t, _)) => (wt, t),
         None => (wt, wt),
     };
-    src.gpu().dispatch(
+    src.gpu().dispatch_with(
         kernel,
         bytemuck::bytes_of(&pr),
         &[src.buf(), wt.buf(), bias.buf(), addend.buf()],
         &[dst.buf()],
+        textures,
         [
             u(layout.tiles * layout.rows(h).div_ceil(v.p)),
             u(cout.div_ceil(v.k)),

@@ -10,7 +10,11 @@
 //! rows are linear, so they are taken on the 6 transformed products and Aᵀ is applied once
 //! per output at the end. Per input channel and row, Bᵀ d is computed once and used by every
 //! output channel and the three kernel rows it meets; the weights' G g once per call
-//! (`shaders/winograd_weights.wgsl`). Half the products did not make the passes twice as
+//! (`shaders/winograd_weights.wgsl`), copied into a texture (`crate::gpu::Texels`): lavapipe
+//! reads a storage buffer at a per-lane index lane by lane, and with the weights' 9 loads per
+//! input channel of a 16-channel block from the buffer the 32×32 batch-16 plain step's profile
+//! spent 330 ms in these passes against 291 from the texture (the 8- and 16-wide maps' 2- and
+//! 4-row blocks, which load the weights for fewer rows, 1.2x). Half the products did not make the passes twice as
 //! fast: each sum is kept in memory between input channels and takes 3 products per visit
 //! instead of 9 (lavapipe, batch 32, CPU time side by side: forward and grad_x 1.2-1.5x over
 //! `subgroup_rows`' default). The weight gradient by the dual transform, F(3, 4), with one
@@ -27,7 +31,7 @@ use super::subgroup_rows::{
     Layout, RowsVariant,
 };
 use super::{check_gy, subgroup, u, Conv2dParams};
-use crate::gpu::{groups, Kernel};
+use crate::gpu::{groups, texel_floats, Kernel, Texels, TEXEL_BINDING, TEXEL_ROW};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
@@ -137,19 +141,14 @@ fn forward_source(v: RowsVariant, layout: Layout) -> String {
             }
         }
     }
-    // The K channels' 18 transformed weights of input channel ci lie together in `wt` (vec4s,
-    // output channels padded to a multiple of 8): lane l loads vec4s l, l + 8, ..; each is
-    // broadcast once.
+    // The K channels' 18 transformed weights of input channel ci lie together in the texture
+    // (vec4s, output channels padded to a multiple of 8): lane l fetches vec4s l, l + 8, ..;
+    // each is broadcast once.
     let vec4s = k * 18 / 4;
     let mut body =
         String::from("let ubase = (ci * ((rp.cout + 7u) / 8u * 8u) + co0) * 18u / 4u;\n");
     for m in 0..vec4s.div_ceil(8) {
-        writeln!(
-            body,
-            "let u{m} = wt[min(ubase + {}u + lane, arrayLength(&wt) - 1u)];",
-            8 * m
-        )
-        .unwrap();
+        writeln!(body, "let u{m} = texel(ubase + {}u + lane);", 8 * m).unwrap();
     }
     for i in 0..vec4s {
         writeln!(
@@ -226,7 +225,7 @@ fn forward_source(v: RowsVariant, layout: Layout) -> String {
         }
         store.push_str("    }\n");
     }
-    fill_template(
+    let source = fill_template(
         layout,
         &[
             ("/*WT*/", "vec4<f32>".to_string()),
@@ -236,13 +235,26 @@ fn forward_source(v: RowsVariant, layout: Layout) -> String {
             ("/*BODY*/", body),
             ("/*STORE*/", store),
         ],
+    );
+    // The weights are fetched from a texture (`crate::gpu::Texels`: vector loads on lavapipe
+    // where `wt`, bound too, would be read lane by lane).
+    format!(
+        "{source}\n@group(0) @binding({TEXEL_BINDING}) var wtex: texture_2d<f32>;\n\
+         fn texel(i: u32) -> vec4<f32> {{\n\
+         \x20   return textureLoad(wtex, vec2<u32>(i % {TEXEL_ROW}u, i / {TEXEL_ROW}u), 0);\n}}\n"
     )
 }
 
 /// G g of every (source channel, destination channel, kernel row) of the correlation the
 /// forward kernel runs: [cin, cout rounded up to 8, 3, 6] (zeros past cout); `transposed`:
-/// grad_x's, weight (co, ci, ky, kx) at w[ci, co, 2 − ky, 2 − kx].
-fn transformed_weights(w: &Tensor, cin: usize, cout: usize, transposed: bool) -> Result<Tensor> {
+/// grad_x's, weight (co, ci, ky, kx) at w[ci, co, 2 − ky, 2 − kx]; in a buffer of whole
+/// texture rows and in the texture the kernel reads.
+fn transformed_weights(
+    w: &Tensor,
+    cin: usize,
+    cout: usize,
+    transposed: bool,
+) -> Result<(Tensor, Texels)> {
     const TRANSFORM: Kernel = Kernel {
         name: "winograd_weights",
         source: include_str!("../../../shaders/winograd_weights.wgsl"),
@@ -250,7 +262,7 @@ fn transformed_weights(w: &Tensor, cin: usize, cout: usize, transposed: bool) ->
     };
     let coutp = cout.next_multiple_of(8);
     let rows = cin * coutp * 3;
-    let out = Tensor::empty(w.gpu(), &[rows * 6], DType::F32)?;
+    let out = Tensor::empty(w.gpu(), &[texel_floats(rows * 6 / 4)], DType::F32)?;
     let params = [u(cin), u(cout), u(coutp), u32::from(transposed)];
     w.gpu().dispatch(
         &TRANSFORM,
@@ -259,7 +271,8 @@ fn transformed_weights(w: &Tensor, cin: usize, cout: usize, transposed: bool) ->
         &[out.buf()],
         groups(rows.div_ceil(64)),
     )?;
-    Ok(out)
+    let texels = w.gpu().texels(out.buf(), rows * 6 / 4)?;
+    Ok((out, texels))
 }
 
 /// One dispatch of `forward` (and of the weights' transform): src [n, cin, h, w] to dst
@@ -278,8 +291,8 @@ fn run(
     let layout = layout_of(w)?;
     let name = format!("conv_winograd_rows_k{}p{}g{}", v.k, v.p, layout.g);
     let kernel = super::generated(name, "forward", || forward_source(v, layout));
-    let uw = transformed_weights(wt, cin, cout, transposed)?;
-    dispatch_forward(&kernel, layout, v, dims, src, &uw, extra, dst)
+    let (uw, texels) = transformed_weights(wt, cin, cout, transposed)?;
+    dispatch_forward(&kernel, layout, v, dims, src, (&uw, &[&texels]), extra, dst)
 }
 
 /// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 (see
