@@ -17,9 +17,10 @@
 // own mean and variance over the group's N/groups samples, and the running statistics take the
 // groups' in order, as that many separate calls would.
 //
-// With relu == 1 the forward writes y = max(bn(x), 0) and the backward reads that y to pass
-// dy only where y > 0 (exactly where the normalised value is positive): the ReLU costs no
-// pass and no tensor of its own.
+// With relu == 1 the forward writes y = max(bn(x), 0) and the backward passes dy only where
+// y > 0, recomputing bn(x) from the x it loads anyway exactly as the forward did (`relu_cut`:
+// the same operations on the same values, so the same bits) instead of loading y: the ReLU
+// costs no pass, no tensor of its own and no load.
 //
 // Per-statistic vectors share one buffer: stat = [means | variances] and the partials
 // [chunk means | chunk variances] or [sums of dy·xhat | sums of dy]; the second half starts at
@@ -98,20 +99,21 @@ struct P {
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<V>;
 
-// grad_sums: x, the statistics, dy and the fused ReLU's output y_act (bound to dy without
-// relu) in; per chunk, sums of dy·xhat and of dy out.
+// grad_sums: x, the statistics, dy, gamma and beta in; per chunk, sums of dy·xhat and of dy
+// out.
 @group(0) @binding(2) var<storage, read> stat: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<V>;
-@group(0) @binding(4) var<storage, read> y_act: array<V>;
-@group(0) @binding(5) var<storage, read_write> gpart_out: array<f32>;
+@group(0) @binding(4) var<storage, read> s_gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> s_beta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> gpart_out: array<f32>;
 
-// grad_x: the chunks' sums, the statistics, gamma, x, dy and y_act in; dx, and ggamma and
+// grad_x: the chunks' sums, the statistics, gamma, x, dy and beta in; dx, and ggamma and
 // gbeta out.
 @group(0) @binding(1) var<storage, read> gpart: array<f32>;
 @group(0) @binding(3) var<storage, read> g_gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> g_x: array<V>;
 @group(0) @binding(5) var<storage, read> g_dy: array<V>;
-@group(0) @binding(6) var<storage, read> g_y: array<V>;
+@group(0) @binding(6) var<storage, read> g_beta: array<f32>;
 @group(0) @binding(7) var<storage, read_write> gx: array<V>;
 @group(0) @binding(8) var<storage, read_write> gparams: array<f32>;
 
@@ -265,8 +267,16 @@ fn apply(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
     let i = gid.x + gid.y * nwg.x * 256u;
     if i >= p.n { return; }
     let c = (i / p.hw) % p.c;
-    let v = (x[i] - V(mean[c])) * inverseSqrt(variance[c] + p.eps) * gamma[c] + beta[c];
+    // Grouped as in normalize and relu_cut.
+    let v = (x[i] - V(mean[c])) * (inverseSqrt(variance[c] + p.eps) * gamma[c]) + beta[c];
     y[i] = select(v, max(v, V(0.0)), p.relu == 1u);
+}
+
+// Where the fused ReLU (relu == 1) cut the output of x value xv: where the normalised value
+// (xv - m) · g + b, computed as normalize and apply computed it (g = istd · gamma), is not
+// positive.
+fn relu_cut(xv: V, m: f32, g: f32, b: f32) -> VB {
+    return VB(p.relu == 1u) & ((xv - V(m)) * g + b <= V(0.0));
 }
 
 @compute @workgroup_size(WG)
@@ -277,13 +287,16 @@ fn grad_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     if st >= p.c * p.groups { return; }
     let m = stat[st];
     let is = inverseSqrt(stat[p.stride + st] + p.eps);
+    let g = is * s_gamma[st % p.c];
+    let b = s_beta[st % p.c];
     var s = vec2<f32>(0.0);
     var w = walk(st, ch.first + lid);
     for (var r = ch.first + lid; r < ch.end; r += WG) {
         let k = w.x;
+        let xv = x[k];
         // dy, zero where the fused ReLU cut the output.
-        let d = select(dy[k], V(0.0), VB(p.relu == 1u) & (y_act[k] <= V(0.0)));
-        s += vec2<f32>(hsum(d * ((x[k] - V(m)) * is)), hsum(d));
+        let d = select(dy[k], V(0.0), relu_cut(xv, m, g, b));
+        s += vec2<f32>(hsum(d * ((xv - V(m)) * is)), hsum(d));
         w = next(w);
     }
     let t = wg_sum(lid, s);
@@ -327,13 +340,15 @@ fn grad_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
     let n = values(p.count);
     let train = p.training != 0u;
     let k = g_gamma[c] * is;
+    let b = g_beta[c];
     let a = select(0.0, t.y / n, train);
     let s = select(0.0, is * t.x / n, train);
     var w = walk(st, ch.first + lid);
     for (var r = ch.first + lid; r < ch.end; r += WG) {
         let i = w.x;
-        let d = select(g_dy[i], V(0.0), VB(p.relu == 1u) & (g_y[i] <= V(0.0)));
-        gx[i] = k * (d - V(a) - (g_x[i] - V(m)) * s);
+        let xv = g_x[i];
+        let d = select(g_dy[i], V(0.0), relu_cut(xv, m, k, b));
+        gx[i] = k * (d - V(a) - (xv - V(m)) * s);
         w = next(w);
     }
 }

@@ -152,7 +152,8 @@ fn batch_norm_training_matches_reference_and_updates_running_stats() {
 
 /// BatchNorm fused with the ReLU after it, in training and eval: y against relu of the
 /// reference, gradients against the reference's BN backward of gy cut where y = 0. The mask
-/// comes from the GPU's own y, so a value within rounding of 0 cannot flip it.
+/// comes from the GPU's own y, so a value within rounding of 0 cannot flip it, and a backward
+/// that finds the cut otherwise than where its forward's y is zero fails.
 #[test]
 fn batch_norm_relu_matches_reference_bn_then_relu() {
     let mut rng = Rng(15);

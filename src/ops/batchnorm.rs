@@ -343,17 +343,25 @@ pub fn batch_norm_backward(
         &[(mean, "mean"), (var, "var")],
         mode,
     )?;
-    backward(x, gamma, &pack_stats(&p, [mean, var])?, gy, None, mode)
+    backward(
+        x,
+        [gamma, gamma],
+        &pack_stats(&p, [mean, var])?,
+        gy,
+        false,
+        mode,
+    )
 }
 
 /// grad_sums (per statistic and chunk), then grad_x (dx, ggamma and gbeta from them); `stat`
-/// is the forward's [means | variances], `y` the fused ReLU's output, whose zeros cut gy.
+/// is the forward's [means | variances]; with `relu`, gy passes only where the fused ReLU's
+/// output was positive, found from x, gamma and beta (beta is read only then).
 fn backward(
     x: &Tensor,
-    gamma: &Tensor,
+    [gamma, beta]: [&Tensor; 2],
     stat: &Tensor,
     gy: &Tensor,
-    y: Option<&Tensor>,
+    relu: bool,
     mode: BnMode,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let mut p = params(x, &[(gamma, "gamma")], &[], mode)?;
@@ -364,24 +372,28 @@ fn backward(
             x.shape()
         );
     }
-    for (t, what) in [(Some(gy), "grad_y"), (y, "the ReLU output y")] {
-        if let Some(t) = t.filter(|t| t.shape() != x.shape()) {
-            bail!(
-                "batch_norm backward: {what} of shape {:?} for x of shape {:?}",
-                t.shape(),
-                x.shape()
-            );
-        }
+    if gy.shape() != x.shape() {
+        bail!(
+            "batch_norm backward: grad_y of shape {:?} for x of shape {:?}",
+            gy.shape(),
+            x.shape()
+        );
     }
-    p.relu = u32::from(y.is_some());
-    let y = y.unwrap_or(gy);
+    if beta.numel() != gamma.numel() {
+        bail!(
+            "batch_norm backward: beta of shape {:?} for gamma of shape {:?}",
+            beta.shape(),
+            gamma.shape()
+        );
+    }
+    p.relu = u32::from(relu);
     let (gpu, pb) = (x.gpu(), bytemuck::bytes_of(&p));
     let workgroups = groups(p.parts as usize);
     let part = Tensor::empty(gpu, &[2 * p.parts as usize], DType::F32)?;
     gpu.dispatch(
         &kernel("grad_sums", p.variant()),
         pb,
-        &[x.buf(), stat.buf(), gy.buf(), y.buf()],
+        &[x.buf(), stat.buf(), gy.buf(), gamma.buf(), beta.buf()],
         &[part.buf()],
         workgroups,
     )?;
@@ -396,7 +408,7 @@ fn backward(
             gamma.buf(),
             x.buf(),
             gy.buf(),
-            y.buf(),
+            beta.buf(),
         ],
         &[gx.buf(), gparams.buf()],
         workgroups,
@@ -430,8 +442,9 @@ pub fn batch_norm(
 }
 
 /// [`batch_norm`] with `running` = [running_mean, running_var] and stacked batches (see
-/// [`BnMode`]); with `relu`, relu(batch_norm(x)) as one op: the forward's output is all its
-/// backward keeps besides x, so the normalised values before the ReLU never take memory.
+/// [`BnMode`]); with `relu`, relu(batch_norm(x)) as one op: its backward keeps x, gamma and
+/// beta and finds where the ReLU cut from them, so the normalised values before the ReLU never
+/// take memory.
 pub fn batch_norm_with(
     x: &Var,
     gamma: &Var,
@@ -451,8 +464,11 @@ pub fn batch_norm_with(
         }
         None => return Ok(Var::constant(y)),
     };
-    let (tx, tg) = (x.value().clone(), gamma.value().clone());
-    let ty = relu.then(|| y.clone());
+    let (tx, tg, tb) = (
+        x.value().clone(),
+        gamma.value().clone(),
+        beta.value().clone(),
+    );
     Ok(Var::from_op(
         if relu {
             "batch_norm_relu"
@@ -462,7 +478,7 @@ pub fn batch_norm_with(
         y,
         &[x, gamma, beta],
         Box::new(move |gy| {
-            let (gx, gg, gb) = backward(&tx, &tg, &stat, gy, ty.as_ref(), mode)?;
+            let (gx, gg, gb) = backward(&tx, [&tg, &tb], &stat, gy, relu, mode)?;
             Ok(vec![Some(gx), Some(gg), Some(gb)])
         }),
     ))
