@@ -72,3 +72,56 @@ fn shortcut_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     }
     dst[i] = v;
 }
+
+// The option-A shortcut at stride 2 on maps a multiple of 8 columns wide, four adjacent
+// values per invocation (for CPU drivers, which load and store a storage buffer lane by lane
+// at about the same cost for a vec4 as for an f32, and pay a vector integer division as one
+// per lane: a quarter of the loads, stores and divisions of the kernels above). `p.n` counts
+// vec4s of the output.
+@group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
+
+// Output columns 4q .. 4q + 3 of row hi are input columns 8q, 8q + 2, 8q + 4, 8q + 6 of row
+// 2·hi: the even values of the input's vec4s 2q and 2q + 1.
+@compute @workgroup_size(256)
+fn shortcut_forward_s2v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    let wq = p.wo / 4u;
+    let q = i % wq;
+    let t = i / wq;
+    let hi = t % p.ho;
+    let t2 = t / p.ho;
+    let ci = t2 % p.co;
+    let ni = t2 / p.co;
+    var v = vec4<f32>(0.0);
+    if ci >= p.pad && ci < p.pad + p.c {
+        let j = ((ni * p.c + ci - p.pad) * p.h + 2u * hi) * (p.w / 4u) + 2u * q;
+        let a = src4[j];
+        let b = src4[j + 1u];
+        v = vec4<f32>(a.x, a.z, b.x, b.z);
+    }
+    dst4[i] = v;
+}
+
+// Input-gradient columns 4q .. 4q + 3 of an even row hi take output-gradient columns 2q and
+// 2q + 1 of row hi / 2 (half of its vec4 q / 2) at columns 4q and 4q + 2; odd rows and
+// columns are zero.
+@compute @workgroup_size(256)
+fn shortcut_backward_s2v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    let wq = p.w / 4u;
+    let q = i % wq;
+    let t = i / wq;
+    let hi = t % p.h;
+    let t2 = t / p.h;
+    let ci = t2 % p.c;
+    let ni = t2 / p.c;
+    var v = vec4<f32>(0.0);
+    if hi % 2u == 0u {
+        let s = src4[((ni * p.co + ci + p.pad) * p.ho + hi / 2u) * (p.wo / 4u) + q / 2u];
+        v = select(vec4<f32>(s.x, 0.0, s.y, 0.0), vec4<f32>(s.z, 0.0, s.w, 0.0), q % 2u == 1u);
+    }
+    dst4[i] = v;
+}
