@@ -446,12 +446,17 @@ fn cpu_defaults(
     // examples/conv_rows_ab.rs): forward 1.4x (16→16 32², k16p4), 1.2x (32→32 16²), 1.3x
     // (64→64 8², k16p2); grad_x 1.5x, 1.9x, 1.3x; in the plain 32×32 batch-16 step's profile
     // the dense 3×3 forward and grad_x took 257-277 ms against 387. k16p8 was faster on some
-    // maps, slower on others, and compiles in about 10 s: the block stays at 4 rows.
+    // maps, slower on others, and compiles in about 10 s: the block stays at 4 rows. On maps
+    // of 1 or 2 subgroup rows (8×8 and smaller) a workgroup takes whole images, 4 subgroup
+    // rows of them: 64→64 8² forward, CPU ms medians of 11 rounds in two runs, 9.1, 9.6 with
+    // one image (k16p2) and 8.5, 8.7 with two (k16p4), against 12.4, 12.6 for session 11's
+    // kernel (k16p2: halo rows loaded, weights from the buffer).
     let wino = subgroup_rows::RowsVariant {
         k: 16,
-        p: winograd_rows::subgroup_rows(g.h, g.w)
-            .next_power_of_two()
-            .clamp(2, 4),
+        p: match winograd_rows::subgroup_rows(g.h, g.w) {
+            ..=2 => 4,
+            rows => rows.next_power_of_two().clamp(2, 4),
+        },
     };
     if !compact && winograd_rows::applies(x, w, p) {
         ks.forward.insert(0, Path::Winograd(wino));

@@ -522,7 +522,7 @@ fn run(
         u8::from(transposed)
     );
     let kernel = super::generated(name, "forward", || forward_source(v, layout, transposed));
-    dispatch_forward(&kernel, layout, v, dims, src, (wt, &[]), extra, dst)
+    dispatch_forward(&kernel, layout, (v, 1), dims, src, (wt, &[]), extra, dst)
 }
 
 /// The forward kernels' limits on `v` (`what` names the family in the error).
@@ -534,14 +534,15 @@ pub(super) fn check_variant(what: &str, v: RowsVariant) -> Result<()> {
 }
 
 /// One dispatch of a forward kernel of the template (`kernel`, generated for `layout` and
-/// `v`): src [n, cin, h, w] to dst [n, cout, h, w] with weights `wt` in the kernel's layout,
+/// `v`, `images` images per workgroup along z): src [n, cin, h, w] to dst [n, cout, h, w] with
+/// weights `wt` in the kernel's layout,
 /// and `extra` and its mode (1 bias, 2 added at the output's index), and `textures` for a
 /// kernel that reads its weights from them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn dispatch_forward(
     kernel: &Kernel,
     layout: Layout,
-    v: RowsVariant,
+    (v, images): (RowsVariant, usize),
     [n, cin, h, _, cout]: [usize; 5],
     src: &Tensor,
     (wt, textures): (&Tensor, &[&Texels]),
@@ -571,7 +572,7 @@ pub(super) fn dispatch_forward(
         [
             u(layout.tiles * layout.rows(h).div_ceil(v.p)),
             u(cout.div_ceil(v.k)),
-            u(n),
+            u(n.div_ceil(images)),
         ],
     )
 }

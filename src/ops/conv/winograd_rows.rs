@@ -108,39 +108,138 @@ fn transformed_row(name: &str, v: &str, plane: &str, row: &str) -> String {
     s
 }
 
-/// The transformed rows a subgroup row q's three kernel rows meet: with one image row per
-/// subgroup row, rows q, q + 1 and q + 2 of those loaded (`r{q}`); with several, the rows
-/// above and below each lane's from the other lanes (`ru{q}`, `rd{q}`), written into `body`.
-fn kernel_rows(body: &mut String, layout: Layout, q: usize) -> [String; 3] {
+/// What a workgroup computes: `p` subgroup rows of one image from row oy0 on (`Rows`: the
+/// rows above and below the block loaded too), or, on maps of `r` <= p subgroup rows, p / r
+/// whole images (`Images`: nothing to load above or below an image, and each weight load
+/// serves p / r images; measured in `choice`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    Rows,
+    Images { r: usize },
+}
+
+impl Block {
+    fn of(v: RowsVariant, layout: Layout, h: usize) -> Block {
+        match layout.rows(h) {
+            r if r <= v.p => Block::Images { r },
+            _ => Block::Rows,
+        }
+    }
+
+    /// Images per workgroup.
+    fn images(self, v: RowsVariant) -> usize {
+        match self {
+            Block::Rows => 1,
+            Block::Images { r } => v.p / r,
+        }
+    }
+}
+
+/// One of a workgroup's output rows: its sums' name stem, the transformed rows its three
+/// kernel rows meet, and WGSL for its image and subgroup row.
+struct Slot {
+    sums: String,
+    tags: [String; 3],
+    image: String,
+    row: String,
+}
+
+/// The transformed rows a subgroup row meets through kernel rows 0, 1 and 2, given the
+/// loaded transformed rows above it, its own and below it (`rz`, zeros, outside the image):
+/// with one image row per subgroup row those three; with several, the rows above and below
+/// each lane's from the other lanes (`ru{name}`, `rd{name}`, written into `body`).
+fn kernel_rows(
+    body: &mut String,
+    layout: Layout,
+    name: &str,
+    [up, cur, down]: [&str; 3],
+) -> [String; 3] {
     if layout.g == 1 {
-        return [q, q + 1, q + 2].map(|r| format!("r{r}"));
+        return [up, cur, down].map(String::from);
     }
     for t in 0..6 {
         writeln!(
             body,
-            "let ru{q}_{t} = above_f32(r{q}_{t}, r{}_{t}, lane);\n\
-             let rd{q}_{t} = below_f32(r{}_{t}, r{}_{t}, lane);",
-            q + 1,
-            q + 1,
-            q + 2
+            "let ru{name}_{t} = above_f32({up}_{t}, {cur}_{t}, lane);\n\
+             let rd{name}_{t} = below_f32({cur}_{t}, {down}_{t}, lane);"
         )
         .unwrap();
     }
-    [format!("ru{q}"), format!("r{}", q + 1), format!("rd{q}")]
+    [format!("ru{name}"), cur.to_string(), format!("rd{name}")]
 }
 
-/// The unrolled WGSL of `forward` for `v` on `layout` (grad_x too: the transposed, flipped
-/// kernel is in the transformed weights, [`transformed_weights`]).
-fn forward_source(v: RowsVariant, layout: Layout) -> String {
-    let (k, p) = (v.k, v.p);
-    let mut acc = String::new();
-    for o in 0..k {
-        for q in 0..p {
+/// Loads and transforms the input rows of `block` into `body`; returns the output rows.
+fn load_rows(body: &mut String, v: RowsVariant, layout: Layout, block: Block) -> Vec<Slot> {
+    let mut slots = Vec::new();
+    match block {
+        Block::Rows => {
+            for r in 0..v.p + 2 {
+                let row = format!("iy0 + {r}");
+                writeln!(body, "let v{r} = xrow(plane_row, {row}, tile, lane);").unwrap();
+                body.push_str(&transformed_row(
+                    &format!("r{r}"),
+                    &format!("v{r}"),
+                    "plane_row",
+                    &row,
+                ));
+            }
+            for q in 0..v.p {
+                let rows = [q, q + 1, q + 2].map(|r| format!("r{r}"));
+                let rows = [rows[0].as_str(), rows[1].as_str(), rows[2].as_str()];
+                slots.push(Slot {
+                    sums: format!("{q}"),
+                    tags: kernel_rows(body, layout, &format!("{q}"), rows),
+                    image: "n".into(),
+                    row: format!("oy0 + {q}u"),
+                });
+            }
+        }
+        Block::Images { r } => {
+            let images = block.images(v);
             for t in 0..6 {
-                writeln!(acc, "    var m{o}_{q}_{t} = 0.0;").unwrap();
+                writeln!(body, "let rz_{t} = 0.0;").unwrap();
+            }
+            for m in 0..images {
+                // Images past N read the last one (their sums are not stored).
+                writeln!(
+                    body,
+                    "let plane{m} = (min(n * {images}u + {m}u, rp.n - 1u) * rp.cin + ci) * rp.h;"
+                )
+                .unwrap();
+                for q in 0..r {
+                    let (name, plane) = (format!("r{m}_{q}"), format!("plane{m}"));
+                    writeln!(body, "let v{m}_{q} = xrow({plane}, {q}, tile, lane);").unwrap();
+                    body.push_str(&transformed_row(
+                        &name,
+                        &format!("v{m}_{q}"),
+                        &plane,
+                        &q.to_string(),
+                    ));
+                }
+                for q in 0..r {
+                    let near = |d: isize| match q.checked_add_signed(d) {
+                        Some(j) if j < r => format!("r{m}_{j}"),
+                        _ => "rz".to_string(),
+                    };
+                    let rows = [near(-1), near(0), near(1)];
+                    let rows = [rows[0].as_str(), rows[1].as_str(), rows[2].as_str()];
+                    slots.push(Slot {
+                        sums: format!("{m}_{q}"),
+                        tags: kernel_rows(body, layout, &format!("{m}_{q}"), rows),
+                        image: format!("n * {images}u + {m}u"),
+                        row: format!("{q}u"),
+                    });
+                }
             }
         }
     }
+    slots
+}
+
+/// The unrolled WGSL of `forward` for `v` on `layout` and `block` (grad_x too: the
+/// transposed, flipped kernel is in the transformed weights, [`transformed_weights`]).
+fn forward_source(v: RowsVariant, layout: Layout, block: Block) -> String {
+    let k = v.k;
     // The K channels' 18 transformed weights of input channel ci lie together in the texture
     // (vec4s, output channels padded to a multiple of 8): lane l fetches vec4s l, l + 8, ..;
     // each is broadcast once.
@@ -159,27 +258,26 @@ fn forward_source(v: RowsVariant, layout: Layout) -> String {
         )
         .unwrap();
     }
-    for r in 0..p + 2 {
-        let row = format!("iy0 + {r}");
-        writeln!(body, "let v{r} = xrow(plane_row, {row}, tile, lane);").unwrap();
-        body.push_str(&transformed_row(
-            &format!("r{r}"),
-            &format!("v{r}"),
-            "plane_row",
-            &row,
-        ));
+    let slots = load_rows(&mut body, v, layout, block);
+    let mut acc = String::new();
+    for o in 0..k {
+        for slot in &slots {
+            for t in 0..6 {
+                writeln!(acc, "    var m{o}_{}_{t} = 0.0;", slot.sums).unwrap();
+            }
+        }
     }
-    let rows: Vec<[String; 3]> = (0..p).map(|q| kernel_rows(&mut body, layout, q)).collect();
     // Each sum takes its three kernel rows' products in turn (measured on lavapipe: as fast
     // as blocks of 2 channels × 4 rows, which a compiler could keep in registers).
     for t in 0..6 {
         for o in 0..k {
-            for (q, tags) in rows.iter().enumerate() {
-                for (ky, tag) in tags.iter().enumerate() {
+            for slot in &slots {
+                for (ky, tag) in slot.tags.iter().enumerate() {
                     let f = o * 18 + ky * 6 + t;
+                    let m = format!("m{o}_{}_{t}", slot.sums);
                     writeln!(
                         body,
-                        "m{o}_{q}_{t} = fma({tag}_{t}, {}, m{o}_{q}_{t});",
+                        "{m} = fma({tag}_{t}, {}, {m});",
                         comp(&format!("b{}", f / 4), f % 4, 4)
                     )
                     .unwrap();
@@ -197,14 +295,14 @@ fn forward_source(v: RowsVariant, layout: Layout) -> String {
              \x20       if rp.extra == 1u {{ bv = V(bias[co]); }}"
         )
         .unwrap();
-        for q in 0..p {
+        for slot in &slots {
             // Aᵀ m: the lane's 4 outputs.
-            let m = |t: usize| format!("m{o}_{q}_{t}");
+            let m = |t: usize| format!("m{o}_{}_{t}", slot.sums);
             writeln!(
                 store,
-                "        if (oy0 + {q}u) * G + lane / LR < rp.h {{\n\
-                 \x20           let plane = (n * rp.cout + co) * rp.h * rp.tiles * 8u / G;\n\
-                 \x20           let i = plane + (oy0 + {q}u) * rp.tiles * 8u + tile * 8u + lane;\n\
+                "        if {image} < rp.n && ({row}) * G + lane / LR < rp.h {{\n\
+                 \x20           let plane = (({image}) * rp.cout + co) * rp.h * rp.tiles * 8u / G;\n\
+                 \x20           let i = plane + ({row}) * rp.tiles * 8u + tile * 8u + lane;\n\
                  \x20           var e = bv;\n\
                  \x20           if rp.extra == 2u {{ e = addend[i]; }}\n\
                  \x20           let s12 = {m1} + {m2};\n\
@@ -214,6 +312,8 @@ fn forward_source(v: RowsVariant, layout: Layout) -> String {
                  \x20           ys[i] = vec4<f32>({m0} + s12 + s34, d12 + 2.0 * d34, \
                  s12 + 4.0 * s34, d12 + 8.0 * d34 + {m5}) + e;\n\
                  \x20       }}",
+                image = slot.image,
+                row = slot.row,
                 m0 = m(0),
                 m1 = m(1),
                 m2 = m(2),
@@ -229,7 +329,7 @@ fn forward_source(v: RowsVariant, layout: Layout) -> String {
         layout,
         &[
             ("/*WT*/", "vec4<f32>".to_string()),
-            ("/*P*/", format!("{p}u")),
+            ("/*P*/", format!("{}u", v.p)),
             ("/*K*/", format!("{k}u")),
             ("/*ACC*/", acc),
             ("/*BODY*/", body),
@@ -289,10 +389,24 @@ fn run(
 ) -> Result<()> {
     check_variant("conv_winograd_rows", v)?;
     let layout = layout_of(w)?;
-    let name = format!("conv_winograd_rows_k{}p{}g{}", v.k, v.p, layout.g);
-    let kernel = super::generated(name, "forward", || forward_source(v, layout));
+    let block = Block::of(v, layout, dims[2]);
+    let name = match block {
+        Block::Rows => format!("conv_winograd_rows_k{}p{}g{}", v.k, v.p, layout.g),
+        Block::Images { r } => format!("conv_winograd_rows_k{}p{}g{}r{r}", v.k, v.p, layout.g),
+    };
+    let kernel = super::generated(name, "forward", || forward_source(v, layout, block));
     let (uw, texels) = transformed_weights(wt, cin, cout, transposed)?;
-    dispatch_forward(&kernel, layout, v, dims, src, (&uw, &[&texels]), extra, dst)
+    let images = block.images(v);
+    dispatch_forward(
+        &kernel,
+        layout,
+        (v, images),
+        dims,
+        src,
+        (&uw, &[&texels]),
+        extra,
+        dst,
+    )
 }
 
 /// y = conv2d(x, w) + b for a dense 3×3 convolution with padding 1 and stride 1 (see
