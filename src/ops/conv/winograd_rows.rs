@@ -10,16 +10,19 @@
 //! rows are linear, so they are taken on the 6 transformed products and Aᵀ is applied once
 //! per output at the end. Per input channel and row, Bᵀ d is computed once and used by every
 //! output channel and the three kernel rows it meets; the weights' G g once per call
-//! (`shaders/winograd_weights.wgsl`), copied into a texture (`crate::gpu::Texels`): lavapipe
-//! reads a storage buffer at a per-lane index lane by lane, and with the weights' 9 loads per
-//! input channel of a 16-channel block from the buffer the 32×32 batch-16 plain step's profile
-//! spent 330 ms in these passes against 291 from the texture (the 8- and 16-wide maps' 2- and
-//! 4-row blocks, which load the weights for fewer rows, 1.2x). Half the products did not make the passes twice as
+//! (`shaders/winograd_weights.wgsl`). Half the products did not make the passes twice as
 //! fast: each sum is kept in memory between input channels and takes 3 products per visit
 //! instead of 9 (lavapipe, batch 32, CPU time side by side: forward and grad_x 1.2-1.5x over
 //! `subgroup_rows`' default). The weight gradient by the dual transform, F(3, 4), with one
 //! product per sum and row, was no faster than `subgroup_rows`' grad_w, nor with 2 or 4 rows
 //! per step (BENCHMARKS.md, session 11), and is not here.
+//!
+//! The loads, not the products, take about half of these kernels' time on lavapipe, which
+//! reads a storage buffer at a per-lane index in a loop over the lanes (BENCHMARKS.md,
+//! session 12). So the transformed weights are fetched from a texture (`crate::gpu::Texels`;
+//! the plain 32×32 batch-16 step's profile: these passes 330 → 291 ms, the 8- and 16-wide
+//! maps' blocks, which load the weights for fewer rows, 1.2x), and on maps of at most p
+//! subgroup rows a workgroup takes whole images ([`Block`]).
 //!
 //! Maps 4, 8 and 16 wide hold 8, 4 and 2 image rows per subgroup row (the transformed rows
 //! above and below a lane's come from the other lanes, as the columns they were made from),
