@@ -28,6 +28,13 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
 }
 
+// Flat index i of an [N, c, h, w] array as (column, row, channel, sample).
+fn split(i: u32, w: u32, h: u32, c: u32) -> vec4<u32> {
+    let t = i / w;
+    let t2 = t / h;
+    return vec4<u32>(i % w, t % h, t2 % c, t2 / c);
+}
+
 // dst[n, dst_off + r] = src[n, src_off + r] for r < block, per sample n.
 @compute @workgroup_size(256)
 fn copy_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -42,12 +49,8 @@ fn copy_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
 fn shortcut_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    let wi = i % p.wo;
-    let t = i / p.wo;
-    let hi = t % p.ho;
-    let t2 = t / p.ho;
-    let ci = t2 % p.co;
-    let ni = t2 / p.co;
+    let at = split(i, p.wo, p.ho, p.co);
+    let wi = at.x; let hi = at.y; let ci = at.z; let ni = at.w;
     var v = 0.0;
     if ci >= p.pad && ci < p.pad + p.c {
         v = src[((ni * p.c + ci - p.pad) * p.h + hi * p.stride) * p.w + wi * p.stride];
@@ -60,12 +63,8 @@ fn shortcut_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_
 fn shortcut_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    let wi = i % p.w;
-    let t = i / p.w;
-    let hi = t % p.h;
-    let t2 = t / p.h;
-    let ci = t2 % p.c;
-    let ni = t2 / p.c;
+    let at = split(i, p.w, p.h, p.c);
+    let wi = at.x; let hi = at.y; let ci = at.z; let ni = at.w;
     var v = 0.0;
     if hi % p.stride == 0u && wi % p.stride == 0u {
         v = src[((ni * p.co + ci + p.pad) * p.ho + hi / p.stride) * p.wo + wi / p.stride];
@@ -87,13 +86,8 @@ fn shortcut_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
 fn shortcut_forward_s2v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    let wq = p.wo / 4u;
-    let q = i % wq;
-    let t = i / wq;
-    let hi = t % p.ho;
-    let t2 = t / p.ho;
-    let ci = t2 % p.co;
-    let ni = t2 / p.co;
+    let at = split(i, p.wo / 4u, p.ho, p.co);
+    let q = at.x; let hi = at.y; let ci = at.z; let ni = at.w;
     var v = vec4<f32>(0.0);
     if ci >= p.pad && ci < p.pad + p.c {
         let j = ((ni * p.c + ci - p.pad) * p.h + 2u * hi) * (p.w / 4u) + 2u * q;
@@ -111,13 +105,8 @@ fn shortcut_forward_s2v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
 fn shortcut_backward_s2v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
-    let wq = p.w / 4u;
-    let q = i % wq;
-    let t = i / wq;
-    let hi = t % p.h;
-    let t2 = t / p.h;
-    let ci = t2 % p.c;
-    let ni = t2 / p.c;
+    let at = split(i, p.w / 4u, p.h, p.c);
+    let q = at.x; let hi = at.y; let ci = at.z; let ni = at.w;
     var v = vec4<f32>(0.0);
     if hi % 2u == 0u {
         let s = src4[((ni * p.co + ci + p.pad) * p.ho + hi / 2u) * (p.wo / 4u) + q / 2u];
