@@ -5,7 +5,7 @@
 //! with a note, on a device without `wgpu::Features::SUBGROUP` and subgroups of 8+ lanes.
 
 mod common;
-use common::subgroups::{available, params};
+use common::subgroups::{available, grad_x_case, params, GradXCase};
 use common::{assert_close, up};
 use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
 use lskbb::ops::conv::pointwise_subgroup::{
@@ -74,13 +74,14 @@ fn grad_x_matches_reference() {
     }
     let mut rng = Rng(32);
     for &(n, cin, (h, w), cout, s, _) in CASES {
-        let x = rng.arr(&[n, cin, h, w], 1.0);
-        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
-        let y = rconv::conv2d(&x, &wt, None, s, 1, 1, 1);
-        let gy = rng.arr(&y.shape, 1.0);
-        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, s, 1, 1, 1);
-        let acc = rng.arr(&x.shape, 1.0);
-        let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
+        let GradXCase {
+            x,
+            wt,
+            gy,
+            acc,
+            gx,
+            gx_acc,
+        } = grad_x_case(&mut rng, [n, cin, h, w], cout, s);
         let (tx, tw, tgy, tacc) = (up(&x), up(&wt), up(&gy), up(&acc));
         assert_eq!(subgroup::grad_x_applies(&tx, &tw, params(s)), s == 1);
         for &v in FWD_VARIANTS {

@@ -67,6 +67,37 @@ pub fn check_rows_forward(
     }
 }
 
+/// A dense 3×3 grad_x case on the f64 reference: x [n, cin, h, w], weights [cout, cin, 3, 3],
+/// a random gy of the stride-`s` output, a random gradient `acc` of x's shape, and gx alone
+/// and plus acc.
+pub struct GradXCase {
+    pub x: Arr,
+    pub wt: Arr,
+    pub gy: Arr,
+    pub acc: Arr,
+    pub gx: Arr,
+    pub gx_acc: Arr,
+}
+
+/// Draws a [`GradXCase`] from `rng` (x, the weights, gy, then acc).
+pub fn grad_x_case(rng: &mut Rng, shape: [usize; 4], cout: usize, s: usize) -> GradXCase {
+    let x = rng.arr(&shape, 1.0);
+    let wt = rng.arr(&[cout, shape[1], 3, 3], 0.5);
+    let y = rconv::conv2d(&x, &wt, None, s, 1, 1, 1);
+    let gy = rng.arr(&y.shape, 1.0);
+    let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, s, 1, 1, 1);
+    let acc = rng.arr(&x.shape, 1.0);
+    let gx_acc = gx.zip(&acc, |a, b| a + b);
+    GradXCase {
+        x,
+        wt,
+        gy,
+        acc,
+        gx,
+        gx_acc,
+    }
+}
+
 /// Every case's grad_x at strides 1 and 2 (gy spread onto x's grid; odd heights: the last
 /// row has no output below it), alone and added to a gradient `acc`, on every variant against
 /// the f64 reference; `grad_x_applies` must hold at both strides, `applies` at stride 1 only.
@@ -80,13 +111,14 @@ pub fn check_rows_grad_x(
 ) {
     let mut rng = Rng(seed);
     for (&(n, cin, (h, w), cout, _), s) in cases.iter().flat_map(|c| [(c, 1), (c, 2)]) {
-        let x = rng.arr(&[n, cin, h, w], 1.0);
-        let wt = rng.arr(&[cout, cin, 3, 3], 0.5);
-        let y = rconv::conv2d(&x, &wt, None, s, 1, 1, 1);
-        let gy = rng.arr(&y.shape, 1.0);
-        let (gx, _, _) = rconv::conv2d_backward(&x, &wt, &gy, s, 1, 1, 1);
-        let acc = rng.arr(&x.shape, 1.0);
-        let gx_acc: Arr = gx.zip(&acc, |a, b| a + b);
+        let GradXCase {
+            x,
+            wt,
+            gy,
+            acc,
+            gx,
+            gx_acc,
+        } = grad_x_case(&mut rng, [n, cin, h, w], cout, s);
         let (tx, tw, tgy, tacc) = (up(&x), up(&wt), up(&gy), up(&acc));
         let p = params(s);
         assert!(grad_x_applies(&tx, &tw, p), "{family} {:?}", x.shape);
