@@ -355,7 +355,7 @@ pub fn batch_norm_backward(
 
 /// grad_sums (per statistic and chunk), then grad_x (dx, ggamma and gbeta from them); `stat`
 /// is the forward's [means | variances]; with `relu`, gy passes only where the fused ReLU's
-/// output was positive, found from x, gamma and beta (beta is read only then).
+/// output was positive, found from x, gamma and beta (beta's values matter only then).
 fn backward(
     x: &Tensor,
     [gamma, beta]: [&Tensor; 2],

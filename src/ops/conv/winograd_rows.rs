@@ -155,10 +155,10 @@ fn kernel_rows(
     body: &mut String,
     layout: Layout,
     name: &str,
-    [up, cur, down]: [&str; 3],
+    [up, cur, down]: [String; 3],
 ) -> [String; 3] {
     if layout.g == 1 {
-        return [up, cur, down].map(String::from);
+        return [up, cur, down];
     }
     for t in 0..6 {
         writeln!(
@@ -168,7 +168,7 @@ fn kernel_rows(
         )
         .unwrap();
     }
-    [format!("ru{name}"), cur.to_string(), format!("rd{name}")]
+    [format!("ru{name}"), cur, format!("rd{name}")]
 }
 
 /// Loads and transforms the input rows of `block` into `body`; returns the output rows.
@@ -188,7 +188,6 @@ fn load_rows(body: &mut String, v: RowsVariant, layout: Layout, block: Block) ->
             }
             for q in 0..v.p {
                 let rows = [q, q + 1, q + 2].map(|r| format!("r{r}"));
-                let rows = [rows[0].as_str(), rows[1].as_str(), rows[2].as_str()];
                 slots.push(Slot {
                     sums: format!("{q}"),
                     tags: kernel_rows(body, layout, &format!("{q}"), rows),
@@ -225,7 +224,6 @@ fn load_rows(body: &mut String, v: RowsVariant, layout: Layout, block: Block) ->
                         _ => "rz".to_string(),
                     };
                     let rows = [near(-1), near(0), near(1)];
-                    let rows = [rows[0].as_str(), rows[1].as_str(), rows[2].as_str()];
                     slots.push(Slot {
                         sums: format!("{m}_{q}"),
                         tags: kernel_rows(body, layout, &format!("{m}_{q}"), rows),
