@@ -429,7 +429,11 @@ fn cpu_defaults(
     };
     if subgroup_rows::applies(x, w, p) {
         ks.forward.insert(0, Path::Rows(rows));
-        let (ko, ci) = if compact { (4, 4) } else { (8, 8) };
+        // ko16ci4 over ko8ci8 (batch 32, CPU ms medians side by side, two runs of
+        // examples/conv_rows_ab.rs): 16→16 32² 10.1, 10.0 against 10.4, 10.9; 32→32 16²
+        // 10.5, 10.4 against 11.1 (one run); 64→64 8² 11.5, 13.5 against 11.8, 14.5 (fewer
+        // x rows to shift into taps per gy row loaded).
+        let (ko, ci) = if compact { (4, 4) } else { (16, 4) };
         let wv = subgroup_rows::RowsWVariant {
             ko,
             ci,

@@ -184,14 +184,17 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    /// Maps 4 or 8 wide: a vec4 per lane, 32 / w image rows per subgroup row. Else tiles of
-    /// 8·c columns, c the largest of 4, 2 and 1 that divides the row (w a multiple of 8).
+    /// Maps 4, 8 or 16 wide: a vec4 per lane, 32 / w image rows per subgroup row. Else tiles
+    /// of 8·c columns, c the largest of 4, 2 and 1 that divides the row (w a multiple of 8).
     /// In the plain 32×32 batch-16 step's profile (lavapipe), the 8-wide layers' grad_w,
     /// forward and grad_x took 137, 60 and 70 ms with 4 image rows per subgroup row against
     /// 190, 85 and 116 with a tile of one column per lane; the 16-wide layers' 86, 64 and 80
-    /// ms with 2 rows against 94, 60 and 83 with tiles of two columns (kept: no gain).
+    /// ms with 2 rows against 94, 60 and 83 with tiles of two columns. Since `winograd_rows`
+    /// took the large forward and grad_x passes, grad_w is what these kernels run most:
+    /// 32→32 16² grad_w (ko16ci4, batch 32, CPU ms medians side by side, three rounds of
+    /// examples/conv_rows_ab.rs) 14.9, 11.1, 12.9 with 2 rows against 17.2, 18.4, 13.5.
     fn of(w: usize) -> Layout {
-        if [4, 8].contains(&w) {
+        if [4, 8, 16].contains(&w) {
             return Layout {
                 c: 4,
                 g: 32 / w,
