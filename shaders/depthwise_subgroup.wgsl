@@ -4,19 +4,24 @@
 // H, W] (dp.c channels), output [N, dp.d, H, W].
 //
 // Not valid WGSL alone: src/ops/conv/depthwise_subgroup.rs writes each variant's unrolled
-// body (KS, DIL, P output rows per invocation) in place of the `/*...*/` markers.
+// body (KS, DIL, P output rows per invocation, C columns per lane) in place of the `/*...*/`
+// markers, and sets V to f32, vec2<f32> or vec4<f32> (C = 1, 2, 4; W a multiple of C).
 //
 // A workgroup is 8 invocations = one subgroup (run only where every subgroup has at least 8
-// lanes). Workgroup (x: tile of P output rows × 8 output columns, y: output channel, z: n). Per
-// source row the tile needs, the 8 lanes load the row's 8 + (KS − 1)·DIL values in
-// ceil((8 + (KS − 1)·DIL) / 8) loads, one value per lane each, and every lane gets its KS taps
-// by subgroupShuffleDown / subgroupShuffleUp; each tap then serves every output row whose
-// kernel row reaches that source row. Source rows outside the image (the same for the whole
-// subgroup) are skipped.
+// lanes). Workgroup (x: tile of P output rows × 8·C output columns, y: output channel, z: n);
+// lane l holds output columns 8·C·tile + C·l .. + C − 1 as one V. Per source row the tile
+// needs, the 8 lanes load the tile's columns and HALO = ceil(PAD / C)·C more on each side as
+// V's, in ceil((8 + 2·HALO / C) / 8) loads (one V per lane each: lavapipe loads a vec4 for
+// about the price of an f32), and every lane gets its KS taps (each a V of C columns) by
+// subgroupShuffleDown / subgroupShuffleUp of those V's and their components; each tap then
+// serves every output row whose kernel row reaches that source row. Source rows outside the
+// image (the same for the whole subgroup) are skipped.
 //
 // forward: src = x, y = src ⋆ w + bias (extra 1). grad_x: src = gy, the kernel flipped (flip
 // 1: with "same" padding and stride 1 the gradient of a correlation is the correlation with
 // the flipped kernel), plus a gradient to accumulate (extra 2).
+
+alias V = /*V*/;
 
 // Output channel d sums `sg` source channels: channel d · dsrc + s for s < sg (depthwise: sg
 // 1, dsrc 1; dense: sg = the source channels, dsrc 0), with weight tap t of (d, s) at
@@ -28,16 +33,18 @@ struct DP {
 }
 
 @group(0) @binding(0) var<uniform> dp: DP;
-@group(0) @binding(1) var<storage, read> xs: array<f32>;
+@group(0) @binding(1) var<storage, read> xs: array<V>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
-@group(0) @binding(3) var<storage, read> ex: array<f32>;
-@group(0) @binding(4) var<storage, read_write> ys: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> addend: array<V>;
+@group(0) @binding(5) var<storage, read_write> ys: array<V>;
 
-// src at (row, col) of the plane starting at `base`, or 0 outside the image.
-fn xat(base: u32, row: i32, col: i32) -> f32 {
+// src's C columns from (row, col) of the plane starting at `base` (col a multiple of C), or
+// zeros outside the image.
+fn xat(base: u32, row: i32, col: i32) -> V {
     let inside = row >= 0 && row < i32(dp.h) && col >= 0 && col < i32(dp.w);
-    let i = base + u32(max(row, 0)) * dp.w + u32(max(col, 0));
-    return select(0.0, xs[min(i, arrayLength(&xs) - 1u)], inside);
+    let i = (base + u32(max(row, 0)) * dp.w + u32(max(col, 0))) / /*C*/;
+    return select(V(0.0), xs[min(i, arrayLength(&xs) - 1u)], inside);
 }
 
 // Weight tap t of (output channel d, source s), flipped for grad_x.
@@ -53,10 +60,10 @@ fn conv(
     let n = wid.z;
     let c = wid.y;
     let oy0 = (wid.x / dp.tiles_x) * /*P*/;
-    let ox0 = (wid.x % dp.tiles_x) * 8u;
-    let ox = ox0 + lane;
+    let ox0 = (wid.x % dp.tiles_x) * 8u * /*C*/;
+    let ox = ox0 + lane * /*C*/;
     let plane = dp.h * dp.w;
-    let col0 = i32(ox0 + lane) - /*PAD*/;
+    let col0 = i32(ox) - /*HALO*/;
 /*ACC*/
     for (var s = 0u; s < dp.sg; s++) {
     let base = (n * dp.c + c * dp.dsrc + s) * plane;
@@ -71,7 +78,7 @@ fn conv(
 // grad_w: gw[d, s, ky, kx] = sum over n, oy, ox of gy[n, d, oy, ox] · x[n, s, oy + ky·DIL −
 // PAD, ox + kx·DIL − PAD] (depthwise: s = d), and gb[d] = the sum of gy. Workgroup (x: pair, y:
 // chunk of the channel's (image, tile) items, tiles as `conv`'s). Per item each lane loads gy
-// at its column in the tile's P rows, then the tile's source rows as `conv` does, and adds
+// at its C columns in the tile's P rows, then the tile's source rows as `conv` does, and adds
 // gy · tap for every (output row, kernel row) pair that meet. At the end subgroupAdd sums the
 // lanes, and lane 0 stores the KS² + 1 sums in the chunk's row of `wout`; `w_reduce` adds the
 // chunks in order.
@@ -85,15 +92,22 @@ struct GP {
 }
 
 @group(0) @binding(0) var<uniform> gp: GP;
-@group(0) @binding(1) var<storage, read> wx: array<f32>;
-@group(0) @binding(2) var<storage, read> wgy: array<f32>;
+@group(0) @binding(1) var<storage, read> wx: array<V>;
+@group(0) @binding(2) var<storage, read> wgy: array<V>;
 @group(0) @binding(3) var<storage, read_write> wout: array<f32>;
 
-// x at (row, col) of the plane starting at `base`, or 0 outside the image.
-fn wxat(base: u32, row: i32, col: i32) -> f32 {
+// x's C columns from (row, col) of the plane starting at `base` (col a multiple of C), or
+// zeros outside the image.
+fn wxat(base: u32, row: i32, col: i32) -> V {
     let inside = row >= 0 && row < i32(gp.h) && col >= 0 && col < i32(gp.w);
-    let i = base + u32(max(row, 0)) * gp.w + u32(max(col, 0));
-    return select(0.0, wx[min(i, arrayLength(&wx) - 1u)], inside);
+    let i = (base + u32(max(row, 0)) * gp.w + u32(max(col, 0))) / /*C*/;
+    return select(V(0.0), wx[min(i, arrayLength(&wx) - 1u)], inside);
+}
+
+// gy's C columns at (row, col) of the plane starting at `base`, or zeros outside the image.
+fn gyat(base: u32, row: u32, col: u32) -> V {
+    let i = (base + min(row, gp.h - 1u) * gp.w + min(col, gp.w - 1u)) / /*C*/;
+    return select(V(0.0), wgy[i], row < gp.h && col < gp.w);
 }
 
 @compute @workgroup_size(8)
@@ -110,11 +124,11 @@ fn grad_w(
         let n = it / gp.tiles;
         let tile = it % gp.tiles;
         let oy0 = (tile / gp.tiles_x) * /*P*/;
-        let ox0 = (tile % gp.tiles_x) * 8u;
-        let ox = ox0 + lane;
+        let ox0 = (tile % gp.tiles_x) * 8u * /*C*/;
+        let ox = ox0 + lane * /*C*/;
         let base = (n * gp.cx + c % gp.cx) * plane;
         let gbase = (n * gp.cy + c / gp.cin_g) * plane;
-        let col0 = i32(ox0 + lane) - /*PAD*/;
+        let col0 = i32(ox) - /*HALO*/;
 /*WBODY*/
     }
 /*WSTORE*/

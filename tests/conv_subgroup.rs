@@ -7,7 +7,7 @@
 mod common;
 use common::subgroups::{available, grad_x_case, params, GradXCase};
 use common::{assert_close, up};
-use lskbb::ops::conv::depthwise_subgroup::{self, DW_SG_VARIANTS};
+use lskbb::ops::conv::depthwise_subgroup::{self, DwSgVariant, DW_SG_VARIANTS};
 use lskbb::ops::conv::pointwise_subgroup::{
     self, PwVariant, PwWVariant, PW_VARIANTS, PW_W_VARIANTS,
 };
@@ -138,6 +138,8 @@ fn grad_w_matches_reference() {
 /// dilation 3, a 3×3 and a 5×5 dilation 2, a 1×1 image.
 /// n, channels (one or Cin → Cout), (h, w), kernel size, dilation.
 type DwCase<C> = (usize, C, (usize, usize), usize, usize);
+/// Widths 8, 12, 20, 28 and 36 run the variants of 2 and 4 columns per lane too: one tile,
+/// a tile the map only part fills, and several tiles whose halos reach into the next.
 const DW_CASES: &[DwCase<usize>] = &[
     (2, 3, (9, 7), 5, 1),
     (1, 5, (13, 17), 7, 3),
@@ -145,12 +147,19 @@ const DW_CASES: &[DwCase<usize>] = &[
     (1, 4, (20, 11), 3, 1),
     (2, 1, (6, 30), 7, 3),
     (1, 3, (17, 9), 5, 2),
+    (2, 3, (9, 8), 5, 1),
+    (1, 2, (7, 36), 7, 3),
+    (2, 2, (5, 20), 7, 3),
+    (1, 3, (6, 12), 3, 1),
+    (1, 2, (11, 28), 5, 2),
 ];
 const DENSE_CASES: &[DwCase<(usize, usize)>] = &[
     (2, (2, 2), (9, 13), 7, 1),
     (1, (3, 1), (8, 5), 5, 1),
     (2, (1, 4), (11, 7), 3, 1),
     (1, (4, 3), (16, 9), 7, 3),
+    (2, (2, 2), (9, 16), 7, 1),
+    (1, (2, 3), (5, 36), 7, 1),
 ];
 
 /// Each output sums at most 4·49 products of values ≤ 1 (plus a bias or gradient ≤ 1), each
@@ -189,7 +198,8 @@ fn depthwise_and_few_channel_forward_and_grad_x_match_reference() {
         assert!(depthwise_subgroup::applies(&tx, &tw, p));
         // grad_w with and without the bias, in one chunk per channel pair and in up to one
         // per (image, tile).
-        for &v in DW_SG_VARIANTS {
+        let fitting = || DW_SG_VARIANTS.iter().copied().filter(|v| v.fits(w));
+        for v in fitting() {
             for (target, bias) in [(1, true), (1000, false), (1000, true)] {
                 let what = format!("gw {v} target {target} {:?} {ks}x{ks} d{dil}", x.shape);
                 let (w_got, b_got) =
@@ -201,7 +211,7 @@ fn depthwise_and_few_channel_forward_and_grad_x_match_reference() {
                 }
             }
         }
-        for &v in DW_SG_VARIANTS {
+        for v in fitting() {
             let what = format!("{v} {:?} w {:?} d{dil} groups {groups}", x.shape, wt.shape);
             let got = depthwise_subgroup::forward(&tx, &tw, Some(&tb), p, v).unwrap();
             assert_close(&format!("y {what}"), &got, &y, TOL);
@@ -315,6 +325,12 @@ fn depthwise_refuses_other_convolutions() {
             depthwise_subgroup::forward(&x, w, None, p, v).is_err(),
             "{p:?}"
         );
+    }
+    // Four or two columns per lane on a map 9 wide.
+    for c in [2, 4] {
+        let v = DwSgVariant { p: 8, c };
+        let err = depthwise_subgroup::forward(&x, &w5, None, dw(2, 1, 1), v).unwrap_err();
+        assert!(err.to_string().contains("width 9"), "{err}");
     }
     let dense = up(&rng.arr(&[4, 4, 5, 5], 1.0));
     assert!(!depthwise_subgroup::applies(&x, &dense, params(1)));

@@ -253,14 +253,17 @@ fn cpu_defaults(
         // model's layers (table in `depthwise_subgroup`'s doc). A tile as tall as the map
         // (up to 32 rows) loads each row's reach the fewest times: on a quiet machine p32
         // ran 1.24-1.38x faster than p16 on 32² maps, p16 1.0-1.4x faster than p8 on 16²
-        // and p32 on them, p8 fastest on 8², in all three passes.
-        let sg = depthwise_subgroup::DwSgVariant {
-            p: match g.h {
+        // and p32 on them, p8 fastest on 8², in all three passes. A lane holds as many
+        // columns as the width allows (`DwSgVariant::for_width`): 2.0-2.7x on 32² maps,
+        // 1.2-1.8x on 16² (table in `depthwise_subgroup`'s doc).
+        let sg = depthwise_subgroup::DwSgVariant::for_width(
+            match g.h {
                 32.. => 32,
                 16.. => 16,
                 _ => 8,
             },
-        };
+            g.w,
+        );
         if depthwise_subgroup::applies(x, w, p) {
             ks.forward.insert(0, Path::DepthwiseSubgroup(sg));
             ks.grad_x.insert(0, Path::DepthwiseSubgroup(sg));
@@ -361,12 +364,10 @@ fn cpu_defaults(
     // run of the lab: p16 11.2x/16.2x at 32², 11.5x/12.1x at 16², p8 7.3x/7.4x at 8²), and
     // grad_w p8 8.4x, 13.9x, 14.0x.
     if depthwise_subgroup::applies(x, w, p) {
-        let v = depthwise_subgroup::DwSgVariant {
-            p: if g.h >= 16 { 16 } else { 8 },
-        };
+        let v = depthwise_subgroup::DwSgVariant::for_width(if g.h >= 16 { 16 } else { 8 }, g.w);
         ks.forward.insert(0, Path::DepthwiseSubgroup(v));
         ks.grad_x.insert(0, Path::DepthwiseSubgroup(v));
-        let v8 = depthwise_subgroup::DwSgVariant { p: 8 };
+        let v8 = depthwise_subgroup::DwSgVariant::for_width(8, g.w);
         ks.w.insert(0, Path::DepthwiseSubgroupW(v8, 4 * threads));
     }
     // Dense 3×3 forward and stride-1 grad_x sharing loads across a subgroup where the

@@ -31,7 +31,17 @@
 //! A third run on a quiet machine with p32 too: the tile as tall as the map wins in every
 //! pass (32²: p32 1.24-1.70x over p16 but for one 0.82x forward; 16²: p16 1.0-1.4x over p8
 //! and p32; 8²: p8). Defaults (`choice`): p32, p16 or p8 by the map's height, every pass.
+//!
+//! With one column per lane a tile's source row took ceil((8 + reach) / 8) loads for 8
+//! outputs, and the loads were most of the time (lavapipe loads a storage buffer lane by
+//! lane). A lane now holds `c` adjacent columns (a vec4 or vec2 where the width allows, tiles
+//! of 8·c columns, [`DwSgVariant::for_width`]): a 32-wide row is one vec4 load, and the reach
+//! beyond the tile is whole V's from the neighbouring loads. Lab, batch 32, fastest of 3, one
+//! run, ms, c1 → c4 (32²) or c1 → c2 (16²) at the default height: 7×7 d3 32² forward 13.8 →
+//! 5.8, grad_x 14.1 → 5.2, grad_w 8.7 → 3.4; 5×5 32² 7.7 → 4.3, 7.5 → 3.7, 4.2 → 2.5; 7×7 d3
+//! 16² 7.7 → 4.4, 5.8 → 4.8, 4.8 → 2.8. On 8² maps one column per lane stays (a tile of 8).
 
+use super::subgroup_rows::comp;
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::gpu::Kernel;
 use crate::tensor::{DType, Tensor};
@@ -40,25 +50,49 @@ use std::fmt::Write as _;
 
 const TEMPLATE: &str = include_str!("../../../shaders/depthwise_subgroup.wgsl");
 
-/// `p` output rows per invocation.
+/// `p` output rows per invocation, `c` adjacent columns per lane (1, 2 or 4; the map's
+/// width a multiple of it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DwSgVariant {
     pub p: usize,
+    pub c: usize,
+}
+
+impl DwSgVariant {
+    /// The variant of `p` rows with the most columns per lane for a map `w` wide: 4, 2 or 1,
+    /// the largest that divides the row and whose tile of 8·c columns it fills.
+    pub fn for_width(p: usize, w: usize) -> DwSgVariant {
+        let c = [4, 2, 1]
+            .into_iter()
+            .find(|&c| w.is_multiple_of(c) && 8 * c <= w)
+            .unwrap_or(1);
+        DwSgVariant { p, c }
+    }
+
+    /// Whether it runs maps `w` wide: rows a whole number of its V's.
+    pub fn fits(self, w: usize) -> bool {
+        w.is_multiple_of(self.c)
+    }
 }
 
 impl std::fmt::Display for DwSgVariant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "dwsg p{}", self.p)
+        write!(f, "dwsg p{}c{}", self.p, self.c)
     }
 }
 
 /// The variants worth timing.
 pub const DW_SG_VARIANTS: &[DwSgVariant] = &[
-    DwSgVariant { p: 2 },
-    DwSgVariant { p: 4 },
-    DwSgVariant { p: 8 },
-    DwSgVariant { p: 16 },
-    DwSgVariant { p: 32 },
+    DwSgVariant { p: 2, c: 1 },
+    DwSgVariant { p: 4, c: 1 },
+    DwSgVariant { p: 8, c: 1 },
+    DwSgVariant { p: 16, c: 1 },
+    DwSgVariant { p: 32, c: 1 },
+    DwSgVariant { p: 8, c: 2 },
+    DwSgVariant { p: 16, c: 2 },
+    DwSgVariant { p: 8, c: 4 },
+    DwSgVariant { p: 16, c: 4 },
+    DwSgVariant { p: 32, c: 4 },
 ];
 
 /// The widest reach (KS − 1)·DIL the kernels take: four loads per source row.
@@ -101,30 +135,57 @@ pub fn applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
         && super::geometry(x, w, p).is_ok_and(|g| kernel_size(&g, p).is_ok())
 }
 
-/// The unrolled WGSL of `conv` for KS × KS taps at dilation `dil`, `p` output rows.
-fn source(ks: usize, dil: usize, p: usize) -> String {
+/// The halo a tile loads on each side of its 8·c columns for a reach of `reach` columns: the
+/// reach's half rounded up to whole V's of `c` columns.
+fn halo(reach: usize, c: usize) -> usize {
+    (reach / 2).div_ceil(c) * c
+}
+
+/// The unrolled WGSL of `conv`, `grad_w` and `w_reduce` for KS × KS taps at dilation `dil` on
+/// variant `v`.
+fn source(ks: usize, dil: usize, v: DwSgVariant) -> String {
+    let (p, c) = (v.p, v.c);
     let reach = (ks - 1) * dil;
-    let loads = (8 + reach).div_ceil(8);
+    let halo = halo(reach, c);
+    let loads = (8 + 2 * halo / c).div_ceil(8);
+    let kk = ks * ks;
+    // Lane j loads taps j, j + 8, ..; every lane takes each from its lane by a broadcast.
     let mut weights = String::new();
-    for t in 0..ks * ks {
-        writeln!(weights, "    let w{t} = wat(c, s, {t}u);").unwrap();
+    for m in 0..kk.div_ceil(8) {
+        writeln!(
+            weights,
+            "    let wl{m} = wat(c, s, min({}u + lane, {}u));",
+            8 * m,
+            kk - 1
+        )
+        .unwrap();
+    }
+    for t in 0..kk {
+        writeln!(
+            weights,
+            "    let w{t} = V(subgroupBroadcast(wl{}, {}u));",
+            t / 8,
+            t % 8
+        )
+        .unwrap();
     }
     let mut acc = String::new();
     for q in 0..p {
-        writeln!(acc, "    var a{q} = 0.0;").unwrap();
+        writeln!(acc, "    var a{q} = V(0.0);").unwrap();
     }
     let mut body = String::new();
     let mut wbody = String::new();
     for q in 0..p {
         writeln!(
             wbody,
-            "        let g{q} = select(0.0, wgy[gbase + min(oy0 + {q}u, gp.h - 1u) * gp.w + \
-             min(ox, gp.w - 1u)], ox < gp.w && oy0 + {q}u < gp.h);\n        ab += g{q};"
+            "        let g{q} = gyat(gbase, oy0 + {q}u, ox);
+        ab += {};",
+            sum_of(&format!("g{q}"), c)
         )
         .unwrap();
     }
     for r in 0..p + reach {
-        let (open, taps) = (row_open(r, reach), row_taps(ks, dil, loads));
+        let (open, taps) = (row_open(r, reach), row_taps(ks, dil, c, halo, loads));
         body.push_str(&open.replace("ROWS", "dp.h"));
         body.push_str(&taps.replace("LOAD", "xat"));
         wbody.push_str(&open.replace("ROWS", "gp.h"));
@@ -137,13 +198,16 @@ fn source(ks: usize, dil: usize, p: usize) -> String {
             for kx in 0..ks {
                 let t = ky * ks + kx;
                 writeln!(body, "        a{q} = fma(t{kx}, w{t}, a{q});").unwrap();
-                writeln!(wbody, "        a{t} = fma(g{q}, t{kx}, a{t});").unwrap();
+                if c == 1 {
+                    writeln!(wbody, "        a{t} = fma(g{q}, t{kx}, a{t});").unwrap();
+                } else {
+                    writeln!(wbody, "        a{t} += dot(g{q}, t{kx});").unwrap();
+                }
             }
         }
         body.push_str("    }\n    }\n");
         wbody.push_str("    }\n    }\n");
     }
-    let kk = ks * ks;
     let mut wacc = String::from("    var ab = 0.0;\n");
     let mut wstore = String::new();
     for t in 0..=kk {
@@ -163,19 +227,25 @@ fn source(ks: usize, dil: usize, p: usize) -> String {
         writeln!(
             store,
             "    if oy0 + {q}u < dp.h {{\n\
-             \x20       let i = base + (oy0 + {q}u) * dp.w + ox;\n\
-             \x20       var e = 0.0;\n\
-             \x20       if dp.extra == 1u {{ e = ex[c]; }}\n\
-             \x20       if dp.extra == 2u {{ e = ex[i]; }}\n\
+             \x20       let i = (base + (oy0 + {q}u) * dp.w + ox) / {c}u;\n\
+             \x20       var e = V(0.0);\n\
+             \x20       if dp.extra == 1u {{ e = V(bias[c]); }}\n\
+             \x20       if dp.extra == 2u {{ e = addend[i]; }}\n\
              \x20       ys[i] = a{q} + e;\n\
              \x20   }}"
         )
         .unwrap();
     }
+    let vtype = match c {
+        1 => "f32".to_string(),
+        _ => format!("vec{c}<f32>"),
+    };
     TEMPLATE
-        .replace("/*KK*/", &format!("{}u", ks * ks))
+        .replace("/*V*/", &vtype)
+        .replace("/*C*/", &format!("{c}u"))
+        .replace("/*KK*/", &format!("{kk}u"))
         .replace("/*P*/", &format!("{p}u"))
-        .replace("/*PAD*/", &format!("{}", reach / 2))
+        .replace("/*HALO*/", &format!("{halo}"))
         .replace("/*WEIGHTS*/\n", &weights)
         .replace("/*ACC*/\n", &acc)
         .replace("/*BODY*/\n", &body)
@@ -183,6 +253,14 @@ fn source(ks: usize, dil: usize, p: usize) -> String {
         .replace("/*WACC*/\n", &wacc)
         .replace("/*WBODY*/\n", &wbody)
         .replace("/*WSTORE*/\n", &wstore)
+}
+
+/// WGSL for the sum of the `c` components of `v`.
+fn sum_of(v: &str, c: usize) -> String {
+    (0..c)
+        .map(|j| comp(v, j, c))
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 /// The opening of source row `r` of a tile (relative to its first output row): the row, and
@@ -195,29 +273,57 @@ fn row_open(r: usize, reach: usize) -> String {
     )
 }
 
-/// The row's `loads` loads (by the function LOAD) and its KS taps t0.. for each lane: tap kx
-/// of lane l is the row's value l + kx·DIL, lane l + o % 8 of load o / 8, or for the last
-/// lanes lane l + o % 8 − 8 of the next load.
-fn row_taps(ks: usize, dil: usize, loads: usize) -> String {
+/// The row's `loads` loads (by the function LOAD) and its KS taps t0.. for each lane. The
+/// loads hold the tile's V's from `halo` columns left of it on: V m (lane m % 8 of load
+/// m / 8) holds columns m·c − halo .. of the tile. Column j of lane l's tap kx is the tile's
+/// column l·c + j + kx·DIL − PAD, so component (j + o) % c of V l + (j + o) / c, o = halo −
+/// PAD + kx·DIL: shifted V `s{q}` is V l + q for every lane, from lane l + q % 8 of load
+/// q / 8, or for the last lanes from lane l + q % 8 − 8 of the next load.
+fn row_taps(ks: usize, dil: usize, c: usize, halo: usize, loads: usize) -> String {
     let mut out = String::new();
     for j in 0..loads {
-        writeln!(out, "        let v{j} = LOAD(base, row, col0 + {});", 8 * j).unwrap();
+        writeln!(
+            out,
+            "        let v{j} = LOAD(base, row, col0 + {});",
+            8 * c * j
+        )
+        .unwrap();
     }
+    let pad = (ks - 1) * dil / 2;
+    let offset = |kx: usize| halo - pad + kx * dil;
+    let mut shifted = std::collections::BTreeSet::new();
     for kx in 0..ks {
-        let o = kx * dil;
-        let (j, s) = (o / 8, o % 8);
+        for j in 0..c {
+            shifted.insert((j + offset(kx)) / c);
+        }
+    }
+    for q in shifted {
+        let (j, s) = (q / 8, q % 8);
         if s == 0 {
-            writeln!(out, "        let t{kx} = v{j};").unwrap();
+            writeln!(out, "        let s{q} = v{j};").unwrap();
         } else {
             writeln!(
                 out,
-                "        let t{kx} = select(subgroupShuffleDown(v{j}, {s}u), \
+                "        let s{q} = select(subgroupShuffleDown(v{j}, {s}u), \
                  subgroupShuffleUp(v{}, {}u), lane >= {}u);",
                 j + 1,
                 8 - s,
                 8 - s
             )
             .unwrap();
+        }
+    }
+    for kx in 0..ks {
+        let cols: Vec<String> = (0..c)
+            .map(|j| {
+                let m = j + offset(kx);
+                comp(&format!("s{}", m / c), m % c, c)
+            })
+            .collect();
+        if c == 1 {
+            writeln!(out, "        let t{kx} = {};", cols[0]).unwrap();
+        } else {
+            writeln!(out, "        let t{kx} = V({});", cols.join(", ")).unwrap();
         }
     }
     out
@@ -231,11 +337,11 @@ fn kernel(ks: usize, dil: usize, v: DwSgVariant) -> Result<Kernel> {
 /// The kernel `entry` (conv, grad_w, w_reduce) for KS × KS taps at dilation `dil` on variant
 /// `v`.
 fn kernel_entry(ks: usize, dil: usize, v: DwSgVariant, entry: &'static str) -> Result<Kernel> {
-    if v.p == 0 || v.p > 32 {
-        bail!("depthwise_subgroup: variant {v} needs 1 <= p <= 32");
+    if v.p == 0 || v.p > 32 || ![1, 2, 4].contains(&v.c) {
+        bail!("depthwise_subgroup: variant {v} needs 1 <= p <= 32 and c 1, 2 or 4");
     }
-    let name = format!("depthwise_subgroup_{ks}d{dil}p{}", v.p);
-    Ok(super::generated(name, entry, || source(ks, dil, v.p)))
+    let name = format!("depthwise_subgroup_{ks}d{dil}p{}c{}", v.p, v.c);
+    Ok(super::generated(name, entry, || source(ks, dil, v)))
 }
 
 #[repr(C)]
@@ -267,6 +373,7 @@ fn run(
     extra: Option<(&Tensor, u32)>,
 ) -> Result<Tensor> {
     let (ks, dil) = kernel_size(g, p)?;
+    check_fits(g, v)?;
     let k = kernel(ks, dil, v)?;
     let kk = ks * ks;
     let (s_ch, d_ch) = if transposed {
@@ -282,7 +389,7 @@ fn run(
     };
     let gpu = src.gpu();
     let dst = Tensor::empty(gpu, &[g.n, d_ch, g.h, g.w], DType::F32)?;
-    let tiles_x = g.w.div_ceil(8);
+    let tiles_x = g.w.div_ceil(8 * v.c);
     let pr = DP {
         n: u(g.n),
         c: u(s_ch),
@@ -297,14 +404,29 @@ fn run(
         wsd: u(wsd),
         wss: u(wss),
     };
+    let bias = extra.filter(|e| e.1 == 1).map_or(w, |e| e.0);
+    let addend = extra.filter(|e| e.1 == 2).map_or(src, |e| e.0);
     gpu.dispatch(
         &k,
         bytemuck::bytes_of(&pr),
-        &[src.buf(), w.buf(), extra.map_or(w, |e| e.0).buf()],
+        &[src.buf(), w.buf(), bias.buf(), addend.buf()],
         &[dst.buf()],
         [u(tiles_x * g.h.div_ceil(v.p)), u(d_ch), u(g.n)],
     )?;
     Ok(dst)
+}
+
+/// An error unless variant `v` runs maps as wide as `g`'s.
+fn check_fits(g: &Geometry, v: DwSgVariant) -> Result<()> {
+    if !v.fits(g.w) {
+        bail!(
+            "depthwise_subgroup: variant {v} holds {} columns per lane, which do not divide the \
+             map's width {}",
+            v.c,
+            g.w
+        );
+    }
+    Ok(())
 }
 
 fn checked(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {
@@ -382,9 +504,10 @@ pub fn grad_wb(
         (g.cin, g.cin, g.cin, 1)
     };
     let (ks, dil) = kernel_size(&g, p)?;
+    check_fits(&g, v)?;
     let k_sum = kernel_entry(ks, dil, v, "grad_w")?;
     let k_reduce = kernel_entry(ks, dil, v, "w_reduce")?;
-    let tiles_x = g.w.div_ceil(8);
+    let tiles_x = g.w.div_ceil(8 * v.c);
     let tiles = tiles_x * g.h.div_ceil(v.p);
     let items = g.n * tiles;
     let (per_chunk, chunks) = super::even_chunks(items, target.div_ceil(pairs));
