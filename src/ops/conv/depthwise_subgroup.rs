@@ -40,6 +40,13 @@
 //! run, ms, c1 → c4 (32²) or c1 → c2 (16²) at the default height: 7×7 d3 32² forward 13.8 →
 //! 5.8, grad_x 14.1 → 5.2, grad_w 8.7 → 3.4; 5×5 32² 7.7 → 4.3, 7.5 → 3.7, 4.2 → 2.5; 7×7 d3
 //! 16² 7.7 → 4.4, 5.8 → 4.8, 4.8 → 2.8. On 8² maps one column per lane stays (a tile of 8).
+//!
+//! Where one workgroup covers a whole image (p rows, one tile), its kernels are written for
+//! that map ([`whole_image`]): the source rows and kernel columns that lie outside it are
+//! left out as the kernel is written, where lavapipe would run them under a mask. 64→64 8²
+//! 7×7 dilation 3 (18 of a tile's 26 source rows and 2 of 7 kernel columns outside), p8c1,
+//! ms: forward 6.1 → 1.1, grad_x 6.0 → 1.1, grad_w 3.3 → 1.2; the LSK 32×32 batch-16 step
+//! 1599, 1391 → 1516, 1311 ms (alternating).
 
 use super::subgroup_rows::comp;
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
@@ -141,10 +148,19 @@ fn halo(reach: usize, c: usize) -> usize {
     (reach / 2).div_ceil(c) * c
 }
 
+/// The map `(h, w)` a variant's kernels are written for when one workgroup covers the whole
+/// image (`p` rows and one tile of 8·c columns or more): then the rows and columns outside
+/// it are known as the kernel is written, and it leaves out their loads and products, which
+/// lavapipe would run under a mask (it does not jump over code all lanes skip). Measured in
+/// the module doc.
+fn whole_image(v: DwSgVariant, h: usize, w: usize) -> Option<(usize, usize)> {
+    (v.p >= h && 8 * v.c >= w).then_some((h, w))
+}
+
 /// The unrolled WGSL of `conv`, `grad_w` and `w_reduce` for KS × KS taps at dilation `dil` on
-/// variant `v`.
-fn source(ks: usize, dil: usize, v: DwSgVariant) -> String {
-    let (p, c) = (v.p, v.c);
+/// variant `v`, for one map `image` when it is [`whole_image`]'s.
+fn source(ks: usize, dil: usize, v: DwSgVariant, image: Option<(usize, usize)>) -> String {
+    let (p, c) = (image.map_or(v.p, |(h, _)| h), v.c);
     let reach = (ks - 1) * dil;
     let halo = halo(reach, c);
     let loads = (8 + 2 * halo / c).div_ceil(8);
@@ -185,7 +201,15 @@ fn source(ks: usize, dil: usize, v: DwSgVariant) -> String {
         .unwrap();
     }
     for r in 0..p + reach {
-        let (open, taps) = (row_open(r, reach), row_taps(ks, dil, c, halo, loads));
+        let open = match image {
+            None => row_open(r, reach),
+            // The row is known: those outside the image are left out.
+            Some((h, _)) if (reach / 2..reach / 2 + h).contains(&r) => {
+                format!("    {{\n    let row = {};\n    {{\n", r - reach / 2)
+            }
+            Some(_) => continue,
+        };
+        let taps = row_taps(ks, dil, c, halo, loads, image.map(|(_, w)| w));
         body.push_str(&open.replace("ROWS", "dp.h"));
         body.push_str(&taps.replace("LOAD", "xat"));
         wbody.push_str(&open.replace("ROWS", "gp.h"));
@@ -195,7 +219,7 @@ fn source(ks: usize, dil: usize, v: DwSgVariant) -> String {
                 continue;
             };
             let ky = d / dil;
-            for kx in 0..ks {
+            for kx in (0..ks).filter(|&kx| tap_reaches(ks, dil, kx, image)) {
                 let t = ky * ks + kx;
                 writeln!(body, "        a{q} = fma(t{kx}, w{t}, a{q});").unwrap();
                 if c == 1 {
@@ -273,26 +297,43 @@ fn row_open(r: usize, reach: usize) -> String {
     )
 }
 
+/// Whether kernel column `kx` reaches into the map for some output column: always, but on a
+/// map of known width `w` ([`whole_image`]) only where its offset is under `w`.
+fn tap_reaches(ks: usize, dil: usize, kx: usize, image: Option<(usize, usize)>) -> bool {
+    let offset = (kx * dil).abs_diff((ks - 1) * dil / 2);
+    image.is_none_or(|(_, w)| offset < w)
+}
+
 /// The row's `loads` loads (by the function LOAD) and its KS taps t0.. for each lane. The
 /// loads hold the tile's V's from `halo` columns left of it on: V m (lane m % 8 of load
 /// m / 8) holds columns m·c − halo .. of the tile. Column j of lane l's tap kx is the tile's
 /// column l·c + j + kx·DIL − PAD, so component (j + o) % c of V l + (j + o) / c, o = halo −
 /// PAD + kx·DIL: shifted V `s{q}` is V l + q for every lane, from lane l + q % 8 of load
-/// q / 8, or for the last lanes from lane l + q % 8 − 8 of the next load.
-fn row_taps(ks: usize, dil: usize, c: usize, halo: usize, loads: usize) -> String {
+/// q / 8, or for the last lanes from lane l + q % 8 − 8 of the next load. On a map of known
+/// width `w` (one tile) the loads wholly outside it are zeros and the taps that never reach
+/// it are left out.
+fn row_taps(
+    ks: usize,
+    dil: usize,
+    c: usize,
+    halo: usize,
+    loads: usize,
+    w: Option<usize>,
+) -> String {
     let mut out = String::new();
     for j in 0..loads {
-        writeln!(
-            out,
-            "        let v{j} = LOAD(base, row, col0 + {});",
-            8 * c * j
-        )
-        .unwrap();
+        let (first, end) = (8 * c * j, 8 * c * (j + 1));
+        if w.is_some_and(|w| end <= halo || first >= w + halo) {
+            writeln!(out, "        let v{j} = V(0.0);").unwrap();
+        } else {
+            writeln!(out, "        let v{j} = LOAD(base, row, col0 + {first});").unwrap();
+        }
     }
+    let image = w.map(|w| (0, w));
     let pad = (ks - 1) * dil / 2;
     let offset = |kx: usize| halo - pad + kx * dil;
     let mut shifted = std::collections::BTreeSet::new();
-    for kx in 0..ks {
+    for kx in (0..ks).filter(|&kx| tap_reaches(ks, dil, kx, image)) {
         for j in 0..c {
             shifted.insert((j + offset(kx)) / c);
         }
@@ -313,7 +354,7 @@ fn row_taps(ks: usize, dil: usize, c: usize, halo: usize, loads: usize) -> Strin
             .unwrap();
         }
     }
-    for kx in 0..ks {
+    for kx in (0..ks).filter(|&kx| tap_reaches(ks, dil, kx, image)) {
         let cols: Vec<String> = (0..c)
             .map(|j| {
                 let m = j + offset(kx);
@@ -330,18 +371,28 @@ fn row_taps(ks: usize, dil: usize, c: usize, halo: usize, loads: usize) -> Strin
 }
 
 /// The kernel for KS × KS taps at dilation `dil` on variant `v`.
-fn kernel(ks: usize, dil: usize, v: DwSgVariant) -> Result<Kernel> {
-    kernel_entry(ks, dil, v, "conv")
+fn kernel(ks: usize, dil: usize, v: DwSgVariant, g: &Geometry) -> Result<Kernel> {
+    kernel_entry(ks, dil, v, g, "conv")
 }
 
 /// The kernel `entry` (conv, grad_w, w_reduce) for KS × KS taps at dilation `dil` on variant
-/// `v`.
-fn kernel_entry(ks: usize, dil: usize, v: DwSgVariant, entry: &'static str) -> Result<Kernel> {
+/// `v`, written for `g`'s map where one workgroup covers it ([`whole_image`]).
+fn kernel_entry(
+    ks: usize,
+    dil: usize,
+    v: DwSgVariant,
+    g: &Geometry,
+    entry: &'static str,
+) -> Result<Kernel> {
     if v.p == 0 || v.p > 32 || ![1, 2, 4].contains(&v.c) {
         bail!("depthwise_subgroup: variant {v} needs 1 <= p <= 32 and c 1, 2 or 4");
     }
-    let name = format!("depthwise_subgroup_{ks}d{dil}p{}c{}", v.p, v.c);
-    Ok(super::generated(name, entry, || source(ks, dil, v)))
+    let image = whole_image(v, g.h, g.w);
+    let name = match image {
+        None => format!("depthwise_subgroup_{ks}d{dil}p{}c{}", v.p, v.c),
+        Some((h, w)) => format!("depthwise_subgroup_{ks}d{dil}c{}_{h}x{w}", v.c),
+    };
+    Ok(super::generated(name, entry, || source(ks, dil, v, image)))
 }
 
 #[repr(C)]
@@ -374,7 +425,7 @@ fn run(
 ) -> Result<Tensor> {
     let (ks, dil) = kernel_size(g, p)?;
     check_fits(g, v)?;
-    let k = kernel(ks, dil, v)?;
+    let k = kernel(ks, dil, v, g)?;
     let kk = ks * ks;
     let (s_ch, d_ch) = if transposed {
         (g.cout, g.cin)
@@ -505,8 +556,8 @@ pub fn grad_wb(
     };
     let (ks, dil) = kernel_size(&g, p)?;
     check_fits(&g, v)?;
-    let k_sum = kernel_entry(ks, dil, v, "grad_w")?;
-    let k_reduce = kernel_entry(ks, dil, v, "w_reduce")?;
+    let k_sum = kernel_entry(ks, dil, v, &g, "grad_w")?;
+    let k_reduce = kernel_entry(ks, dil, v, &g, "w_reduce")?;
     let tiles_x = g.w.div_ceil(8 * v.c);
     let tiles = tiles_x * g.h.div_ceil(v.p);
     let items = g.n * tiles;
