@@ -51,6 +51,10 @@ struct RowP {
 
 const G: u32 = /*G*/;
 const LR: u32 = /*LR*/;
+// Whether an image row spans several tiles. Where it is one tile, the reads of the tiles
+// beside it are left out of the kernel: lavapipe runs code that no lane takes under a mask
+// rather than jumping over it, so a load in a branch no lane enters still costs.
+const MULTI_TILE: bool = /*MULTI*/;
 
 fn first_of(v: V) -> f32 { return /*FIRST*/; }
 fn last_of(v: V) -> f32 { return /*LAST*/; }
@@ -92,7 +96,7 @@ fn left_of(v: V, plane_row: u32, row: i32, tile: u32, lane: u32) -> f32 {
     var l = subgroupShuffleUp(last_of(v), 1u);
     if lane % LR == 0u {
         l = 0.0;
-        if tile > 0u {
+        if MULTI_TILE && tile > 0u {
             l = last_of(xrow(plane_row, row, tile - 1u, 7u));
         }
     }
@@ -105,7 +109,7 @@ fn right_of(v: V, plane_row: u32, row: i32, tile: u32, lane: u32) -> f32 {
     var r = subgroupShuffleDown(first_of(v), 1u);
     if lane % LR == LR - 1u {
         r = 0.0;
-        if tile + 1u < rp.tiles {
+        if MULTI_TILE && tile + 1u < rp.tiles {
             r = first_of(xrow(plane_row, row, tile + 1u, 0u));
         }
     }

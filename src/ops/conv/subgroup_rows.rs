@@ -212,6 +212,16 @@ impl Layout {
         }
     }
 
+    /// The kernel name's mark of a layout whose image rows span several tiles ("m"; its
+    /// kernels read the tiles beside a lane's, `MULTI_TILE` in the template).
+    pub(super) fn multi(self) -> &'static str {
+        if self.tiles > 1 {
+            "m"
+        } else {
+            ""
+        }
+    }
+
     /// Subgroup rows that cover `h` image rows.
     pub(super) fn rows(self, h: usize) -> usize {
         h.div_ceil(self.g)
@@ -228,7 +238,8 @@ pub(super) fn fill_template(layout: Layout, fill: &[(&str, String)]) -> String {
         .replace("/*FIRST*/", &comp("v", 0, c))
         .replace("/*LAST*/", &comp("v", c - 1, c))
         .replace("/*G*/", &format!("{}u", layout.g))
-        .replace("/*LR*/", &format!("{}u", 8 / layout.g));
+        .replace("/*LR*/", &format!("{}u", 8 / layout.g))
+        .replace("/*MULTI*/", &(layout.tiles > 1).to_string());
     for (marker, text) in fill {
         s = s.replace(marker, text);
     }
@@ -517,12 +528,13 @@ fn run(
     check_variant("conv_subgroup_rows", v)?;
     let layout = Layout::of(dims[3]);
     let name = format!(
-        "conv_subgroup_rows_k{}p{}c{}g{}t{}",
+        "conv_subgroup_rows_k{}p{}c{}g{}t{}{}",
         v.k,
         v.p,
         layout.c,
         layout.g,
-        u8::from(transposed)
+        u8::from(transposed),
+        layout.multi()
     );
     let kernel = super::generated(name, "forward", || forward_source(v, layout, transposed));
     dispatch_forward(&kernel, layout, (v, 1), dims, src, (wt, &[]), extra, dst)
@@ -679,8 +691,12 @@ pub fn grad_w(
     check_gy(&g, gy)?;
     let layout = Layout::of(g.w);
     let name = format!(
-        "conv_subgroup_rows_w_ko{}ci{}c{}g{}",
-        v.ko, v.ci, layout.c, layout.g
+        "conv_subgroup_rows_w_ko{}ci{}c{}g{}{}",
+        v.ko,
+        v.ci,
+        layout.c,
+        layout.g,
+        layout.multi()
     );
     let kernel = super::generated(name, "grad_w", || grad_w_source(v, layout));
     let blocks = [g.cin.div_ceil(v.ci), g.cout.div_ceil(v.ko)];

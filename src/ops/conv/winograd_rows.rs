@@ -392,8 +392,20 @@ fn run(
     let layout = layout_of(w)?;
     let block = Block::of(v, layout, dims[2]);
     let name = match block {
-        Block::Rows => format!("conv_winograd_rows_k{}p{}g{}", v.k, v.p, layout.g),
-        Block::Images { r } => format!("conv_winograd_rows_k{}p{}g{}r{r}", v.k, v.p, layout.g),
+        Block::Rows => format!(
+            "conv_winograd_rows_k{}p{}g{}{}",
+            v.k,
+            v.p,
+            layout.g,
+            layout.multi()
+        ),
+        Block::Images { r } => format!(
+            "conv_winograd_rows_k{}p{}g{}r{r}{}",
+            v.k,
+            v.p,
+            layout.g,
+            layout.multi()
+        ),
     };
     let kernel = super::generated(name, "forward", || forward_source(v, layout, block));
     let (uw, texels) = transformed_weights(wt, cin, cout, transposed)?;
