@@ -224,12 +224,17 @@ fn depthwise_and_few_channel_forward_and_grad_x_match_reference() {
 }
 
 /// 1×1 cases: n, cin, cout, (h, w): planes of 1 to 221 pixels (not multiples of 8 or of a
-/// workgroup's 8·P), channel counts not multiples of 8 or 16.
+/// workgroup's 8·P), channel counts not multiples of 8 or 16; planes of 24, 32, 60 and 144
+/// pixels run the variants of 4 pixels per lane too (one run partly filled, one full run,
+/// runs past the plane's end).
 const PW_CASES: &[(usize, usize, usize, (usize, usize))] = &[
     (2, 3, 5, (9, 7)),
     (1, 17, 9, (13, 17)),
     (3, 2, 20, (1, 1)),
     (1, 8, 33, (4, 6)),
+    (2, 5, 9, (4, 8)),
+    (1, 17, 20, (6, 10)),
+    (2, 9, 16, (12, 12)),
 ];
 
 /// Each output sums at most 33 products of values ≤ 1 (plus a bias or gradient ≤ 1), each
@@ -258,9 +263,10 @@ fn pointwise_forward_and_grad_x_match_reference() {
         assert!(pointwise_subgroup::applies(&tx, &tw, p));
         // One chunk (gw written directly when there is no bias) and a chunk per image
         // (partial sums reduced), with and without the bias.
-        for &v in PW_W_VARIANTS {
+        let hw = h * w;
+        for v in PW_W_VARIANTS.iter().filter(|v| hw.is_multiple_of(v.c)) {
             for (target, bias) in [(1, false), (1, true), (64, false), (64, true)] {
-                let v = PwWVariant { target, ..v };
+                let v = PwWVariant { target, ..*v };
                 let (w_got, b_got) =
                     pointwise_subgroup::grad_wb(&tx, &tw, &tgy, bias, p, v).unwrap();
                 let what = format!("{v} target {target} {:?} w {:?}", x.shape, wt.shape);
@@ -271,13 +277,13 @@ fn pointwise_forward_and_grad_x_match_reference() {
                 }
             }
         }
-        for &v in PW_VARIANTS {
+        for v in PW_VARIANTS.iter().filter(|v| hw.is_multiple_of(v.c)) {
             let what = format!("{v} {:?} w {:?}", x.shape, wt.shape);
-            let got = pointwise_subgroup::forward(&tx, &tw, Some(&tb), p, v).unwrap();
+            let got = pointwise_subgroup::forward(&tx, &tw, Some(&tb), p, *v).unwrap();
             assert_close(&format!("y {what}"), &got, &y, TOL);
-            let got = pointwise_subgroup::grad_x(&tx, &tw, &tgy, None, p, v).unwrap();
+            let got = pointwise_subgroup::grad_x(&tx, &tw, &tgy, None, p, *v).unwrap();
             assert_close(&format!("gx {what}"), &got, &gx, TOL);
-            let got = pointwise_subgroup::grad_x(&tx, &tw, &tgy, Some(&tacc), p, v).unwrap();
+            let got = pointwise_subgroup::grad_x(&tx, &tw, &tgy, Some(&tacc), p, *v).unwrap();
             assert_close(&format!("gx + acc {what}"), &got, &gx_acc, TOL);
         }
     }
@@ -292,8 +298,12 @@ fn pointwise_forward_and_grad_x_match_reference() {
         assert!(!pointwise_subgroup::applies(&x, w, q), "{q:?}");
         assert!(pointwise_subgroup::forward(&x, w, None, q, PW_VARIANTS[0]).is_err());
     }
-    let odd = PwVariant { k: 12, p: 2 };
+    let odd = PwVariant { k: 12, p: 2, c: 1 };
     assert!(pointwise_subgroup::forward(&x, &w1, None, p, odd).is_err());
+    // Four pixels per lane on a plane of 25.
+    let wide = PwVariant { k: 8, p: 2, c: 4 };
+    let err = pointwise_subgroup::forward(&x, &w1, None, p, wide).unwrap_err();
+    assert!(err.to_string().contains("25 pixels"), "{err}");
 }
 
 #[test]

@@ -341,11 +341,14 @@ fn cpu_defaults(
     }
     // 1×1 forward and grad_x sharing weights across a subgroup: 1.8-7.1x (k16p8) over the
     // kernels above on the LSK module's 1×1 layers, k8p8 (2.6-5.2x) where 8 channels come
-    // out (table in `pointwise_subgroup`'s doc).
+    // out (table in `pointwise_subgroup`'s doc); four pixels per lane where the plane
+    // allows, the runs shortened to keep the sums as many.
     if pointwise_subgroup::applies(x, w, p) {
+        let c = pointwise_subgroup::pixels_per_lane(g.h * g.w);
         let pw = |out: usize| pointwise_subgroup::PwVariant {
             k: if out <= 8 { 8 } else { 16 },
-            p: 8,
+            p: if c == 4 { 2 } else { 8 },
+            c,
         };
         ks.forward.insert(0, Path::PointwiseSubgroup(pw(g.cout)));
         ks.grad_x.insert(0, Path::PointwiseSubgroup(pw(g.cin)));
@@ -355,6 +358,7 @@ fn cpu_defaults(
             Path::PointwiseSubgroupW(pointwise_subgroup::PwWVariant {
                 ko: if g.cout <= 8 { 8 } else { 16 },
                 ci: 8,
+                c,
                 target: 4 * threads,
             }),
         );

@@ -32,6 +32,14 @@
 //!
 //! Defaults (`choice`): k16p8, k8p8 where the pass writes 8 channels; grad_w ko16ci8, ko8ci8
 //! where Cout is 8.
+//!
+//! Those load one pixel per lane. Where the plane is a multiple of 4 pixels (every LSK map),
+//! a lane now loads 4 adjacent ones as a vec4 (`c` 4; lavapipe loads a vec4 for about the
+//! price of an f32), with runs of 2 instead of 8 to keep the sums per lane as many: in the
+//! LSK 32×32 batch-16 step's profile, side by side (two pairs), the 1×1 forward and grad_x
+//! 342, 288 → 129, 116 ms (k16) and 66, 66 → 34, 29 (k8), grad_w 139, 119 → 54, 60 (ko16ci8)
+//! and 45, 31 → 19, 18 (ko8ci8). The lab's single calls were too noisy that hour to rank
+//! the vec4 variants among themselves.
 
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::gpu::{groups, Kernel};
@@ -42,27 +50,60 @@ use std::fmt::Write as _;
 
 const TEMPLATE: &str = include_str!("../../../shaders/pointwise_subgroup.wgsl");
 
-/// `k` output channels (a multiple of 8) × `p` runs of 8 pixels per workgroup.
+/// `k` output channels (a multiple of 8) × `p` runs of 8·c pixels per workgroup, `c` (1 or 4)
+/// adjacent pixels per lane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PwVariant {
     pub k: usize,
     pub p: usize,
+    pub c: usize,
 }
 
 impl std::fmt::Display for PwVariant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pwsg k{}p{}", self.k, self.p)
+        write!(f, "pwsg k{}p{}c{}", self.k, self.p, self.c)
     }
 }
 
 /// The variants worth timing.
 pub const PW_VARIANTS: &[PwVariant] = &[
-    PwVariant { k: 8, p: 4 },
-    PwVariant { k: 8, p: 8 },
-    PwVariant { k: 16, p: 4 },
-    PwVariant { k: 16, p: 8 },
-    PwVariant { k: 32, p: 4 },
+    PwVariant { k: 8, p: 8, c: 1 },
+    PwVariant { k: 16, p: 8, c: 1 },
+    PwVariant { k: 8, p: 2, c: 4 },
+    PwVariant { k: 8, p: 4, c: 4 },
+    PwVariant { k: 16, p: 2, c: 4 },
+    PwVariant { k: 16, p: 4, c: 4 },
+    PwVariant { k: 32, p: 2, c: 4 },
 ];
+
+/// The most pixels per lane that divide a plane of `hw` pixels: 4 or 1.
+pub fn pixels_per_lane(hw: usize) -> usize {
+    if hw.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
+}
+
+/// An error unless `c` pixels per lane (1 or 4) divide a plane of `hw` pixels.
+fn check_pixels(what: &str, c: usize, hw: usize) -> Result<()> {
+    if ![1, 4].contains(&c) || !hw.is_multiple_of(c) {
+        bail!(
+            "pointwise_subgroup: {what} holds {c} pixels per lane, which must be 1 or 4 and \
+             divide the plane's {hw} pixels"
+        );
+    }
+    Ok(())
+}
+
+/// WGSL for lane type V of `c` pixels.
+fn lane_type(c: usize) -> &'static str {
+    if c == 4 {
+        "vec4<f32>"
+    } else {
+        "f32"
+    }
+}
 
 fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {
     let g = super::geometry(x, w, p)?;
@@ -84,19 +125,19 @@ pub fn applies(x: &Tensor, w: &Tensor, p: Conv2dParams) -> bool {
 
 /// The unrolled WGSL of `conv` for `v`.
 fn source(v: PwVariant) -> String {
-    let (k, p) = (v.k, v.p);
+    let (k, p, lanec) = (v.k, v.p, v.c);
     let mut acc = String::new();
     for c in 0..k {
         for q in 0..p {
-            writeln!(acc, "    var a{c}_{q} = 0.0;").unwrap();
+            writeln!(acc, "    var a{c}_{q} = V(0.0);").unwrap();
         }
     }
     let mut body = String::new();
     for q in 0..p {
         writeln!(
             body,
-            "        let x{q} = xs[sb + min(i0 + {}u, pp.hw - 1u)];",
-            8 * q
+            "        let x{q} = xs[(sb + min(i0 + {}u, pp.hw - {lanec}u)) / {lanec}u];",
+            8 * lanec * q
         )
         .unwrap();
     }
@@ -111,7 +152,7 @@ fn source(v: PwVariant) -> String {
     for c in 0..k {
         writeln!(
             body,
-            "        let b{c} = subgroupBroadcast(w{}, {}u);",
+            "        let b{c} = V(subgroupBroadcast(w{}, {}u));",
             c / 8,
             c % 8
         )
@@ -126,27 +167,29 @@ fn source(v: PwVariant) -> String {
             store,
             "    if d0 + {c}u < pp.cd {{\n\
              \x20       let d = d0 + {c}u;\n\
-             \x20       var bv = 0.0;\n\
-             \x20       if pp.extra == 1u {{ bv = ex[d]; }}"
+             \x20       var bv = V(0.0);\n\
+             \x20       if pp.extra == 1u {{ bv = V(bias[d]); }}"
         )
         .unwrap();
         for q in 0..p {
             writeln!(
                 store,
                 "        if i0 + {}u < pp.hw {{\n\
-                 \x20           let o = (n * pp.cd + d) * pp.hw + i0 + {}u;\n\
+                 \x20           let o = ((n * pp.cd + d) * pp.hw + i0 + {}u) / {lanec}u;\n\
                  \x20           var e = bv;\n\
-                 \x20           if pp.extra == 2u {{ e = ex[o]; }}\n\
+                 \x20           if pp.extra == 2u {{ e = addend[o]; }}\n\
                  \x20           ys[o] = a{c}_{q} + e;\n\
                  \x20       }}",
-                8 * q,
-                8 * q
+                8 * lanec * q,
+                8 * lanec * q
             )
             .unwrap();
         }
         store.push_str("    }\n");
     }
     TEMPLATE
+        .replace("/*V*/", lane_type(lanec))
+        .replace("/*C*/", &format!("{lanec}u"))
         .replace("/*K*/", &format!("{k}u"))
         .replace("/*P*/", &format!("{p}u"))
         .replace("/*ACC*/\n", &acc)
@@ -161,22 +204,27 @@ fn source(v: PwVariant) -> String {
 
 /// The unrolled WGSL of `grad_w` for `v`.
 fn w_source(v: PwWVariant) -> String {
-    let (ko, ci) = (v.ko, v.ci);
+    let (ko, ci, lanec) = (v.ko, v.ci, v.c);
+    let sum = |name: String| match lanec {
+        1 => name,
+        _ => format!("dot({name}, V(1.0))"),
+    };
     let mut acc = String::new();
     let mut body = String::new();
     let mut store = String::new();
     for c in 0..ci {
         writeln!(
             body,
-            "            let x{c} = select(0.0, wx[(n * wp.cin + min(s0 + {c}u, wp.cin - 1u)) * wp.hw + at], live);"
+            "            let x{c} = select(V(0.0), wx[(n * wp.cin + min(s0 + {c}u, wp.cin - 1u)) * wp.hw / {lanec}u + at], live);"
         )
         .unwrap();
     }
     for k in 0..ko {
         writeln!(
             body,
-            "            let g{k} = wgy[(n * wp.cout + min(d0 + {k}u, wp.cout - 1u)) * wp.hw + at];\n\
-             \x20           ab{k} += select(0.0, g{k}, live);"
+            "            let g{k} = select(V(0.0), wgy[(n * wp.cout + min(d0 + {k}u, wp.cout - 1u)) * wp.hw / {lanec}u + at], live);\n\
+             \x20           ab{k} += {};",
+            sum(format!("g{k}"))
         )
         .unwrap();
         writeln!(acc, "    var ab{k} = 0.0;").unwrap();
@@ -190,7 +238,11 @@ fn w_source(v: PwWVariant) -> String {
         .unwrap();
         for c in 0..ci {
             writeln!(acc, "    var a{k}_{c} = 0.0;").unwrap();
-            writeln!(body, "            a{k}_{c} = fma(g{k}, x{c}, a{k}_{c});").unwrap();
+            match lanec {
+                1 => writeln!(body, "            a{k}_{c} = fma(g{k}, x{c}, a{k}_{c});"),
+                _ => writeln!(body, "            a{k}_{c} += dot(g{k}, x{c});"),
+            }
+            .unwrap();
             writeln!(
                 store,
                 "    let t{k}_{c} = subgroupAdd(a{k}_{c});\n\
@@ -202,6 +254,8 @@ fn w_source(v: PwWVariant) -> String {
         }
     }
     TEMPLATE
+        .replace("/*V*/", lane_type(lanec))
+        .replace("/*C*/", &format!("{lanec}u"))
         .replace("/*K*/", "8u")
         .replace("/*P*/", "1u")
         .replace("/*KO*/", &format!("{ko}u"))
@@ -214,41 +268,53 @@ fn w_source(v: PwWVariant) -> String {
         .replace("/*STORE*/\n", "")
 }
 
-/// Block sizes of `grad_w`: `ko` output × `ci` source channels per workgroup, `target`
-/// workgroups in all (more chunks of images when the blocks are fewer).
+/// Block sizes of `grad_w`: `ko` output × `ci` source channels per workgroup, `c` (1 or 4)
+/// adjacent pixels per lane, `target` workgroups in all (more chunks of images when the
+/// blocks are fewer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PwWVariant {
     pub ko: usize,
     pub ci: usize,
+    pub c: usize,
     pub target: usize,
 }
 
 impl std::fmt::Display for PwWVariant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pwsgw ko{}ci{}", self.ko, self.ci)
+        write!(f, "pwsgw ko{}ci{}c{}", self.ko, self.ci, self.c)
     }
 }
 
 /// The grad_w variants worth timing (`target` 8: four workgroups per thread on 2 cores).
 pub const PW_W_VARIANTS: &[PwWVariant] = &[
     PwWVariant {
-        ko: 4,
-        ci: 4,
-        target: 8,
-    },
-    PwWVariant {
-        ko: 8,
-        ci: 4,
-        target: 8,
-    },
-    PwWVariant {
         ko: 8,
         ci: 8,
+        c: 1,
         target: 8,
     },
     PwWVariant {
         ko: 16,
         ci: 8,
+        c: 1,
+        target: 8,
+    },
+    PwWVariant {
+        ko: 8,
+        ci: 8,
+        c: 4,
+        target: 8,
+    },
+    PwWVariant {
+        ko: 16,
+        ci: 8,
+        c: 4,
+        target: 8,
+    },
+    PwWVariant {
+        ko: 16,
+        ci: 16,
+        c: 4,
         target: 8,
     },
 ];
@@ -258,7 +324,7 @@ fn w_kernels(v: PwWVariant) -> Result<(Kernel, Kernel)> {
     if v.ko == 0 || v.ci == 0 || v.ko * v.ci > 256 {
         bail!("pointwise_subgroup grad_w: variant {v} needs 1 <= ko·ci <= 256");
     }
-    let name = format!("pointwise_subgroup_w_ko{}ci{}", v.ko, v.ci);
+    let name = format!("pointwise_subgroup_w_ko{}ci{}c{}", v.ko, v.ci, v.c);
     let k = |entry| super::generated(name.clone(), entry, || w_source(v));
     Ok((k("grad_w"), k("reduce")))
 }
@@ -288,6 +354,7 @@ pub fn grad_wb(
 ) -> Result<(Tensor, Option<Tensor>)> {
     let g = checked(x, w, p)?;
     check_gy(&g, gy)?;
+    check_pixels(&v.to_string(), v.c, g.h * g.w)?;
     let (k_sum, k_reduce) = w_kernels(v)?;
     let numel = g.cout * g.cin + if bias { g.cout } else { 0 };
     let blocks = g.cout.div_ceil(v.ko) * g.cin.div_ceil(v.ci);
@@ -337,7 +404,7 @@ fn kernel(v: PwVariant) -> Result<Kernel> {
     if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.k * v.p > 256 {
         bail!("pointwise_subgroup: variant {v} needs k a multiple of 8, p >= 1, k·p <= 256");
     }
-    let name = format!("pointwise_subgroup_k{}p{}", v.k, v.p);
+    let name = format!("pointwise_subgroup_k{}p{}c{}", v.k, v.p, v.c);
     Ok(super::generated(name, "conv", || source(v)))
 }
 
@@ -367,6 +434,7 @@ fn run(
     extra: Option<(&Tensor, u32)>,
     dst_shape: &[usize],
 ) -> Result<Tensor> {
+    check_pixels(&v.to_string(), v.c, hw)?;
     let k = kernel(v)?;
     let gpu = src.gpu();
     let dst = Tensor::empty(gpu, dst_shape, DType::F32)?;
@@ -380,12 +448,14 @@ fn run(
         extra: extra.map_or(0, |e| e.1),
         pad0: 0,
     };
+    let bias = extra.filter(|e| e.1 == 1).map_or(w, |e| e.0);
+    let addend = extra.filter(|e| e.1 == 2).map_or(src, |e| e.0);
     gpu.dispatch(
         &k,
         bytemuck::bytes_of(&pr),
-        &[src.buf(), w.buf(), extra.map_or(w, |e| e.0).buf()],
+        &[src.buf(), w.buf(), bias.buf(), addend.buf()],
         &[dst.buf()],
-        [u(hw.div_ceil(8 * v.p)), u(cd.div_ceil(v.k)), u(n)],
+        [u(hw.div_ceil(8 * v.c * v.p)), u(cd.div_ceil(v.k)), u(n)],
     )?;
     Ok(dst)
 }
