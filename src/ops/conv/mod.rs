@@ -46,6 +46,7 @@ pub mod depthwise_subgroup;
 mod direct;
 mod gemm;
 pub mod pointwise_subgroup;
+pub mod rows_s2;
 pub mod subgroup;
 pub mod subgroup_rows;
 pub mod subgroup_w;
@@ -486,6 +487,7 @@ fn forward(
         Path::DepthwiseCpu(v) => depthwise_cpu::forward(x, w, b, p, v),
         Path::Subgroup(v) => subgroup::forward(x, w, b, p, v),
         Path::Rows(v) => subgroup_rows::forward(x, w, b, p, v),
+        Path::RowsS2(v) => rows_s2::forward(x, w, b, p, v),
         Path::Winograd(v) => winograd_rows::forward(x, w, b, p, v),
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::forward(x, w, b, p, v),
         Path::PointwiseSubgroup(v) => pointwise_subgroup::forward(x, w, b, p, v),
@@ -494,6 +496,7 @@ fn forward(
         | Path::CpuW(_)
         | Path::SubgroupW(_)
         | Path::RowsW(_)
+        | Path::RowsS2W(_)
         | Path::PointwiseSubgroupW(_)
         | Path::DepthwiseSubgroupW(..) => direct::forward(g, p, x, w, b),
     }
@@ -566,6 +569,8 @@ fn grad_x(
         | Path::CpuW(_)
         | Path::SubgroupW(_)
         | Path::RowsW(_)
+        | Path::RowsS2(_)
+        | Path::RowsS2W(_)
         | Path::PointwiseSubgroupW(_)
         | Path::DepthwiseSubgroupW(..) => direct::grad_x(g, p, w, gy, acc),
     }
@@ -594,6 +599,7 @@ fn grad_wb(
         | Path::Cpu(_)
         | Path::Subgroup(_)
         | Path::Rows(_)
+        | Path::RowsS2(_)
         | Path::Winograd(_)
         | Path::DepthwiseSubgroup(_)
         | Path::PointwiseSubgroup(_) => direct::grad_wb(g, p, x, gy, bias),
@@ -608,6 +614,10 @@ fn grad_wb(
         )),
         Path::RowsW(v) => Ok((
             subgroup_rows::grad_w(x, w, gy, p, v)?,
+            bias.then(|| grad_b(g, gy)).transpose()?,
+        )),
+        Path::RowsS2W(v) => Ok((
+            rows_s2::grad_w(x, w, gy, p, v)?,
             bias.then(|| grad_b(g, gy)).transpose()?,
         )),
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_wb(x, w, gy, bias, p, v),
