@@ -17,6 +17,15 @@
 // rows under the block, one load each; then each output (channel, row) takes its 9 products
 // in turn. `extra` 1 adds bias[co].
 //
+// `grad_x`: workgroup (x: block of 2P rows of gx, y: block of K input channels, z: n).
+// gx[ci, iy, ix] = the sum over co and the taps (ky, kx) with iy = 2·oy + ky − 1 and
+// ix = 2·ox + kx − 1 of gy[co, oy, ox] · w[co, ci, ky, kx]: an even row or column of gx
+// meets only the kernel's middle row or column, an odd one its first and last. Per output
+// channel lane j loads tap j of each of the K input channels' 9 weights (and tap 8 of
+// channel 8b + j), subgroupBroadcast hands them out, and the P + 1 rows of gy over the block
+// are one load each; the lane's C columns of gx read its C / 2 columns of gy and the right
+// neighbour's first (zero at the map's right edge). `extra` 2 adds a gradient to accumulate.
+//
 // `grad_w`: workgroup (x: block of CI input channels, y: block of KO output channels, z:
 // chunk of images). gw[co, ci, ky, kx] = the sum over n, oy, ox of gy[n, co, oy, ox] ·
 // x[n, ci, 2·oy + ky − 1, 2·ox + kx − 1]. Per output row: KO loads of gy and, per input
@@ -72,6 +81,32 @@ fn forward(
 /*BODY*/
     }
 /*STORE*/
+}
+
+@group(0) @binding(1) var<storage, read> dys: array<VO>;
+@group(0) @binding(3) var<storage, read> addend: array<VI>;
+@group(0) @binding(4) var<storage, read_write> gxs: array<VI>;
+
+// Lane `lane`'s columns of row oy of gy's channel co of image n, or zeros below the map.
+fn dyrow(n: u32, co: u32, oy: u32, lane: u32) -> VO {
+    let i = ((n * sp.cout + co) * sp.ho + min(oy, sp.ho - 1u)) * 8u + lane;
+    return select(VO(0.0), dys[min(i, arrayLength(&dys) - 1u)], oy < sp.ho);
+}
+
+@compute @workgroup_size(8)
+fn grad_x(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let n = wid.z;
+    let oy0 = wid.x * /*P*/;
+    let iy0 = 2u * oy0;
+    let ci0 = wid.y * /*K*/;
+/*XACC*/
+    for (var co = 0u; co < sp.cout; co++) {
+/*XBODY*/
+    }
+/*XSTORE*/
 }
 
 @group(0) @binding(2) var<storage, read> gys: array<VO>;

@@ -1,5 +1,6 @@
 //! The stride-2 dense 3×3 kernels with a map's row per subgroup (`ops::conv::rows_s2`): every
-//! variant's forward (with and without bias) and grad_w (one chunk or several) against the
+//! variant's forward (with and without bias), grad_x (with and without a gradient to
+//! accumulate) and grad_w (one chunk or several) against the
 //! f64 CPU reference on maps 16 and 32 wide (two and four columns of x per lane), heights
 //! odd and even (the last output row's lower input row past the map, or not), not multiples
 //! of the row blocks, channels not multiples of 8 or 16; and what they refuse. Skipped, with
@@ -8,7 +9,7 @@
 mod common;
 use common::subgroups::{available, params};
 use common::{assert_close, up};
-use lskbb::ops::conv::rows_s2::{self, S2WVariant, S2_VARIANTS, S2_W_VARIANTS};
+use lskbb::ops::conv::rows_s2::{self, S2WVariant, S2_VARIANTS, S2_W_VARIANTS, S2_X_VARIANTS};
 use lskbb::reference::conv as rconv;
 use lskbb::reference::{Rng, Tol};
 
@@ -30,7 +31,7 @@ const CASES: &[(usize, usize, (usize, usize), usize)] = &[
 ];
 
 #[test]
-fn forward_and_grad_w_match_reference() {
+fn forward_grad_x_and_grad_w_match_reference() {
     if !available() {
         return;
     }
@@ -43,8 +44,10 @@ fn forward_and_grad_w_match_reference() {
         let y = rconv::conv2d(&x, &wt, Some(&b), 2, 1, 1, 1);
         let y0 = rconv::conv2d(&x, &wt, None, 2, 1, 1, 1);
         let gy = rng.arr(&y.shape, 1.0);
-        let (_, gw, _) = rconv::conv2d_backward(&x, &wt, &gy, 2, 1, 1, 1);
-        let (tx, tw, tb, tgy) = (up(&x), up(&wt), up(&b), up(&gy));
+        let (gx, gw, _) = rconv::conv2d_backward(&x, &wt, &gy, 2, 1, 1, 1);
+        let acc = rng.arr(&x.shape, 1.0);
+        let gx_acc = gx.zip(&acc, |a, b| a + b);
+        let (tx, tw, tb, tgy, tacc) = (up(&x), up(&wt), up(&b), up(&gy), up(&acc));
         assert!(rows_s2::applies(&tx, &tw, p));
         for &v in S2_VARIANTS {
             let what = format!("{v} {:?} w {:?}", x.shape, wt.shape);
@@ -52,6 +55,13 @@ fn forward_and_grad_w_match_reference() {
             assert_close(&format!("y {what}"), &got, &y, TOL);
             let got = rows_s2::forward(&tx, &tw, None, p, v).unwrap();
             assert_close(&format!("y no bias {what}"), &got, &y0, TOL);
+        }
+        for &v in S2_X_VARIANTS {
+            let what = format!("{v} {:?} w {:?}", x.shape, wt.shape);
+            let got = rows_s2::grad_x(&tx, &tw, &tgy, None, p, v).unwrap();
+            assert_close(&format!("gx {what}"), &got, &gx, TOL);
+            let got = rows_s2::grad_x(&tx, &tw, &tgy, Some(&tacc), p, v).unwrap();
+            assert_close(&format!("gx + acc {what}"), &got, &gx_acc, TOL);
         }
         // One chunk (gw written directly) and a chunk per image (partial sums added).
         for &v in S2_W_VARIANTS {

@@ -62,7 +62,7 @@ pub(super) enum Path {
     Rows(subgroup_rows::RowsVariant),
     /// Their grad_w.
     RowsW(subgroup_rows::RowsWVariant),
-    /// The dense stride-2 3×3 forward with a map's row per subgroup (`rows_s2`).
+    /// The dense stride-2 3×3 forward and grad_x with a map's row per subgroup (`rows_s2`).
     RowsS2(rows_s2::S2Variant),
     /// Its grad_w.
     RowsS2W(rows_s2::S2WVariant),
@@ -453,15 +453,6 @@ fn cpu_defaults(
     if subgroup_rows::grad_x_applies(x, w, p) {
         ks.grad_x.insert(0, Path::Rows(rows));
     }
-    // Stride 2 on maps 16 or 32 wide: a row of x per subgroup, one load; forward 1.9x,
-    // grad_w 1.7x over the kernels above in the plain step's profile (`rows_s2`'s doc).
-    if rows_s2::applies(x, w, p) {
-        let (k, (ko, ci)) = if compact { (8, (4, 4)) } else { (16, (16, 4)) };
-        ks.forward
-            .insert(0, Path::RowsS2(rows_s2::S2Variant { k, p: 4 }));
-        let target = 4 * threads;
-        ks.w.insert(0, Path::RowsS2W(rows_s2::S2WVariant { ko, ci, target }));
-    }
     // Forward and grad_x by the row Winograd transform on maps 4, 8, 16 or a multiple of 32
     // wide, past the compact passes (its kernels take 0.5-3 s to compile). Over the kernels
     // above (lavapipe, batch 32, CPU time side by side, fastest of 9-15 rounds,
@@ -485,6 +476,18 @@ fn cpu_defaults(
     }
     if !compact && winograd_rows::grad_x_applies(x, w, p) {
         ks.grad_x.insert(0, Path::Winograd(wino));
+    }
+    // Stride 2 on maps 16 or 32 wide: a row of x per subgroup, one load; forward 1.9x,
+    // grad_w 1.7x, grad_x about 1.8x over the kernels above in the plain step's profile
+    // (`rows_s2`'s doc).
+    if rows_s2::applies(x, w, p) {
+        let (k, (ko, ci)) = if compact { (8, (4, 4)) } else { (16, (16, 4)) };
+        ks.forward
+            .insert(0, Path::RowsS2(rows_s2::S2Variant { k, p: 4 }));
+        ks.grad_x
+            .insert(0, Path::RowsS2(rows_s2::grad_x_variant(g.w)));
+        let target = 4 * threads;
+        ks.w.insert(0, Path::RowsS2W(rows_s2::S2WVariant { ko, ci, target }));
     }
 }
 

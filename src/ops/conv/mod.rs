@@ -561,6 +561,7 @@ fn grad_x(
         Path::DepthwiseCpu(v) => depthwise_cpu::grad_x(x, w, gy, acc, p, v),
         Path::Subgroup(v) => subgroup::grad_x(x, w, gy, acc, p, v),
         Path::Rows(v) => subgroup_rows::grad_x(x, w, gy, acc, p, v),
+        Path::RowsS2(v) => rows_s2::grad_x(x, w, gy, acc, p, v),
         Path::Winograd(v) => winograd_rows::grad_x(x, w, gy, acc, p, v),
         Path::DepthwiseSubgroup(v) => depthwise_subgroup::grad_x(x, w, gy, acc, p, v),
         Path::PointwiseSubgroup(v) => pointwise_subgroup::grad_x(x, w, gy, acc, p, v),
@@ -569,7 +570,6 @@ fn grad_x(
         | Path::CpuW(_)
         | Path::SubgroupW(_)
         | Path::RowsW(_)
-        | Path::RowsS2(_)
         | Path::RowsS2W(_)
         | Path::PointwiseSubgroupW(_)
         | Path::DepthwiseSubgroupW(..) => direct::grad_x(g, p, w, gy, acc),

@@ -1,13 +1,16 @@
 //! Dense 3×3 convolutions at stride 2 with a map's row per subgroup
-//! (`shaders/conv_rows_s2.wgsl`), forward and grad_w, for lavapipe: on maps 16 or 32 columns
-//! wide (the ResNet-32s' two stride-2 layers at 32×32) a lane holds 2 or 4 adjacent columns
-//! of x as one vector and the 1 or 2 output columns they centre, so a row of x or of gy is
-//! one load (lavapipe loads a storage buffer lane by lane, a vec4 for about the price of an
-//! f32) and a lane's taps are its own columns and its left neighbour's last. They replace
+//! (`shaders/conv_rows_s2.wgsl`), forward, grad_x and grad_w, for lavapipe: on maps 16 or 32
+//! columns wide (the ResNet-32s' two stride-2 layers at 32×32) a lane holds 2 or 4 adjacent
+//! columns of x as one vector and the 1 or 2 output columns they centre, so a row of x or of
+//! gy is one load (lavapipe loads a storage buffer lane by lane, a vec4 for about the price
+//! of an f32) and a lane's taps are its own columns and one neighbour's. They replace
 //! `subgroup`'s and `subgroup_w`'s stride-2 kernels, which load a row of 8 columns in two
-//! loads: in the plain 32×32 batch-16 step's profile (lavapipe, side by side, two pairs) the
-//! two layers' forward 20.5, 15.7 → 10.9, 8.9 ms (k16p4; k16p2 12.1, 13.7), grad_w 26.3,
-//! 22.5 → 13.0, 13.9 ms (ko16ci4; ko8ci8 about the same).
+//! loads, and grad_x as the stride-1 correlation of gy spread onto x's grid (a quarter of
+//! its products by zero): in the plain 32×32 batch-16 step's profile (lavapipe, side by
+//! side, two pairs) the two layers' forward 20.5, 15.7 → 10.9, 8.9 ms (k16p4; k16p2 12.1,
+//! 13.7), grad_w 26.3, 22.5 → 13.0, 13.9 ms (ko16ci4; ko8ci8 about the same), and grad_x
+//! about 20 ms (spread and Winograd) → 11.1, 7.7 ms ([`grad_x_variant`]; with 4 rows of gx
+//! on 16-wide maps 14.9, 13.3).
 
 use super::subgroup_rows::comp;
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
@@ -52,6 +55,22 @@ pub const S2_VARIANTS: &[S2Variant] = &[
     S2Variant { k: 16, p: 2 },
     S2Variant { k: 16, p: 4 },
 ];
+
+/// The grad_x variants worth timing (`p` rows of gy, 2·p of gx, per workgroup).
+pub const S2_X_VARIANTS: &[S2Variant] = &[
+    S2Variant { k: 8, p: 2 },
+    S2Variant { k: 8, p: 4 },
+    S2Variant { k: 16, p: 2 },
+];
+
+/// grad_x's default block on a map `w` wide: 8 input channels × as many rows of gx as keep
+/// 128 sums per lane (two columns per lane: 8 rows, four: 4).
+pub fn grad_x_variant(w: usize) -> S2Variant {
+    S2Variant {
+        k: 8,
+        p: if columns(w) == 2 { 4 } else { 2 },
+    }
+}
 
 /// The grad_w variants worth timing (`target` 8: four workgroups per thread on 2 cores).
 pub const S2_W_VARIANTS: &[S2WVariant] = &[
@@ -119,6 +138,9 @@ fn fill_template(c: usize, fill: &[(&str, String)]) -> String {
         "/*ACC*/",
         "/*BODY*/",
         "/*STORE*/",
+        "/*XACC*/",
+        "/*XBODY*/",
+        "/*XSTORE*/",
         "/*WACC*/",
         "/*WROW*/",
         "/*WSTORE*/",
@@ -217,6 +239,113 @@ fn forward_source(v: S2Variant, c: usize) -> String {
             ("/*ACC*/", acc),
             ("/*BODY*/", body),
             ("/*STORE*/", store),
+        ],
+    )
+}
+
+/// The unrolled WGSL of `grad_x` for `v` (`k` input channels × `p` rows of gy, 2p of gx,
+/// per workgroup) with `c` x columns per lane.
+fn grad_x_source(v: S2Variant, c: usize) -> String {
+    let (k, p, half) = (v.k, v.p, c / 2);
+    let mut acc = String::new();
+    for o in 0..k {
+        for r in 0..2 * p {
+            for m in 0..c {
+                writeln!(acc, "    var a{o}_{r}_{m} = 0.0;").unwrap();
+            }
+        }
+    }
+    // Lane j loads tap j of each of the block's input channels' weights of output channel
+    // co, and tap 8 of channel 8b + j (as `subgroup::weight_loads`).
+    let mut body = String::new();
+    for b in 0..k / 8 {
+        for j in 0..8 {
+            writeln!(
+                body,
+                "let w{b}_{j} = wt[(co * sp.cin + min(ci0 + {}u, sp.cin - 1u)) * 9u + lane];",
+                8 * b + j
+            )
+            .unwrap();
+        }
+        writeln!(
+            body,
+            "let w{b}_8 = wt[(co * sp.cin + min(ci0 + {}u + lane, sp.cin - 1u)) * 9u + 8u];",
+            8 * b
+        )
+        .unwrap();
+    }
+    // gy rows oy0 .. oy0 + p and each row's right neighbour's first column.
+    for j in 0..=p {
+        writeln!(
+            body,
+            "let g{j} = dyrow(n, co, oy0 + {j}u, lane);\n\
+             let gr{j} = select(subgroupShuffleDown({}, 1u), 0.0, lane == 7u);",
+            comp(&format!("g{j}"), 0, half)
+        )
+        .unwrap();
+    }
+    for o in 0..k {
+        for t in 0..9 {
+            writeln!(body, "let k{o}_{t} = {};", subgroup::weight(o, t)).unwrap();
+        }
+        for r in 0..2 * p {
+            // gx row iy0 + r: even rows meet kernel row 1 of gy row r / 2, odd rows kernel
+            // rows 0 and 2 of gy rows (r + 1) / 2 and (r − 1) / 2.
+            let rows: Vec<(usize, usize)> = if r % 2 == 0 {
+                vec![(1, r / 2)]
+            } else {
+                vec![(0, r.div_ceil(2)), (2, r / 2)]
+            };
+            for (ky, j) in rows {
+                for m in 0..c {
+                    // Column m meets kernel column kx of gy's column (m + 1 − kx) / 2 of the
+                    // lane's, the right neighbour's first past them.
+                    for kx in (0..3).filter(|kx| (m + 1 + kx) % 2 == 0 && m + 1 >= *kx) {
+                        let d = (m + 1 - kx) / 2;
+                        let src = if d < half {
+                            comp(&format!("g{j}"), d, half)
+                        } else {
+                            format!("gr{j}")
+                        };
+                        writeln!(
+                            body,
+                            "a{o}_{r}_{m} = fma({src}, k{o}_{}, a{o}_{r}_{m});",
+                            3 * ky + kx
+                        )
+                        .unwrap();
+                    }
+                }
+            }
+        }
+    }
+    let vi = if c == 2 { "vec2<f32>" } else { "vec4<f32>" };
+    let mut store = String::new();
+    for o in 0..k {
+        writeln!(store, "    if ci0 + {o}u < sp.cin {{").unwrap();
+        for r in 0..2 * p {
+            let cols: Vec<String> = (0..c).map(|m| format!("a{o}_{r}_{m}")).collect();
+            writeln!(
+                store,
+                "        if iy0 + {r}u < sp.h {{\n\
+                 \x20           let i = ((n * sp.cin + ci0 + {o}u) * sp.h + iy0 + {r}u) * 8u + lane;\n\
+                 \x20           var e = {vi}(0.0);\n\
+                 \x20           if sp.extra == 2u {{ e = addend[i]; }}\n\
+                 \x20           gxs[i] = {vi}({}) + e;\n\
+                 \x20       }}",
+                cols.join(", ")
+            )
+            .unwrap();
+        }
+        store.push_str("    }\n");
+    }
+    fill_template(
+        c,
+        &[
+            ("/*P*/", format!("{p}u")),
+            ("/*K*/", format!("{k}u")),
+            ("/*XACC*/", acc),
+            ("/*XBODY*/", body),
+            ("/*XSTORE*/", store),
         ],
     )
 }
@@ -368,6 +497,47 @@ pub fn forward(
         [u(g.ho.div_ceil(v.p)), u(g.cout.div_ceil(v.k)), u(g.n)],
     )?;
     Ok(y)
+}
+
+/// gx of y = conv2d(x, w) + b given gy, plus `acc` (of x's shape) when given, for a
+/// convolution these kernels run (see [`applies`]); `v.k` input channels × `v.p` rows of gy
+/// (2·p of gx) per workgroup. `x` gives the input's shape only.
+pub fn grad_x(
+    x: &Tensor,
+    w: &Tensor,
+    gy: &Tensor,
+    acc: Option<&Tensor>,
+    p: Conv2dParams,
+    v: S2Variant,
+) -> Result<Tensor> {
+    if v.k == 0 || !v.k.is_multiple_of(8) || v.p == 0 || v.k * v.p > 32 {
+        bail!("conv_rows_s2 grad_x: variant {v} needs k a multiple of 8, p >= 1, k·p <= 32");
+    }
+    let g = checked(x, w, p)?;
+    check_gy(&g, gy)?;
+    super::check_acc("conv_rows_s2", acc, x.shape())?;
+    let c = columns(g.w);
+    let name = format!("conv_rows_s2_x_k{}p{}c{c}", v.k, v.p);
+    let kernel = super::generated(name, "grad_x", || grad_x_source(v, c));
+    let gpu = x.gpu();
+    let gx = Tensor::empty(gpu, x.shape(), DType::F32)?;
+    let sp = S2 {
+        n: u(g.n),
+        cin: u(g.cin),
+        h: u(g.h),
+        cout: u(g.cout),
+        ho: u(g.ho),
+        extra: if acc.is_some() { 2 } else { 0 },
+        ..Default::default()
+    };
+    gpu.dispatch(
+        &kernel,
+        bytemuck::bytes_of(&sp),
+        &[gy.buf(), w.buf(), acc.unwrap_or(gy).buf()],
+        &[gx.buf()],
+        [u(g.h.div_ceil(2 * v.p)), u(g.cin.div_ceil(v.k)), u(g.n)],
+    )?;
+    Ok(gx)
 }
 
 /// gw of y = conv2d(x, w) + b given gy, for a convolution these kernels run (see
