@@ -90,10 +90,8 @@ impl std::fmt::Display for DwSgVariant {
 
 /// The variants worth timing.
 pub const DW_SG_VARIANTS: &[DwSgVariant] = &[
-    DwSgVariant { p: 2, c: 1 },
     DwSgVariant { p: 4, c: 1 },
     DwSgVariant { p: 8, c: 1 },
-    DwSgVariant { p: 16, c: 1 },
     DwSgVariant { p: 32, c: 1 },
     DwSgVariant { p: 8, c: 2 },
     DwSgVariant { p: 16, c: 2 },
