@@ -59,7 +59,7 @@ fn xrow(plane_row: u32, row: i32, lane: u32) -> VI {
 
 // The column left of the lane's first: its left neighbour's last, zero for lane 0.
 fn left_of(v: VI, lane: u32) -> f32 {
-    return select(subgroupShuffleUp(v./*LAST*/, 1u), 0.0, lane == 0u);
+    return select(subgroupShuffleUp(/*LAST*/, 1u), 0.0, lane == 0u);
 }
 
 @group(0) @binding(2) var<storage, read> wt: array<f32>;

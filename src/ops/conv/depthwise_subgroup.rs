@@ -48,7 +48,7 @@
 //! ms: forward 6.1 → 1.1, grad_x 6.0 → 1.1, grad_w 3.3 → 1.2; the LSK 32×32 batch-16 step
 //! 1599, 1391 → 1516, 1311 ms (alternating).
 
-use super::subgroup_rows::comp;
+use super::subgroup_rows::{comp, lane_type};
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::gpu::Kernel;
 use crate::tensor::{DType, Tensor};
@@ -258,12 +258,8 @@ fn source(ks: usize, dil: usize, v: DwSgVariant, image: Option<(usize, usize)>) 
         )
         .unwrap();
     }
-    let vtype = match c {
-        1 => "f32".to_string(),
-        _ => format!("vec{c}<f32>"),
-    };
     TEMPLATE
-        .replace("/*V*/", &vtype)
+        .replace("/*V*/", lane_type(c))
         .replace("/*C*/", &format!("{c}u"))
         .replace("/*KK*/", &format!("{kk}u"))
         .replace("/*P*/", &format!("{p}u"))

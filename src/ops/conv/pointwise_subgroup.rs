@@ -41,6 +41,7 @@
 //! and 45, 31 → 19, 18 (ko8ci8). The lab's single calls were too noisy that hour to rank
 //! the vec4 variants among themselves.
 
+use super::subgroup_rows::lane_type;
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::gpu::{groups, Kernel};
 use crate::ops::SCRATCH;
@@ -94,15 +95,6 @@ fn check_pixels(what: &str, c: usize, hw: usize) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// WGSL for lane type V of `c` pixels.
-fn lane_type(c: usize) -> &'static str {
-    if c == 4 {
-        "vec4<f32>"
-    } else {
-        "f32"
-    }
 }
 
 fn geometry(x: &Tensor, w: &Tensor, p: Conv2dParams) -> Result<Geometry> {

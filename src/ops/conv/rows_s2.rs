@@ -12,7 +12,7 @@
 //! about 20 ms (spread and Winograd) → 11.1, 7.7 ms ([`grad_x_variant`]; with 4 rows of gx
 //! on 16-wide maps 14.9, 13.3).
 
-use super::subgroup_rows::comp;
+use super::subgroup_rows::{comp, lane_type};
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::tensor::{DType, Tensor};
 use anyhow::{bail, Result};
@@ -113,14 +113,10 @@ fn columns(w: usize) -> usize {
 /// The template with the lane types of `c` x columns per lane and `fill`'s markers filled,
 /// every marker left emptied (or 1 for block sizes).
 fn fill_template(c: usize, fill: &[(&str, String)]) -> String {
-    let (vi, vo, last) = match c {
-        2 => ("vec2<f32>", "f32", "y"),
-        _ => ("vec4<f32>", "vec2<f32>", "w"),
-    };
     let mut s = TEMPLATE
-        .replace("/*VI*/", vi)
-        .replace("/*VO*/", vo)
-        .replace("/*LAST*/", last);
+        .replace("/*VI*/", lane_type(c))
+        .replace("/*VO*/", lane_type(c / 2))
+        .replace("/*LAST*/", &comp("v", c - 1, c));
     for (marker, text) in fill {
         s = s.replace(marker, text);
     }
@@ -153,27 +149,22 @@ fn taps(tag: &str, v: &str, c: usize) -> String {
     s
 }
 
-/// The lane's tap kx of its c / 2 output columns from a row's columns e{tag}_..: output
-/// column j reads e{tag}_{2j + kx}.
+/// The lane's tap kx of its c / 2 output columns (a VO) from a row's columns e{tag}_..:
+/// output column j reads e{tag}_{2j + kx}.
 fn tap(tag: &str, kx: usize, c: usize) -> String {
     let cols: Vec<String> = (0..c / 2)
         .map(|j| format!("e{tag}_{}", 2 * j + kx))
         .collect();
-    if c == 2 {
-        cols[0].clone()
-    } else {
-        format!("vec2<f32>({})", cols.join(", "))
-    }
+    format!("VO({})", cols.join(", "))
 }
 
 /// The unrolled WGSL of `forward` for `v` with `c` x columns per lane.
 fn forward_source(v: S2Variant, c: usize) -> String {
     let (k, p) = (v.k, v.p);
-    let vo = if c == 2 { "f32" } else { "vec2<f32>" };
     let mut acc = String::new();
     for o in 0..k {
         for q in 0..p {
-            writeln!(acc, "    var a{o}_{q} = {vo}(0.0);").unwrap();
+            writeln!(acc, "    var a{o}_{q} = VO(0.0);").unwrap();
         }
     }
     let mut body = subgroup::weight_loads(k, "sp", false);
@@ -186,7 +177,7 @@ fn forward_source(v: S2Variant, c: usize) -> String {
     }
     for o in 0..k {
         for t in 0..9 {
-            writeln!(body, "let k{o}_{t} = {vo}({});", subgroup::weight(o, t)).unwrap();
+            writeln!(body, "let k{o}_{t} = VO({});", subgroup::weight(o, t)).unwrap();
         }
         // Output row q reads input rows 2q, 2q + 1 and 2q + 2 of the block's.
         for q in 0..p {
@@ -209,8 +200,8 @@ fn forward_source(v: S2Variant, c: usize) -> String {
             store,
             "    if co0 + {o}u < sp.cout {{\n\
              \x20       let co = co0 + {o}u;\n\
-             \x20       var bv = {vo}(0.0);\n\
-             \x20       if sp.extra == 1u {{ bv = {vo}(bias[co]); }}"
+             \x20       var bv = VO(0.0);\n\
+             \x20       if sp.extra == 1u {{ bv = VO(bias[co]); }}"
         )
         .unwrap();
         for q in 0..p {
@@ -311,7 +302,6 @@ fn grad_x_source(v: S2Variant, c: usize) -> String {
             }
         }
     }
-    let vi = if c == 2 { "vec2<f32>" } else { "vec4<f32>" };
     let mut store = String::new();
     for o in 0..k {
         writeln!(store, "    if ci0 + {o}u < sp.cin {{").unwrap();
@@ -321,9 +311,9 @@ fn grad_x_source(v: S2Variant, c: usize) -> String {
                 store,
                 "        if iy0 + {r}u < sp.h {{\n\
                  \x20           let i = ((n * sp.cin + ci0 + {o}u) * sp.h + iy0 + {r}u) * 8u + lane;\n\
-                 \x20           var e = {vi}(0.0);\n\
+                 \x20           var e = VI(0.0);\n\
                  \x20           if sp.extra == 2u {{ e = addend[i]; }}\n\
-                 \x20           gxs[i] = {vi}({}) + e;\n\
+                 \x20           gxs[i] = VI({}) + e;\n\
                  \x20       }}",
                 cols.join(", ")
             )

@@ -141,7 +141,7 @@ pub(super) fn geometry(
 }
 
 /// The WGSL type of a lane's `c` columns.
-fn lane_type(c: usize) -> &'static str {
+pub(super) fn lane_type(c: usize) -> &'static str {
     match c {
         1 => "f32",
         2 => "vec2<f32>",
