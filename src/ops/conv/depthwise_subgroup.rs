@@ -48,7 +48,7 @@
 //! ms: forward 6.1 → 1.1, grad_x 6.0 → 1.1, grad_w 3.3 → 1.2; the LSK 32×32 batch-16 step
 //! 1599, 1391 → 1516, 1311 ms (alternating).
 
-use super::subgroup_rows::{comp, lane_type};
+use super::subgroup_rows::{comp, lane_sum, lane_type};
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::gpu::Kernel;
 use crate::tensor::{DType, Tensor};
@@ -194,7 +194,7 @@ fn source(ks: usize, dil: usize, v: DwSgVariant, image: Option<(usize, usize)>) 
             wbody,
             "        let g{q} = gyat(gbase, oy0 + {q}u, ox);
         ab += {};",
-            sum_of(&format!("g{q}"), c)
+            lane_sum(&format!("g{q}"), c)
         )
         .unwrap();
     }
@@ -271,14 +271,6 @@ fn source(ks: usize, dil: usize, v: DwSgVariant, image: Option<(usize, usize)>) 
         .replace("/*WACC*/\n", &wacc)
         .replace("/*WBODY*/\n", &wbody)
         .replace("/*WSTORE*/\n", &wstore)
-}
-
-/// WGSL for the sum of the `c` components of `v`.
-fn sum_of(v: &str, c: usize) -> String {
-    (0..c)
-        .map(|j| comp(v, j, c))
-        .collect::<Vec<_>>()
-        .join(" + ")
 }
 
 /// The opening of source row `r` of a tile (relative to its first output row): the row, and

@@ -41,7 +41,7 @@
 //! and 45, 31 → 19, 18 (ko8ci8). The lab's single calls were too noisy that hour to rank
 //! the vec4 variants among themselves.
 
-use super::subgroup_rows::lane_type;
+use super::subgroup_rows::{lane_sum, lane_type};
 use super::{check_gy, subgroup, u, Conv2dParams, Geometry};
 use crate::gpu::{groups, Kernel};
 use crate::ops::SCRATCH;
@@ -197,10 +197,6 @@ fn source(v: PwVariant) -> String {
 /// The unrolled WGSL of `grad_w` for `v`.
 fn w_source(v: PwWVariant) -> String {
     let (ko, ci, lanec) = (v.ko, v.ci, v.c);
-    let sum = |name: String| match lanec {
-        1 => name,
-        _ => format!("dot({name}, V(1.0))"),
-    };
     let mut acc = String::new();
     let mut body = String::new();
     let mut store = String::new();
@@ -216,7 +212,7 @@ fn w_source(v: PwWVariant) -> String {
             body,
             "            let g{k} = select(V(0.0), wgy[(n * wp.cout + min(d0 + {k}u, wp.cout - 1u)) * wp.hw / {lanec}u + at], live);\n\
              \x20           ab{k} += {};",
-            sum(format!("g{k}"))
+            lane_sum(&format!("g{k}"), lanec)
         )
         .unwrap();
         writeln!(acc, "    var ab{k} = 0.0;").unwrap();

@@ -158,6 +158,14 @@ pub(super) fn comp(name: &str, j: usize, c: usize) -> String {
     }
 }
 
+/// WGSL for the sum of the `c` components of a lane's value `name`, in order.
+pub(super) fn lane_sum(name: &str, c: usize) -> String {
+    (0..c)
+        .map(|j| comp(name, j, c))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 /// WGSL declaring e{tag}_0 ..= e{tag}_{c+1}: the columns left of, under and right of a lane's
 /// `c` columns held in `v`, row `row` of the plane starting at row `plane`.
 pub(super) fn taps(tag: &str, v: &str, c: usize, plane: &str, row: &str) -> String {
