@@ -239,25 +239,11 @@ fn grad_x_source(v: S2Variant, c: usize) -> String {
             }
         }
     }
-    // Lane j loads tap j of each of the block's input channels' weights of output channel
-    // co, and tap 8 of channel 8b + j (as `subgroup::weight_loads`).
-    let mut body = String::new();
-    for b in 0..k / 8 {
-        for j in 0..8 {
-            writeln!(
-                body,
-                "let w{b}_{j} = wt[(co * sp.cin + min(ci0 + {}u, sp.cin - 1u)) * 9u + lane];",
-                8 * b + j
-            )
-            .unwrap();
-        }
-        writeln!(
-            body,
-            "let w{b}_8 = wt[(co * sp.cin + min(ci0 + {}u + lane, sp.cin - 1u)) * 9u + 8u];",
-            8 * b
-        )
-        .unwrap();
-    }
+    // The block's input channels' weights of output channel co, w[co, ci, tap].
+    let mut body = subgroup::weight_loads_at(k, |channel, eighth| {
+        let tap = if eighth { "8u" } else { "lane" };
+        format!("(co * sp.cin + min(ci0 + {channel}, sp.cin - 1u)) * 9u + {tap}")
+    });
     // gy rows oy0 .. oy0 + p and each row's right neighbour's first column.
     for j in 0..=p {
         writeln!(

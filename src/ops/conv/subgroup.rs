@@ -106,22 +106,25 @@ pub(super) fn weight_loads(k: usize, params: &str, transposed: bool) -> String {
             "8u",
         )
     };
-    let mut s = format!("let wrow = {wrow};\n");
+    let at = |channel: &str, eighth: bool| {
+        let tap = if eighth { tap_8 } else { tap_j };
+        format!("min(co0 + {channel}, {params}.cout - 1u) * {cstride} + wrow + {tap}")
+    };
+    format!("let wrow = {wrow};\n{}", weight_loads_at(k, at))
+}
+
+/// The loads of [`weight_loads`] at any layout: `at(channel, eighth)` is the WGSL index in
+/// `wt` of the block's channel `channel` (an offset from the block's first, e.g. `3u` or
+/// `0u + lane`): of its tap `lane` (the first eight loads), or with `eighth` of its tap 8.
+pub(super) fn weight_loads_at(k: usize, at: impl Fn(&str, bool) -> String) -> String {
+    let mut s = String::new();
     for b in 0..k / 8 {
         for j in 0..8 {
-            writeln!(
-                s,
-                "let w{b}_{j} = wt[min(co0 + {}u, {params}.cout - 1u) * {cstride} + wrow + {tap_j}];",
-                8 * b + j
-            )
-            .unwrap();
+            let i = at(&format!("{}u", 8 * b + j), false);
+            writeln!(s, "let w{b}_{j} = wt[{i}];").unwrap();
         }
-        writeln!(
-            s,
-            "let w{b}_8 = wt[min(co0 + {}u + lane, {params}.cout - 1u) * {cstride} + wrow + {tap_8}];",
-            8 * b
-        )
-        .unwrap();
+        let i = at(&format!("{}u + lane", 8 * b), true);
+        writeln!(s, "let w{b}_8 = wt[{i}];").unwrap();
     }
     s
 }
