@@ -159,6 +159,7 @@ fn whole_image(v: DwSgVariant, h: usize, w: usize) -> Option<(usize, usize)> {
 /// variant `v`, for one map `image` when it is [`whole_image`]'s.
 fn source(ks: usize, dil: usize, v: DwSgVariant, image: Option<(usize, usize)>) -> String {
     let (p, c) = (image.map_or(v.p, |(h, _)| h), v.c);
+    let width = image.map(|(_, w)| w);
     let reach = (ks - 1) * dil;
     let halo = halo(reach, c);
     let loads = (8 + 2 * halo / c).div_ceil(8);
@@ -207,7 +208,7 @@ fn source(ks: usize, dil: usize, v: DwSgVariant, image: Option<(usize, usize)>) 
             }
             Some(_) => continue,
         };
-        let taps = row_taps(ks, dil, c, halo, loads, image.map(|(_, w)| w));
+        let taps = row_taps(ks, dil, c, halo, loads, width);
         body.push_str(&open.replace("ROWS", "dp.h"));
         body.push_str(&taps.replace("LOAD", "xat"));
         wbody.push_str(&open.replace("ROWS", "gp.h"));
@@ -217,7 +218,7 @@ fn source(ks: usize, dil: usize, v: DwSgVariant, image: Option<(usize, usize)>) 
                 continue;
             };
             let ky = d / dil;
-            for kx in (0..ks).filter(|&kx| tap_reaches(ks, dil, kx, image)) {
+            for kx in (0..ks).filter(|&kx| tap_reaches(ks, dil, kx, width)) {
                 let t = ky * ks + kx;
                 writeln!(body, "        a{q} = fma(t{kx}, w{t}, a{q});").unwrap();
                 if c == 1 {
@@ -285,9 +286,9 @@ fn row_open(r: usize, reach: usize) -> String {
 
 /// Whether kernel column `kx` reaches into the map for some output column: always, but on a
 /// map of known width `w` ([`whole_image`]) only where its offset is under `w`.
-fn tap_reaches(ks: usize, dil: usize, kx: usize, image: Option<(usize, usize)>) -> bool {
+fn tap_reaches(ks: usize, dil: usize, kx: usize, w: Option<usize>) -> bool {
     let offset = (kx * dil).abs_diff((ks - 1) * dil / 2);
-    image.is_none_or(|(_, w)| offset < w)
+    w.is_none_or(|w| offset < w)
 }
 
 /// The row's `loads` loads (by the function LOAD) and its KS taps t0.. for each lane. The
@@ -315,11 +316,10 @@ fn row_taps(
             writeln!(out, "        let v{j} = LOAD(base, row, col0 + {first});").unwrap();
         }
     }
-    let image = w.map(|w| (0, w));
     let pad = (ks - 1) * dil / 2;
     let offset = |kx: usize| halo - pad + kx * dil;
     let mut shifted = std::collections::BTreeSet::new();
-    for kx in (0..ks).filter(|&kx| tap_reaches(ks, dil, kx, image)) {
+    for kx in (0..ks).filter(|&kx| tap_reaches(ks, dil, kx, w)) {
         for j in 0..c {
             shifted.insert((j + offset(kx)) / c);
         }
@@ -340,7 +340,7 @@ fn row_taps(
             .unwrap();
         }
     }
-    for kx in (0..ks).filter(|&kx| tap_reaches(ks, dil, kx, image)) {
+    for kx in (0..ks).filter(|&kx| tap_reaches(ks, dil, kx, w)) {
         let cols: Vec<String> = (0..c)
             .map(|j| {
                 let m = j + offset(kx);
